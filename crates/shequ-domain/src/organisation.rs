@@ -1,0 +1,235 @@
+//! Organisations: the district, its functional departments, its streets (street offices) and
+//! each street's communities (residents' committees). See `plan:3.2.2-ST` and the
+//! organisation table in the plan's clause index.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{data_of, event_from, DecodeError, DomainEvent};
+
+/// The longest organisation name we accept, in characters.
+pub const NAME_LENGTH_MAX: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrganisationKind {
+    District,
+    Department,
+    Street,
+    Community,
+}
+
+impl OrganisationKind {
+    /// The kind an organisation of this kind must hang under; `None` for the top.
+    pub fn parent_kind(self) -> Option<OrganisationKind> {
+        match self {
+            OrganisationKind::District => None,
+            OrganisationKind::Department | OrganisationKind::Street => Some(OrganisationKind::District),
+            OrganisationKind::Community => Some(OrganisationKind::Street),
+        }
+    }
+}
+
+/// A parent as the caller found it in the log before issuing the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParentRef {
+    pub id: Uuid,
+    pub kind: OrganisationKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganisationCommand {
+    Register { kind: OrganisationKind, name: String, parent: Option<ParentRef> },
+    Rename { name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "eventType", content = "data")]
+pub enum OrganisationEvent {
+    OrganisationRegistered { kind: OrganisationKind, name: String, parent_id: Option<Uuid> },
+    OrganisationRenamed { name: String },
+}
+
+impl DomainEvent for OrganisationEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            OrganisationEvent::OrganisationRegistered { .. } => "OrganisationRegistered",
+            OrganisationEvent::OrganisationRenamed { .. } => "OrganisationRenamed",
+        }
+    }
+
+    fn to_data(&self) -> Result<String, DecodeError> {
+        data_of(self, self.event_type())
+    }
+
+    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError> {
+        if event_version != 1 {
+            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), event_version });
+        }
+        event_from(event_type, data)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrganisationError {
+    #[error("the organisation is already registered")]
+    AlreadyRegistered,
+    #[error("the organisation is not registered")]
+    NotRegistered,
+    #[error("the name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
+    InvalidName,
+    #[error("a {kind:?} must hang under a {expected:?}, not {found:?}")]
+    WrongParent { kind: OrganisationKind, expected: Option<OrganisationKind>, found: Option<OrganisationKind> },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrganisationState {
+    pub registered: Option<Registered>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub kind: OrganisationKind,
+    pub name: String,
+    pub parent_id: Option<Uuid>,
+}
+
+#[derive(Debug)]
+pub struct Organisation;
+
+impl esrs::Aggregate for Organisation {
+    const NAME: &'static str = "organisation";
+    type State = OrganisationState;
+    type Command = OrganisationCommand;
+    type Event = OrganisationEvent;
+    type Error = OrganisationError;
+
+    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
+        match command {
+            OrganisationCommand::Register { kind, name, parent } => {
+                if state.registered.is_some() {
+                    return Err(OrganisationError::AlreadyRegistered);
+                }
+                let name = parse_name(&name)?;
+                let found = parent.map(|parent| parent.kind);
+                if found != kind.parent_kind() {
+                    return Err(OrganisationError::WrongParent { kind, expected: kind.parent_kind(), found });
+                }
+                let parent_id = parent.map(|parent| parent.id);
+                Ok(vec![OrganisationEvent::OrganisationRegistered { kind, name, parent_id }])
+            }
+            OrganisationCommand::Rename { name } => {
+                let Some(registered) = &state.registered else {
+                    return Err(OrganisationError::NotRegistered);
+                };
+                let name = parse_name(&name)?;
+                if name == registered.name {
+                    return Ok(vec![]);
+                }
+                Ok(vec![OrganisationEvent::OrganisationRenamed { name }])
+            }
+        }
+    }
+
+    fn apply_event(state: Self::State, event: Self::Event) -> Self::State {
+        match event {
+            OrganisationEvent::OrganisationRegistered { kind, name, parent_id } => {
+                OrganisationState { registered: Some(Registered { kind, name, parent_id }) }
+            }
+            OrganisationEvent::OrganisationRenamed { name } => {
+                let registered = state.registered.expect("a rename is only ever recorded after registration");
+                OrganisationState { registered: Some(Registered { name, ..registered }) }
+            }
+        }
+    }
+}
+
+fn parse_name(name: &str) -> Result<String, OrganisationError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > NAME_LENGTH_MAX {
+        return Err(OrganisationError::InvalidName);
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use esrs::Aggregate;
+
+    use super::*;
+
+    /// Given these events, when this command, then these events or this refusal.
+    fn check(given: Vec<OrganisationEvent>, when: OrganisationCommand, then: Result<Vec<OrganisationEvent>, OrganisationError>) {
+        let state = given.into_iter().fold(OrganisationState::default(), Organisation::apply_event);
+        assert_eq!(Organisation::handle_command(&state, when), then);
+    }
+
+    fn district() -> ParentRef {
+        ParentRef { id: Uuid::from_u128(1), kind: OrganisationKind::District }
+    }
+
+    fn registered_street() -> OrganisationEvent {
+        OrganisationEvent::OrganisationRegistered {
+            kind: OrganisationKind::Street,
+            name: "Jianguomen Street".into(),
+            parent_id: Some(district().id),
+        }
+    }
+
+    #[test]
+    fn registers_a_street_under_a_district() {
+        let command = OrganisationCommand::Register {
+            kind: OrganisationKind::Street,
+            name: "  Jianguomen Street ".into(),
+            parent: Some(district()),
+        };
+        check(vec![], command, Ok(vec![registered_street()]));
+    }
+
+    #[test]
+    fn refuses_a_community_directly_under_a_district() {
+        let command = OrganisationCommand::Register {
+            kind: OrganisationKind::Community,
+            name: "Xiushui".into(),
+            parent: Some(district()),
+        };
+        let refusal = OrganisationError::WrongParent {
+            kind: OrganisationKind::Community,
+            expected: Some(OrganisationKind::Street),
+            found: Some(OrganisationKind::District),
+        };
+        check(vec![], command, Err(refusal));
+    }
+
+    #[test]
+    fn refuses_a_second_registration_and_blank_names() {
+        let again = OrganisationCommand::Register {
+            kind: OrganisationKind::Street,
+            name: "Again".into(),
+            parent: Some(district()),
+        };
+        check(vec![registered_street()], again, Err(OrganisationError::AlreadyRegistered));
+        check(vec![registered_street()], OrganisationCommand::Rename { name: "  ".into() }, Err(OrganisationError::InvalidName));
+        check(vec![], OrganisationCommand::Rename { name: "X".into() }, Err(OrganisationError::NotRegistered));
+    }
+
+    #[test]
+    fn renaming_to_the_same_name_records_nothing() {
+        let same = OrganisationCommand::Rename { name: "Jianguomen Street".into() };
+        check(vec![registered_street()], same, Ok(vec![]));
+        let other = OrganisationCommand::Rename { name: "Chaoyangmen Street".into() };
+        check(vec![registered_street()], other, Ok(vec![OrganisationEvent::OrganisationRenamed { name: "Chaoyangmen Street".into() }]));
+    }
+
+    #[test]
+    fn events_split_into_type_and_data_and_back() {
+        let event = registered_street();
+        let data = event.to_data().unwrap();
+        assert!(!data.contains("eventType"), "the type is not repeated in the data: {data}");
+        assert_eq!(OrganisationEvent::from_data(event.event_type(), 1, &data).unwrap(), event);
+        assert!(matches!(
+            OrganisationEvent::from_data("OrganisationRegistered", 2, &data),
+            Err(DecodeError::UnknownVersion { .. })
+        ));
+    }
+}

@@ -1,0 +1,147 @@
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use esrs::store::{EventStore, EventStoreLockGuard, StoreEvent};
+use esrs::{Aggregate, AggregateState};
+use shequ_domain::DomainEvent;
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::log::EventLog;
+use crate::metadata::CommandContext;
+use crate::record::{ExpectedRevision, NewEvent};
+
+/// esrs's `EventStore` for aggregate `A` on shequ's log, for one command.
+///
+/// Made per command by [`EventLog::aggregate_store`]: it is a clone of the log handle plus
+/// the command's [`CommandContext`], so actor, correlation and causation reach `persist`
+/// without global state. The aggregate's stream is `A::NAME-{aggregate id}`.
+pub struct AggregateStore<A> {
+    log: EventLog,
+    context: CommandContext,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> std::fmt::Debug for AggregateStore<A> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("AggregateStore").field("context", &self.context).finish_non_exhaustive()
+    }
+}
+
+impl<A> AggregateStore<A> {
+    pub(crate) fn new(log: EventLog, context: CommandContext) -> Self {
+        Self { log, context, aggregate: PhantomData }
+    }
+}
+
+impl<A: Aggregate> AggregateStore<A> {
+    /// The stream of one aggregate instance, e.g. `organisation-0190…`.
+    pub fn stream(aggregate_id: Uuid) -> String {
+        format!("{}-{}", A::NAME, aggregate_id.hyphenated())
+    }
+}
+
+#[async_trait]
+impl<A> EventStore for AggregateStore<A>
+where
+    A: Aggregate + Send + Sync,
+    A::State: Send,
+    A::Event: DomainEvent + Send + Sync,
+{
+    type Aggregate = A;
+    type Error = StoreError;
+
+    async fn lock(&self, aggregate_id: Uuid) -> Result<EventStoreLockGuard, StoreError> {
+        Ok(self.log.locks().lock(aggregate_id).await)
+    }
+
+    async fn by_aggregate_id(&self, aggregate_id: Uuid) -> Result<Vec<StoreEvent<A::Event>>, StoreError> {
+        let recorded = self.log.read_stream(&Self::stream(aggregate_id)).await?;
+        recorded
+            .into_iter()
+            .map(|event| {
+                let payload = A::Event::from_data(&event.event_type, event.event_version, &event.data)
+                    .map_err(|error| StoreError::Decode { position: event.position, reason: error.to_string() })?;
+                Ok(StoreEvent {
+                    id: event.event_id,
+                    aggregate_id,
+                    payload,
+                    occurred_on: event.recorded_at,
+                    sequence_number: sequence_number(event.revision),
+                    version: Some(version(event.event_version)),
+                })
+            })
+            .collect()
+    }
+
+    async fn persist(
+        &self,
+        aggregate_state: &mut AggregateState<A::State>,
+        events: Vec<A::Event>,
+    ) -> Result<Vec<StoreEvent<A::Event>>, StoreError> {
+        // A command that changes nothing records nothing.
+        if events.is_empty() {
+            return Ok(vec![]);
+        }
+        let aggregate_id = *aggregate_state.id();
+        // esrs counts events from 1; the log's revisions count from 0.
+        let expected = match *aggregate_state.sequence_number() {
+            0 => ExpectedRevision::NoStream,
+            sequence_number => ExpectedRevision::Exact(revision(sequence_number)),
+        };
+        let metadata = self.context.metadata(Utc::now()).to_json();
+        let new_events = events
+            .iter()
+            .map(|event| {
+                let data = event.to_data().map_err(|error| StoreError::InvalidAppend(error.to_string()))?;
+                Ok(NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event.event_type().to_owned(),
+                    event_version: event.event_version(),
+                    data,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let appended = self.log.append(&Self::stream(aggregate_id), expected, new_events).await?;
+        let store_events = events
+            .into_iter()
+            .zip(appended.events)
+            .map(|(payload, appended_event)| {
+                let next = aggregate_state.next_sequence_number();
+                debug_assert_eq!(next, sequence_number(appended_event.revision));
+                StoreEvent {
+                    id: appended_event.event_id,
+                    aggregate_id,
+                    version: Some(version(payload.event_version())),
+                    payload,
+                    occurred_on: appended.recorded_at,
+                    sequence_number: next,
+                }
+            })
+            .collect();
+        Ok(store_events)
+    }
+
+    /// Events reach projections through catch-up subscriptions on the log (which the writer
+    /// wakes on every commit), not through esrs's buses, so there is nothing to publish here.
+    async fn publish(&self, _store_events: &[StoreEvent<A::Event>]) {}
+
+    /// The log is append-only: an aggregate is never deleted, only ended by an event.
+    async fn delete(&self, _aggregate_id: Uuid) -> Result<(), StoreError> {
+        Err(StoreError::AppendOnly)
+    }
+}
+
+fn sequence_number(revision: u64) -> i32 {
+    i32::try_from(revision + 1).expect("an aggregate stream stays below 2^31 events")
+}
+
+fn revision(sequence_number: i32) -> u64 {
+    u64::try_from(sequence_number - 1).expect("esrs sequence numbers start at 1")
+}
+
+fn version(event_version: u32) -> i32 {
+    i32::try_from(event_version).expect("event versions are small numbers")
+}

@@ -1,0 +1,162 @@
+//! The two databases behind the log. Everything that differs between SQLite and PostgreSQL
+//! (SQL dialect, column types, connection settings) lives in `sqlite.rs` and `postgres.rs`;
+//! everything that must not differ (which append wins, positions, the chain) is decided once,
+//! in `crate::plan`.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+use crate::plan::{AppendRequest, Head, Planned};
+use crate::record::RecordedEvent;
+
+/// Which database a log lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            BackendKind::Sqlite => "SQLite",
+            BackendKind::Postgres => "PostgreSQL",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Backend {
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or `postgres://…`). Migrations
+    /// are not run here; see [`Backend::migrate`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(Backend::Sqlite(sqlite::connect(url).await?)),
+            "postgres" | "postgresql" => Ok(Backend::Postgres(postgres::connect(url).await?)),
+            // Only the scheme is echoed: the rest of a URL may hold a password.
+            _ => Err(StoreError::UnsupportedUrl(scheme.to_owned())),
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlx::migrate!("../../migrations/sqlite").run(pool).await?,
+            Backend::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Commits one batch of appends in one transaction: lock the head, plan, insert, move
+    /// the head. Either the whole batch is durable or none of it is.
+    pub async fn commit_batch(
+        &self,
+        requests: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Planned, StoreError> {
+        let streams: BTreeSet<&str> = requests.iter().map(|request| request.stream.as_str()).collect();
+        let event_ids: Vec<Uuid> =
+            requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id)).collect();
+        match self {
+            Backend::Sqlite(pool) => sqlite::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await,
+            Backend::Postgres(pool) => {
+                postgres::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
+            }
+        }
+    }
+
+    pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::read_stream(pool, stream).await,
+            Backend::Postgres(pool) => postgres::read_stream(pool, stream).await,
+        }
+    }
+
+    /// Events with `position >= from_position`, in position order, at most `limit`.
+    pub async fn read_page(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::read_page(pool, from_position, limit).await,
+            Backend::Postgres(pool) => postgres::read_page(pool, from_position, limit).await,
+        }
+    }
+
+    pub async fn head(&self) -> Result<Head, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::head(pool).await,
+            Backend::Postgres(pool) => postgres::head(pool).await,
+        }
+    }
+
+    pub async fn load_checkpoint(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::load_checkpoint(pool, name).await,
+            Backend::Postgres(pool) => postgres::load_checkpoint(pool, name).await,
+        }
+    }
+
+    pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        let now = Utc::now();
+        match self {
+            Backend::Sqlite(pool) => sqlite::save_checkpoint(pool, name, position, now).await,
+            Backend::Postgres(pool) => postgres::save_checkpoint(pool, name, position, now).await,
+        }
+    }
+
+    /// One round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Positions and revisions are u64 in the code and BIGINT in the databases; a log never gets
+/// near 2^63 events, so a failure here is a bug, not an input error.
+pub(crate) fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).expect("positions and revisions stay below 2^63")
+}
+
+/// Reads a stored non-negative integer back; a negative one means the row was tampered with.
+pub(crate) fn to_u64(value: i64, position: i64, column: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(position, format!("negative {column} {value}")))
+}
+
+pub(crate) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
+    bytes.try_into().map_err(|_| corrupt(position, format!("hash of {} bytes, not 32", bytes.len())))
+}
+
+pub(crate) fn corrupt(position: i64, reason: String) -> StoreError {
+    StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason }
+}
+
+/// The number of rows one multi-row INSERT carries on SQLite, whose statements take at most
+/// 32,766 bound values (10 per row here).
+pub(crate) const SQLITE_ROWS_PER_INSERT_MAX: usize = 1_000;

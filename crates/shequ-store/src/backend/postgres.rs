@@ -1,0 +1,202 @@
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{to_hash, to_i64, to_u64};
+use crate::error::StoreError;
+use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
+use crate::record::RecordedEvent;
+
+const CONNECTIONS_MAX: u32 = 16;
+const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
+
+/// A SELECT of whole events, completed at compile time: no SQL is built from runtime strings.
+macro_rules! select_event {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream, revision, event_id, event_type, event_version, ",
+            "data, metadata, recorded_at, hash FROM events ",
+            $rest
+        )
+    };
+}
+
+pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    // synchronous_commit=on whatever the server's default: an append is acknowledged only
+    // after its commit is durable.
+    let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+    let pool = PgPoolOptions::new()
+        .max_connections(CONNECTIONS_MAX)
+        .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) async fn commit_batch(
+    pool: &PgPool,
+    requests: &[AppendRequest],
+    streams: &BTreeSet<&str>,
+    event_ids: &[Uuid],
+    recorded_at: DateTime<Utc>,
+) -> Result<Planned, StoreError> {
+    let mut transaction = pool.begin().await?;
+    // The row lock on the head serialises batches from every process sharing this database,
+    // so positions are gap-free and in commit order, and the chain has one head.
+    let head_row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *transaction)
+        .await?;
+    let head = read_head(&head_row)?;
+
+    let streams: Vec<&str> = streams.iter().copied().collect();
+    let rows = sqlx::query(
+        "SELECT stream, MAX(revision) AS revision FROM events WHERE stream = ANY($1) GROUP BY stream",
+    )
+    .bind(&streams)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let mut stream_revisions = HashMap::new();
+    for row in rows {
+        let revision: i64 = row.try_get("revision")?;
+        stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
+    }
+
+    let rows = sqlx::query(
+        "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id = ANY($1)",
+    )
+    .bind(event_ids)
+    .fetch_all(&mut *transaction)
+    .await?;
+    let mut existing = HashMap::new();
+    for row in rows {
+        let position: i64 = row.try_get("position")?;
+        let found = Existing {
+            stream: row.try_get("stream")?,
+            position: to_u64(position, position, "position")?,
+            revision: to_u64(row.try_get("revision")?, position, "revision")?,
+            recorded_at: row.try_get("recorded_at")?,
+        };
+        existing.insert(row.try_get::<Uuid, _>("event_id")?, found);
+    }
+
+    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+    if !planned.rows.is_empty() {
+        // One multi-row INSERT for the whole batch, as one array per column.
+        let rows = &planned.rows;
+        let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
+        let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+        let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
+        let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+        let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+        let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
+        let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
+        let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
+        let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
+             data, metadata, recorded_at, hash) \
+             SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, $9, hash \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                         $7::text[], $8::text[], $10::bytea[]) \
+                  AS batch(position, stream, revision, event_id, event_type, event_version, data, metadata, hash)",
+        )
+        .bind(&positions)
+        .bind(&streams)
+        .bind(&revisions)
+        .bind(&event_ids)
+        .bind(&event_types)
+        .bind(&event_versions)
+        .bind(&data)
+        .bind(&metadata)
+        .bind(recorded_at)
+        .bind(&hashes)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+            .bind(to_i64(planned.head.position))
+            .bind(planned.head.hash.as_slice())
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(planned)
+}
+
+pub(super) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE stream = $1 ORDER BY revision")).bind(stream).fetch_all(pool).await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn read_page(pool: &PgPool, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
+        .bind(to_i64(from_position))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
+    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
+    read_head(&row)
+}
+
+pub(super) async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Option<u64>, StoreError> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
+}
+
+pub(super) async fn save_checkpoint(
+    pool: &PgPool,
+    name: &str,
+    position: u64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(to_i64(position))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn event_version_to_i32(version: u32) -> i32 {
+    i32::try_from(version).expect("event versions are small numbers")
+}
+
+fn read_head(row: &PgRow) -> Result<Head, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+}
+
+fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let event_version: i32 = row.try_get("event_version")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(RecordedEvent {
+        position: to_u64(position, position, "position")?,
+        stream: row.try_get("stream")?,
+        revision: to_u64(row.try_get("revision")?, position, "revision")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| super::corrupt(position, format!("event_version {event_version}")))?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        hash: to_hash(&hash, position)?,
+    })
+}

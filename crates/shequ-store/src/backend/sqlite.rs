@@ -1,0 +1,203 @@
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use uuid::Uuid;
+
+use super::{corrupt, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
+use crate::error::StoreError;
+use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
+use crate::record::RecordedEvent;
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+const CONNECTIONS_MAX: u32 = 8;
+
+/// A SELECT of whole events, completed at compile time: no SQL is built from runtime strings.
+macro_rules! select_event {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream, revision, event_id, event_type, event_version, ",
+            "data, metadata, recorded_at, hash FROM events ",
+            $rest
+        )
+    };
+}
+
+pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+    // WAL with synchronous=FULL: an append is acknowledged only after its commit is on disk.
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await?;
+    Ok(pool)
+}
+
+pub(super) async fn commit_batch(
+    pool: &SqlitePool,
+    requests: &[AppendRequest],
+    streams: &BTreeSet<&str>,
+    event_ids: &[Uuid],
+    recorded_at: DateTime<Utc>,
+) -> Result<Planned, StoreError> {
+    let mut transaction = pool.begin().await?;
+    // A write first: it takes SQLite's write lock before anything is read, so no other
+    // process can commit between our reads and our insert (the same role as PostgreSQL's
+    // row lock on the head).
+    let head_row = sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
+        .fetch_one(&mut *transaction)
+        .await?;
+    let head = read_head(&head_row)?;
+
+    let mut revisions_query: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT stream, MAX(revision) AS revision FROM events WHERE stream IN (");
+    let mut separated = revisions_query.separated(", ");
+    for stream in streams {
+        separated.push_bind(*stream);
+    }
+    revisions_query.push(") GROUP BY stream");
+    let mut stream_revisions = HashMap::new();
+    for row in revisions_query.build().fetch_all(&mut *transaction).await? {
+        let revision: i64 = row.try_get("revision")?;
+        stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
+    }
+
+    let mut existing = HashMap::new();
+    for chunk in event_ids.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+        let mut ids_query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id IN (",
+        );
+        let mut separated = ids_query.separated(", ");
+        for event_id in chunk {
+            separated.push_bind(event_id.hyphenated().to_string());
+        }
+        ids_query.push(")");
+        for row in ids_query.build().fetch_all(&mut *transaction).await? {
+            let position: i64 = row.try_get("position")?;
+            let event_id: String = row.try_get("event_id")?;
+            let event_id = Uuid::parse_str(&event_id).map_err(|error| corrupt(position, error.to_string()))?;
+            let found = Existing {
+                stream: row.try_get("stream")?,
+                position: to_u64(position, position, "position")?,
+                revision: to_u64(row.try_get("revision")?, position, "revision")?,
+                recorded_at: row.try_get("recorded_at")?,
+            };
+            existing.insert(event_id, found);
+        }
+    }
+
+    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+    for chunk in planned.rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
+             data, metadata, recorded_at, hash) ",
+        );
+        insert.push_values(chunk, |mut values, row| {
+            values
+                .push_bind(to_i64(row.position))
+                .push_bind(&row.stream)
+                .push_bind(to_i64(row.revision))
+                .push_bind(row.event_id.hyphenated().to_string())
+                .push_bind(&row.event_type)
+                .push_bind(i64::from(row.event_version))
+                .push_bind(&row.data)
+                .push_bind(&row.metadata)
+                .push_bind(row.recorded_at)
+                .push_bind(row.hash.as_slice());
+        });
+        insert.build().execute(&mut *transaction).await?;
+    }
+    if planned.head != head {
+        sqlx::query("UPDATE log_head SET position = ?, hash = ? WHERE id = 1")
+            .bind(to_i64(planned.head.position))
+            .bind(planned.head.hash.as_slice())
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(planned)
+}
+
+pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE stream = ? ORDER BY revision"))
+        .bind(stream)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn read_page(
+    pool: &SqlitePool,
+    from_position: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))
+        .bind(to_i64(from_position))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn head(pool: &SqlitePool) -> Result<Head, StoreError> {
+    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
+    read_head(&row)
+}
+
+pub(super) async fn load_checkpoint(pool: &SqlitePool, name: &str) -> Result<Option<u64>, StoreError> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = ?")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
+}
+
+pub(super) async fn save_checkpoint(
+    pool: &SqlitePool,
+    name: &str,
+    position: u64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(to_i64(position))
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+fn read_head(row: &SqliteRow) -> Result<Head, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+}
+
+fn read_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let event_id: String = row.try_get("event_id")?;
+    let event_version: i64 = row.try_get("event_version")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(RecordedEvent {
+        position: to_u64(position, position, "position")?,
+        stream: row.try_get("stream")?,
+        revision: to_u64(row.try_get("revision")?, position, "revision")?,
+        event_id: Uuid::parse_str(&event_id).map_err(|error| corrupt(position, format!("event_id: {error}")))?,
+        event_type: row.try_get("event_type")?,
+        event_version: u32::try_from(event_version)
+            .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
+        data: row.try_get("data")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        hash: to_hash(&hash, position)?,
+    })
+}

@@ -1,0 +1,51 @@
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::record::ExpectedRevision;
+
+/// Operational errors of the event log. Business refusals live in the domain crate.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The stream moved on since the writer read it; reload and retry.
+    #[error("stream `{stream}` is at {}, but the append expected {expected}", describe_revision(*.actual))]
+    Conflict { stream: String, expected: ExpectedRevision, actual: Option<u64> },
+    /// An event id that is already in the log, for a different event or stream.
+    #[error("event id {event_id} is already in the log for a different append")]
+    EventIdReused { event_id: Uuid },
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    #[error("the event log is append-only: events are never deleted")]
+    AppendOnly,
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[source] Arc<sqlx::Error>),
+    #[error("migration failed: {0}")]
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
+    #[error("the log is corrupt at position {position}: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("cannot decode the event at position {position}: {reason}")]
+    Decode { position: u64, reason: String },
+    #[error("the event log writer has stopped")]
+    WriterStopped,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(Arc::new(error))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(Arc::new(error))
+    }
+}
+
+fn describe_revision(revision: Option<u64>) -> String {
+    match revision {
+        None => "no stream".to_owned(),
+        Some(revision) => format!("revision {revision}"),
+    }
+}

@@ -1,0 +1,43 @@
+//! shequ's event log: one append-only, hash-chained log per database, on SQLite (the embedded
+//! default) or PostgreSQL (for scale), in the KurrentDB/EventStoreDB model.
+//!
+//! - [`EventLog`] opens a database, runs its migrations and starts the single group-commit
+//!   writer. Appends carry an expected revision; a stale writer gets [`StoreError::Conflict`].
+//! - [`AggregateStore`] is a cheap per-command handle that implements esrs's `EventStore`, so
+//!   aggregates run through esrs's `AggregateManager`, with the command's actor, correlation
+//!   and causation carried into each event's metadata.
+//! - [`CatchUp`] is a catch-up subscription with a stored checkpoint.
+//! - [`verify`](EventLog::verify) walks the hash chain and names the first bad position.
+
+mod aggregate_store;
+mod backend;
+pub mod canonical;
+mod error;
+mod locks;
+mod log;
+mod metadata;
+mod plan;
+mod record;
+mod subscription;
+mod verify;
+mod writer;
+
+pub use aggregate_store::AggregateStore;
+pub use backend::BackendKind;
+pub use error::StoreError;
+pub use log::{EventLog, LogHead};
+pub use metadata::{CommandContext, EventMetadata};
+pub use record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent};
+pub use subscription::CatchUp;
+pub use verify::{VerifyFailure, VerifyReport};
+
+/// The most events one append may carry.
+pub const APPEND_EVENTS_MAX: usize = 1_000;
+/// The largest `data` or `metadata` text of one event, in bytes.
+pub const EVENT_TEXT_BYTES_MAX: usize = 1024 * 1024;
+/// The most events the writer commits in one transaction.
+pub const BATCH_EVENTS_MAX: usize = 1_024;
+/// The most appends waiting for the writer before callers are made to wait.
+pub const QUEUE_LENGTH_MAX: usize = 8_192;
+/// The most events one page of `read_all` returns.
+pub const READ_PAGE_EVENTS_MAX: u32 = 10_000;

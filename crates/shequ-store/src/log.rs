@@ -1,0 +1,187 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::{Stream, TryStreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::aggregate_store::AggregateStore;
+use crate::backend::{Backend, BackendKind};
+use crate::error::StoreError;
+use crate::locks::AggregateLocks;
+use crate::metadata::CommandContext;
+use crate::plan::AppendRequest;
+use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent};
+use crate::writer::{self, Pending};
+use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
+
+/// The longest stream name, in bytes.
+const STREAM_BYTES_MAX: usize = 256;
+/// The longest event type name, in bytes.
+const EVENT_TYPE_BYTES_MAX: usize = 128;
+
+/// The event log of one database. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct EventLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    queue: mpsc::Sender<Pending>,
+    head: watch::Receiver<u64>,
+    locks: AggregateLocks,
+}
+
+/// The last position of the log and its chain hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    pub position: u64,
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("EventLog").field("backend", &self.kind()).finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    /// Opens the log at `url` (`sqlite://PATH`, created if missing, or `postgres://…`), brings
+    /// its schema up to date and starts the writer. Must be called inside a Tokio runtime.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let backend = Backend::connect(url).await?;
+        backend.migrate().await?;
+        let head = backend.head().await?;
+        let (queue, receiver) = mpsc::channel(QUEUE_LENGTH_MAX);
+        let (head_sender, head_receiver) = watch::channel(head.position);
+        tokio::spawn(writer::run(backend.clone(), receiver, head_sender));
+        Ok(Self { inner: Arc::new(Inner { backend, queue, head: head_receiver, locks: AggregateLocks::default() }) })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        self.inner.backend.kind()
+    }
+
+    /// Appends `events` to `stream` if the stream is at `expected`. Returns once the events
+    /// are durable. Re-appending the same event ids returns the original result.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        validate_append(stream, &events)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        self.inner.queue.send(Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Every event of one stream, in revision order.
+    pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.backend.read_stream(stream).await
+    }
+
+    /// One page of the log: events at `from_position` and after, in position order; at
+    /// most `limit` (capped at `READ_PAGE_EVENTS_MAX`).
+    pub async fn read_all(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = limit.clamp(1, READ_PAGE_EVENTS_MAX);
+        self.inner.backend.read_page(from_position.max(1), limit).await
+    }
+
+    /// The whole log from `from_position` on, read lazily in pages of `page_events`, so memory
+    /// stays bounded however long the log is.
+    pub fn stream_all(
+        &self,
+        from_position: u64,
+        page_events: u32,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let log = self.clone();
+        futures::stream::try_unfold((log, from_position.max(1)), move |(log, next)| async move {
+            let page = log.read_all(next, page_events).await?;
+            let Some(last) = page.last() else {
+                return Ok::<_, StoreError>(None);
+            };
+            let next = last.position + 1;
+            Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), (log, next))))
+        })
+        .try_flatten()
+    }
+
+    pub async fn head(&self) -> Result<LogHead, StoreError> {
+        let head = self.inner.backend.head().await?;
+        Ok(LogHead { position: head.position, hash: head.hash })
+    }
+
+    /// A per-command handle implementing esrs's `EventStore` for aggregate `A`; every event
+    /// it writes carries `context` in its metadata.
+    pub fn aggregate_store<A>(&self, context: CommandContext) -> AggregateStore<A> {
+        AggregateStore::new(self.clone(), context)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.backend.ping().await
+    }
+
+    /// Closes the connections. Appends after this fail with a database error.
+    pub async fn close(&self) {
+        self.inner.backend.close().await;
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    pub(crate) fn locks(&self) -> &AggregateLocks {
+        &self.inner.locks
+    }
+
+    /// Wakes when this process commits past the position seen last.
+    pub(crate) fn committed(&self) -> watch::Receiver<u64> {
+        self.inner.head.clone()
+    }
+}
+
+fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    let invalid = |message: String| Err(StoreError::InvalidAppend(message));
+    let valid_stream = match stream.split_once('-') {
+        None => false,
+        Some((category, id)) => {
+            shequ_domain::Category::parse(category).is_ok()
+                && !id.is_empty()
+                && stream.len() <= STREAM_BYTES_MAX
+                && id.bytes().all(|byte| byte.is_ascii_graphic())
+        }
+    };
+    if !valid_stream {
+        return invalid(format!("stream `{stream}` must be `category-id` (category: a–z, 0–9, `_`)"));
+    }
+    if events.is_empty() || events.len() > APPEND_EVENTS_MAX {
+        return invalid(format!("an append carries 1–{APPEND_EVENTS_MAX} events, not {}", events.len()));
+    }
+    let mut seen = HashSet::with_capacity(events.len());
+    for event in events {
+        if !seen.insert(event.event_id) {
+            return invalid(format!("event id {} appears twice in one append", event.event_id));
+        }
+        let valid_type = !event.event_type.is_empty()
+            && event.event_type.len() <= EVENT_TYPE_BYTES_MAX
+            && event.event_type.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
+        if !valid_type {
+            return invalid(format!("event type `{}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`", event.event_type));
+        }
+        if event.event_version == 0 || i32::try_from(event.event_version).is_err() {
+            return invalid(format!("event version {} must be 1 or more", event.event_version));
+        }
+        for (field, text) in [("data", &event.data), ("metadata", &event.metadata)] {
+            if text.len() > EVENT_TEXT_BYTES_MAX {
+                return invalid(format!("{field} of {} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}", event.event_type, text.len()));
+            }
+            if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                return invalid(format!("{field} of {} is not JSON: {error}", event.event_type));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who issued a command, and what it belongs to. Carried by an [`crate::AggregateStore`]
+/// handle into the metadata of every event the command produces, with no global state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandContext {
+    /// `role:organisation` or `system`, e.g. `street_office:0190…`.
+    pub actor: String,
+    /// The business conversation this command belongs to.
+    pub correlation_id: Uuid,
+    /// The message (command or event) that caused this command.
+    pub causation_id: Uuid,
+    /// The policy decision behind the command, where one decided.
+    pub decision_id: Option<Uuid>,
+}
+
+impl CommandContext {
+    /// A context for a command that starts a new conversation: it correlates with itself.
+    pub fn new(actor: impl Into<String>) -> Self {
+        let command_id = Uuid::now_v7();
+        Self { actor: actor.into(), correlation_id: command_id, causation_id: command_id, decision_id: None }
+    }
+
+    pub fn with_decision(mut self, decision_id: Uuid) -> Self {
+        self.decision_id = Some(decision_id);
+        self
+    }
+
+    pub fn metadata(&self, occurred_at: DateTime<Utc>) -> EventMetadata {
+        EventMetadata {
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            actor: self.actor.clone(),
+            occurred_at: occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            decision_id: self.decision_id,
+        }
+    }
+}
+
+/// An event's metadata, in KurrentDB/EventStoreDB's well-known names where it has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    #[serde(rename = "$correlationId")]
+    pub correlation_id: Uuid,
+    #[serde(rename = "$causationId")]
+    pub causation_id: Uuid,
+    pub actor: String,
+    /// RFC 3339, UTC.
+    #[serde(rename = "occurredAt")]
+    pub occurred_at: String,
+    #[serde(rename = "decisionId", default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<Uuid>,
+}
+
+impl EventMetadata {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("metadata has only strings and ids")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_kurrentdb_names() {
+        let context = CommandContext::new("street_office:1").with_decision(Uuid::from_u128(7));
+        let json: serde_json::Value = serde_json::from_str(&context.metadata(Utc::now()).to_json()).unwrap();
+        assert_eq!(json["$correlationId"], json["$causationId"]);
+        assert_eq!(json["actor"], "street_office:1");
+        assert!(json["occurredAt"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(json["decisionId"], Uuid::from_u128(7).to_string());
+    }
+}

@@ -1,0 +1,146 @@
+//! Planning one group commit: the pure part of the writer, shared by both backends.
+//!
+//! The backend locks the log head, looks up what the batch touches (the streams' last
+//! revisions and any event ids already in the log), and hands them here; this decides each
+//! append's fate, assigns positions and revisions, and chains the hashes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::canonical::chain_hash;
+use crate::error::StoreError;
+use crate::record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent};
+
+/// One append as the writer receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<NewEvent>,
+}
+
+/// The last position and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub position: u64,
+    pub hash: [u8; 32],
+}
+
+/// An event id already in the log, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Existing {
+    pub stream: String,
+    pub position: u64,
+    pub revision: u64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+pub(crate) struct Planned {
+    pub rows: Vec<RecordedEvent>,
+    pub outcomes: Vec<Result<Appended, StoreError>>,
+    pub head: Head,
+}
+
+pub(crate) fn plan_batch(
+    head: Head,
+    mut stream_revisions: HashMap<String, u64>,
+    mut existing: HashMap<Uuid, Existing>,
+    requests: &[AppendRequest],
+    recorded_at: DateTime<Utc>,
+) -> Planned {
+    let mut head = head;
+    let mut rows = Vec::with_capacity(requests.iter().map(|request| request.events.len()).sum());
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        let outcome = match replayed(request, &existing) {
+            Some(result) => result,
+            None => check_expected(request, stream_revisions.get(&request.stream).copied()).map(|first_revision| {
+                let mut appended = Vec::with_capacity(request.events.len());
+                for (offset, event) in request.events.iter().enumerate() {
+                    let mut row = RecordedEvent {
+                        position: head.position + 1,
+                        stream: request.stream.clone(),
+                        revision: first_revision + offset as u64,
+                        event_id: event.event_id,
+                        event_type: event.event_type.clone(),
+                        event_version: event.event_version,
+                        data: event.data.clone(),
+                        metadata: event.metadata.clone(),
+                        recorded_at,
+                        hash: [0; 32],
+                    };
+                    row.hash = chain_hash(&head.hash, &row);
+                    head = Head { position: row.position, hash: row.hash };
+                    existing.insert(
+                        row.event_id,
+                        Existing {
+                            stream: row.stream.clone(),
+                            position: row.position,
+                            revision: row.revision,
+                            recorded_at,
+                        },
+                    );
+                    appended.push(AppendedEvent {
+                        event_id: row.event_id,
+                        position: row.position,
+                        revision: row.revision,
+                    });
+                    rows.push(row);
+                }
+                let last = appended.last().expect("appends are checked to carry events").revision;
+                stream_revisions.insert(request.stream.clone(), last);
+                Appended { stream: request.stream.clone(), events: appended, recorded_at }
+            }),
+        };
+        outcomes.push(outcome);
+    }
+    Planned { rows, outcomes, head }
+}
+
+/// A retried append (all its event ids already in the log, in this stream, in order) gets the
+/// original result back. An append that reuses some ids but not as a retry is refused.
+fn replayed(request: &AppendRequest, existing: &HashMap<Uuid, Existing>) -> Option<Result<Appended, StoreError>> {
+    let found: Vec<Option<&Existing>> = request.events.iter().map(|event| existing.get(&event.event_id)).collect();
+    if found.iter().all(Option::is_none) {
+        return None;
+    }
+    let is_retry = match found[0] {
+        None => false,
+        Some(first) => found.iter().enumerate().all(|(offset, found)| {
+            matches!(found, Some(found) if found.stream == request.stream
+                && found.revision == first.revision + offset as u64)
+        }),
+    };
+    if !is_retry {
+        let reused = request.events.iter().find(|event| existing.contains_key(&event.event_id));
+        let event_id = reused.expect("at least one id was found").event_id;
+        return Some(Err(StoreError::EventIdReused { event_id }));
+    }
+    let events: Vec<AppendedEvent> = request
+        .events
+        .iter()
+        .zip(&found)
+        .map(|(event, found)| {
+            let found = found.expect("a retry has every id");
+            AppendedEvent { event_id: event.event_id, position: found.position, revision: found.revision }
+        })
+        .collect();
+    let recorded_at = found[0].expect("a retry has every id").recorded_at;
+    Some(Ok(Appended { stream: request.stream.clone(), events, recorded_at }))
+}
+
+/// Checks the expected revision and returns the revision of the first new event.
+fn check_expected(request: &AppendRequest, actual: Option<u64>) -> Result<u64, StoreError> {
+    let next = actual.map_or(0, |revision| revision + 1);
+    let matches = match request.expected {
+        ExpectedRevision::Any => true,
+        ExpectedRevision::NoStream => actual.is_none(),
+        ExpectedRevision::Exact(expected) => actual == Some(expected),
+    };
+    match matches {
+        true => Ok(next),
+        false => Err(StoreError::Conflict { stream: request.stream.clone(), expected: request.expected, actual }),
+    }
+}

@@ -1,0 +1,65 @@
+//! The single writer: it group-commits every waiting append in one transaction.
+//!
+//! Why one writer: positions must be gap-free and in commit order, and each event's hash
+//! depends on the one before. One writer per process makes both cheap (the head is read once
+//! per batch), and batching turns one fsync per append into one fsync per batch. Across
+//! processes sharing a PostgreSQL database, the head row lock takes over (see `backend`).
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::Backend;
+use crate::error::StoreError;
+use crate::plan::AppendRequest;
+use crate::record::Appended;
+use crate::BATCH_EVENTS_MAX;
+
+pub(crate) struct Pending {
+    pub request: AppendRequest,
+    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Runs until every sender is gone. `head` is told the last committed position after each
+/// batch, which wakes catch-up subscriptions in this process.
+pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, head: watch::Sender<u64>) {
+    let mut batch: Vec<Pending> = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut events = first.request.events.len();
+        batch.push(first);
+        // Take whatever else is already waiting, up to the batch limit; never wait for more.
+        while events < BATCH_EVENTS_MAX {
+            match queue.try_recv() {
+                Ok(pending) => {
+                    events += pending.request.events.len();
+                    batch.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&backend, &mut batch, &head).await;
+    }
+}
+
+async fn commit(backend: &Backend, batch: &mut Vec<Pending>, head: &watch::Sender<u64>) {
+    let requests: Vec<AppendRequest> = batch.iter().map(|pending| pending.request.clone()).collect();
+    match backend.commit_batch(&requests, Utc::now()).await {
+        Ok(planned) => {
+            debug_assert_eq!(planned.outcomes.len(), batch.len());
+            head.send_if_modified(|position| {
+                let moved = planned.head.position > *position;
+                *position = (*position).max(planned.head.position);
+                moved
+            });
+            for (pending, outcome) in batch.drain(..).zip(planned.outcomes) {
+                // A caller that stopped waiting does not undo a commit; nothing to do.
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, appends = batch.len(), "event log batch failed; nothing of it was written");
+            for pending in batch.drain(..) {
+                let _ = pending.reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
