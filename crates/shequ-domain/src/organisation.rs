@@ -79,7 +79,11 @@ pub enum OrganisationError {
     #[error("the name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
     InvalidName,
     #[error("a {kind:?} must hang under a {expected:?}, not {found:?}")]
-    WrongParent { kind: OrganisationKind, expected: Option<OrganisationKind>, found: Option<OrganisationKind> },
+    WrongParent {
+        kind: OrganisationKind,
+        expected: Option<OrganisationKind>,
+        found: Option<OrganisationKind>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,7 +163,11 @@ mod tests {
     use super::*;
 
     /// Given these events, when this command, then these events or this refusal.
-    fn check(given: Vec<OrganisationEvent>, when: OrganisationCommand, then: Result<Vec<OrganisationEvent>, OrganisationError>) {
+    fn check(
+        given: Vec<OrganisationEvent>,
+        when: OrganisationCommand,
+        then: Result<Vec<OrganisationEvent>, OrganisationError>,
+    ) {
         let state = given.into_iter().fold(OrganisationState::default(), Organisation::apply_event);
         assert_eq!(Organisation::handle_command(&state, when), then);
     }
@@ -209,8 +217,16 @@ mod tests {
             parent: Some(district()),
         };
         check(vec![registered_street()], again, Err(OrganisationError::AlreadyRegistered));
-        check(vec![registered_street()], OrganisationCommand::Rename { name: "  ".into() }, Err(OrganisationError::InvalidName));
-        check(vec![], OrganisationCommand::Rename { name: "X".into() }, Err(OrganisationError::NotRegistered));
+        check(
+            vec![registered_street()],
+            OrganisationCommand::Rename { name: "  ".into() },
+            Err(OrganisationError::InvalidName),
+        );
+        check(
+            vec![],
+            OrganisationCommand::Rename { name: "X".into() },
+            Err(OrganisationError::NotRegistered),
+        );
     }
 
     #[test]
@@ -218,7 +234,11 @@ mod tests {
         let same = OrganisationCommand::Rename { name: "Jianguomen Street".into() };
         check(vec![registered_street()], same, Ok(vec![]));
         let other = OrganisationCommand::Rename { name: "Chaoyangmen Street".into() };
-        check(vec![registered_street()], other, Ok(vec![OrganisationEvent::OrganisationRenamed { name: "Chaoyangmen Street".into() }]));
+        check(
+            vec![registered_street()],
+            other,
+            Ok(vec![OrganisationEvent::OrganisationRenamed { name: "Chaoyangmen Street".into() }]),
+        );
     }
 
     #[test]

@@ -14,9 +14,8 @@ pub struct Category(String);
 
 impl Category {
     pub fn parse(text: &str) -> Result<Self, StreamNameError> {
-        let valid_characters = text
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+        let valid_characters =
+            text.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
         if text.is_empty() || text.len() > CATEGORY_LENGTH_MAX || !valid_characters {
             return Err(StreamNameError::InvalidCategory(text.to_owned()));
         }

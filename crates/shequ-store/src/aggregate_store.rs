@@ -61,8 +61,10 @@ where
         recorded
             .into_iter()
             .map(|event| {
-                let payload = A::Event::from_data(&event.event_type, event.event_version, &event.data)
-                    .map_err(|error| StoreError::Decode { position: event.position, reason: error.to_string() })?;
+                let payload =
+                    A::Event::from_data(&event.event_type, event.event_version, &event.data).map_err(
+                        |error| StoreError::Decode { position: event.position, reason: error.to_string() },
+                    )?;
                 Ok(StoreEvent {
                     id: event.event_id,
                     aggregate_id,

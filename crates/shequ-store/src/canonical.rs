@@ -24,7 +24,15 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// metadata      u32 big-endian byte length, then the JSON text's bytes
 /// ```
 pub fn canonical_bytes(event: &RecordedEvent) -> Vec<u8> {
-    let capacity = 8 + 4 + event.stream.len() + 8 + 16 + 4 + event.event_type.len() + 4 + 4
+    let capacity = 8
+        + 4
+        + event.stream.len()
+        + 8
+        + 16
+        + 4
+        + event.event_type.len()
+        + 4
+        + 4
         + event.data.len()
         + 4
         + event.metadata.len();

@@ -55,7 +55,9 @@ impl EventLog {
         let (queue, receiver) = mpsc::channel(QUEUE_LENGTH_MAX);
         let (head_sender, head_receiver) = watch::channel(head.position);
         tokio::spawn(writer::run(backend.clone(), receiver, head_sender));
-        Ok(Self { inner: Arc::new(Inner { backend, queue, head: head_receiver, locks: AggregateLocks::default() }) })
+        Ok(Self {
+            inner: Arc::new(Inner { backend, queue, head: head_receiver, locks: AggregateLocks::default() }),
+        })
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -167,16 +169,26 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> 
         }
         let valid_type = !event.event_type.is_empty()
             && event.event_type.len() <= EVENT_TYPE_BYTES_MAX
-            && event.event_type.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
+            && event
+                .event_type
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
         if !valid_type {
-            return invalid(format!("event type `{}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`", event.event_type));
+            return invalid(format!(
+                "event type `{}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`",
+                event.event_type
+            ));
         }
         if event.event_version == 0 || i32::try_from(event.event_version).is_err() {
             return invalid(format!("event version {} must be 1 or more", event.event_version));
         }
         for (field, text) in [("data", &event.data), ("metadata", &event.metadata)] {
             if text.len() > EVENT_TEXT_BYTES_MAX {
-                return invalid(format!("{field} of {} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}", event.event_type, text.len()));
+                return invalid(format!(
+                    "{field} of {} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}",
+                    event.event_type,
+                    text.len()
+                ));
             }
             if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
                 return invalid(format!("{field} of {} is not JSON: {error}", event.event_type));

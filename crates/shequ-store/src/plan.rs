@@ -56,43 +56,45 @@ pub(crate) fn plan_batch(
     for request in requests {
         let outcome = match replayed(request, &existing) {
             Some(result) => result,
-            None => check_expected(request, stream_revisions.get(&request.stream).copied()).map(|first_revision| {
-                let mut appended = Vec::with_capacity(request.events.len());
-                for (offset, event) in request.events.iter().enumerate() {
-                    let mut row = RecordedEvent {
-                        position: head.position + 1,
-                        stream: request.stream.clone(),
-                        revision: first_revision + offset as u64,
-                        event_id: event.event_id,
-                        event_type: event.event_type.clone(),
-                        event_version: event.event_version,
-                        data: event.data.clone(),
-                        metadata: event.metadata.clone(),
-                        recorded_at,
-                        hash: [0; 32],
-                    };
-                    row.hash = chain_hash(&head.hash, &row);
-                    head = Head { position: row.position, hash: row.hash };
-                    existing.insert(
-                        row.event_id,
-                        Existing {
-                            stream: row.stream.clone(),
+            None => check_expected(request, stream_revisions.get(&request.stream).copied()).map(
+                |first_revision| {
+                    let mut appended = Vec::with_capacity(request.events.len());
+                    for (offset, event) in request.events.iter().enumerate() {
+                        let mut row = RecordedEvent {
+                            position: head.position + 1,
+                            stream: request.stream.clone(),
+                            revision: first_revision + offset as u64,
+                            event_id: event.event_id,
+                            event_type: event.event_type.clone(),
+                            event_version: event.event_version,
+                            data: event.data.clone(),
+                            metadata: event.metadata.clone(),
+                            recorded_at,
+                            hash: [0; 32],
+                        };
+                        row.hash = chain_hash(&head.hash, &row);
+                        head = Head { position: row.position, hash: row.hash };
+                        existing.insert(
+                            row.event_id,
+                            Existing {
+                                stream: row.stream.clone(),
+                                position: row.position,
+                                revision: row.revision,
+                                recorded_at,
+                            },
+                        );
+                        appended.push(AppendedEvent {
+                            event_id: row.event_id,
                             position: row.position,
                             revision: row.revision,
-                            recorded_at,
-                        },
-                    );
-                    appended.push(AppendedEvent {
-                        event_id: row.event_id,
-                        position: row.position,
-                        revision: row.revision,
-                    });
-                    rows.push(row);
-                }
-                let last = appended.last().expect("appends are checked to carry events").revision;
-                stream_revisions.insert(request.stream.clone(), last);
-                Appended { stream: request.stream.clone(), events: appended, recorded_at }
-            }),
+                        });
+                        rows.push(row);
+                    }
+                    let last = appended.last().expect("appends are checked to carry events").revision;
+                    stream_revisions.insert(request.stream.clone(), last);
+                    Appended { stream: request.stream.clone(), events: appended, recorded_at }
+                },
+            ),
         };
         outcomes.push(outcome);
     }
@@ -101,8 +103,12 @@ pub(crate) fn plan_batch(
 
 /// A retried append (all its event ids already in the log, in this stream, in order) gets the
 /// original result back. An append that reuses some ids but not as a retry is refused.
-fn replayed(request: &AppendRequest, existing: &HashMap<Uuid, Existing>) -> Option<Result<Appended, StoreError>> {
-    let found: Vec<Option<&Existing>> = request.events.iter().map(|event| existing.get(&event.event_id)).collect();
+fn replayed(
+    request: &AppendRequest,
+    existing: &HashMap<Uuid, Existing>,
+) -> Option<Result<Appended, StoreError>> {
+    let found: Vec<Option<&Existing>> =
+        request.events.iter().map(|event| existing.get(&event.event_id)).collect();
     if found.iter().all(Option::is_none) {
         return None;
     }
@@ -141,6 +147,8 @@ fn check_expected(request: &AppendRequest, actual: Option<u64>) -> Result<u64, S
     };
     match matches {
         true => Ok(next),
-        false => Err(StoreError::Conflict { stream: request.stream.clone(), expected: request.expected, actual }),
+        false => {
+            Err(StoreError::Conflict { stream: request.stream.clone(), expected: request.expected, actual })
+        }
     }
 }

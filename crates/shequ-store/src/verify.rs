@@ -101,8 +101,10 @@ fn check_event(
     }
     let expected_revision = stream_revisions.get(&event.stream).map_or(0, |revision| revision + 1);
     if event.revision != expected_revision {
-        let reason =
-            format!("stream `{}` expected revision {expected_revision}, found {}", event.stream, event.revision);
+        let reason = format!(
+            "stream `{}` expected revision {expected_revision}, found {}",
+            event.stream, event.revision
+        );
         return Some((event.position, reason));
     }
     if chain_hash(previous_hash, event) != event.hash {

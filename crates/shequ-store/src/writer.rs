@@ -5,7 +5,7 @@
 //! per batch), and batching turns one fsync per append into one fsync per batch. Across
 //! processes sharing a PostgreSQL database, the head row lock takes over (see `backend`).
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Backend;
@@ -42,7 +42,9 @@ pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, he
 
 async fn commit(backend: &Backend, batch: &mut Vec<Pending>, head: &watch::Sender<u64>) {
     let requests: Vec<AppendRequest> = batch.iter().map(|pending| pending.request.clone()).collect();
-    match backend.commit_batch(&requests, Utc::now()).await {
+    // Microseconds: what both databases keep, so an append's answer equals what is read back.
+    let recorded_at = Utc::now().trunc_subsecs(6);
+    match backend.commit_batch(&requests, recorded_at).await {
         Ok(planned) => {
             debug_assert_eq!(planned.outcomes.len(), batch.len());
             head.send_if_modified(|position| {

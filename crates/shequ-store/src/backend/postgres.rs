@@ -93,7 +93,8 @@ pub(super) async fn commit_batch(
         let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
         let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
         let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
-        let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
+        let event_versions: Vec<i32> =
+            rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
         let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
         let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
         let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
@@ -128,11 +129,18 @@ pub(super) async fn commit_batch(
 }
 
 pub(super) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 ORDER BY revision")).bind(stream).fetch_all(pool).await?;
+    let rows = sqlx::query(select_event!("WHERE stream = $1 ORDER BY revision"))
+        .bind(stream)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(read_event).collect()
 }
 
-pub(super) async fn read_page(pool: &PgPool, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+pub(super) async fn read_page(
+    pool: &PgPool,
+    from_position: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
         .bind(to_i64(from_position))
         .bind(i64::from(limit))
@@ -147,10 +155,11 @@ pub(super) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
 }
 
 pub(super) async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
     position.map(|position| to_u64(position, position, "checkpoint")).transpose()
 }
 

@@ -3,7 +3,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use uuid::Uuid;
 
@@ -50,9 +52,10 @@ pub(super) async fn commit_batch(
     // A write first: it takes SQLite's write lock before anything is read, so no other
     // process can commit between our reads and our insert (the same role as PostgreSQL's
     // row lock on the head).
-    let head_row = sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
-        .fetch_one(&mut *transaction)
-        .await?;
+    let head_row =
+        sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
+            .fetch_one(&mut *transaction)
+            .await?;
     let head = read_head(&head_row)?;
 
     let mut revisions_query: QueryBuilder<Sqlite> =
@@ -81,7 +84,8 @@ pub(super) async fn commit_batch(
         for row in ids_query.build().fetch_all(&mut *transaction).await? {
             let position: i64 = row.try_get("position")?;
             let event_id: String = row.try_get("event_id")?;
-            let event_id = Uuid::parse_str(&event_id).map_err(|error| corrupt(position, error.to_string()))?;
+            let event_id =
+                Uuid::parse_str(&event_id).map_err(|error| corrupt(position, error.to_string()))?;
             let found = Existing {
                 stream: row.try_get("stream")?,
                 position: to_u64(position, position, "position")?,
@@ -125,10 +129,8 @@ pub(super) async fn commit_batch(
 }
 
 pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = ? ORDER BY revision"))
-        .bind(stream)
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query(select_event!("WHERE stream = ? ORDER BY revision")).bind(stream).fetch_all(pool).await?;
     rows.iter().map(read_event).collect()
 }
 
@@ -151,10 +153,11 @@ pub(super) async fn head(pool: &SqlitePool) -> Result<Head, StoreError> {
 }
 
 pub(super) async fn load_checkpoint(pool: &SqlitePool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = ?")
-        .bind(name)
-        .fetch_optional(pool)
-        .await?;
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
     position.map(|position| to_u64(position, position, "checkpoint")).transpose()
 }
 
@@ -191,7 +194,8 @@ fn read_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         position: to_u64(position, position, "position")?,
         stream: row.try_get("stream")?,
         revision: to_u64(row.try_get("revision")?, position, "revision")?,
-        event_id: Uuid::parse_str(&event_id).map_err(|error| corrupt(position, format!("event_id: {error}")))?,
+        event_id: Uuid::parse_str(&event_id)
+            .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
         event_type: row.try_get("event_type")?,
         event_version: u32::try_from(event_version)
             .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,

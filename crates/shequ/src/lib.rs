@@ -1,0 +1,237 @@
+//! The `shequ` command as a library, so tests drive it exactly as a user would, in process.
+//! `main.rs` only parses the arguments, sets up logging and a runtime, and calls [`run`].
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use futures::TryStreamExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use shequ_store::{EventLog, RecordedEvent, StoreError};
+
+/// Events read per page by `shequ log`.
+const LOG_PAGE_EVENTS: u32 = 1_000;
+
+/// shequ (社区): the community public service system's case and service-access workflow
+/// engine. Every command takes --db (or SHEQU_DATABASE_URL).
+#[derive(Debug, Parser)]
+#[command(name = "shequ", version, about)]
+pub struct Cli {
+    /// The event store: sqlite://PATH (created if missing) or postgres://USER@HOST/DATABASE.
+    #[arg(
+        long,
+        global = true,
+        env = "SHEQU_DATABASE_URL",
+        default_value = "sqlite://shequ.db",
+        hide_env_values = true
+    )]
+    pub db: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (GET /health, GET /ready).
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Bring the database's schema up to date (serve does this on start too).
+    Migrate,
+    /// Walk the hash chain; exit 1 and name the first bad position if the log was tampered with.
+    Verify,
+    /// Print events as JSON lines, in position order.
+    Log {
+        /// The first position to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Print at most this many events (all by default).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+/// How a command ended, when it ran to the end: `Failure` is a finding (such as a broken
+/// chain), reported on `out`, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// Runs one command, writing its report to `out`.
+pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    let log = EventLog::open(&cli.db).await?;
+    match cli.command {
+        Command::Serve { addr } => serve(log, addr).await,
+        Command::Migrate => {
+            let head = log.head().await?;
+            let report =
+                format!("{} schema is up to date; the log holds {} events", log.kind(), head.position);
+            writeln!(out, "{report}").map_err(CliError::Output)?;
+            Ok(Outcome::Success)
+        }
+        Command::Verify => verify(&log, out).await,
+        Command::Log { from, limit } => print_log(&log, from, limit, out).await,
+    }
+}
+
+async fn serve(log: EventLog, addr: SocketAddr) -> Result<Outcome, CliError> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| CliError::Listen { addr, source })?;
+    let local = listener.local_addr().map_err(CliError::Serve)?;
+    tracing::info!(store = %log.kind(), "shequ listening on http://{local}");
+    let app = shequ_http::app(shequ_http::AppState { log: log.clone() });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(CliError::Serve)?;
+    log.close().await;
+    tracing::info!("shequ stopped");
+    Ok(Outcome::Success)
+}
+
+/// Ctrl-C or SIGTERM: finish the requests in flight, then stop.
+async fn shutdown_signal() {
+    let interrupt = async {
+        // If the handler cannot be installed, the default (stop at once) still applies.
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    let on_terminal = std::io::stderr().is_terminal();
+    let report = log
+        .verify(|checked| {
+            if on_terminal {
+                eprint!("\rverified {checked} events…");
+            }
+        })
+        .await?;
+    if on_terminal {
+        eprintln!();
+    }
+    match report.failure {
+        None => {
+            writeln!(
+                out,
+                "ok: {} events, hash chain intact; head at position {} ({})",
+                report.events,
+                report.head.position,
+                hex::encode(report.head.hash)
+            )
+            .map_err(CliError::Output)?;
+            Ok(Outcome::Success)
+        }
+        Some(failure) => {
+            writeln!(out, "FAILED at position {}: {}", failure.position, failure.reason)
+                .and_then(|()| writeln!(out, "{} events before it are intact", report.events))
+                .map_err(CliError::Output)?;
+            Ok(Outcome::Failure)
+        }
+    }
+}
+
+/// One event as `shequ log` prints it; `data` and `metadata` are the stored JSON, verbatim.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogLine<'a> {
+    position: u64,
+    stream: &'a str,
+    revision: u64,
+    event_id: String,
+    event_type: &'a str,
+    event_version: u32,
+    data: &'a RawValue,
+    metadata: &'a RawValue,
+    recorded_at: String,
+    hash: String,
+}
+
+async fn print_log(
+    log: &EventLog,
+    from: u64,
+    limit: Option<u64>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, CliError> {
+    let mut events = std::pin::pin!(log.stream_all(from, LOG_PAGE_EVENTS));
+    let mut printed = 0;
+    while limit.is_none_or(|limit| printed < limit) {
+        let Some(event) = events.try_next().await? else { break };
+        match write_line(out, &event) {
+            Ok(()) => {}
+            // The reader went away (`shequ log | head`): that is the end, not an error.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Outcome::Success),
+            Err(error) => return Err(CliError::Output(error)),
+        }
+        printed += 1;
+    }
+    match out.flush() {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Output(error)),
+        _ => Ok(Outcome::Success),
+    }
+}
+
+fn write_line(out: &mut (dyn Write + Send), event: &RecordedEvent) -> std::io::Result<()> {
+    let invalid = |error: serde_json::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+    let data: &RawValue = serde_json::from_str(&event.data).map_err(invalid)?;
+    let metadata: &RawValue = serde_json::from_str(&event.metadata).map_err(invalid)?;
+    let line = LogLine {
+        position: event.position,
+        stream: &event.stream,
+        revision: event.revision,
+        event_id: event.event_id.to_string(),
+        event_type: &event.event_type,
+        event_version: event.event_version,
+        data,
+        metadata,
+        recorded_at: event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        hash: hex::encode(event.hash),
+    };
+    serde_json::to_writer(&mut *out, &line).map_err(invalid)?;
+    out.write_all(b"\n")
+}
+
+/// The error and its causes on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

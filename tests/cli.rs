@@ -1,0 +1,81 @@
+//! The `shequ` command, driven in process exactly as its arguments would drive it.
+
+use clap::Parser;
+use shequ::{Cli, Outcome};
+use shequ_store::{EventLog, ExpectedRevision};
+
+use crate::helpers::{disable_append_only, event, execute_directly, stream, tests, Db, TestFn};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        migrate_reports_the_store,
+        log_prints_json_lines_verbatim,
+        verify_passes_then_names_the_tampered_position
+    ]
+}
+
+/// Runs `shequ ARGS…` and returns its outcome and what it printed.
+async fn shequ(arguments: &[&str]) -> (Result<Outcome, shequ::CliError>, String) {
+    let cli = Cli::try_parse_from(std::iter::once("shequ").chain(arguments.iter().copied())).unwrap();
+    let mut out = Vec::new();
+    let outcome = shequ::run(cli, &mut out).await;
+    (outcome, String::from_utf8(out).unwrap())
+}
+
+async fn migrate_reports_the_store(db: Db) {
+    // --db after the subcommand works as well as before it.
+    let (outcome, out) = shequ(&["migrate", "--db", &db.url]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    let store = match db.backend {
+        crate::helpers::BackendUnderTest::Sqlite => "SQLite",
+        crate::helpers::BackendUnderTest::Postgres => "PostgreSQL",
+    };
+    assert_eq!(out, format!("{store} schema is up to date; the log holds 0 events\n"));
+    let (outcome, _) = shequ(&["--db", "mysql://user:secret@host/db", "migrate"]).await;
+    let error = shequ::chain(&outcome.unwrap_err());
+    assert!(error.contains("unsupported database URL scheme `mysql`"), "{error}");
+    assert!(!error.contains("secret"), "a URL's password never reaches the output: {error}");
+}
+
+async fn log_prints_json_lines_verbatim(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    let data = r#"{ "名称": "东城区", "fen" : 30000 }"#;
+    let events = vec![event("A", "{}"), event("B", data), event("C", "[1, 2]"), event("D", "{}")];
+    log.append(&mandate, ExpectedRevision::NoStream, events).await.unwrap();
+    let (outcome, out) = shequ(&["--db", &db.url, "log", "--from", "2", "--limit", "2"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains(&format!(r#""data":{data}"#)), "data is printed as stored: {}", lines[0]);
+    let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(second["position"], 3);
+    assert_eq!(second["stream"], mandate.as_str());
+    assert_eq!(second["revision"], 2);
+    assert_eq!(second["eventType"], "C");
+    assert_eq!(second["data"], serde_json::json!([1, 2]));
+    assert_eq!(second["metadata"]["actor"], "system:test");
+    assert_eq!(second["hash"].as_str().unwrap().len(), 64);
+}
+
+async fn verify_passes_then_names_the_tampered_position(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    for _ in 0..5 {
+        log.append(&stream("request"), ExpectedRevision::NoStream, vec![event("Filed", "{\"n\":1}")])
+            .await
+            .unwrap();
+    }
+    let (outcome, out) = shequ(&["verify", "--db", &db.url]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(out.starts_with("ok: 5 events, hash chain intact; head at position 5"), "{out}");
+
+    let tamper =
+        format!("{} UPDATE events SET data = '{{\"n\":2}}' WHERE position = 3;", disable_append_only(&db));
+    execute_directly(&db, &tamper).await.unwrap();
+    let (outcome, out) = shequ(&["verify", "--db", &db.url]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Failure);
+    assert_eq!(
+        out,
+        "FAILED at position 3: the stored hash does not match the event\n2 events before it are intact\n"
+    );
+}

@@ -1,0 +1,416 @@
+//! The event log's contract, run on both backends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use esrs::manager::AggregateManager;
+use esrs::store::EventStore;
+use esrs::AggregateState;
+use shequ_domain::organisation::{Organisation, OrganisationCommand, OrganisationError, OrganisationKind};
+use shequ_store::{CatchUp, CommandContext, EventLog, ExpectedRevision, StoreError};
+use uuid::Uuid;
+
+use crate::helpers::{disable_append_only, event, execute_directly, stream, tests, Db, TestFn};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        appends_and_reads_back_byte_exact,
+        expected_revision_is_checked,
+        reappending_the_same_ids_returns_the_original_result,
+        bad_appends_are_refused_and_write_nothing,
+        sixteen_writers_on_one_stream_one_winner_per_revision,
+        sixteen_writers_on_different_streams_keep_positions_gap_free,
+        restart_resumes_the_chain_and_the_subscription,
+        subscription_wakes_on_commit,
+        aggregates_run_through_the_esrs_manager,
+        the_log_refuses_edits_and_deletes,
+        verify_names_the_first_altered_row,
+        verify_names_the_first_deleted_row,
+        verify_names_the_first_deleted_tail_row,
+        verify_names_swapped_rows,
+    ]
+}
+
+async fn appends_and_reads_back_byte_exact(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    // Odd spacing, key order, unicode and number forms must survive byte for byte.
+    let data = r#"{ "名称" : "东城区",  "fen": 30000, "ratio": 1.50, "a": [ ] }"#;
+    let first =
+        log.append(&mandate, ExpectedRevision::NoStream, vec![event("MandateProposed", data)]).await.unwrap();
+    let second = log
+        .append(
+            &mandate,
+            ExpectedRevision::Exact(0),
+            vec![event("MandateAdmitted", "{}"), event("FundsReserved", "{}")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.events[0].position, 1);
+    assert_eq!(first.events[0].revision, 0);
+    let positions: Vec<(u64, u64)> =
+        second.events.iter().map(|event| (event.position, event.revision)).collect();
+    assert_eq!(positions, [(2, 1), (3, 2)]);
+    assert_eq!(second.next_expected_revision(), Some(ExpectedRevision::Exact(2)));
+
+    let read = log.read_stream(&mandate).await.unwrap();
+    assert_eq!(read.len(), 3);
+    assert_eq!(read[0].data, data);
+    assert_eq!(read[0].event_type, "MandateProposed");
+    assert_eq!(read[2].event_type, "FundsReserved");
+    let metadata: serde_json::Value = serde_json::from_str(&read[0].metadata).unwrap();
+    assert_eq!(metadata["actor"], "system:test");
+    assert!(metadata["$correlationId"].is_string() && metadata["$causationId"].is_string());
+
+    let all = log.read_all(2, 10).await.unwrap();
+    assert_eq!(all.iter().map(|event| event.position).collect::<Vec<_>>(), [2, 3]);
+    assert!(log.read_stream(&stream("mandate")).await.unwrap().is_empty());
+    let report = log.verify(|_| {}).await.unwrap();
+    assert_eq!((report.events, report.failure), (3, None));
+    assert_eq!(report.head.hash, read[2].hash);
+}
+
+async fn expected_revision_is_checked(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    log.append(&mandate, ExpectedRevision::NoStream, vec![event("A", "{}"), event("B", "{}")]).await.unwrap();
+
+    let again = log.append(&mandate, ExpectedRevision::NoStream, vec![event("C", "{}")]).await;
+    assert!(
+        matches!(
+            &again,
+            Err(StoreError::Conflict { actual: Some(1), expected: ExpectedRevision::NoStream, .. })
+        ),
+        "{again:?}"
+    );
+    let stale = log.append(&mandate, ExpectedRevision::Exact(0), vec![event("C", "{}")]).await.unwrap_err();
+    assert_eq!(
+        stale.to_string(),
+        format!("stream `{mandate}` is at revision 1, but the append expected revision 0")
+    );
+    let missing = log.append(&stream("mandate"), ExpectedRevision::Exact(5), vec![event("C", "{}")]).await;
+    assert!(matches!(missing, Err(StoreError::Conflict { actual: None, .. })), "{missing:?}");
+
+    let any = log.append(&mandate, ExpectedRevision::Any, vec![event("C", "{}")]).await.unwrap();
+    assert_eq!(any.events[0].revision, 2);
+    assert_eq!(log.head().await.unwrap().position, 3, "refused appends wrote nothing");
+}
+
+async fn reappending_the_same_ids_returns_the_original_result(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    let events = vec![event("A", "{}"), event("B", "{}")];
+    let original = log.append(&mandate, ExpectedRevision::NoStream, events.clone()).await.unwrap();
+    // A retry, even with a now-stale expected revision, is answered with the first result.
+    let retried = log.append(&mandate, ExpectedRevision::NoStream, events.clone()).await.unwrap();
+    assert_eq!(retried, original);
+    assert_eq!(log.head().await.unwrap().position, 2);
+
+    let swapped = vec![events[1].clone(), events[0].clone()];
+    let reused = log.append(&mandate, ExpectedRevision::Any, swapped).await;
+    assert!(matches!(reused, Err(StoreError::EventIdReused { .. })), "{reused:?}");
+    let elsewhere = log.append(&stream("mandate"), ExpectedRevision::Any, vec![events[0].clone()]).await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::EventIdReused { event_id }) if event_id == events[0].event_id)
+    );
+    let mixed = log.append(&mandate, ExpectedRevision::Any, vec![event("C", "{}"), events[1].clone()]).await;
+    assert!(matches!(mixed, Err(StoreError::EventIdReused { .. })), "{mixed:?}");
+
+    // Eight concurrent retries of one new append: one write, eight identical answers.
+    let retry = event("D", "{}");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (log, mandate, retry) = (log.clone(), mandate.clone(), retry.clone());
+            tokio::spawn(async move { log.append(&mandate, ExpectedRevision::Exact(1), vec![retry]).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap().unwrap());
+    }
+    assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "{answers:?}");
+    assert_eq!(answers[0].events[0].revision, 2);
+    assert_eq!(log.read_stream(&mandate).await.unwrap().len(), 3);
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+async fn bad_appends_are_refused_and_write_nothing(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    let cases: Vec<(String, Vec<shequ_store::NewEvent>, &str)> = vec![
+        ("mandate".into(), vec![event("A", "{}")], "must be `category-id`"),
+        ("Man-date-1".into(), vec![event("A", "{}")], "must be `category-id`"),
+        (mandate.clone(), vec![], "carries 1–1000 events, not 0"),
+        (mandate.clone(), vec![event("A", "{not json")], "data of A is not JSON"),
+        (mandate.clone(), vec![event("A B", "{}")], "event type `A B`"),
+        (mandate.clone(), vec![event("A", &format!("\"{}\"", "x".repeat(1024 * 1024)))], "the limit is"),
+    ];
+    for (stream, events, message) in cases {
+        let refused = log.append(&stream, ExpectedRevision::Any, events).await.unwrap_err();
+        assert!(matches!(refused, StoreError::InvalidAppend(_)), "{refused:?}");
+        assert!(refused.to_string().contains(message), "`{refused}` should say `{message}`");
+    }
+    let twice = event("A", "{}");
+    let refused = log.append(&mandate, ExpectedRevision::Any, vec![twice.clone(), twice]).await.unwrap_err();
+    assert!(refused.to_string().contains("appears twice"), "{refused}");
+    assert_eq!(log.head().await.unwrap().position, 0);
+}
+
+async fn sixteen_writers_on_one_stream_one_winner_per_revision(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mandate = stream("mandate");
+    for round in 0..8u64 {
+        let expected = match round {
+            0 => ExpectedRevision::NoStream,
+            _ => ExpectedRevision::Exact(round - 1),
+        };
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (log, mandate, barrier) = (log.clone(), mandate.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    log.append(&mandate, expected, vec![event("Step", "{}")]).await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(appended) => {
+                    winners += 1;
+                    assert_eq!(appended.events[0].revision, round);
+                }
+                Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, Some(round)),
+                Err(other) => panic!("a loser gets a conflict, not {other:?}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    let revisions: Vec<u64> =
+        log.read_stream(&mandate).await.unwrap().iter().map(|event| event.revision).collect();
+    assert_eq!(revisions, (0..8).collect::<Vec<_>>());
+}
+
+async fn sixteen_writers_on_different_streams_keep_positions_gap_free(db: Db) {
+    const APPENDS: u64 = 40;
+    let log = EventLog::open(&db.url).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let own = stream("request");
+                let mut expected = ExpectedRevision::NoStream;
+                for _ in 0..APPENDS {
+                    let appended = log.append(&own, expected, vec![event("Step", "{}")]).await.unwrap();
+                    expected = appended.next_expected_revision().unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = log.read_all(1, 10_000).await.unwrap();
+    assert_eq!(
+        all.iter().map(|event| event.position).collect::<Vec<_>>(),
+        (1..=16 * APPENDS).collect::<Vec<_>>()
+    );
+    let mut revisions: HashMap<&str, Vec<u64>> = HashMap::new();
+    for event in &all {
+        revisions.entry(&event.stream).or_default().push(event.revision);
+    }
+    assert_eq!(revisions.len(), 16);
+    assert!(revisions.values().all(|revisions| *revisions == (0..APPENDS).collect::<Vec<_>>()));
+    let report = log.verify(|_| {}).await.unwrap();
+    assert_eq!((report.events, report.failure), (16 * APPENDS, None));
+}
+
+async fn restart_resumes_the_chain_and_the_subscription(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let requests = stream("request");
+    for revision in 0..10 {
+        let expected = match revision {
+            0 => ExpectedRevision::NoStream,
+            _ => ExpectedRevision::Exact(revision - 1),
+        };
+        log.append(&requests, expected, vec![event("Step", &format!("{{\"n\":{revision}}}"))]).await.unwrap();
+    }
+    let mut projection = CatchUp::open(&log, "requests-projection").await.unwrap();
+    let page = projection.next_page(4, Duration::ZERO).await.unwrap();
+    assert_eq!(page.iter().map(|event| event.position).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    projection.commit(4).await.unwrap();
+    // Read but never committed: must come again after the restart.
+    let unhandled = projection.next_page(3, Duration::ZERO).await.unwrap();
+    assert_eq!(unhandled.first().map(|event| event.position), Some(5));
+    log.close().await;
+    drop(projection);
+    drop(log);
+
+    let log = EventLog::open(&db.url).await.unwrap();
+    assert_eq!(log.head().await.unwrap().position, 10);
+    log.append(&requests, ExpectedRevision::Exact(9), vec![event("Step", "{}")]).await.unwrap();
+    let mut projection = CatchUp::open(&log, "requests-projection").await.unwrap();
+    assert_eq!(projection.checkpoint(), 4);
+    let mut seen = Vec::new();
+    loop {
+        let page = projection.next_page(3, Duration::ZERO).await.unwrap();
+        let Some(last) = page.last() else { break };
+        let last = last.position;
+        seen.extend(page.iter().map(|event| event.position));
+        projection.commit(last).await.unwrap();
+    }
+    assert_eq!(seen, (5..=11).collect::<Vec<_>>(), "nothing missed, nothing repeated");
+    assert_eq!(CatchUp::open(&log, "requests-projection").await.unwrap().checkpoint(), 11);
+    assert_eq!(CatchUp::open(&log, "another").await.unwrap().checkpoint(), 0);
+    let report = log.verify(|_| {}).await.unwrap();
+    assert_eq!((report.events, report.failure), (11, None));
+}
+
+async fn subscription_wakes_on_commit(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let mut subscription = CatchUp::open(&log, "waker").await.unwrap();
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            log.append(&stream("request"), ExpectedRevision::NoStream, vec![event("Filed", "{}")])
+                .await
+                .unwrap();
+        })
+    };
+    // Waits up to a minute for news, but a commit in this process must wake it long before
+    // the outer five seconds run out.
+    let page =
+        tokio::time::timeout(Duration::from_secs(5), subscription.next_page(10, Duration::from_secs(60)))
+            .await
+            .expect("a commit wakes the subscription")
+            .unwrap();
+    assert_eq!(page.len(), 1);
+    writer.await.unwrap();
+}
+
+async fn aggregates_run_through_the_esrs_manager(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let context = CommandContext::new("district:dongcheng");
+    let manager = AggregateManager::new(log.aggregate_store::<Organisation>(context.clone()));
+    let id = Uuid::now_v7();
+    let register = OrganisationCommand::Register {
+        kind: OrganisationKind::District,
+        name: "东城区".into(),
+        parent: None,
+    };
+    let state = manager.handle_command(AggregateState::with_id(id), register.clone()).await.unwrap().unwrap();
+    assert_eq!(state.registered.unwrap().name, "东城区");
+
+    // A business refusal is an inner error and writes nothing.
+    let loaded = manager.load(id).await.unwrap().unwrap();
+    assert_eq!(*loaded.sequence_number(), 1);
+    let refused = manager.handle_command(loaded, register).await.unwrap();
+    assert_eq!(refused, Err(OrganisationError::AlreadyRegistered));
+
+    // Two commands from the same stale state: the second gets a conflict, not a fork.
+    let first = manager.load(id).await.unwrap().unwrap();
+    let stale = manager.load(id).await.unwrap().unwrap();
+    manager
+        .handle_command(first, OrganisationCommand::Rename { name: "Dongcheng".into() })
+        .await
+        .unwrap()
+        .unwrap();
+    let conflict =
+        manager.handle_command(stale, OrganisationCommand::Rename { name: "Xicheng".into() }).await;
+    assert!(matches!(conflict, Err(StoreError::Conflict { actual: Some(1), .. })), "{conflict:?}");
+
+    let locked = manager.lock_and_load(id).await.unwrap();
+    assert_eq!(locked.unwrap().inner().registered.as_ref().unwrap().name, "Dongcheng");
+
+    let recorded = log.read_stream(&format!("organisation-{id}")).await.unwrap();
+    assert_eq!(
+        recorded.iter().map(|event| event.event_type.as_str()).collect::<Vec<_>>(),
+        ["OrganisationRegistered", "OrganisationRenamed"]
+    );
+    let metadata: serde_json::Value = serde_json::from_str(&recorded[0].metadata).unwrap();
+    assert_eq!(metadata["actor"], "district:dongcheng");
+    assert_eq!(metadata["$correlationId"], context.correlation_id.to_string());
+    assert_eq!(recorded[1].data, r#"{"name":"Dongcheng"}"#);
+
+    let store = log.aggregate_store::<Organisation>(context);
+    assert!(matches!(store.delete(id).await, Err(StoreError::AppendOnly)));
+    assert_eq!(log.read_stream(&format!("organisation-{id}")).await.unwrap().len(), 2);
+}
+
+async fn the_log_refuses_edits_and_deletes(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    log.append(&stream("mandate"), ExpectedRevision::NoStream, vec![event("A", "{}")]).await.unwrap();
+    for sql in ["UPDATE events SET data = '{}' WHERE position = 1", "DELETE FROM events WHERE position = 1"] {
+        let refused = execute_directly(&db, sql).await.unwrap_err();
+        assert!(refused.to_string().contains("append-only"), "{refused}");
+    }
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+/// Appends ten events to two streams and returns the open log.
+async fn ten_events(db: &Db) -> EventLog {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let (first, second) = (stream("mandate"), stream("mandate"));
+    for revision in 0..5u64 {
+        let expected = match revision {
+            0 => ExpectedRevision::NoStream,
+            _ => ExpectedRevision::Exact(revision - 1),
+        };
+        for mandate in [&first, &second] {
+            log.append(mandate, expected, vec![event("Step", &format!("{{\"fen\":{revision}}}"))])
+                .await
+                .unwrap();
+        }
+    }
+    log
+}
+
+async fn verify_names_the_first_altered_row(db: Db) {
+    let log = ten_events(&db).await;
+    let tamper = format!(
+        "{} UPDATE events SET data = '{{\"fen\":999999}}' WHERE position = 7;",
+        disable_append_only(&db)
+    );
+    execute_directly(&db, &tamper).await.unwrap();
+    let failure = log.verify(|_| {}).await.unwrap().failure.unwrap();
+    assert_eq!(failure.position, 7, "{failure:?}");
+    assert!(failure.reason.contains("hash does not match"), "{failure:?}");
+}
+
+async fn verify_names_the_first_deleted_row(db: Db) {
+    let log = ten_events(&db).await;
+    execute_directly(&db, &format!("{} DELETE FROM events WHERE position = 4;", disable_append_only(&db)))
+        .await
+        .unwrap();
+    let report = log.verify(|_| {}).await.unwrap();
+    assert_eq!(report.events, 3);
+    assert_eq!(report.failure.unwrap().position, 4);
+}
+
+async fn verify_names_the_first_deleted_tail_row(db: Db) {
+    let log = ten_events(&db).await;
+    // Deleting the newest events leaves no gap; the head still remembers how far the log went.
+    execute_directly(&db, &format!("{} DELETE FROM events WHERE position >= 9;", disable_append_only(&db)))
+        .await
+        .unwrap();
+    let report = log.verify(|_| {}).await.unwrap();
+    assert_eq!(report.events, 8);
+    let failure = report.failure.unwrap();
+    assert_eq!(failure.position, 9);
+    assert!(failure.reason.contains("missing"), "{failure:?}");
+}
+
+async fn verify_names_swapped_rows(db: Db) {
+    let log = ten_events(&db).await;
+    // Swap the data of positions 3 and 5 (the same stream), as a reordering would.
+    let swap = format!(
+        "{} UPDATE events SET data = CASE position WHEN 3 THEN (SELECT data FROM events WHERE position = 5) \
+         ELSE (SELECT data FROM events WHERE position = 3) END WHERE position IN (3, 5);",
+        disable_append_only(&db)
+    );
+    execute_directly(&db, &swap).await.unwrap();
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure.unwrap().position, 3);
+}
