@@ -60,27 +60,7 @@ impl Backend {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(pool) => {
-                // sqlx takes an advisory lock for PostgreSQL migrations but none for SQLite, so
-                // two processes opening a new file at once can both try migration 1. Each
-                // migration is one transaction, so the loser wrote nothing: look again.
-                let migrator = sqlx::migrate!("../../migrations/sqlite");
-                let mut attempt = 1;
-                loop {
-                    match migrator.run(pool).await {
-                        Ok(()) => break,
-                        Err(sqlx::migrate::MigrateError::Execute(error))
-                            if attempt < SQLITE_MIGRATE_ATTEMPTS =>
-                        {
-                            tracing::debug!(%error, attempt, "another process is migrating; looking again");
-                            attempt += 1;
-                            tokio::time::sleep(std::time::Duration::from_millis(SQLITE_MIGRATE_RETRY_MS))
-                                .await;
-                        }
-                        Err(error) => return Err(error.into()),
-                    }
-                }
-            }
+            Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
             Backend::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -178,10 +158,6 @@ pub(crate) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreErro
 pub(crate) fn corrupt(position: i64, reason: String) -> StoreError {
     StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason }
 }
-
-/// How often SQLite migrations are tried when another process migrates the same file.
-const SQLITE_MIGRATE_ATTEMPTS: u32 = 5;
-const SQLITE_MIGRATE_RETRY_MS: u64 = 100;
 
 /// The number of rows one multi-row INSERT carries on SQLite, whose statements take at most
 /// 32,766 bound values (10 per row here).

@@ -46,43 +46,44 @@ pub(super) async fn commit_batch(
     recorded_at: DateTime<Utc>,
 ) -> Result<Planned, StoreError> {
     let mut transaction = pool.begin().await?;
-    // The row lock on the head serialises batches from every process sharing this database,
-    // so positions are gap-free and in commit order, and the chain has one head.
-    let head_row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE")
-        .fetch_one(&mut *transaction)
-        .await?;
-    let head = read_head(&head_row)?;
-
+    // Lock the head and look up the batch's streams and event ids in one round trip. The row
+    // lock on the head serialises batches from every process sharing this database, so
+    // positions are gap-free and in commit order, and the chain has one head.
     let streams: Vec<&str> = streams.iter().copied().collect();
-    let rows = sqlx::query(
-        "SELECT stream, MAX(revision) AS revision FROM events WHERE stream = ANY($1) GROUP BY stream",
-    )
-    .bind(&streams)
-    .fetch_all(&mut *transaction)
-    .await?;
+    let rows = sqlx::query("SELECT * FROM shequ_lock_head_and_look_up($1, $2)")
+        .bind(&streams)
+        .bind(event_ids)
+        .fetch_all(&mut *transaction)
+        .await?;
+    let mut head = None;
     let mut stream_revisions = HashMap::new();
-    for row in rows {
-        let revision: i64 = row.try_get("revision")?;
-        stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
-    }
-
-    let rows = sqlx::query(
-        "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id = ANY($1)",
-    )
-    .bind(event_ids)
-    .fetch_all(&mut *transaction)
-    .await?;
     let mut existing = HashMap::new();
     for row in rows {
-        let position: i64 = row.try_get("position")?;
-        let found = Existing {
-            stream: row.try_get("stream")?,
-            position: to_u64(position, position, "position")?,
-            revision: to_u64(row.try_get("revision")?, position, "revision")?,
-            recorded_at: row.try_get("recorded_at")?,
-        };
-        existing.insert(row.try_get::<Uuid, _>("event_id")?, found);
+        let kind: &str = row.try_get("found_kind")?;
+        match kind {
+            "head" => {
+                let position: i64 = row.try_get("found_position")?;
+                let hash: Vec<u8> = row.try_get("found_hash")?;
+                let position = to_u64(position, position, "head position")?;
+                head = Some(Head { position, hash: to_hash(&hash, 0)? });
+            }
+            "stream" => {
+                let revision: i64 = row.try_get("found_revision")?;
+                stream_revisions.insert(row.try_get("found_stream")?, to_u64(revision, 0, "revision")?);
+            }
+            _ => {
+                let position: i64 = row.try_get("found_position")?;
+                let found = Existing {
+                    stream: row.try_get("found_stream")?,
+                    position: to_u64(position, position, "position")?,
+                    revision: to_u64(row.try_get("found_revision")?, position, "revision")?,
+                    recorded_at: row.try_get("found_recorded_at")?,
+                };
+                existing.insert(row.try_get::<Uuid, _>("found_event_id")?, found);
+            }
+        }
     }
+    let head = head.ok_or_else(|| super::corrupt(0, "the log head row is missing".to_owned()))?;
 
     let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
     if !planned.rows.is_empty() {
@@ -98,13 +99,17 @@ pub(super) async fn commit_batch(
         let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
         let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
         let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
+        // The rows and the new head in one statement, one round trip.
         sqlx::query(
-            "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
-             data, metadata, recorded_at, hash) \
-             SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, $9, hash \
-             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
-                         $7::text[], $8::text[], $10::bytea[]) \
-                  AS batch(position, stream, revision, event_id, event_type, event_version, data, metadata, hash)",
+            "WITH inserted AS ( \
+                 INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
+                                     data, metadata, recorded_at, hash) \
+                 SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, $9, hash \
+                 FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                             $7::text[], $8::text[], $10::bytea[]) \
+                      AS batch(position, stream, revision, event_id, event_type, event_version, data, metadata, hash) \
+                 RETURNING 1) \
+             UPDATE log_head SET position = $11, hash = $12 WHERE id = 1",
         )
         .bind(&positions)
         .bind(&streams)
@@ -116,13 +121,10 @@ pub(super) async fn commit_batch(
         .bind(&metadata)
         .bind(recorded_at)
         .bind(&hashes)
+        .bind(to_i64(planned.head.position))
+        .bind(planned.head.hash.as_slice())
         .execute(&mut *transaction)
         .await?;
-        sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
-            .bind(to_i64(planned.head.position))
-            .bind(planned.head.hash.as_slice())
-            .execute(&mut *transaction)
-            .await?;
     }
     transaction.commit().await?;
     Ok(planned)

@@ -29,7 +29,7 @@ macro_rules! select_event {
     };
 }
 
-pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+async fn connect_once(url: &str) -> Result<SqlitePool, StoreError> {
     // WAL with synchronous=FULL: an append is acknowledged only after its commit is on disk.
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -39,6 +39,58 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
+}
+
+/// How often opening or migrating a file is tried while another process holds it.
+const OPEN_ATTEMPTS: u32 = 20;
+const OPEN_RETRY_MS: u64 = 50;
+
+/// Opens the file, retrying while another process is creating it at the same moment.
+pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+    retry_while_busy(|| connect_once(url)).await
+}
+
+/// Brings the schema up to date. sqlx locks PostgreSQL migrations but not SQLite ones, so
+/// two processes opening a new file at once can both try migration 1; each migration is one
+/// transaction, so the loser wrote nothing and simply looks again.
+pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migrator = sqlx::migrate!("../../migrations/sqlite");
+    retry_while_busy(|| async { migrator.run(pool).await.map_err(StoreError::from) }).await
+}
+
+async fn retry_while_busy<T, F, Fut>(mut operation: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match operation().await {
+            Err(error) if attempt < OPEN_ATTEMPTS && is_contention(&error) => {
+                tracing::debug!(%error, attempt, "another process is opening the database; trying again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A lock held by another process (SQLITE_BUSY, SQLITE_LOCKED), or a migration that another
+/// process applied first.
+fn is_contention(error: &StoreError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let database_error = match error {
+        StoreError::Database(error) => Some(error.as_ref()),
+        StoreError::Migrate(error) => match error.as_ref() {
+            MigrateError::ExecuteMigration(..) => return true,
+            MigrateError::Execute(error) => Some(error),
+            _ => None,
+        },
+        _ => None,
+    };
+    let code = database_error.and_then(|error| error.as_database_error()).and_then(|error| error.code());
+    matches!(code.as_deref(), Some("5" | "6" | "261" | "517"))
 }
 
 pub(super) async fn commit_batch(
@@ -58,17 +110,23 @@ pub(super) async fn commit_batch(
             .await?;
     let head = read_head(&head_row)?;
 
-    let mut revisions_query: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT stream, MAX(revision) AS revision FROM events WHERE stream IN (");
-    let mut separated = revisions_query.separated(", ");
-    for stream in streams {
-        separated.push_bind(*stream);
-    }
-    revisions_query.push(") GROUP BY stream");
+    // Each stream's last revision in one statement; the correlated MAX over the (stream,
+    // revision) index is a single probe per stream, where MAX(..) with IN and GROUP BY would
+    // read every revision of those streams.
+    let mut revisions_query: QueryBuilder<Sqlite> = QueryBuilder::new("WITH touched(stream) AS (");
+    revisions_query.push_values(streams, |mut values, stream| {
+        values.push_bind(*stream);
+    });
+    revisions_query.push(
+        ") SELECT touched.stream AS stream, \
+         (SELECT MAX(revision) FROM events WHERE events.stream = touched.stream) AS revision FROM touched",
+    );
     let mut stream_revisions = HashMap::new();
     for row in revisions_query.build().fetch_all(&mut *transaction).await? {
-        let revision: i64 = row.try_get("revision")?;
-        stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
+        let revision: Option<i64> = row.try_get("revision")?;
+        if let Some(revision) = revision {
+            stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
+        }
     }
 
     let mut existing = HashMap::new();
