@@ -105,6 +105,10 @@ async fn reappending_the_same_ids_returns_the_original_result(db: Db) {
     // A retry, even with a now-stale expected revision, is answered with the first result.
     let retried = log.append(&mandate, ExpectedRevision::NoStream, events.clone()).await.unwrap();
     assert_eq!(retried, original);
+    // With `Any`, the writer's fast path plans it as new; the log's unique event id sends it
+    // to the slow path, which finds the original.
+    let retried = log.append(&mandate, ExpectedRevision::Any, events.clone()).await.unwrap();
+    assert_eq!(retried, original);
     assert_eq!(log.head().await.unwrap().position, 2);
 
     let swapped = vec![events[1].clone(), events[0].clone()];

@@ -40,6 +40,9 @@ struct Arguments {
     /// How long each measurement runs.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// How long each target runs before the measurement starts (connections open, caches warm).
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
     /// A PostgreSQL server where the benchmark may create and drop databases.
     #[arg(
         long,
@@ -209,20 +212,25 @@ async fn measure(
         Target::RawSqlite => Appender::Raw(raw_writer(RawDatabase::sqlite(&sqlite_url).await?)),
         Target::RawPostgres => Appender::Raw(raw_writer(RawDatabase::postgres(&postgres_url).await?)),
     };
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(arguments.seconds);
-    let tasks: Vec<_> = (0..clients).map(|_| tokio::spawn(client(appender.clone(), deadline))).collect();
+    let measure_from = Instant::now() + Duration::from_secs(arguments.warmup_seconds);
+    let deadline = measure_from + Duration::from_secs(arguments.seconds);
+    let tasks: Vec<_> =
+        (0..clients).map(|_| tokio::spawn(client(appender.clone(), measure_from, deadline))).collect();
     let mut latencies_us = Vec::new();
+    let mut appended = 0;
     for task in tasks {
-        latencies_us.extend(task.await??);
+        let (measured, total) = task.await??;
+        latencies_us.extend(measured);
+        appended += total;
     }
-    let elapsed = started.elapsed();
+    // Appends that started inside the window count; the window is exactly `seconds` long.
+    let elapsed = Duration::from_secs(arguments.seconds);
     latencies_us.sort_unstable();
     if let Appender::Shequ(log) = &appender {
         // The figures count only if the chain the store produced under load is intact.
         let report = log.verify(|_| {}).await?;
         assert_eq!(report.failure, None, "the chain must verify after the run");
-        assert_eq!(report.events, latencies_us.len() as u64);
+        assert_eq!(report.events, appended);
         log.close().await;
     }
     drop(appender);
@@ -233,8 +241,13 @@ async fn measure(
     Ok(Measurement { target, clients, events: latencies_us.len() as u64, elapsed, latencies_us })
 }
 
-/// Appends single-event commands to one stream until the deadline; returns each latency.
-async fn client(appender: Appender, deadline: Instant) -> Result<Vec<u64>, String> {
+/// Appends single-event commands to one stream until the deadline; returns the latency of
+/// each append started at or after `measure_from`, and how many it appended in all.
+async fn client(
+    appender: Appender,
+    measure_from: Instant,
+    deadline: Instant,
+) -> Result<(Vec<u64>, u64), String> {
     let aggregate_id = Uuid::now_v7();
     let stream = format!("organisation-{aggregate_id}");
     let metadata = CommandContext::new("system:bench").metadata(chrono::Utc::now()).to_json();
@@ -269,9 +282,11 @@ async fn client(appender: Appender, deadline: Instant) -> Result<Vec<u64>, Strin
                 done.await.map_err(|_| "the raw writer failed")?;
             }
         }
-        latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        if started >= measure_from {
+            latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
     }
-    Ok(latencies_us)
+    Ok((latencies_us, count))
 }
 
 fn new_event(event: &OrganisationEvent, metadata: &str) -> NewEvent {

@@ -40,6 +40,9 @@ pub(crate) struct Existing {
 pub(crate) struct Planned {
     pub rows: Vec<RecordedEvent>,
     pub outcomes: Vec<Result<Appended, StoreError>>,
+    /// The head the batch was planned on.
+    pub base: Head,
+    /// The head after the batch.
     pub head: Head,
 }
 
@@ -50,6 +53,7 @@ pub(crate) fn plan_batch(
     requests: &[AppendRequest],
     recorded_at: DateTime<Utc>,
 ) -> Planned {
+    let base = head;
     let mut head = head;
     let mut rows = Vec::with_capacity(requests.iter().map(|request| request.events.len()).sum());
     let mut outcomes = Vec::with_capacity(requests.len());
@@ -98,7 +102,70 @@ pub(crate) fn plan_batch(
         };
         outcomes.push(outcome);
     }
-    Planned { rows, outcomes, head }
+    Planned { rows, outcomes, base, head }
+}
+
+/// The writer's memory of its own last commit: the head it left and the last revision of
+/// the streams it wrote since. While the database's head is still that head, no other
+/// process has written, so a batch can be planned from this alone and written in one
+/// statement (the fast path); otherwise the writer locks and looks up (the slow path).
+///
+/// Every revision remembered here is exact or, after another process wrote, lower than the
+/// truth, never higher; the fast path's insert then hits the `(stream, revision)` unique key,
+/// and the batch is redone on the slow path. So the cache can make a batch slower, never wrong.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCache {
+    head: Option<Head>,
+    streams: HashMap<String, u64>,
+}
+
+/// Streams remembered at most; past this the memory starts again from empty.
+const CACHED_STREAMS_MAX: usize = 100_000;
+
+impl WriterCache {
+    /// Plans `requests` from memory alone, or says the slow path must decide.
+    pub fn plan(&self, requests: &[AppendRequest], recorded_at: DateTime<Utc>) -> Option<Planned> {
+        let head = self.head?;
+        let mut stream_revisions = HashMap::new();
+        for request in requests {
+            match self.streams.get(&request.stream) {
+                Some(revision) => {
+                    stream_revisions.insert(request.stream.clone(), *revision);
+                }
+                // A stream we have not seen is taken to be new only when the append says so; if
+                // it exists after all, its revision 0 is taken and the insert fails.
+                None if request.expected == ExpectedRevision::NoStream => {}
+                None => return None,
+            }
+        }
+        let planned = plan_batch(head, stream_revisions, HashMap::new(), requests, recorded_at);
+        // A refusal may be a retry whose ids are already in the log: only the slow path, which
+        // looks the ids up, can tell.
+        match planned.outcomes.iter().all(Result::is_ok) {
+            true => Some(planned),
+            false => None,
+        }
+    }
+
+    /// The head this process committed last, if it has committed.
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    /// Remembers a committed batch. `others_wrote`: the slow path found the head moved by
+    /// another process, so what we remembered of other streams may be behind.
+    pub fn remember(&mut self, planned: &Planned, others_wrote: bool) {
+        if others_wrote || self.streams.len() > CACHED_STREAMS_MAX {
+            self.streams.clear();
+        }
+        self.head = Some(planned.head);
+        for appended in planned.outcomes.iter().flatten() {
+            if let Some(last) = appended.events.last() {
+                let revision = self.streams.entry(appended.stream.clone()).or_insert(last.revision);
+                *revision = (*revision).max(last.revision);
+            }
+        }
+    }
 }
 
 /// A retried append (all its event ids already in the log, in this stream, in order) gets the

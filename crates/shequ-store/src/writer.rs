@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Backend;
 use crate::error::StoreError;
-use crate::plan::AppendRequest;
+use crate::plan::{AppendRequest, WriterCache};
 use crate::record::Appended;
 use crate::BATCH_EVENTS_MAX;
 
@@ -23,6 +23,7 @@ pub(crate) struct Pending {
 /// batch, which wakes catch-up subscriptions in this process.
 pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, head: watch::Sender<u64>) {
     let mut batch: Vec<Pending> = Vec::new();
+    let mut cache = WriterCache::default();
     while let Some(first) = queue.recv().await {
         let mut events = first.request.events.len();
         batch.push(first);
@@ -36,15 +37,20 @@ pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, he
                 Err(_) => break,
             }
         }
-        commit(&backend, &mut batch, &head).await;
+        commit(&backend, &mut batch, &head, &mut cache).await;
     }
 }
 
-async fn commit(backend: &Backend, batch: &mut Vec<Pending>, head: &watch::Sender<u64>) {
+async fn commit(
+    backend: &Backend,
+    batch: &mut Vec<Pending>,
+    head: &watch::Sender<u64>,
+    cache: &mut WriterCache,
+) {
     let requests: Vec<AppendRequest> = batch.iter().map(|pending| pending.request.clone()).collect();
     // Microseconds: what both databases keep, so an append's answer equals what is read back.
     let recorded_at = Utc::now().trunc_subsecs(6);
-    match backend.commit_batch(&requests, recorded_at).await {
+    match backend.commit_batch(&requests, recorded_at, cache).await {
         Ok(planned) => {
             debug_assert_eq!(planned.outcomes.len(), batch.len());
             head.send_if_modified(|position| {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::plan::{AppendRequest, Head, Planned};
+use crate::plan::{AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
 
 /// Which database a log lives in.
@@ -66,9 +66,34 @@ impl Backend {
         Ok(())
     }
 
-    /// Commits one batch of appends in one transaction: lock the head, plan, insert, move
-    /// the head. Either the whole batch is durable or none of it is.
+    /// Commits one batch of appends in one transaction. Either the whole batch is durable or
+    /// none of it is.
+    ///
+    /// The fast path plans from the writer's memory and writes rows and head in one go, on
+    /// condition that the head is still the one this writer left; the slow path locks the
+    /// head, looks up what the batch touches, plans and writes. Both plan with `plan_batch`.
     pub async fn commit_batch(
+        &self,
+        requests: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+        cache: &mut WriterCache,
+    ) -> Result<Planned, StoreError> {
+        if let Some(planned) = cache.plan(requests, recorded_at) {
+            let written = match self {
+                Backend::Sqlite(pool) => sqlite::write_planned(pool, &planned).await?,
+                Backend::Postgres(pool) => postgres::write_planned(pool, &planned).await?,
+            };
+            if written {
+                cache.remember(&planned, false);
+                return Ok(planned);
+            }
+        }
+        let planned = self.lock_and_commit(requests, recorded_at).await?;
+        cache.remember(&planned, cache.head() != Some(planned.base));
+        Ok(planned)
+    }
+
+    async fn lock_and_commit(
         &self,
         requests: &[AppendRequest],
         recorded_at: DateTime<Utc>,

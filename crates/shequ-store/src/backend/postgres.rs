@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use super::{to_hash, to_i64, to_u64};
@@ -86,48 +86,79 @@ pub(super) async fn commit_batch(
     let head = head.ok_or_else(|| super::corrupt(0, "the log head row is missing".to_owned()))?;
 
     let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
-    if !planned.rows.is_empty() {
-        // One multi-row INSERT for the whole batch, as one array per column.
-        let rows = &planned.rows;
-        let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
-        let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
-        let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
-        let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
-        let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
-        let event_versions: Vec<i32> =
-            rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
-        let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
-        let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
-        let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
-        // The rows and the new head in one statement, one round trip.
-        sqlx::query(
-            "WITH inserted AS ( \
-                 INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
-                                     data, metadata, recorded_at, hash) \
-                 SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, $9, hash \
-                 FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
-                             $7::text[], $8::text[], $10::bytea[]) \
-                      AS batch(position, stream, revision, event_id, event_type, event_version, data, metadata, hash) \
-                 RETURNING 1) \
-             UPDATE log_head SET position = $11, hash = $12 WHERE id = 1",
-        )
-        .bind(&positions)
-        .bind(&streams)
-        .bind(&revisions)
-        .bind(&event_ids)
-        .bind(&event_types)
-        .bind(&event_versions)
-        .bind(&data)
-        .bind(&metadata)
-        .bind(recorded_at)
-        .bind(&hashes)
-        .bind(to_i64(planned.head.position))
-        .bind(planned.head.hash.as_slice())
-        .execute(&mut *transaction)
-        .await?;
-    }
+    let written = write_rows(&mut transaction, &planned).await?;
+    assert!(written, "the head cannot move while this transaction holds its row lock");
     transaction.commit().await?;
     Ok(planned)
+}
+
+/// The fast path: writes a batch planned from the writer's memory, if the head is still the
+/// one it was planned on and no revision or event id it takes is taken. One statement, in its
+/// own transaction: one round trip. `false`: nothing was written, and the slow path must
+/// decide.
+pub(super) async fn write_planned(pool: &PgPool, planned: &Planned) -> Result<bool, StoreError> {
+    let mut connection = pool.acquire().await?;
+    match write_rows(&mut connection, planned).await {
+        Err(StoreError::Database(error)) if is_unique_violation(&error) => Ok(false),
+        other => other,
+    }
+}
+
+/// Inserts the rows and moves the head from `planned.base` to `planned.head`, in one
+/// statement. `false` when the head was not at `planned.base` (another process wrote).
+async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<bool, StoreError> {
+    if planned.rows.is_empty() {
+        return Ok(true);
+    }
+    let rows = &planned.rows;
+    let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
+    let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+    let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
+    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+    let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+    let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
+    let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
+    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
+    let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
+    let recorded_at = rows[0].recorded_at;
+    // `base` locks the head only if it is still where the batch was planned; if another
+    // process moved it meanwhile, `base` is empty and nothing is inserted or updated.
+    let moved = sqlx::query(
+        "WITH base AS ( \
+             SELECT id FROM log_head WHERE id = 1 AND position = $11 AND hash = $12 FOR UPDATE), \
+         inserted AS ( \
+             INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
+                                 data, metadata, recorded_at, hash) \
+             SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, $9, hash \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                         $7::text[], $8::text[], $10::bytea[]) \
+                  AS batch(position, stream, revision, event_id, event_type, event_version, data, metadata, hash) \
+             WHERE EXISTS (SELECT 1 FROM base) \
+             RETURNING 1) \
+         UPDATE log_head SET position = $13, hash = $14 WHERE id IN (SELECT id FROM base)",
+    )
+    .bind(&positions)
+    .bind(&streams)
+    .bind(&revisions)
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&event_versions)
+    .bind(&data)
+    .bind(&metadata)
+    .bind(recorded_at)
+    .bind(&hashes)
+    .bind(to_i64(planned.base.position))
+    .bind(planned.base.hash.as_slice())
+    .bind(to_i64(planned.head.position))
+    .bind(planned.head.hash.as_slice())
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
 pub(super) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {

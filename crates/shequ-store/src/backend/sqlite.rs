@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::{corrupt, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
@@ -155,6 +155,45 @@ pub(super) async fn commit_batch(
     }
 
     let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+    let written = write_rows(&mut transaction, &planned).await?;
+    assert!(written, "the head cannot move while this transaction holds the write lock");
+    transaction.commit().await?;
+    Ok(planned)
+}
+
+/// The fast path: writes a batch planned from the writer's memory, if the head is still the
+/// one it was planned on and no revision or event id it takes is taken. `false`: nothing
+/// was written, and the slow path must decide.
+pub(super) async fn write_planned(pool: &SqlitePool, planned: &Planned) -> Result<bool, StoreError> {
+    let mut transaction = pool.begin().await?;
+    let written = match write_rows(&mut transaction, planned).await {
+        Err(StoreError::Database(error)) if is_unique_violation(&error) => false,
+        other => other?,
+    };
+    if written {
+        transaction.commit().await?;
+    }
+    Ok(written)
+}
+
+/// Moves the head from `planned.base` to `planned.head` and inserts the rows, in the caller's
+/// transaction. `false` when the head was not at `planned.base`.
+async fn write_rows(connection: &mut SqliteConnection, planned: &Planned) -> Result<bool, StoreError> {
+    if planned.rows.is_empty() {
+        return Ok(true);
+    }
+    let moved =
+        sqlx::query("UPDATE log_head SET position = ?, hash = ? WHERE id = 1 AND position = ? AND hash = ?")
+            .bind(to_i64(planned.head.position))
+            .bind(planned.head.hash.as_slice())
+            .bind(to_i64(planned.base.position))
+            .bind(planned.base.hash.as_slice())
+            .execute(&mut *connection)
+            .await?
+            .rows_affected();
+    if moved == 0 {
+        return Ok(false);
+    }
     for chunk in planned.rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
@@ -173,17 +212,13 @@ pub(super) async fn commit_batch(
                 .push_bind(row.recorded_at)
                 .push_bind(row.hash.as_slice());
         });
-        insert.build().execute(&mut *transaction).await?;
+        insert.build().execute(&mut *connection).await?;
     }
-    if planned.head != head {
-        sqlx::query("UPDATE log_head SET position = ?, hash = ? WHERE id = 1")
-            .bind(to_i64(planned.head.position))
-            .bind(planned.head.hash.as_slice())
-            .execute(&mut *transaction)
-            .await?;
-    }
-    transaction.commit().await?;
-    Ok(planned)
+    Ok(true)
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
 pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
