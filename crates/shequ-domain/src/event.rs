@@ -54,6 +54,13 @@ pub fn data_of<E: Serialize>(event: &E, event_type: &str) -> Result<String, Deco
 pub fn event_from<E: DeserializeOwned>(event_type: &str, data: &str) -> Result<E, DecodeError> {
     let json_error = |source| DecodeError::Json { event_type: event_type.to_owned(), source };
     let data: serde_json::Value = serde_json::from_str(data).map_err(json_error)?;
+    // A unit variant (`MandateAccepted`) has no data member; `data_of` writes `{}` for it.
+    let unit = data.as_object().is_some_and(serde_json::Map::is_empty);
     let tagged = serde_json::json!({ "eventType": event_type, "data": data });
-    serde_json::from_value(tagged).map_err(json_error)
+    match serde_json::from_value(tagged) {
+        Err(_) if unit => {
+            serde_json::from_value(serde_json::json!({ "eventType": event_type })).map_err(json_error)
+        }
+        result => result.map_err(json_error),
+    }
 }

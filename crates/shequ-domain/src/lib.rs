@@ -4,9 +4,13 @@
 //! What a command needs from the outside world (an id, the time, a policy decision, a parent
 //! organisation's kind) is looked up by the caller and put into the command.
 
+pub mod catalogue;
 pub mod event;
+pub mod mandate;
+pub mod money;
 pub mod organisation;
 pub mod stream;
 
 pub use event::{DecodeError, DomainEvent};
+pub use money::Fen;
 pub use stream::{Category, StreamName, StreamNameError};
