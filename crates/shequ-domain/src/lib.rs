@@ -6,6 +6,7 @@
 
 pub mod catalogue;
 pub mod event;
+pub mod ledger;
 pub mod mandate;
 pub mod money;
 pub mod organisation;
