@@ -1,0 +1,109 @@
+use std::sync::Arc;
+
+use regorus::{Engine, Value};
+use serde::{Deserialize, Serialize};
+use shequ_domain::mandate::Violation;
+
+use crate::bundle::PolicyBundle;
+
+const ACCESS_RULE: &str = "data.shequ.access.violations";
+const AUTHZ_ALLOW_RULE: &str = "data.shequ.authz.allow";
+const AUTHZ_REASON_RULE: &str = "data.shequ.authz.reason";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy bundle: {0}")]
+    Bundle(String),
+    #[error("policy evaluation failed: {0}")]
+    Evaluation(String),
+    #[error("the policy answered in an unexpected shape: {0}")]
+    Shape(String),
+}
+
+/// Who may do it, as the `policies/authz` bundle decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthzDecision {
+    pub allow: bool,
+    /// Why not, when not allowed; empty when allowed.
+    pub reason: String,
+}
+
+/// A prepared policy engine over one bundle. Cheap to clone; evaluation works on a clone, so
+/// `&self` is enough and any number of tasks can decide at once.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    engine: Engine,
+    bundle: Arc<PolicyBundle>,
+}
+
+impl Policies {
+    /// Loads and prepares `bundle`. Parsing and rule analysis happen here, once; each decision
+    /// then only sets its input and evaluates.
+    pub fn new(bundle: PolicyBundle) -> Result<Self, PolicyError> {
+        let mut engine = Engine::new();
+        for (path, text) in bundle.files() {
+            engine
+                .add_policy(path.clone(), text.clone())
+                .map_err(|error| PolicyError::Bundle(format!("{path}: {error}")))?;
+        }
+        let policies = Self { engine, bundle: Arc::new(bundle) };
+        // regorus prepares an engine on its first evaluation, and a clone keeps that work:
+        // evaluate once here so that no decision pays for it.
+        let mut prepared = policies.clone();
+        prepared.engine.set_input(Value::new_object());
+        for rule in [ACCESS_RULE, AUTHZ_ALLOW_RULE] {
+            prepared
+                .engine
+                .eval_rule(rule.to_owned())
+                .map_err(|error| PolicyError::Bundle(format!("{rule}: {error}")))?;
+        }
+        Ok(Self { engine: prepared.engine, bundle: policies.bundle })
+    }
+
+    /// The bundle shipped in this build, prepared.
+    pub fn embedded() -> Result<Self, PolicyError> {
+        Self::new(PolicyBundle::embedded())
+    }
+
+    pub fn bundle(&self) -> &PolicyBundle {
+        &self.bundle
+    }
+
+    /// The access rules' verdict on `input`: every violation, in a stable order. Empty admits.
+    pub fn decide_access(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
+        let value = self.evaluate(ACCESS_RULE, input)?;
+        let json = serde_json::to_value(&value).map_err(|error| PolicyError::Shape(error.to_string()))?;
+        let mut violations: Vec<Violation> = match json {
+            serde_json::Value::Array(_) => serde_json::from_value(json)
+                .map_err(|error| PolicyError::Shape(format!("violations: {error}")))?,
+            other => return Err(PolicyError::Shape(format!("violations should be a set, not {other}"))),
+        };
+        violations.sort_by(|left, right| (&left.rule, &left.detail).cmp(&(&right.rule, &right.detail)));
+        Ok(violations)
+    }
+
+    /// Whether the actor may take the action on the target (`policies/authz`).
+    pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
+        let allow = self.evaluate(AUTHZ_ALLOW_RULE, input)?;
+        let reason = self.evaluate(AUTHZ_REASON_RULE, input)?;
+        match (allow, reason) {
+            (Value::Bool(allow), Value::String(reason)) => {
+                Ok(AuthzDecision { allow, reason: reason.to_string() })
+            }
+            (allow, reason) => {
+                Err(PolicyError::Shape(format!("authz answered allow={allow:?}, reason={reason:?}")))
+            }
+        }
+    }
+
+    fn evaluate(&self, rule: &str, input: &serde_json::Value) -> Result<Value, PolicyError> {
+        let mut engine = self.engine.clone();
+        let input: Value = serde_json::from_value(input.clone())
+            .map_err(|error| PolicyError::Shape(format!("input: {error}")))?;
+        engine.set_input(input);
+        engine.eval_rule(rule.to_owned()).map_err(|error| PolicyError::Evaluation(format!("{rule}: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests;

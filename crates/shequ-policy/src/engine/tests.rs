@@ -1,0 +1,132 @@
+use std::collections::BTreeSet;
+
+use regorus::{Engine, Value};
+use serde_json::json;
+
+use super::*;
+use crate::POLICIES;
+
+/// Runs every `test_*` rule of every `*_test.rego` file in `policies/`, with coverage on, and
+/// fails on any failing test or any line of the bundle that no test reaches.
+#[test]
+fn rego_unit_tests_pass_and_cover_every_rule_line() {
+    let bundle = PolicyBundle::embedded();
+    let mut engine = Engine::new();
+    for (path, text) in bundle.files() {
+        engine.add_policy(path.clone(), text.clone()).unwrap();
+    }
+    let mut test_rules = Vec::new();
+    for file in test_files(&POLICIES) {
+        let text = file.contents_utf8().unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let package = engine.add_policy(path.clone(), text.to_owned()).unwrap();
+        let names: BTreeSet<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("test_"))
+            .map(|line| {
+                line.split(|character: char| !(character.is_alphanumeric() || character == '_'))
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert!(!names.is_empty(), "{path} has no tests");
+        test_rules.extend(names.into_iter().map(|name| format!("{package}.{name}")));
+    }
+    engine.set_enable_coverage(true);
+    let failed: Vec<&String> = test_rules
+        .iter()
+        .filter(|rule| !matches!(engine.eval_rule((*rule).clone()), Ok(Value::Bool(true))))
+        .collect();
+    assert!(failed.is_empty(), "failing Rego tests: {failed:?}");
+    assert!(test_rules.len() >= 15, "{} tests", test_rules.len());
+
+    let report = engine.get_coverage_report().unwrap();
+    let mut uncovered = Vec::new();
+    for file in report.files.iter().filter(|file| bundle.files().contains_key(&file.path)) {
+        for line in &file.not_covered {
+            let text = file.code.lines().nth(*line as usize - 1).unwrap_or_default();
+            uncovered.push(format!("{}:{line}: {}", file.path, text.trim()));
+        }
+    }
+    assert!(uncovered.is_empty(), "bundle lines no Rego test covers:\n{}", uncovered.join("\n"));
+}
+
+fn test_files(directory: &'static include_dir::Dir<'static>) -> Vec<&'static include_dir::File<'static>> {
+    let mut files = Vec::new();
+    for entry in directory.entries() {
+        match entry {
+            include_dir::DirEntry::Dir(child) => files.extend(test_files(child)),
+            include_dir::DirEntry::File(file) if file.path().to_string_lossy().ends_with("_test.rego") => {
+                files.push(file)
+            }
+            include_dir::DirEntry::File(_) => {}
+        }
+    }
+    files
+}
+
+fn matter() -> serde_json::Value {
+    let mut matter = serde_json::to_value(
+        crate::starting_catalogue().unwrap().into_iter().find(|matter| matter.code == "EMP-001").unwrap(),
+    )
+    .unwrap();
+    matter["cost_standard"]["amount_fen"] = json!(3000);
+    matter
+}
+
+#[test]
+fn decides_from_rust_with_cited_clauses_and_computed_detail() {
+    let policies = Policies::embedded().unwrap();
+    let input = json!({
+        "catalogue_version": 4,
+        "matter": matter(),
+        "proposal": {"matter_code": "EMP-001", "volume": 10, "funds_offered_fen": 12000,
+                     "powers_granted": [], "working_conditions": ["service-counter"]},
+    });
+    let violations = policies.decide_access(&input).unwrap();
+    let found: Vec<(&str, &str, &str)> =
+        violations.iter().map(|v| (v.rule.as_str(), v.clause.as_str(), v.detail.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            ("R3-conditions", "plan:3.4.2-R3", "working condition `information-terminal` not provided"),
+            ("R3-funds", "plan:3.4.2-R3", "funds 12000 fen < cost standard 30000 fen (3000 fen × 10 cases)"),
+        ]
+    );
+    let admitted = json!({
+        "catalogue_version": 4,
+        "matter": matter(),
+        "proposal": {"matter_code": "EMP-001", "volume": 10, "funds_offered_fen": 30000,
+                     "powers_granted": [], "working_conditions": ["service-counter", "information-terminal"]},
+    });
+    assert_eq!(policies.decide_access(&admitted).unwrap(), vec![]);
+}
+
+#[test]
+fn authorizes_by_role_and_place() {
+    let policies = Policies::embedded().unwrap();
+    let input = |street: &str| {
+        json!({
+            "actor": {"role": "street_office", "organisation": "s1", "district": "d1"},
+            "action": "mandate.propose",
+            "target": {"district": "d1", "street": street, "community": "c1"},
+        })
+    };
+    assert_eq!(
+        policies.authorize(&input("s1")).unwrap(),
+        AuthzDecision { allow: true, reason: String::new() }
+    );
+    let denied = policies.authorize(&input("s2")).unwrap();
+    assert!(!denied.allow);
+    assert_eq!(denied.reason, "street_office may not mandate.propose here");
+}
+
+#[test]
+fn a_broken_bundle_is_refused_at_load() {
+    let files = std::collections::BTreeMap::from([(
+        "access/access.rego".to_owned(),
+        "package shequ.access\nviolations contains x if {".to_owned(),
+    )]);
+    let error = Policies::new(PolicyBundle::from_files(files).unwrap()).unwrap_err();
+    assert!(matches!(error, PolicyError::Bundle(message) if message.starts_with("access/access.rego")));
+}

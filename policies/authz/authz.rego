@@ -1,0 +1,83 @@
+# Who may do what, by role and by place in the hierarchy.
+#
+# Input (built by shequ from the token and the log):
+#   actor   {role, organisation, district}: who acts, for which organisation, in which district
+#   action  e.g. "mandate.propose"
+#   target  {district, street, community, delegating_unit}: where the action lands (ids;
+#           members that do not apply are absent)
+package shequ.authz
+
+import rego.v1
+
+default allow := false
+
+# Actions of the unit that delegates a task (a street office or a district department).
+delegating_actions := {"mandate.propose", "mandate.cure", "mandate.withdraw", "mandate.reassign", "ledger.reserve"}
+
+# Actions of a community on its own tasks and money.
+community_actions := {
+	"mandate.accept", "mandate.contest", "mandate.record_outside_process", "mandate.complete",
+	"ledger.spend", "request.file", "request.update",
+}
+
+# Actions of the district government.
+district_actions := {
+	"organisation.register", "catalogue.publish", "ledger.allocate", "contest.review",
+	"mandate.propose", "mandate.cure", "mandate.withdraw", "mandate.reassign", "ledger.reserve",
+}
+
+read_actions := {"read.state", "read.mandate", "read.ledger", "read.audit", "read.request"}
+
+in_district if input.target.district == input.actor.district
+
+delegated_by_actor if input.target.delegating_unit == input.actor.organisation
+
+# A proposal names its own delegating unit: the actor.
+delegated_by_actor if input.action == "mandate.propose"
+
+allow if {
+	input.actor.role == "district"
+	input.action in district_actions
+	input.target.district == input.actor.organisation
+}
+
+# A street office acts only for its own street's communities, and only on its own tasks.
+allow if {
+	input.actor.role == "street_office"
+	input.action in delegating_actions
+	input.target.street == input.actor.organisation
+	delegated_by_actor
+}
+
+allow if {
+	input.actor.role == "street_office"
+	input.action == "ledger.allocate"
+	input.target.street == input.actor.organisation
+}
+
+# A department delegates anywhere in its district, and only its own tasks.
+allow if {
+	input.actor.role == "department"
+	input.action in delegating_actions
+	in_district
+	delegated_by_actor
+}
+
+# A community acts only for itself.
+allow if {
+	input.actor.role == "community"
+	input.action in community_actions
+	input.target.community == input.actor.organisation
+}
+
+# Everyone but a resident reads within their district; an inspector reads everything there
+# and writes nothing.
+allow if {
+	input.actor.role in {"district", "department", "street_office", "community", "inspector"}
+	input.action in read_actions
+	in_district
+}
+
+reason := "" if allow
+
+reason := sprintf("%s may not %s here", [input.actor.role, input.action]) if not allow

@@ -1,0 +1,71 @@
+package shequ.authz_test
+
+import rego.v1
+
+import data.shequ.authz
+
+district := "d1"
+
+street := "s1"
+
+other_street := "s2"
+
+community := "c1"
+
+check(actor, action, target) if {
+	authz.allow with input as {"actor": actor, "action": action, "target": target}
+}
+
+street_office := {"role": "street_office", "organisation": street, "district": district}
+
+in_street := {"district": district, "street": street, "community": community, "delegating_unit": street}
+
+test_a_street_office_delegates_to_its_own_communities if {
+	check(street_office, "mandate.propose", in_street)
+	check(street_office, "ledger.allocate", in_street)
+}
+
+test_a_street_office_cannot_reach_another_street if {
+	not check(street_office, "mandate.propose", object.union(in_street, {"street": other_street}))
+	authz.reason == "street_office may not mandate.propose here" with input as {"actor": street_office, "action": "mandate.propose", "target": object.union(in_street, {"street": other_street})}
+}
+
+test_a_street_office_cures_only_its_own_tasks if {
+	not check(street_office, "mandate.cure", object.union(in_street, {"delegating_unit": "dep1"}))
+	check(street_office, "mandate.cure", in_street)
+	authz.reason == "" with input as {"actor": street_office, "action": "mandate.cure", "target": in_street}
+}
+
+test_a_department_delegates_within_its_district if {
+	department := {"role": "department", "organisation": "dep1", "district": district}
+	check(department, "mandate.propose", object.union(in_street, {"delegating_unit": "dep1"}))
+	check(department, "mandate.withdraw", object.union(in_street, {"delegating_unit": "dep1"}))
+	not check(department, "mandate.withdraw", in_street)
+	not check(department, "mandate.propose", object.union(in_street, {"district": "d2"}))
+}
+
+test_a_community_acts_only_for_itself if {
+	own := {"role": "community", "organisation": community, "district": district}
+	check(own, "mandate.contest", in_street)
+	check(own, "mandate.record_outside_process", in_street)
+	not check(own, "mandate.propose", in_street)
+	not check({"role": "community", "organisation": "c2", "district": district}, "mandate.accept", in_street)
+}
+
+test_an_inspector_reads_its_district_and_writes_nothing if {
+	inspector := {"role": "inspector", "organisation": district, "district": district}
+	check(inspector, "read.audit", in_street)
+	not check(inspector, "read.audit", object.union(in_street, {"district": "d2"}))
+	not check(inspector, "mandate.propose", in_street)
+	not check(inspector, "contest.review", in_street)
+}
+
+test_the_district_reviews_contests_in_its_district if {
+	district_government := {"role": "district", "organisation": district, "district": district}
+	check(district_government, "contest.review", in_street)
+	not check(district_government, "contest.review", object.union(in_street, {"district": "d2"}))
+}
+
+test_a_resident_does_nothing_here if {
+	not check({"role": "resident", "organisation": community, "district": district}, "read.state", in_street)
+}
