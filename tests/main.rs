@@ -10,6 +10,7 @@ mod cli;
 mod helpers;
 mod http;
 mod processes;
+mod service;
 mod store;
 
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         ("cli", cli::tests()),
         ("http", http::tests()),
         ("processes", processes::tests()),
+        ("service", service::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {

@@ -9,6 +9,8 @@
 #   catalogue_version   the catalogue stream's version the decision used
 #   matter              the live catalogue entry for proposal.matter_code, or null
 #   proposal            matter_code, volume, funds_offered_fen, powers_granted, working_conditions
+#   available_fen       what the delegating unit can pay from (its balance, plus what it has
+#                       already reserved for this mandate); absent where no funds move
 package shequ.access
 
 import rego.v1
@@ -119,4 +121,14 @@ violations contains {
 	"detail": "catalogue: nature self_governance",
 } if {
 	matter.nature == "self_governance"
+}
+
+# plan:5.2-F: the entrusting unit transfers the funds, so it must hold them: no overdraft.
+violations contains {
+	"rule": "funds-available",
+	"clause": "plan:5.2-F",
+	"message": "the delegating unit's account cannot cover the funds it offers",
+	"detail": sprintf("account holds %d fen < %d fen offered", [input.available_fen, proposal.funds_offered_fen]),
+} if {
+	proposal.funds_offered_fen > input.available_fen
 }

@@ -93,3 +93,10 @@ test_several_rules_at_once if {
 	duty := object.union(home_visits, {"nature": "government_duty", "handled_by_owner": true})
 	rules(decide(duty, good)) == {"R1", "R2"}
 }
+
+test_funds_must_be_available_to_the_delegating_unit if {
+	input_with_balance := {"catalogue_version": 7, "matter": home_visits, "proposal": good, "available_fen": 29999}
+	violations := access.violations with input as input_with_balance
+	{v.detail | some v in violations} == {"account holds 29999 fen < 30000 fen offered"}
+	count(access.violations) == 0 with input as object.union(input_with_balance, {"available_fen": 30000})
+}

@@ -39,7 +39,13 @@ pub enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Load the demo data set first (once; see `shequ demo`).
+        #[arg(long)]
+        demo: bool,
     },
+    /// Load the demo data set (a district, its streets and communities, budgets, the
+    /// catalogue and a scenario through every access rule) and print what happened.
+    Demo,
     /// Bring the database's schema up to date (serve does this on start too).
     Migrate,
     /// Walk the hash chain; exit 1 and name the first bad position if the log was tampered with.
@@ -59,6 +65,8 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Service(#[from] shequ_service::ServiceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the server stopped: {0}")]
@@ -79,7 +87,13 @@ pub enum Outcome {
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let log = EventLog::open(&cli.db).await?;
     match cli.command {
-        Command::Serve { addr } => serve(log, addr).await,
+        Command::Serve { addr, demo: load_demo } => {
+            if load_demo {
+                demo(&log, &mut std::io::sink()).await?;
+            }
+            serve(log, addr).await
+        }
+        Command::Demo => demo(&log, out).await,
         Command::Migrate => {
             let head = log.head().await?;
             let report =
@@ -90,6 +104,19 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliE
         Command::Verify => verify(&log, out).await,
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
     }
+}
+
+async fn demo(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    let policies = shequ_policy::Policies::embedded().map_err(shequ_service::ServiceError::from)?;
+    let report = match shequ_service::demo::load(log, &policies).await? {
+        shequ_service::demo::DemoOutcome::AlreadyLoaded { .. } => {
+            "The demo data set is already loaded in this store; nothing was changed.".to_owned()
+        }
+        shequ_service::demo::DemoOutcome::Loaded { summary, .. } => summary.join("\n"),
+    };
+    tracing::info!("demo data set ready");
+    writeln!(out, "{report}").map_err(CliError::Output)?;
+    Ok(Outcome::Success)
 }
 
 async fn serve(log: EventLog, addr: SocketAddr) -> Result<Outcome, CliError> {

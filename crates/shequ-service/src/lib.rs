@@ -1,0 +1,17 @@
+//! shequ's command path, shared by the HTTP API and the command line (`shequ demo`).
+//!
+//! Every command goes the same way: authorise the actor by role and place (`policies/authz`),
+//! look up what the command needs from the log (catalogue, hierarchy, balances), ask the
+//! access policy where the plan's rules apply, and run the aggregate through esrs's
+//! `AggregateManager` with the actor, correlation and decision in every event's metadata.
+
+mod actor;
+mod clock;
+pub mod demo;
+mod error;
+mod service;
+
+pub use actor::{Actor, Role};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ServiceError;
+pub use service::{MandateOutcome, Service, CONTEST_DAYS_DEFAULT};

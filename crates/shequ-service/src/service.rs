@@ -1,0 +1,748 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::SecondsFormat;
+use esrs::manager::AggregateManager;
+use esrs::{Aggregate, AggregateState};
+use serde_json::json;
+use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
+use shequ_domain::ledger::{Ledger, LedgerCommand, LedgerError, LedgerState};
+use shequ_domain::mandate::{
+    ContestGround, Cure, Decision, Mandate, MandateCommand, MandateRecord, MandateStatus, Proposal,
+    ReviewOutcome, Violation,
+};
+use shequ_domain::organisation::{
+    Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
+};
+use shequ_domain::{DomainEvent, Fen};
+use shequ_policy::Policies;
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, StoreError};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::actor::{Actor, Role};
+use crate::clock::Clock;
+use crate::error::ServiceError;
+
+/// Days a contest may stay unanswered before it escalates to the district by itself.
+pub const CONTEST_DAYS_DEFAULT: i64 = 15;
+/// How deep an organisation can sit below its district (district → street → community).
+const HIERARCHY_DEPTH_MAX: usize = 4;
+
+/// The command path. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Service {
+    log: EventLog,
+    policies: Policies,
+    clock: Arc<dyn Clock>,
+    contest_days: i64,
+    timers: Arc<Mutex<ContestTimers>>,
+}
+
+/// What became of a mandate after a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MandateOutcome {
+    pub mandate: Uuid,
+    pub status: MandateStatus,
+    /// The violations of the decision this command made, if it made one.
+    pub violations: Vec<Violation>,
+    pub decision_id: Option<Uuid>,
+}
+
+/// Where an action lands in the hierarchy, for `policies/authz`.
+#[derive(Debug, Default)]
+struct Target {
+    district: Option<Uuid>,
+    street: Option<Uuid>,
+    community: Option<Uuid>,
+    delegating_unit: Option<Uuid>,
+}
+
+impl Service {
+    /// Makes the command path over `log`, and records the policy bundle in the log if this
+    /// bundle (by digest) is not there yet, so every decision can be re-run on its text.
+    pub async fn new(log: EventLog, policies: Policies, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
+        let service = Self {
+            log,
+            policies,
+            clock,
+            contest_days: CONTEST_DAYS_DEFAULT,
+            timers: Arc::new(Mutex::new(ContestTimers::default())),
+        };
+        service.record_bundle().await?;
+        Ok(service)
+    }
+
+    pub fn with_contest_days(mut self, days: i64) -> Self {
+        self.contest_days = days;
+        self
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The stream that holds a bundle's text: `policy-{digest}`.
+    pub fn bundle_stream(digest: &str) -> String {
+        format!("policy-{digest}")
+    }
+
+    async fn record_bundle(&self) -> Result<(), ServiceError> {
+        let bundle = self.policies.bundle();
+        let data = json!({ "digest": bundle.digest(), "files": bundle.files() }).to_string();
+        let metadata = CommandContext::new("system").metadata(self.clock.now()).to_json();
+        // The id is derived from the digest, so every process records one and the same event.
+        let event_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, bundle.digest().as_bytes());
+        let event = NewEvent {
+            event_id,
+            event_type: "PolicyBundleRecorded".into(),
+            event_version: 1,
+            data,
+            metadata,
+        };
+        match self
+            .log
+            .append(&Self::bundle_stream(bundle.digest()), ExpectedRevision::NoStream, vec![event])
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    // ----- Organisations, catalogue, budgets -------------------------------------------------
+
+    /// Registers an organisation. `actor` is `None` for the operator setting up the district.
+    pub async fn register_organisation(
+        &self,
+        actor: Option<Actor>,
+        id: Uuid,
+        kind: OrganisationKind,
+        name: &str,
+        parent: Option<Uuid>,
+    ) -> Result<(), ServiceError> {
+        let parent = match parent {
+            None => None,
+            Some(parent_id) => {
+                Some(ParentRef { id: parent_id, kind: self.organisation(parent_id).await?.kind })
+            }
+        };
+        if let Some(actor) = actor {
+            let district = match parent {
+                Some(parent) => Some(self.district_of(parent.id).await?),
+                None => None,
+            };
+            self.authorize(&actor, "organisation.register", Target { district, ..Target::default() }).await?;
+        }
+        let command = OrganisationCommand::Register { kind, name: name.to_owned(), parent };
+        self.execute::<Organisation>(self.context(actor), id, command).await?;
+        Ok(())
+    }
+
+    pub async fn organisation(&self, id: Uuid) -> Result<Registered, ServiceError> {
+        let state = self.load::<Organisation>(id).await?;
+        state.registered.ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))
+    }
+
+    /// Publishes the catalogue; returns its version (the catalogue stream's length).
+    pub async fn publish_catalogue(
+        &self,
+        actor: Option<Actor>,
+        matters: Vec<Matter>,
+    ) -> Result<u64, ServiceError> {
+        if let Some(actor) = actor {
+            let district = self.district_of(actor.organisation).await?;
+            self.authorize(
+                &actor,
+                "catalogue.publish",
+                Target { district: Some(district), ..Target::default() },
+            )
+            .await?;
+        }
+        self.execute::<Catalogue>(self.context(actor), CATALOGUE_ID, CatalogueCommand::Publish { matters })
+            .await?;
+        Ok(self.catalogue().await?.0)
+    }
+
+    /// The live catalogue and its version.
+    pub async fn catalogue(&self) -> Result<(u64, BTreeMap<String, Matter>), ServiceError> {
+        let manager = AggregateManager::new(self.log.aggregate_store::<Catalogue>(self.context(None)));
+        match manager.load(CATALOGUE_ID).await? {
+            None => Ok((0, BTreeMap::new())),
+            Some(state) => Ok((sequence(&state), state.into_inner().matters)),
+        }
+    }
+
+    /// Moves budget to `to`, from the fiscal budget (`from: None`, operator or district only)
+    /// or from its parent organisation.
+    pub async fn allocate(
+        &self,
+        actor: Option<Actor>,
+        transfer_id: Uuid,
+        from: Option<Uuid>,
+        to: Uuid,
+        amount_fen: Fen,
+        memo: &str,
+    ) -> Result<(), ServiceError> {
+        let recipient = self.organisation(to).await?;
+        let district = self.district_of(to).await?;
+        if let Some(actor) = actor {
+            let street = match recipient.kind {
+                OrganisationKind::Community => recipient.parent_id,
+                _ => None,
+            };
+            let target = Target { district: Some(district), street, ..Target::default() };
+            self.authorize(&actor, "ledger.allocate", target).await?;
+            if from != Some(actor.organisation) && !(from.is_none() && actor.role == Role::District) {
+                return Err(ServiceError::Forbidden(format!(
+                    "{actor} may allocate only from its own account"
+                )));
+            }
+        }
+        let command = LedgerCommand::Allocate { transfer_id, from, to, amount_fen, memo: memo.to_owned() };
+        self.execute::<Ledger>(self.context(actor), district, command).await?;
+        Ok(())
+    }
+
+    pub async fn ledger(&self, district: Uuid) -> Result<LedgerState, ServiceError> {
+        self.load::<Ledger>(district).await
+    }
+
+    // ----- Mandates ---------------------------------------------------------------------------
+
+    /// A street office or department proposes a mandate. The access policy decides; a refusal
+    /// is recorded too, and comes back with its violations. Admitted funds are reserved.
+    pub async fn propose(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        proposal: Proposal,
+    ) -> Result<MandateOutcome, ServiceError> {
+        if proposal.delegating_unit != actor.organisation {
+            return Err(ServiceError::Forbidden(format!("{actor} may propose only as itself")));
+        }
+        let (district, street) = self.community_place(proposal.community).await?;
+        let delegating_unit = proposal.delegating_unit;
+        let target = Target {
+            district: Some(district),
+            street: Some(street),
+            community: Some(proposal.community),
+            delegating_unit: Some(delegating_unit),
+        };
+        self.authorize(&actor, "mandate.propose", target).await?;
+        let available = self
+            .ledger(district)
+            .await?
+            .balance(shequ_domain::ledger::Account::Organisation { organisation: delegating_unit });
+        let decision = self.decide(&proposal, Some(available)).await?;
+        let decision_id = decision.decision_id;
+        let admitted = decision.admits();
+        let funds = proposal.funds_offered_fen;
+        let context = self.context(Some(actor)).with_decision(decision_id);
+        let state = self
+            .execute::<Mandate>(context.clone(), mandate, MandateCommand::Propose { proposal, decision })
+            .await?;
+        if admitted && funds > Fen::ZERO {
+            let reserve = LedgerCommand::Reserve {
+                transfer_id: derived(mandate, "reserve"),
+                mandate,
+                from: delegating_unit,
+                amount_fen: funds,
+            };
+            if let Err(error) = self.execute::<Ledger>(context.clone(), district, reserve).await {
+                // The balance moved between the decision and the reservation: the mandate
+                // cannot be funded, so it does not stand.
+                tracing::warn!(%mandate, %error, "funds could not be reserved; withdrawing the mandate");
+                let reason = format!("funds could not be reserved: {error}");
+                let state =
+                    self.execute::<Mandate>(context, mandate, MandateCommand::Withdraw { reason }).await?;
+                return Ok(outcome(mandate, &state, Some(decision_id)));
+            }
+        }
+        Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// A community records a task that reached it outside the access process and contests
+    /// it: the policy decides it as if it had been proposed, and the delegating unit must
+    /// cure or withdraw it.
+    pub async fn record_outside_process(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        proposal: Proposal,
+        statement: &str,
+    ) -> Result<MandateOutcome, ServiceError> {
+        let (district, street) = self.community_place(proposal.community).await?;
+        let target = Target {
+            district: Some(district),
+            street: Some(street),
+            community: Some(proposal.community),
+            delegating_unit: Some(proposal.delegating_unit),
+        };
+        self.authorize(&actor, "mandate.record_outside_process", target).await?;
+        self.organisation(proposal.delegating_unit).await?;
+        let decision = self.decide(&proposal, None).await?;
+        let decision_id = decision.decision_id;
+        let command = MandateCommand::RecordOutsideProcess {
+            proposal,
+            decision,
+            contest_id: Uuid::now_v7(),
+            statement: statement.to_owned(),
+            contest_deadline: self.contest_deadline(),
+        };
+        let state = self
+            .execute::<Mandate>(self.context(Some(actor)).with_decision(decision_id), mandate, command)
+            .await?;
+        Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// The community accepts: its funds are posted to its mandate account and the mandate
+    /// becomes active. It is never active unfunded.
+    pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
+        let context = self.context(Some(actor));
+        self.execute::<Mandate>(context.clone(), mandate, MandateCommand::Accept).await?;
+        let community = record.proposal.community;
+        let posted = match record.proposal.funds_offered_fen > Fen::ZERO {
+            false => Fen::ZERO,
+            true => {
+                let post = LedgerCommand::Post { transfer_id: derived(mandate, "post"), mandate, community };
+                let ledger = self.execute::<Ledger>(context.clone(), district, post).await?;
+                Fen::parse(ledger.balance(shequ_domain::ledger::Account::Mandate { mandate, community }))
+                    .map_err(|error| ServiceError::Invalid(error.to_string()))?
+            }
+        };
+        let state = self
+            .execute::<Mandate>(context, mandate, MandateCommand::Activate { funds_posted_fen: posted })
+            .await?;
+        Ok(outcome(mandate, &state, None))
+    }
+
+    /// The community contests; while the contest is open it owes no work on the mandate.
+    pub async fn contest(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        grounds: Vec<ContestGround>,
+        statement: &str,
+    ) -> Result<MandateOutcome, ServiceError> {
+        self.authorize_on_mandate(&actor, mandate, "mandate.contest").await?;
+        let command = MandateCommand::Contest {
+            contest_id: Uuid::now_v7(),
+            grounds,
+            statement: statement.to_owned(),
+            contest_deadline: self.contest_deadline(),
+        };
+        let state = self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+        Ok(outcome(mandate, &state, None))
+    }
+
+    /// The delegating unit cures a contested mandate: added funds are reserved, and the
+    /// cured proposal is decided again. A cure that satisfies the policy resumes the mandate.
+    pub async fn cure(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        cure: Cure,
+    ) -> Result<MandateOutcome, ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
+        let mut cured = record.proposal.clone();
+        cured.funds_offered_fen = cured
+            .funds_offered_fen
+            .checked_add(cure.funds_added_fen)
+            .ok_or_else(|| ServiceError::Invalid("the cured funds are too large".into()))?;
+        cured.powers_granted.extend(cure.powers_added.iter().cloned());
+        cured.working_conditions.extend(cure.working_conditions_added.iter().cloned());
+        let ledger = self.ledger(district).await?;
+        let unit =
+            shequ_domain::ledger::Account::Organisation { organisation: record.proposal.delegating_unit };
+        let reserved = shequ_domain::ledger::Account::Reserved { mandate };
+        let available = ledger.balance(unit) + ledger.balance(reserved);
+        let decision = self.decide(&cured, Some(available)).await?;
+        let decision_id = decision.decision_id;
+        let context = self.context(Some(actor)).with_decision(decision_id);
+        if cure.funds_added_fen > Fen::ZERO {
+            let reserve = LedgerCommand::Reserve {
+                transfer_id: derived(decision_id, "cure"),
+                mandate,
+                from: record.proposal.delegating_unit,
+                amount_fen: cure.funds_added_fen,
+            };
+            self.execute::<Ledger>(context.clone(), district, reserve).await?;
+        }
+        let state =
+            self.execute::<Mandate>(context, mandate, MandateCommand::Cure { cure, decision }).await?;
+        Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// A reviewer at district level upholds (the mandate is withdrawn and its funds go back)
+    /// or dismisses a contest.
+    pub async fn review(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        review: ReviewOutcome,
+        reason: &str,
+    ) -> Result<MandateOutcome, ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
+        let command = MandateCommand::Review {
+            outcome: review,
+            reviewer: actor.organisation,
+            reason: reason.to_owned(),
+        };
+        let state = self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+        if review == ReviewOutcome::Uphold {
+            self.return_funds(Some(actor), mandate, &record, district).await?;
+        }
+        Ok(outcome(mandate, &state, None))
+    }
+
+    pub async fn withdraw(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        reason: &str,
+    ) -> Result<MandateOutcome, ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
+        let state = self
+            .execute::<Mandate>(
+                self.context(Some(actor)),
+                mandate,
+                MandateCommand::Withdraw { reason: reason.to_owned() },
+            )
+            .await?;
+        self.return_funds(Some(actor), mandate, &record, district).await?;
+        Ok(outcome(mandate, &state, None))
+    }
+
+    pub async fn complete(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
+        self.authorize_on_mandate(&actor, mandate, "mandate.complete").await?;
+        let state =
+            self.execute::<Mandate>(self.context(Some(actor)), mandate, MandateCommand::Complete).await?;
+        Ok(outcome(mandate, &state, None))
+    }
+
+    /// The delegating unit moves the task to another community of its street: the policy
+    /// decides it again, the posted funds move with it, and the powers with the mandate.
+    pub async fn reassign(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        community: Uuid,
+    ) -> Result<MandateOutcome, ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
+        let (new_district, new_street) = self.community_place(community).await?;
+        let target = Target {
+            district: Some(new_district),
+            street: Some(new_street),
+            community: Some(community),
+            delegating_unit: Some(record.proposal.delegating_unit),
+        };
+        self.authorize(&actor, "mandate.reassign", target).await?;
+        let mut moved = record.proposal.clone();
+        moved.community = community;
+        let decision = self.decide(&moved, None).await?;
+        let decision_id = decision.decision_id;
+        let context = self.context(Some(actor)).with_decision(decision_id);
+        let violations = decision.violations.clone();
+        if !decision.admits() {
+            return Ok(MandateOutcome {
+                mandate,
+                status: record.status,
+                violations,
+                decision_id: Some(decision_id),
+            });
+        }
+        let state = self
+            .execute::<Mandate>(context.clone(), mandate, MandateCommand::Reassign { community, decision })
+            .await?;
+        let from_community = record.proposal.community;
+        let move_funds = LedgerCommand::Move {
+            transfer_id: derived(decision_id, "move"),
+            mandate,
+            from_community,
+            to_community: community,
+        };
+        self.execute::<Ledger>(context, district, move_funds).await?;
+        Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    pub async fn spend(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        transfer_id: Uuid,
+        amount_fen: Fen,
+        memo: &str,
+    ) -> Result<(), ServiceError> {
+        let (record, district) = self.authorize_on_mandate(&actor, mandate, "ledger.spend").await?;
+        if !record.proposal.powers_granted.is_empty() && record.status != MandateStatus::Active {
+            return Err(ServiceError::Forbidden(format!(
+                "mandate {mandate} is {:?}: no live grant to act on",
+                record.status
+            )));
+        }
+        let command = LedgerCommand::Spend {
+            transfer_id,
+            mandate,
+            community: record.proposal.community,
+            amount_fen,
+            memo: memo.to_owned(),
+        };
+        self.execute::<Ledger>(self.context(Some(actor)), district, command).await?;
+        Ok(())
+    }
+
+    pub async fn mandate(&self, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
+        self.load::<Mandate>(mandate)
+            .await?
+            .mandate
+            .ok_or_else(|| ServiceError::NotFound(format!("mandate {mandate}")))
+    }
+
+    /// Fires every contest timer that is due: each open contest past its deadline escalates
+    /// to the district, once. The timers are rebuilt from the log, so they survive restarts.
+    pub async fn escalate_due(&self) -> Result<Vec<Uuid>, ServiceError> {
+        let now = self.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let due = {
+            let mut timers = self.timers.lock().await;
+            timers.catch_up(&self.log).await?;
+            timers.due(&now)
+        };
+        let mut escalated = Vec::new();
+        for mandate in due {
+            let command = MandateCommand::Escalate { now: now.clone() };
+            match self.execute::<Mandate>(self.context(None), mandate, command).await {
+                Ok(_) => escalated.push(mandate),
+                // Another process fired it first, or it was answered meanwhile: at most once.
+                Err(ServiceError::Mandate(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(escalated)
+    }
+
+    // ----- Helpers ----------------------------------------------------------------------------
+
+    /// Decides `proposal` with the access policy against the live catalogue.
+    async fn decide(
+        &self,
+        proposal: &Proposal,
+        available_fen: Option<i64>,
+    ) -> Result<Decision, ServiceError> {
+        let (version, matters) = self.catalogue().await?;
+        let matter = matters.get(&proposal.matter_code);
+        let mut input = json!({
+            "catalogue_version": version,
+            "matter": matter,
+            "proposal": proposal,
+        });
+        if let Some(available) = available_fen {
+            input["available_fen"] = json!(available);
+        }
+        let violations = self.policies.decide_access(&input)?;
+        Ok(Decision {
+            decision_id: Uuid::now_v7(),
+            bundle_digest: self.policies.bundle().digest().to_owned(),
+            catalogue_version: version,
+            input,
+            violations,
+        })
+    }
+
+    async fn return_funds(
+        &self,
+        actor: Option<Actor>,
+        mandate: Uuid,
+        record: &MandateRecord,
+        district: Uuid,
+    ) -> Result<(), ServiceError> {
+        let command = LedgerCommand::ReturnUnspent {
+            transfer_id: derived(mandate, "return"),
+            mandate,
+            community: Some(record.proposal.community),
+            to: record.proposal.delegating_unit,
+        };
+        match self.execute::<Ledger>(self.context(actor), district, command).await {
+            Ok(_) | Err(ServiceError::Ledger(LedgerError::NothingToTransfer(_))) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Loads the mandate and authorises `action` on it; returns it and its district.
+    async fn authorize_on_mandate(
+        &self,
+        actor: &Actor,
+        mandate: Uuid,
+        action: &str,
+    ) -> Result<(MandateRecord, Uuid), ServiceError> {
+        let record = self.mandate(mandate).await?;
+        let (district, street) = self.community_place(record.proposal.community).await?;
+        let target = Target {
+            district: Some(district),
+            street: Some(street),
+            community: Some(record.proposal.community),
+            delegating_unit: Some(record.proposal.delegating_unit),
+        };
+        self.authorize(actor, action, target).await?;
+        Ok((record, district))
+    }
+
+    async fn authorize(&self, actor: &Actor, action: &str, target: Target) -> Result<(), ServiceError> {
+        let actor_district = self.district_of(actor.organisation).await.ok();
+        let input = json!({
+            "actor": {"role": actor.role.as_str(), "organisation": actor.organisation, "district": actor_district},
+            "action": action,
+            "target": {
+                "district": target.district, "street": target.street,
+                "community": target.community, "delegating_unit": target.delegating_unit,
+            },
+        });
+        let decision = self.policies.authorize(&input)?;
+        match decision.allow {
+            true => Ok(()),
+            false => {
+                tracing::warn!(%actor, action, reason = %decision.reason, "denied");
+                Err(ServiceError::Forbidden(decision.reason))
+            }
+        }
+    }
+
+    /// The district and street of a community.
+    async fn community_place(&self, community: Uuid) -> Result<(Uuid, Uuid), ServiceError> {
+        let registered = self.organisation(community).await?;
+        let street = match (registered.kind, registered.parent_id) {
+            (OrganisationKind::Community, Some(street)) => street,
+            _ => return Err(ServiceError::Invalid(format!("{community} is not a community"))),
+        };
+        Ok((self.district_of(street).await?, street))
+    }
+
+    /// The district an organisation belongs to (itself, for a district).
+    async fn district_of(&self, organisation: Uuid) -> Result<Uuid, ServiceError> {
+        let mut current = organisation;
+        for _ in 0..HIERARCHY_DEPTH_MAX {
+            let registered = self.organisation(current).await?;
+            match (registered.kind, registered.parent_id) {
+                (OrganisationKind::District, _) => return Ok(current),
+                (_, Some(parent)) => current = parent,
+                (_, None) => break,
+            }
+        }
+        Err(ServiceError::Invalid(format!("{organisation} does not hang under a district")))
+    }
+
+    fn context(&self, actor: Option<Actor>) -> CommandContext {
+        CommandContext::new(actor.map_or_else(|| "system".to_owned(), |actor| actor.to_string()))
+    }
+
+    fn contest_deadline(&self) -> String {
+        (self.clock.now() + chrono::Duration::days(self.contest_days))
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    async fn load<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default,
+        A::Event: DomainEvent + Send + Sync,
+    {
+        let manager = AggregateManager::new(self.log.aggregate_store::<A>(self.context(None)));
+        Ok(manager.load(id).await?.map(AggregateState::into_inner).unwrap_or_default())
+    }
+
+    /// Runs one command on one aggregate through esrs, under the in-process aggregate lock.
+    async fn execute<A>(
+        &self,
+        context: CommandContext,
+        id: Uuid,
+        command: A::Command,
+    ) -> Result<A::State, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default,
+        A::Event: DomainEvent + Send + Sync,
+        A::Command: Send,
+        ServiceError: From<A::Error>,
+    {
+        let manager = AggregateManager::new(self.log.aggregate_store::<A>(context));
+        let state = manager.lock_and_load(id).await?.unwrap_or_default();
+        Ok(manager.handle_command(state, command).await??)
+    }
+}
+
+fn outcome(
+    mandate: Uuid,
+    state: &shequ_domain::mandate::MandateState,
+    decision_id: Option<Uuid>,
+) -> MandateOutcome {
+    let record = state.mandate.as_ref().expect("a command that succeeded leaves a mandate");
+    let violations = match decision_id {
+        Some(_) => record.decision.violations.clone(),
+        None => vec![],
+    };
+    MandateOutcome { mandate, status: record.status, violations, decision_id }
+}
+
+fn sequence<S: Default>(state: &AggregateState<S>) -> u64 {
+    u64::try_from(*state.sequence_number()).unwrap_or(0)
+}
+
+/// A transfer id derived from a mandate or decision and a purpose, so that a retried command
+/// makes the same transfer and the ledger answers it idempotently.
+fn derived(id: Uuid, purpose: &str) -> Uuid {
+    Uuid::new_v5(&id, purpose.as_bytes())
+}
+
+/// The contest timers: every open contest and its deadline, caught up from the log.
+#[derive(Debug, Default)]
+struct ContestTimers {
+    position: u64,
+    open: BTreeMap<Uuid, String>,
+}
+
+impl ContestTimers {
+    async fn catch_up(&mut self, log: &EventLog) -> Result<(), ServiceError> {
+        use futures::TryStreamExt;
+        let mut events = std::pin::pin!(log.stream_all(self.position + 1, 1_000));
+        while let Some(event) = events.try_next().await? {
+            self.position = event.position;
+            let Some(mandate) = event.stream.strip_prefix("mandate-").and_then(|id| Uuid::parse_str(id).ok())
+            else {
+                continue;
+            };
+            match event.event_type.as_str() {
+                "MandateContested" => {
+                    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+                    if let Some(deadline) = data["deadline"].as_str() {
+                        self.open.insert(mandate, deadline.to_owned());
+                    }
+                }
+                "MandateCured" => {
+                    let data: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+                    let admits = data["decision"]["violations"].as_array().is_some_and(Vec::is_empty);
+                    if admits {
+                        self.open.remove(&mandate);
+                    }
+                }
+                "ContestUpheld" | "ContestDismissed" | "ContestEscalated" | "MandateWithdrawn" => {
+                    self.open.remove(&mandate);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn due(&self, now: &str) -> Vec<Uuid> {
+        self.open
+            .iter()
+            .filter(|(_, deadline)| deadline.as_str() <= now)
+            .map(|(mandate, _)| *mandate)
+            .collect()
+    }
+}

@@ -1,0 +1,225 @@
+//! The command path on the demo world, on both backends: access rules, funds, contests,
+//! timers and authorisation, as the API and the command line use them.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use shequ::{Cli, Outcome};
+use shequ_domain::ledger::Account;
+use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal};
+use shequ_domain::Fen;
+use shequ_policy::Policies;
+use shequ_service::demo::{self, demo_id, DemoOutcome};
+use shequ_service::{Actor, ManualClock, Role, Service, ServiceError};
+use shequ_store::EventLog;
+use uuid::Uuid;
+
+use crate::helpers::{tests, Db, TestFn};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        the_demo_exercises_every_rule_once_and_balances_the_books,
+        refusals_are_recorded_with_the_decision_that_made_them,
+        funds_must_be_available_to_the_delegating_unit,
+        a_contest_escalates_once_even_across_restarts,
+        every_command_is_authorised_by_role_and_place,
+    ]
+}
+
+async fn demo_world(db: &Db) -> (EventLog, Policies, demo::DemoPlaces) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let policies = Policies::embedded().unwrap();
+    let places = match demo::load(&log, &policies).await.unwrap() {
+        DemoOutcome::Loaded { places, .. } => places,
+        DemoOutcome::AlreadyLoaded { .. } => panic!("a fresh database has no demo"),
+    };
+    (log, policies, places)
+}
+
+fn fen(amount: i64) -> Fen {
+    Fen::parse(amount).unwrap()
+}
+
+async fn the_demo_exercises_every_rule_once_and_balances_the_books(db: Db) {
+    let run = || async {
+        let cli = Cli::try_parse_from(["shequ", "--db", &db.url, "demo"]).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(shequ::run(cli, &mut out).await.unwrap(), Outcome::Success);
+        String::from_utf8(out).unwrap()
+    };
+    let summary = run().await;
+    for cited in [
+        "R1 plan:3.4.2-R1",
+        "R2 plan:3.4.2-R2",
+        "R3-funds plan:3.4.2-R3",
+        "R4-power plan:3.4.2-R4",
+        "catalogue plan:3.4.2-A",
+        "funds 60000 fen < cost standard 160000 fen (8000 fen × 20 cases)",
+        "power `refer-to-provider` not granted",
+        "balances sum to 0 fen (debits = credits); 0 accounts below zero",
+        "Chain: ok",
+    ] {
+        assert!(summary.contains(cited), "the demo summary should cite `{cited}`:\n{summary}");
+    }
+    assert_eq!(run().await, "The demo data set is already loaded in this store; nothing was changed.\n");
+
+    let log = EventLog::open(&db.url).await.unwrap();
+    let service =
+        Service::new(log, Policies::embedded().unwrap(), Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let places = demo::places();
+    let status = |name: &str| {
+        let service = service.clone();
+        let id = demo_id(name);
+        async move { service.mandate(id).await.unwrap() }
+    };
+    assert_eq!(status("mandate/EMP-001").await.status, MandateStatus::Active);
+    assert_eq!(status("mandate/FLP-001").await.status, MandateStatus::Active, "cured, then accepted");
+    assert_eq!(status("mandate/MED-001").await.status, MandateStatus::Withdrawn, "contest upheld");
+    let screening = status("mandate/PMD-002").await;
+    assert!(screening.contest.unwrap().escalated);
+    let rentals = status("mandate/SAF-001").await;
+    assert_eq!(rentals.proposal.community, places.communities[9].0);
+
+    let ledger = service.ledger(places.district).await.unwrap();
+    let rentals_id = demo_id("mandate/SAF-001");
+    assert_eq!(
+        ledger.balance(Account::Mandate { mandate: rentals_id, community: places.communities[9].0 }),
+        60_000
+    );
+    assert_eq!(
+        ledger.balance(Account::Mandate { mandate: rentals_id, community: places.communities[8].0 }),
+        0
+    );
+    assert!(
+        ledger.mandate_funds(demo_id("mandate/MED-001")).is_empty(),
+        "an upheld contest returns the funds"
+    );
+    assert_eq!(
+        ledger.balance(Account::Organisation { organisation: places.departments[0].0 }),
+        1_000_000 - 60_000
+    );
+    assert_eq!(ledger.balance(Account::Expenditure), 27_000);
+    assert_eq!(ledger.balances.values().sum::<i64>(), 0);
+}
+
+async fn refusals_are_recorded_with_the_decision_that_made_them(db: Db) {
+    let (log, policies, _) = demo_world(&db).await;
+    let stream = format!("mandate-{}", demo_id("mandate/refused/SSV-006"));
+    let events = log.read_stream(&stream).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
+    assert_eq!(types, ["MandateProposed", "MandateRefused"]);
+    let data: serde_json::Value = serde_json::from_str(&events[1].data).unwrap();
+    let decision = &data["decision"];
+    assert_eq!(decision["bundle_digest"], policies.bundle().digest());
+    assert_eq!(decision["violations"][0]["clause"], "plan:3.4.2-R1");
+    assert_eq!(decision["input"]["matter"]["code"], "SSV-006");
+    // The recorded input, re-decided on the recorded bundle, gives the recorded violations.
+    let again = policies.decide_access(&decision["input"]).unwrap();
+    assert_eq!(serde_json::to_value(again).unwrap(), decision["violations"]);
+    let metadata: serde_json::Value = serde_json::from_str(&events[1].metadata).unwrap();
+    assert_eq!(metadata["decisionId"], decision["decision_id"]);
+    assert!(metadata["actor"].as_str().unwrap().starts_with("street_office:"));
+    // The bundle's text is in the log, once, whoever started.
+    Service::new(log.clone(), policies.clone(), Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let bundle = log.read_stream(&Service::bundle_stream(policies.bundle().digest())).await.unwrap();
+    assert_eq!(bundle.len(), 1);
+    assert!(bundle[0].data.contains("package shequ.access"));
+}
+
+async fn funds_must_be_available_to_the_delegating_unit(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let street = places.streets[0].0;
+    let actor = Actor { role: Role::StreetOffice, organisation: street };
+    let proposal = Proposal {
+        matter_code: "EMP-001".into(),
+        delegating_unit: street,
+        community: places.communities[1].0,
+        scope: "Unemployment registration assistance".into(),
+        volume: 1_000,
+        deadline: "2026-12-31".into(),
+        funds_offered_fen: fen(3_000_000),
+        powers_granted: vec!["collect-resident-data".into()],
+        working_conditions: vec!["service-counter".into(), "information-terminal".into()],
+    };
+    let outcome = service.propose(actor, Uuid::now_v7(), proposal).await.unwrap();
+    assert_eq!(outcome.status, MandateStatus::Refused);
+    let violation = &outcome.violations[0];
+    assert_eq!((violation.rule.as_str(), violation.clause.as_str()), ("funds-available", "plan:5.2-F"));
+    assert!(violation.detail.ends_with("fen < 3000000 fen offered"), "{}", violation.detail);
+}
+
+async fn a_contest_escalates_once_even_across_restarts(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let clock = ManualClock::new(chrono::Utc::now());
+    let service = Service::new(log.clone(), policies.clone(), Arc::new(clock.clone())).await.unwrap();
+    let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
+    let mandate = demo_id("mandate/SSV-007");
+    let contested = service
+        .contest(community, mandate, vec![ContestGround::FundsNotPosted], "Nothing arrived")
+        .await
+        .unwrap();
+    assert_eq!(contested.status, MandateStatus::Contested);
+    clock.advance(chrono::Duration::days(14));
+    assert_eq!(service.escalate_due().await.unwrap(), Vec::<Uuid>::new(), "not yet due");
+    clock.advance(chrono::Duration::days(2));
+    assert_eq!(service.escalate_due().await.unwrap(), vec![mandate]);
+    assert_eq!(service.escalate_due().await.unwrap(), Vec::<Uuid>::new());
+    // A restarted server rebuilds its timers from the log and does not fire again.
+    let restarted = Service::new(log.clone(), policies, Arc::new(clock.clone())).await.unwrap();
+    assert_eq!(restarted.escalate_due().await.unwrap(), Vec::<Uuid>::new());
+    let escalations = log
+        .read_stream(&format!("mandate-{mandate}"))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| event.event_type == "ContestEscalated")
+        .count();
+    assert_eq!(escalations, 1);
+}
+
+async fn every_command_is_authorised_by_role_and_place(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let head = log.head().await.unwrap().position;
+    let other_street = Actor { role: Role::StreetOffice, organisation: places.streets[1].0 };
+    let proposal = Proposal {
+        matter_code: "EMP-001".into(),
+        delegating_unit: other_street.organisation,
+        community: places.communities[0].0,
+        scope: "x".into(),
+        volume: 1,
+        deadline: "2026-12-31".into(),
+        funds_offered_fen: fen(3_000),
+        powers_granted: vec![],
+        working_conditions: vec![],
+    };
+    let denied = service.propose(other_street, Uuid::now_v7(), proposal.clone()).await;
+    assert!(
+        matches!(&denied, Err(ServiceError::Forbidden(reason)) if reason == "street_office may not mandate.propose here"),
+        "{denied:?}"
+    );
+    let inspector = Actor { role: Role::Inspector, organisation: places.district };
+    let mut as_inspector = proposal.clone();
+    as_inspector.delegating_unit = places.district;
+    assert!(matches!(
+        service.propose(inspector, Uuid::now_v7(), as_inspector).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    let stranger = Actor { role: Role::Community, organisation: places.communities[1].0 };
+    assert!(matches!(
+        service.accept(stranger, demo_id("mandate/SSV-007")).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    let stranger_review = Actor { role: Role::StreetOffice, organisation: places.streets[0].0 };
+    let review = service
+        .review(
+            stranger_review,
+            demo_id("mandate/PMD-002"),
+            shequ_domain::mandate::ReviewOutcome::Dismiss,
+            "no",
+        )
+        .await;
+    assert!(matches!(review, Err(ServiceError::Forbidden(_))), "{review:?}");
+    assert_eq!(log.head().await.unwrap().position, head, "denied commands write nothing");
+}
