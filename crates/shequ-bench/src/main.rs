@@ -24,6 +24,8 @@ use shequ_domain::organisation::{Organisation, OrganisationEvent};
 use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent};
 use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
+
+mod decide;
 use uuid::Uuid;
 
 /// Rows the raw writer takes into one transaction at most (as shequ's writer).
@@ -32,7 +34,26 @@ const RAW_BATCH_ROWS_MAX: usize = 1_024;
 const RAW_SQLITE_ROWS_PER_INSERT_MAX: usize = 1_000;
 
 #[derive(Debug, Parser)]
-#[command(about = "Append benchmark: shequ's stores beside esrs's PgStore and a raw batched INSERT")]
+#[command(about = "shequ's benchmarks")]
+enum Bench {
+    /// Appends: shequ's stores beside esrs's PgStore and a raw batched INSERT.
+    Append(Arguments),
+    /// Policy decisions: one proposal through the access rules, alone and through the
+    /// whole command path.
+    Decide(DecideArguments),
+}
+
+#[derive(Debug, clap::Args)]
+struct DecideArguments {
+    /// Decisions to time (after as many untimed ones to warm up).
+    #[arg(long, default_value_t = 5_000)]
+    decisions: usize,
+    /// Proposals to time through the whole command path (on a fresh SQLite demo store).
+    #[arg(long, default_value_t = 300)]
+    commands: usize,
+}
+
+#[derive(Debug, clap::Args)]
 struct Arguments {
     /// Concurrent clients, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "16,64")]
@@ -123,9 +144,12 @@ impl Measurement {
 }
 
 fn main() {
-    let arguments = Arguments::parse();
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-    if let Err(error) = runtime.block_on(run(arguments)) {
+    let result = match Bench::parse() {
+        Bench::Append(arguments) => runtime.block_on(run(arguments)),
+        Bench::Decide(arguments) => runtime.block_on(decide::run(arguments)),
+    };
+    if let Err(error) = result {
         eprintln!("shequ-bench: error: {error}");
         std::process::exit(1);
     }

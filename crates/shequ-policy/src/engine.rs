@@ -96,6 +96,17 @@ impl Policies {
         }
     }
 
+    /// The access rules compiled for regorus's bytecode VM (`rvm`), and the input converted
+    /// as the interpreter would convert it; for measuring the two side by side.
+    pub fn access_program(&self) -> Result<Arc<regorus::rvm::program::Program>, PolicyError> {
+        let mut engine = self.engine.clone();
+        let compiled = engine
+            .compile_with_entrypoint(&ACCESS_RULE.into())
+            .map_err(|error| PolicyError::Bundle(format!("compile {ACCESS_RULE}: {error}")))?;
+        regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[ACCESS_RULE])
+            .map_err(|error| PolicyError::Bundle(format!("rvm {ACCESS_RULE}: {error}")))
+    }
+
     fn evaluate(&self, rule: &str, input: &serde_json::Value) -> Result<Value, PolicyError> {
         let mut engine = self.engine.clone();
         let input: Value = serde_json::from_value(input.clone())

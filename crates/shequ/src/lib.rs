@@ -42,6 +42,12 @@ pub enum Command {
         /// Load the demo data set first (once; see `shequ demo`).
         #[arg(long)]
         demo: bool,
+        /// Days a contest may stay unanswered before it escalates to the district.
+        #[arg(long, default_value_t = shequ_service::CONTEST_DAYS_DEFAULT, value_parser = clap::value_parser!(i64).range(1..=365))]
+        contest_days: i64,
+        /// How often the contest timers are checked, in seconds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timer_interval_seconds: u64,
     },
     /// Load the demo data set (a district, its streets and communities, budgets, the
     /// catalogue and a scenario through every access rule) and print what happened.
@@ -87,11 +93,20 @@ pub enum Outcome {
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let log = EventLog::open(&cli.db).await?;
     match cli.command {
-        Command::Serve { addr, demo: load_demo } => {
+        Command::Serve { addr, demo: load_demo, contest_days, timer_interval_seconds } => {
             if load_demo {
                 demo(&log, &mut std::io::sink()).await?;
             }
-            serve(log, addr).await
+            let policies = shequ_policy::Policies::embedded().map_err(shequ_service::ServiceError::from)?;
+            let clock = std::sync::Arc::new(shequ_service::SystemClock);
+            let service = shequ_service::Service::new(log.clone(), policies, clock)
+                .await?
+                .with_contest_days(contest_days);
+            let timers =
+                tokio::spawn(run_timers(service, std::time::Duration::from_secs(timer_interval_seconds)));
+            let outcome = serve(log, addr).await;
+            timers.abort();
+            outcome
         }
         Command::Demo => demo(&log, out).await,
         Command::Migrate => {
@@ -129,6 +144,20 @@ async fn serve(log: EventLog, addr: SocketAddr) -> Result<Outcome, CliError> {
     log.close().await;
     tracing::info!("shequ stopped");
     Ok(Outcome::Success)
+}
+
+/// Fires due contest timers every `interval`: an unanswered contest escalates to the district
+/// by itself. Each escalation is an event, so a restart neither loses nor repeats one.
+async fn run_timers(service: shequ_service::Service, interval: std::time::Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        match service.escalate_due().await {
+            Ok(escalated) if escalated.is_empty() => {}
+            Ok(escalated) => tracing::info!(count = escalated.len(), "contests escalated to the district"),
+            Err(error) => tracing::error!(%error, "contest timers failed; trying again at the next tick"),
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM: finish the requests in flight, then stop.
