@@ -14,7 +14,7 @@ use shequ_service::{Actor, ManualClock, Role, Service, ServiceError};
 use shequ_store::EventLog;
 use uuid::Uuid;
 
-use crate::helpers::{tests, Db, TestFn};
+use crate::helpers::{disable_append_only, execute_directly, tests, Db, TestFn};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -23,6 +23,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         funds_must_be_available_to_the_delegating_unit,
         a_contest_escalates_once_even_across_restarts,
         every_command_is_authorised_by_role_and_place,
+        redecide_reruns_every_decision_and_names_a_rewritten_one,
     ]
 }
 
@@ -222,4 +223,33 @@ async fn every_command_is_authorised_by_role_and_place(db: Db) {
         .await;
     assert!(matches!(review, Err(ServiceError::Forbidden(_))), "{review:?}");
     assert_eq!(log.head().await.unwrap().position, head, "denied commands write nothing");
+}
+
+async fn redecide_reruns_every_decision_and_names_a_rewritten_one(db: Db) {
+    demo_world(&db).await;
+    let redecide = || async {
+        let cli = Cli::try_parse_from(["shequ", "--db", &db.url, "audit", "redecide"]).unwrap();
+        let mut out = Vec::new();
+        let outcome = shequ::run(cli, &mut out).await.unwrap();
+        (outcome, String::from_utf8(out).unwrap())
+    };
+    assert_eq!(redecide().await, (Outcome::Success, "13 decisions, 13 identical, 0 differ\n".to_owned()));
+
+    // Someone rewrites a refusal's recorded rule in the database.
+    let stream = format!("mandate-{}", demo_id("mandate/refused/SSV-006"));
+    let tamper = format!(
+        "{} UPDATE events SET data = replace(data, '\"rule\":\"R1\"', '\"rule\":\"R9\"') \
+         WHERE stream = '{stream}' AND event_type = 'MandateRefused';",
+        disable_append_only(&db)
+    );
+    execute_directly(&db, &tamper).await.unwrap();
+    let (outcome, out) = redecide().await;
+    assert_eq!(outcome, Outcome::Failure);
+    assert!(out.starts_with("13 decisions, 12 identical, 1 differ\n"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "(MandateRefused in {stream}): recorded 1 violation(s) [R9], re-decided 1 [R1]"
+        )),
+        "{out}"
+    );
 }

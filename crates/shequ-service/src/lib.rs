@@ -6,6 +6,7 @@
 //! `AggregateManager` with the actor, correlation and decision in every event's metadata.
 
 mod actor;
+pub mod audit;
 mod clock;
 pub mod demo;
 mod error;

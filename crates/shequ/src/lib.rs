@@ -56,6 +56,9 @@ pub enum Command {
     Migrate,
     /// Walk the hash chain; exit 1 and name the first bad position if the log was tampered with.
     Verify,
+    /// Inspectors' tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print events as JSON lines, in position order.
     Log {
         /// The first position to print.
@@ -65,6 +68,13 @@ pub enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-run every recorded policy decision on the bundle and input recorded with it (from
+    /// the log, not from today's policies/); exit 1 if any differs.
+    Redecide,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +127,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliE
             Ok(Outcome::Success)
         }
         Command::Verify => verify(&log, out).await,
+        Command::Audit(AuditCommand::Redecide) => redecide(&log, out).await,
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
     }
 }
@@ -215,6 +226,34 @@ async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome,
             Ok(Outcome::Failure)
         }
     }
+}
+
+async fn redecide(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    let on_terminal = std::io::stderr().is_terminal();
+    let report = shequ_service::audit::redecide(log, |read| {
+        if on_terminal {
+            eprint!("\rread {read} events…");
+        }
+    })
+    .await?;
+    if on_terminal {
+        eprintln!();
+    }
+    let differ = report.differing.len();
+    writeln!(out, "{} decisions, {} identical, {differ} differ", report.decisions, report.identical)
+        .map_err(CliError::Output)?;
+    for difference in &report.differing {
+        writeln!(
+            out,
+            "  position {} ({} in {}): {}",
+            difference.position, difference.event_type, difference.stream, difference.reason
+        )
+        .map_err(CliError::Output)?;
+    }
+    Ok(match differ {
+        0 => Outcome::Success,
+        _ => Outcome::Failure,
+    })
 }
 
 /// One event as `shequ log` prints it; `data` and `metadata` are the stored JSON, verbatim.
