@@ -1,41 +1,173 @@
-//! The HTTP application, driven in process through its router.
+//! The HTTP application, driven through its router: health, readiness, and `/api/v1` with
+//! bearer tokens, on the demo world.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use shequ_http::auth::TokenKeys;
 use shequ_http::{app, AppState};
+use shequ_policy::Policies;
+use shequ_service::demo::{self, demo_id};
+use shequ_service::{Role, Service, SystemClock};
 use shequ_store::EventLog;
 use tower::ServiceExt;
+use uuid::Uuid;
 
 use crate::helpers::{tests, Db, TestFn};
 
 /// The largest response body a test reads, in bytes.
-const BODY_BYTES_MAX: usize = 64 * 1024;
+const BODY_BYTES_MAX: usize = 1024 * 1024;
+const NOW: u64 = 1_800_000_000;
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
-    tests![health_and_readiness]
+    tests![health_and_readiness, the_api_authenticates_authorises_and_answers_with_the_right_status]
 }
 
-async fn get(log: &EventLog, path: &str) -> (StatusCode, serde_json::Value) {
-    let router = app(AppState { log: log.clone() });
-    let response = router.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
-    let status = response.status();
-    let body = axum::body::to_bytes(response.into_body(), BODY_BYTES_MAX).await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap())
+struct Client {
+    state: AppState,
+}
+
+impl Client {
+    async fn new(db: &Db) -> Self {
+        let log = EventLog::open(&db.url).await.unwrap();
+        let service =
+            Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
+        let keys = TokenKeys::from_secret(&[42; 32]).unwrap();
+        Self { state: AppState { log, service, keys } }
+    }
+
+    fn token(&self, role: Role, organisation: Uuid) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        self.state.keys.issue(role, organisation, "test", now.max(NOW), 3600)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => request.header("content-type", "application/json").body(Body::from(body)),
+            None => request.body(Body::empty()),
+        };
+        let response = app(self.state.clone()).oneshot(request.unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), BODY_BYTES_MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
 }
 
 async fn health_and_readiness(db: Db) {
-    let log = EventLog::open(&db.url).await.unwrap();
-    assert_eq!(get(&log, "/health").await, (StatusCode::OK, serde_json::json!({"status": "ok"})));
-    let (status, ready) = get(&log, "/ready").await;
+    let client = Client::new(&db).await;
+    assert_eq!(client.call("GET", "/health", None, None).await, (StatusCode::OK, json!({"status": "ok"})));
+    let (status, ready) = client.call("GET", "/ready", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["store"], log.kind().to_string());
-    assert_eq!(ready["position"], 0);
+    assert_eq!(ready["store"], client.state.log.kind().to_string());
+    assert_eq!(ready["position"], 1, "the policy bundle is the first event");
 
     // With the database gone, the process is alive but not ready.
-    log.close().await;
-    assert_eq!(get(&log, "/health").await.0, StatusCode::OK);
-    let (status, ready) = get(&log, "/ready").await;
+    client.state.log.close().await;
+    assert_eq!(client.call("GET", "/health", None, None).await.0, StatusCode::OK);
+    let (status, ready) = client.call("GET", "/ready", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready["status"], "unavailable");
+}
+
+async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: Db) {
+    let client = Client::new(&db).await;
+    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let places = demo::places();
+    let street = client.token(Role::StreetOffice, places.streets[0].0);
+    let community = client.token(Role::Community, places.communities[0].0);
+    let other_community = client.token(Role::Community, places.communities[5].0);
+
+    // 401 without a valid token.
+    assert_eq!(client.call("GET", "/api/v1/catalogue", None, None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = client.call("GET", "/api/v1/catalogue", Some("forged"), None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (status, catalogue) = client.call("GET", "/api/v1/catalogue", Some(&street), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(catalogue["matters"].as_array().unwrap().len(), 68);
+
+    let mandate = Uuid::now_v7();
+    let proposal = |mandate: Uuid, code: &str, community: Uuid| {
+        json!({
+            "mandate_id": mandate, "matter_code": code, "community": community,
+            "scope": "Unemployment registration assistance", "volume": 5, "deadline": "2026-12-31",
+            "funds_offered_fen": 15000, "powers_granted": ["collect-resident-data"],
+            "working_conditions": ["service-counter", "information-terminal"],
+        })
+        .to_string()
+    };
+    let body = proposal(mandate, "EMP-001", places.communities[0].0);
+    let (status, admitted) = client.call("POST", "/api/v1/mandates", Some(&street), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{admitted}");
+    assert_eq!(admitted["status"], "admitted");
+    // A retried command returns the first result.
+    let (status, retried) = client.call("POST", "/api/v1/mandates", Some(&street), Some(body)).await;
+    assert_eq!((status, &retried["decision_id"]), (StatusCode::CREATED, &admitted["decision_id"]));
+
+    // 403 outside the street's place.
+    let elsewhere = proposal(Uuid::now_v7(), "EMP-001", places.communities[5].0);
+    let (status, body) = client.call("POST", "/api/v1/mandates", Some(&street), Some(elsewhere)).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (StatusCode::FORBIDDEN, Some("street_office may not mandate.propose here"))
+    );
+
+    // 422 for a policy refusal, with every violation and its clause.
+    let refused = proposal(Uuid::now_v7(), "SSV-006", places.communities[0].0);
+    let (status, body) = client.call("POST", "/api/v1/mandates", Some(&street), Some(refused)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["violations"][0]["clause"], "plan:3.4.2-R1");
+    assert!(body["mandate"].is_string(), "the refusal is recorded: {body}");
+
+    // 400 naming the bad field; 413 for an oversized body.
+    let missing = json!({"mandate_id": Uuid::now_v7(), "matter_code": "EMP-001"}).to_string();
+    let (status, body) = client.call("POST", "/api/v1/mandates", Some(&street), Some(missing)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("missing field `community`"), "{body}");
+    let negative = proposal(Uuid::now_v7(), "EMP-001", places.communities[0].0).replace("15000", "-5");
+    let (status, body) = client.call("POST", "/api/v1/mandates", Some(&street), Some(negative)).await;
+    assert!(
+        status == StatusCode::BAD_REQUEST
+            && body["message"].as_str().unwrap().starts_with("funds_offered_fen"),
+        "{body}"
+    );
+    let huge = json!({"scope": "x".repeat(shequ_http::BODY_BYTES_MAX)}).to_string();
+    assert_eq!(
+        client.call("POST", "/api/v1/mandates", Some(&street), Some(huge)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+
+    // Reading: the community itself yes, another community no, an unknown mandate 404.
+    let path = format!("/api/v1/mandates/{mandate}");
+    let (status, view) = client.call("GET", &path, Some(&community), None).await;
+    assert_eq!((status, view["status"].as_str()), (StatusCode::OK, Some("admitted")));
+    assert_eq!(view["bundle_digest"].as_str().unwrap().len(), 64);
+    assert_eq!(client.call("GET", &path, Some(&other_community), None).await.0, StatusCode::FORBIDDEN);
+    let unknown = format!("/api/v1/mandates/{}", Uuid::now_v7());
+    assert_eq!(client.call("GET", &unknown, Some(&community), None).await.0, StatusCode::NOT_FOUND);
+
+    // The community accepts: funds posted, active. Accepting again is a business refusal.
+    let (status, accepted) = client.call("POST", &format!("{path}/accept"), Some(&community), None).await;
+    assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("active")));
+    let (status, again) = client.call("POST", &format!("{path}/accept"), Some(&community), None).await;
+    assert_eq!((status, again["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")));
+    let contest =
+        json!({"grounds": ["caseload_outgrew_funding"], "statement": "Twice the cases"}).to_string();
+    let (status, contested) =
+        client.call("POST", &format!("{path}/contest"), Some(&community), Some(contest)).await;
+    assert_eq!((status, contested["status"].as_str()), (StatusCode::OK, Some("contested")));
+    let rentals = format!("/api/v1/mandates/{}/accept", demo_id("mandate/SAF-001"));
+    assert_eq!(client.call("POST", &rentals, Some(&community), None).await.0, StatusCode::FORBIDDEN);
 }

@@ -1,7 +1,8 @@
 # Who may do what, by role and by place in the hierarchy.
 #
 # Input (built by shequ from the token and the log):
-#   actor   {role, organisation, district}: who acts, for which organisation, in which district
+#   actor   {role, organisation, kind, district}: who acts, for which organisation (of which
+#           kind), in which district
 #   action  e.g. "mandate.propose"
 #   target  {district, street, community, delegating_unit}: where the action lands (ids;
 #           members that do not apply are absent)
@@ -10,6 +11,23 @@ package shequ.authz
 import rego.v1
 
 default allow := false
+
+# A role is held only by an organisation of the matching kind.
+role_kind := {
+	"district": "district",
+	"department": "department",
+	"street_office": "street",
+	"community": "community",
+	"inspector": "district",
+	"resident": "community",
+}
+
+role_fits if role_kind[input.actor.role] == input.actor.kind
+
+allow if {
+	role_fits
+	permitted
+}
 
 # Actions of the unit that delegates a task (a street office or a district department).
 delegating_actions := {"mandate.propose", "mandate.cure", "mandate.withdraw", "mandate.reassign", "ledger.reserve"}
@@ -35,28 +53,28 @@ delegated_by_actor if input.target.delegating_unit == input.actor.organisation
 # A proposal names its own delegating unit: the actor.
 delegated_by_actor if input.action == "mandate.propose"
 
-allow if {
+permitted if {
 	input.actor.role == "district"
 	input.action in district_actions
 	input.target.district == input.actor.organisation
 }
 
 # A street office acts only for its own street's communities, and only on its own tasks.
-allow if {
+permitted if {
 	input.actor.role == "street_office"
 	input.action in delegating_actions
 	input.target.street == input.actor.organisation
 	delegated_by_actor
 }
 
-allow if {
+permitted if {
 	input.actor.role == "street_office"
 	input.action == "ledger.allocate"
 	input.target.street == input.actor.organisation
 }
 
 # A department delegates anywhere in its district, and only its own tasks.
-allow if {
+permitted if {
 	input.actor.role == "department"
 	input.action in delegating_actions
 	in_district
@@ -64,18 +82,30 @@ allow if {
 }
 
 # A community acts only for itself.
-allow if {
+permitted if {
 	input.actor.role == "community"
 	input.action in community_actions
 	input.target.community == input.actor.organisation
 }
 
-# Everyone but a resident reads within their district; an inspector reads everything there
-# and writes nothing.
-allow if {
-	input.actor.role in {"district", "department", "street_office", "community", "inspector"}
+# The district, its departments and its inspectors read everything in the district (an
+# inspector writes nothing); a street office reads its street; a community reads its own.
+permitted if {
+	input.actor.role in {"district", "department", "inspector"}
 	input.action in read_actions
 	in_district
+}
+
+permitted if {
+	input.actor.role == "street_office"
+	input.action in read_actions
+	input.target.street == input.actor.organisation
+}
+
+permitted if {
+	input.actor.role == "community"
+	input.action in read_actions
+	input.target.community == input.actor.organisation
 }
 
 reason := "" if allow

@@ -16,7 +16,7 @@ check(actor, action, target) if {
 	authz.allow with input as {"actor": actor, "action": action, "target": target}
 }
 
-street_office := {"role": "street_office", "organisation": street, "district": district}
+street_office := {"role": "street_office", "organisation": street, "kind": "street", "district": district}
 
 in_street := {"district": district, "street": street, "community": community, "delegating_unit": street}
 
@@ -37,7 +37,7 @@ test_a_street_office_cures_only_its_own_tasks if {
 }
 
 test_a_department_delegates_within_its_district if {
-	department := {"role": "department", "organisation": "dep1", "district": district}
+	department := {"role": "department", "organisation": "dep1", "kind": "department", "district": district}
 	check(department, "mandate.propose", object.union(in_street, {"delegating_unit": "dep1"}))
 	check(department, "mandate.withdraw", object.union(in_street, {"delegating_unit": "dep1"}))
 	not check(department, "mandate.withdraw", in_street)
@@ -45,15 +45,15 @@ test_a_department_delegates_within_its_district if {
 }
 
 test_a_community_acts_only_for_itself if {
-	own := {"role": "community", "organisation": community, "district": district}
+	own := {"role": "community", "organisation": community, "kind": "community", "district": district}
 	check(own, "mandate.contest", in_street)
 	check(own, "mandate.record_outside_process", in_street)
 	not check(own, "mandate.propose", in_street)
-	not check({"role": "community", "organisation": "c2", "district": district}, "mandate.accept", in_street)
+	not check({"role": "community", "organisation": "c2", "kind": "community", "district": district}, "mandate.accept", in_street)
 }
 
 test_an_inspector_reads_its_district_and_writes_nothing if {
-	inspector := {"role": "inspector", "organisation": district, "district": district}
+	inspector := {"role": "inspector", "organisation": district, "kind": "district", "district": district}
 	check(inspector, "read.audit", in_street)
 	not check(inspector, "read.audit", object.union(in_street, {"district": "d2"}))
 	not check(inspector, "mandate.propose", in_street)
@@ -61,11 +61,26 @@ test_an_inspector_reads_its_district_and_writes_nothing if {
 }
 
 test_the_district_reviews_contests_in_its_district if {
-	district_government := {"role": "district", "organisation": district, "district": district}
+	district_government := {"role": "district", "organisation": district, "kind": "district", "district": district}
 	check(district_government, "contest.review", in_street)
 	not check(district_government, "contest.review", object.union(in_street, {"district": "d2"}))
 }
 
 test_a_resident_does_nothing_here if {
-	not check({"role": "resident", "organisation": community, "district": district}, "read.state", in_street)
+	not check({"role": "resident", "organisation": community, "kind": "community", "district": district}, "read.state", in_street)
+}
+
+test_a_role_needs_an_organisation_of_its_kind if {
+	posing := {"role": "department", "organisation": community, "kind": "community", "district": district}
+	not check(posing, "mandate.propose", object.union(in_street, {"delegating_unit": community}))
+	posing_street := {"role": "street_office", "organisation": "dep1", "kind": "department", "district": district}
+	not check(posing_street, "mandate.propose", object.union(in_street, {"street": "dep1"}))
+}
+
+test_reading_follows_place if {
+	check(street_office, "read.mandate", in_street)
+	not check(street_office, "read.mandate", object.union(in_street, {"street": other_street}))
+	own := {"role": "community", "organisation": community, "kind": "community", "district": district}
+	check(own, "read.mandate", in_street)
+	not check(own, "read.mandate", object.union(in_street, {"community": "c2"}))
 }

@@ -1,5 +1,9 @@
 //! shequ over HTTP. The only crate that speaks HTTP; `main` stays thin and calls [`app`].
 
+mod api;
+pub mod auth;
+mod error;
+
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,15 +17,25 @@ use shequ_store::EventLog;
 /// How long readiness may wait for the database before it reports not ready.
 const READY_TIMEOUT_MS: u64 = 2_000;
 
+/// The largest request body accepted, in bytes.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub log: EventLog,
+    pub service: shequ_service::Service,
+    pub keys: auth::TokenKeys,
 }
 
 /// The whole HTTP application, built once; serving it is the caller's business.
 pub fn app(state: AppState) -> Router {
-    Router::new().route("/health", get(health)).route("/ready", get(ready)).with_state(state)
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .nest("/api/v1", api::router())
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
 }
 
 #[derive(Debug, Serialize)]

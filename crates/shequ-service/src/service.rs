@@ -497,6 +497,12 @@ impl Service {
         Ok(())
     }
 
+    /// A mandate, for an actor allowed to read it where it lies.
+    pub async fn read_mandate(&self, actor: Actor, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
+        let (record, _) = self.authorize_on_mandate(&actor, mandate, "read.mandate").await?;
+        Ok(record)
+    }
+
     pub async fn mandate(&self, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
         self.load::<Mandate>(mandate)
             .await?
@@ -594,8 +600,12 @@ impl Service {
 
     async fn authorize(&self, actor: &Actor, action: &str, target: Target) -> Result<(), ServiceError> {
         let actor_district = self.district_of(actor.organisation).await.ok();
+        let actor_kind = self.organisation(actor.organisation).await.ok().map(|registered| registered.kind);
         let input = json!({
-            "actor": {"role": actor.role.as_str(), "organisation": actor.organisation, "district": actor_district},
+            "actor": {
+                "role": actor.role.as_str(), "organisation": actor.organisation,
+                "kind": actor_kind, "district": actor_district,
+            },
             "action": action,
             "target": {
                 "district": target.district, "street": target.street,

@@ -28,6 +28,10 @@ pub struct Cli {
     )]
     pub db: String,
 
+    /// The file holding the key that signs bearer tokens (created on first use).
+    #[arg(long, global = true, env = "SHEQU_KEY_FILE", default_value = "shequ.key")]
+    pub key_file: std::path::PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +63,9 @@ pub enum Command {
     /// Inspectors' tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Bearer tokens for the API.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print events as JSON lines, in position order.
     Log {
         /// The first position to print.
@@ -68,6 +75,31 @@ pub enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed token for a role acting for an organisation.
+    Issue {
+        /// district, department, street_office, community, inspector or resident.
+        #[arg(long, value_parser = parse_role)]
+        role: shequ_service::Role,
+        /// The organisation's id.
+        #[arg(long)]
+        org: uuid::Uuid,
+        /// Who holds it, for the audit trail.
+        #[arg(long, default_value = "api-user")]
+        subject: String,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=366))]
+        days: u64,
+    },
+}
+
+fn parse_role(text: &str) -> Result<shequ_service::Role, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        format!("unknown role `{text}`: use district, department, street_office, community, inspector or resident")
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +119,8 @@ pub enum CliError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] shequ_http::auth::AuthError),
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
 }
@@ -101,6 +135,26 @@ pub enum Outcome {
 
 /// Runs one command, writing its report to `out`.
 pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    match cli.command {
+        // Tokens need the key, not the database: no store is opened or created for them.
+        Command::Token(command) => issue_token(&cli.key_file, command, out),
+        command => run_on_log(Cli { command, ..cli }, out).await,
+    }
+}
+
+fn issue_token(
+    key_file: &std::path::Path,
+    command: TokenCommand,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, CliError> {
+    let TokenCommand::Issue { role, org, subject, days } = command;
+    let keys = shequ_http::auth::TokenKeys::load_or_create(key_file)?;
+    let token = keys.issue(role, org, &subject, now_seconds(), days * 24 * 3600);
+    writeln!(out, "{token}").map_err(CliError::Output)?;
+    Ok(Outcome::Success)
+}
+
+async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let log = EventLog::open(&cli.db).await?;
     match cli.command {
         Command::Serve { addr, demo: load_demo, contest_days, timer_interval_seconds } => {
@@ -112,9 +166,15 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliE
             let service = shequ_service::Service::new(log.clone(), policies, clock)
                 .await?
                 .with_contest_days(contest_days);
-            let timers =
-                tokio::spawn(run_timers(service, std::time::Duration::from_secs(timer_interval_seconds)));
-            let outcome = serve(log, addr).await;
+            let keys = shequ_http::auth::TokenKeys::load_or_create(&cli.key_file)?;
+            if load_demo {
+                print_demo_tokens(&keys, out)?;
+            }
+            let timers = tokio::spawn(run_timers(
+                service.clone(),
+                std::time::Duration::from_secs(timer_interval_seconds),
+            ));
+            let outcome = serve(shequ_http::AppState { log, service, keys }, addr).await;
             timers.abort();
             outcome
         }
@@ -128,6 +188,7 @@ pub async fn run(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliE
         }
         Command::Verify => verify(&log, out).await,
         Command::Audit(AuditCommand::Redecide) => redecide(&log, out).await,
+        Command::Token(command) => issue_token(&cli.key_file, command, out),
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
     }
 }
@@ -145,12 +206,40 @@ async fn demo(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, C
     Ok(Outcome::Success)
 }
 
-async fn serve(log: EventLog, addr: SocketAddr) -> Result<Outcome, CliError> {
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// One token per role on the demo's organisations, for the README's tour.
+fn print_demo_tokens(
+    keys: &shequ_http::auth::TokenKeys,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    use shequ_service::Role;
+    let places = shequ_service::demo::places();
+    let holders = [
+        ("DISTRICT", Role::District, places.district, "东城区"),
+        ("DEPARTMENT", Role::Department, places.departments[0].0, places.departments[0].1.as_str()),
+        ("STREET", Role::StreetOffice, places.streets[0].0, places.streets[0].1.as_str()),
+        ("COMMUNITY", Role::Community, places.communities[0].0, places.communities[0].2.as_str()),
+        ("INSPECTOR", Role::Inspector, places.district, "东城区"),
+    ];
+    let mut text = String::from("Demo tokens (valid 1 day), for example `export STREET=…`:\n");
+    for (name, role, organisation, label) in holders {
+        let token =
+            keys.issue(role, organisation, &format!("demo {}", role.as_str()), now_seconds(), 24 * 3600);
+        text.push_str(&format!("{name}={token}   # {} for {label} ({organisation})\n", role.as_str()));
+    }
+    write!(out, "{text}").and_then(|()| out.flush()).map_err(CliError::Output)
+}
+
+async fn serve(state: shequ_http::AppState, addr: SocketAddr) -> Result<Outcome, CliError> {
+    let log = state.log.clone();
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|source| CliError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(CliError::Serve)?;
     tracing::info!(store = %log.kind(), "shequ listening on http://{local}");
-    let app = shequ_http::app(shequ_http::AppState { log: log.clone() });
+    let app = shequ_http::app(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(CliError::Serve)?;
     log.close().await;
     tracing::info!("shequ stopped");

@@ -107,7 +107,7 @@ fn authorizes_by_role_and_place() {
     let policies = Policies::embedded().unwrap();
     let input = |street: &str| {
         json!({
-            "actor": {"role": "street_office", "organisation": "s1", "district": "d1"},
+            "actor": {"role": "street_office", "organisation": "s1", "kind": "street", "district": "d1"},
             "action": "mandate.propose",
             "target": {"district": "d1", "street": street, "community": "c1"},
         })

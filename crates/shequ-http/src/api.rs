@@ -1,0 +1,231 @@
+//! `/api/v1`: every capability over JSON, each request authenticated by a bearer token and
+//! authorised by the command path (`policies/authz`).
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use shequ_domain::mandate::{ContestGround, MandateError, MandateRecord, MandateStatus, Proposal, Violation};
+use shequ_domain::Fen;
+use shequ_service::{MandateOutcome, ServiceError};
+use uuid::Uuid;
+
+use crate::auth::{AuthError, Claims};
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/catalogue", get(catalogue))
+        .route("/mandates", post(propose))
+        .route("/mandates/{id}", get(read_mandate))
+        .route("/mandates/{id}/accept", post(accept))
+        .route("/mandates/{id}/contest", post(contest))
+}
+
+/// The bearer of a valid token.
+pub struct Authenticated(pub Claims);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| AuthError::Invalid("expected `Authorization: Bearer <token>`".into()))?;
+        Ok(Authenticated(state.keys.verify(token.trim())?))
+    }
+}
+
+/// JSON in, with malformed input answered 400 naming the field (axum's own answer is 422).
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+#[derive(Serialize)]
+struct CatalogueView {
+    version: u64,
+    matters: Vec<shequ_domain::catalogue::Matter>,
+}
+
+async fn catalogue(
+    State(state): State<AppState>,
+    Authenticated(_): Authenticated,
+) -> Result<Json<CatalogueView>, ApiError> {
+    let (version, matters) = state.service.catalogue().await?;
+    Ok(Json(CatalogueView { version, matters: matters.into_values().collect() }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProposeRequest {
+    /// Chosen by the client: a retried request with the same id returns the first result.
+    mandate_id: Uuid,
+    matter_code: String,
+    community: Uuid,
+    scope: String,
+    volume: u32,
+    deadline: String,
+    funds_offered_fen: i64,
+    #[serde(default)]
+    powers_granted: Vec<String>,
+    #[serde(default)]
+    working_conditions: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct OutcomeView {
+    mandate: Uuid,
+    status: MandateStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_id: Option<Uuid>,
+    violations: Vec<Violation>,
+}
+
+impl From<MandateOutcome> for OutcomeView {
+    fn from(outcome: MandateOutcome) -> Self {
+        Self {
+            mandate: outcome.mandate,
+            status: outcome.status,
+            decision_id: outcome.decision_id,
+            violations: outcome.violations,
+        }
+    }
+}
+
+async fn propose(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiJson(request): ApiJson<ProposeRequest>,
+) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
+    let actor = claims.actor();
+    let funds = Fen::parse(request.funds_offered_fen)
+        .map_err(|error| ApiError::BadRequest(format!("funds_offered_fen: {error}")))?;
+    let proposal = Proposal {
+        matter_code: request.matter_code,
+        delegating_unit: actor.organisation,
+        community: request.community,
+        scope: request.scope,
+        volume: request.volume,
+        deadline: request.deadline,
+        funds_offered_fen: funds,
+        powers_granted: request.powers_granted,
+        working_conditions: request.working_conditions,
+    };
+    let outcome = match state.service.propose(actor, request.mandate_id, proposal.clone()).await {
+        Ok(outcome) => outcome,
+        // A retry of the same proposal: answer as the first time.
+        Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
+            let record = state.service.read_mandate(actor, request.mandate_id).await?;
+            if record.proposal != proposal {
+                return Err(ServiceError::Invalid(format!(
+                    "mandate_id {} is taken by another proposal",
+                    request.mandate_id
+                ))
+                .into());
+            }
+            MandateOutcome {
+                mandate: request.mandate_id,
+                status: record.status,
+                violations: record.decision.violations.clone(),
+                decision_id: Some(record.decision.decision_id),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    match outcome.violations.is_empty() {
+        true => Ok((StatusCode::CREATED, Json(outcome.into()))),
+        false => Err(ApiError::Refused { mandate: outcome.mandate, violations: outcome.violations }),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MandateView {
+    mandate: Uuid,
+    status: MandateStatus,
+    proposal: Proposal,
+    decision_id: Uuid,
+    bundle_digest: String,
+    catalogue_version: u64,
+    violations: Vec<Violation>,
+    funds_posted_fen: Fen,
+    contest: Option<ContestView>,
+    recorded_outside_process: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ContestView {
+    contest_id: Uuid,
+    grounds: Vec<ContestGround>,
+    deadline: String,
+    escalated: bool,
+}
+
+fn mandate_view(mandate: Uuid, record: MandateRecord) -> MandateView {
+    MandateView {
+        mandate,
+        status: record.status,
+        decision_id: record.decision.decision_id,
+        bundle_digest: record.decision.bundle_digest,
+        catalogue_version: record.decision.catalogue_version,
+        violations: record.decision.violations,
+        funds_posted_fen: record.funds_posted_fen,
+        contest: record.contest.map(|contest| ContestView {
+            contest_id: contest.contest_id,
+            grounds: contest.grounds,
+            deadline: contest.deadline,
+            escalated: contest.escalated,
+        }),
+        recorded_outside_process: record.recorded_outside_process,
+        proposal: record.proposal,
+    }
+}
+
+async fn read_mandate(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MandateView>, ApiError> {
+    let record = state.service.read_mandate(claims.actor(), id).await?;
+    Ok(Json(mandate_view(id, record)))
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    Ok(Json(state.service.accept(claims.actor(), id).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContestRequest {
+    grounds: Vec<ContestGround>,
+    statement: String,
+}
+
+async fn contest(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<ContestRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    Ok(Json(state.service.contest(claims.actor(), id, request.grounds, &request.statement).await?.into()))
+}
