@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_contest_escalates_once_even_across_restarts,
         every_command_is_authorised_by_role_and_place,
         redecide_reruns_every_decision_and_names_a_rewritten_one,
+        cures_withdrawals_and_spending_move_money_once_and_only_when_allowed,
     ]
 }
 
@@ -252,4 +253,46 @@ async fn redecide_reruns_every_decision_and_names_a_rewritten_one(db: Db) {
         )),
         "{out}"
     );
+}
+
+async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let department = Actor { role: Role::Department, organisation: places.departments[0].0 };
+    let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
+    let mandate = demo_id("mandate/SSV-007");
+    let unit = Account::Organisation { organisation: department.organisation };
+    let books = || async { service.ledger(places.district).await.unwrap() };
+    let cure = shequ_domain::mandate::Cure { funds_added_fen: fen(10_000), ..Default::default() };
+
+    // An active, uncontested mandate cannot be cured, and no money moves trying.
+    let before = books().await.balance(unit);
+    for _ in 0..2 {
+        let refused = service.cure(department, mandate, cure.clone()).await;
+        assert!(matches!(refused, Err(ServiceError::Mandate(_))), "{refused:?}");
+    }
+    assert_eq!(books().await.balance(unit), before);
+
+    // Contested while active: no spending, no work owed.
+    service
+        .contest(community, mandate, vec![ContestGround::CaseloadOutgrewFunding], "More cases")
+        .await
+        .unwrap();
+    let spend = service.spend(community, mandate, Uuid::now_v7(), fen(1_000), "visit").await;
+    assert!(matches!(spend, Err(ServiceError::Forbidden(_))), "{spend:?}");
+    // Cured with new funds: posted before it is active again, never active unfunded.
+    let cured = service.cure(department, mandate, cure).await.unwrap();
+    assert_eq!(cured.status, MandateStatus::Active);
+    let record = service.mandate(mandate).await.unwrap();
+    assert_eq!(record.proposal.funds_offered_fen, fen(70_000));
+    assert_eq!(record.funds_posted_fen, fen(70_000));
+    assert_eq!(books().await.balance(unit), before - 10_000);
+
+    // Withdrawn twice: the second asks again and changes nothing; the money comes back once.
+    service.withdraw(department, mandate, "No longer needed").await.unwrap();
+    let after_first = books().await;
+    service.withdraw(department, mandate, "No longer needed").await.unwrap();
+    assert_eq!(books().await, after_first);
+    assert_eq!(after_first.balance(unit), before + 60_000);
+    assert!(after_first.mandate_funds(mandate).is_empty());
 }

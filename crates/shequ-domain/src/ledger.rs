@@ -170,6 +170,8 @@ pub enum LedgerError {
     MemoTooLong,
     #[error("an organisation cannot allocate to itself")]
     SelfAllocation,
+    #[error("{0} would leave the range of the ledger's figures")]
+    Overflow(Account),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -337,8 +339,13 @@ impl esrs::Aggregate for Ledger {
                     amount: transfer.amount_fen,
                 });
             }
-            *balances.entry(transfer.debit).or_default() -= transfer.amount_fen.get();
-            *balances.entry(transfer.credit).or_default() += transfer.amount_fen.get();
+            let amount = transfer.amount_fen.get();
+            let credit_balance = balances.get(&transfer.credit).copied().unwrap_or(0);
+            let debited = balance.checked_sub(amount).ok_or(LedgerError::Overflow(transfer.debit))?;
+            let credited =
+                credit_balance.checked_add(amount).ok_or(LedgerError::Overflow(transfer.credit))?;
+            balances.insert(transfer.debit, debited);
+            balances.insert(transfer.credit, credited);
             events.push(LedgerEvent::TransferRecorded { transfer });
         }
         Ok(events)

@@ -363,9 +363,15 @@ impl esrs::Aggregate for Mandate {
                 let mut grounds = vec![ContestGround::OutsideAccessProcess];
                 grounds.extend(grounds_from(&decision.violations));
                 let violations = decision.violations.clone();
+                // Recorded as the policy sees it: a task that breaks the rules stands refused
+                // while contested, and only a cure that satisfies the policy admits it.
+                let verdict = match decision.admits() {
+                    true => E::MandateAdmitted { decision },
+                    false => E::MandateRefused { decision },
+                };
                 Ok(vec![
                     E::MandateRecordedOutsideProcess { proposal, statement: statement.clone() },
-                    E::MandateAdmitted { decision },
+                    verdict,
                     E::MandateContested {
                         contest_id,
                         grounds,
@@ -416,6 +422,10 @@ impl esrs::Aggregate for Mandate {
                     && cure.working_conditions_added.is_empty()
                 {
                     return Err(MandateError::EmptyCure);
+                }
+                let offered = record.map_or(Fen::ZERO, |record| record.proposal.funds_offered_fen);
+                if offered.checked_add(cure.funds_added_fen).is_none() {
+                    return Err(MandateError::InvalidProposal("the cured funds are out of range".into()));
                 }
                 Ok(vec![E::MandateCured { cure, decision }])
             }
@@ -532,7 +542,13 @@ impl esrs::Aggregate for Mandate {
                 // recorded, and the contest stays open.
                 if decision.admits() {
                     let contest = record.contest.take().expect("a contested mandate has a contest");
-                    record.status = contest.resumes;
+                    record.status = match contest.resumes {
+                        // A task refused as recorded is admitted once cured.
+                        S::Refused => S::Admitted,
+                        // New funds must be posted before the work resumes: never active unfunded.
+                        S::Active if cure.funds_added_fen > Fen::ZERO => S::Accepted,
+                        resumes => resumes,
+                    };
                 }
                 record.decision = decision;
             }

@@ -6,8 +6,22 @@ use serde::{Deserialize, Serialize};
 
 /// A non-negative amount of money in fen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct Fen(i64);
+
+impl TryFrom<i64> for Fen {
+    type Error = FenError;
+
+    fn try_from(amount: i64) -> Result<Self, FenError> {
+        Fen::parse(amount)
+    }
+}
+
+impl From<Fen> for i64 {
+    fn from(amount: Fen) -> i64 {
+        amount.0
+    }
+}
 
 /// The largest amount shequ accepts in one figure: 10^15 fen (ten trillion yuan), far above
 /// any budget and far below `i64::MAX`, so sums of a few thousand figures cannot overflow.
@@ -68,5 +82,7 @@ mod tests {
         let amount: Fen = serde_json::from_str("12000").unwrap();
         assert_eq!(amount.get(), 12_000);
         assert_eq!(serde_json::to_string(&amount).unwrap(), "12000");
+        // Deserialising is parsing: no negative amount gets in through JSON.
+        assert!(serde_json::from_str::<Fen>("-100").is_err());
     }
 }

@@ -6,10 +6,10 @@ use esrs::manager::AggregateManager;
 use esrs::{Aggregate, AggregateState};
 use serde_json::json;
 use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
-use shequ_domain::ledger::{Ledger, LedgerCommand, LedgerError, LedgerState};
+use shequ_domain::ledger::{Account, Ledger, LedgerCommand, LedgerError, LedgerState};
 use shequ_domain::mandate::{
-    ContestGround, Cure, Decision, Mandate, MandateCommand, MandateRecord, MandateStatus, Proposal,
-    ReviewOutcome, Violation,
+    ContestGround, Cure, Decision, Mandate, MandateCommand, MandateError, MandateRecord, MandateStatus,
+    Proposal, ReviewOutcome, Violation,
 };
 use shequ_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
@@ -26,6 +26,8 @@ use crate::error::ServiceError;
 
 /// Days a contest may stay unanswered before it escalates to the district by itself.
 pub const CONTEST_DAYS_DEFAULT: i64 = 15;
+/// How often a command is tried when another process keeps writing the same stream.
+const CONFLICT_ATTEMPTS: u32 = 3;
 /// How deep an organisation can sit below its district (district → street → community).
 const HIERARCHY_DEPTH_MAX: usize = 4;
 
@@ -234,10 +236,8 @@ impl Service {
             delegating_unit: Some(delegating_unit),
         };
         self.authorize(&actor, "mandate.propose", target).await?;
-        let available = self
-            .ledger(district)
-            .await?
-            .balance(shequ_domain::ledger::Account::Organisation { organisation: delegating_unit });
+        let available =
+            self.ledger(district).await?.balance(Account::Organisation { organisation: delegating_unit });
         let decision = self.decide(&proposal, Some(available)).await?;
         let decision_id = decision.decision_id;
         let admitted = decision.admits();
@@ -305,21 +305,33 @@ impl Service {
     pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
         let context = self.context(Some(actor));
-        self.execute::<Mandate>(context.clone(), mandate, MandateCommand::Accept).await?;
-        let community = record.proposal.community;
-        let posted = match record.proposal.funds_offered_fen > Fen::ZERO {
-            false => Fen::ZERO,
-            true => {
-                let post = LedgerCommand::Post { transfer_id: derived(mandate, "post"), mandate, community };
-                let ledger = self.execute::<Ledger>(context.clone(), district, post).await?;
-                Fen::parse(ledger.balance(shequ_domain::ledger::Account::Mandate { mandate, community }))
-                    .map_err(|error| ServiceError::Invalid(error.to_string()))?
-            }
-        };
-        let state = self
-            .execute::<Mandate>(context, mandate, MandateCommand::Activate { funds_posted_fen: posted })
-            .await?;
+        // An earlier attempt that stopped after accepting goes on from there.
+        if record.status != MandateStatus::Accepted {
+            self.execute::<Mandate>(context.clone(), mandate, MandateCommand::Accept).await?;
+        }
+        let state = self.post_and_activate(context, mandate, district).await?;
         Ok(outcome(mandate, &state, None))
+    }
+
+    /// Posts what is reserved for an accepted mandate to its community, and activates it.
+    async fn post_and_activate(
+        &self,
+        context: CommandContext,
+        mandate: Uuid,
+        district: Uuid,
+    ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
+        let record = self.mandate(mandate).await?;
+        let community = record.proposal.community;
+        if self.ledger(district).await?.balance(Account::Reserved { mandate }) > 0 {
+            // The id depends on the total offered, so a retry posts once and a cure's new
+            // funds post again.
+            let purpose = format!("post/{}", record.proposal.funds_offered_fen.get());
+            let post = LedgerCommand::Post { transfer_id: derived(mandate, &purpose), mandate, community };
+            self.execute::<Ledger>(context.clone(), district, post).await?;
+        }
+        let posted = self.ledger(district).await?.balance(Account::Mandate { mandate, community });
+        let posted = Fen::parse(posted).map_err(|error| ServiceError::Invalid(error.to_string()))?;
+        self.execute::<Mandate>(context, mandate, MandateCommand::Activate { funds_posted_fen: posted }).await
     }
 
     /// The community contests; while the contest is open it owes no work on the mandate.
@@ -350,6 +362,11 @@ impl Service {
         cure: Cure,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
+        // Refuse before any money moves: only a contested mandate can be cured.
+        let contest = match (&record.contest, record.status) {
+            (Some(contest), MandateStatus::Contested) => contest.clone(),
+            (_, status) => return Err(MandateError::WrongStatus { status, action: "cured" }.into()),
+        };
         let mut cured = record.proposal.clone();
         cured.funds_offered_fen = cured
             .funds_offered_fen
@@ -357,25 +374,34 @@ impl Service {
             .ok_or_else(|| ServiceError::Invalid("the cured funds are too large".into()))?;
         cured.powers_granted.extend(cure.powers_added.iter().cloned());
         cured.working_conditions.extend(cure.working_conditions_added.iter().cloned());
+        // What the unit can pay the cured total from: its balance and whatever it already put
+        // into this mandate (reserved or posted).
         let ledger = self.ledger(district).await?;
-        let unit =
-            shequ_domain::ledger::Account::Organisation { organisation: record.proposal.delegating_unit };
-        let reserved = shequ_domain::ledger::Account::Reserved { mandate };
-        let available = ledger.balance(unit) + ledger.balance(reserved);
-        let decision = self.decide(&cured, Some(available)).await?;
+        let unit = Account::Organisation { organisation: record.proposal.delegating_unit };
+        let already: i64 = ledger.mandate_funds(mandate).iter().map(|(_, balance)| balance).sum();
+        let decision = self.decide(&cured, Some(ledger.balance(unit) + already)).await?;
         let decision_id = decision.decision_id;
         let context = self.context(Some(actor)).with_decision(decision_id);
         if cure.funds_added_fen > Fen::ZERO {
+            // The id depends on the contest and the total before this cure: a retried cure
+            // reserves once, a second cure in the same contest reserves again.
+            let purpose = format!("cure/{}", record.proposal.funds_offered_fen.get());
             let reserve = LedgerCommand::Reserve {
-                transfer_id: derived(decision_id, "cure"),
+                transfer_id: derived(contest.contest_id, &purpose),
                 mandate,
                 from: record.proposal.delegating_unit,
                 amount_fen: cure.funds_added_fen,
             };
             self.execute::<Ledger>(context.clone(), district, reserve).await?;
         }
-        let state =
-            self.execute::<Mandate>(context, mandate, MandateCommand::Cure { cure, decision }).await?;
+        let command = MandateCommand::Cure { cure, decision };
+        let mut state = self.execute::<Mandate>(context.clone(), mandate, command).await?;
+        // A mandate that was active resumes only once the new funds are posted.
+        let resumed_accepted =
+            state.mandate.as_ref().is_some_and(|cured| cured.status == MandateStatus::Accepted);
+        if contest.resumes == MandateStatus::Active && resumed_accepted {
+            state = self.post_and_activate(context, mandate, district).await?;
+        }
         Ok(outcome(mandate, &state, Some(decision_id)))
     }
 
@@ -389,6 +415,16 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
+        if review == ReviewOutcome::Uphold && record.status == MandateStatus::Withdrawn {
+            // An upheld contest whose refund did not finish: finish it.
+            self.return_funds(Some(actor), mandate, &record, district).await?;
+            return Ok(MandateOutcome {
+                mandate,
+                status: record.status,
+                violations: vec![],
+                decision_id: None,
+            });
+        }
         let command = MandateCommand::Review {
             outcome: review,
             reviewer: actor.organisation,
@@ -408,14 +444,13 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
-        let state = self
-            .execute::<Mandate>(
-                self.context(Some(actor)),
-                mandate,
-                MandateCommand::Withdraw { reason: reason.to_owned() },
-            )
-            .await?;
+        // A withdrawal whose refund did not finish is finished by asking again.
+        if record.status != MandateStatus::Withdrawn {
+            let command = MandateCommand::Withdraw { reason: reason.to_owned() };
+            self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+        }
         self.return_funds(Some(actor), mandate, &record, district).await?;
+        let state = self.load::<Mandate>(mandate).await?;
         Ok(outcome(mandate, &state, None))
     }
 
@@ -462,7 +497,7 @@ impl Service {
             .await?;
         let from_community = record.proposal.community;
         let move_funds = LedgerCommand::Move {
-            transfer_id: derived(decision_id, "move"),
+            transfer_id: derived(mandate, &format!("move/{from_community}/{community}")),
             mandate,
             from_community,
             to_community: community,
@@ -480,7 +515,7 @@ impl Service {
         memo: &str,
     ) -> Result<(), ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "ledger.spend").await?;
-        if !record.proposal.powers_granted.is_empty() && record.status != MandateStatus::Active {
+        if record.status != MandateStatus::Active {
             return Err(ServiceError::Forbidden(format!(
                 "mandate {mandate} is {:?}: no live grant to act on",
                 record.status
@@ -567,16 +602,35 @@ impl Service {
         record: &MandateRecord,
         district: Uuid,
     ) -> Result<(), ServiceError> {
-        let command = LedgerCommand::ReturnUnspent {
-            transfer_id: derived(mandate, "return"),
-            mandate,
-            community: Some(record.proposal.community),
-            to: record.proposal.delegating_unit,
-        };
-        match self.execute::<Ledger>(self.context(actor), district, command).await {
-            Ok(_) | Err(ServiceError::Ledger(LedgerError::NothingToTransfer(_))) => Ok(()),
-            Err(error) => Err(error),
+        // Everything still held for the mandate, reserved or posted to any community (a move
+        // that did not finish leaves funds with the earlier one), goes back to the unit.
+        let ledger = self.ledger(district).await?;
+        let mut communities: Vec<Option<Uuid>> = ledger
+            .mandate_funds(mandate)
+            .iter()
+            .filter_map(|(account, _)| match account {
+                Account::Mandate { community, .. } => Some(Some(*community)),
+                _ => None,
+            })
+            .collect();
+        if communities.is_empty() {
+            communities.push(None);
         }
+        for community in communities {
+            let purpose =
+                format!("return/{}", community.map_or_else(String::new, |community| community.to_string()));
+            let command = LedgerCommand::ReturnUnspent {
+                transfer_id: derived(mandate, &purpose),
+                mandate,
+                community,
+                to: record.proposal.delegating_unit,
+            };
+            match self.execute::<Ledger>(self.context(actor), district, command).await {
+                Ok(_) | Err(ServiceError::Ledger(LedgerError::NothingToTransfer(_))) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Loads the mandate and authorises `action` on it; returns it and its district.
@@ -676,12 +730,19 @@ impl Service {
         A: Aggregate + Send + Sync,
         A::State: Send + Default,
         A::Event: DomainEvent + Send + Sync,
-        A::Command: Send,
+        A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
         let manager = AggregateManager::new(self.log.aggregate_store::<A>(context));
-        let state = manager.lock_and_load(id).await?.unwrap_or_default();
-        Ok(manager.handle_command(state, command).await??)
+        let mut attempt = 1;
+        loop {
+            let state = manager.lock_and_load(id).await?.unwrap_or_default();
+            match manager.handle_command(state, command.clone()).await {
+                // Another process wrote the stream meanwhile: load again and decide again.
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => attempt += 1,
+                result => return Ok(result??),
+            }
+        }
     }
 }
 

@@ -52,12 +52,13 @@ impl CatchUp {
     /// and returns an empty page if none came.
     pub async fn next_page(&mut self, limit: u32, wait: Duration) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut committed = self.log.committed();
+        // Marks the current head as seen before reading, so that a commit after this point,
+        // even one between the read and the wait, wakes us.
+        committed.borrow_and_update();
         let page = self.log.read_all(self.cursor, limit).await?;
         let page = match page.is_empty() {
             false => page,
             true => {
-                // Marks the current head as seen, so only a later commit wakes us.
-                committed.borrow_and_update();
                 let _ = tokio::time::timeout(wait, committed.changed()).await;
                 self.log.read_all(self.cursor, limit).await?
             }

@@ -24,12 +24,25 @@ pub(crate) struct Pending {
 pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, head: watch::Sender<u64>) {
     let mut batch: Vec<Pending> = Vec::new();
     let mut cache = WriterCache::default();
-    while let Some(first) = queue.recv().await {
+    // An append that did not fit the last batch opens the next one.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match queue.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
         let mut events = first.request.events.len();
         batch.push(first);
         // Take whatever else is already waiting, up to the batch limit; never wait for more.
         while events < BATCH_EVENTS_MAX {
             match queue.try_recv() {
+                Ok(pending) if events + pending.request.events.len() > BATCH_EVENTS_MAX => {
+                    carried = Some(pending);
+                    break;
+                }
                 Ok(pending) => {
                     events += pending.request.events.len();
                     batch.push(pending);

@@ -171,6 +171,11 @@ fn a_cure_that_satisfies_the_policy_resumes_the_mandate() {
     assert_eq!(record.proposal.funds_offered_fen, fen(48_000));
     assert_eq!(record.contest, None);
 
+    // On a mandate that was active, new funds must be posted first: it resumes accepted.
+    let mut on_active = contested(active());
+    on_active.push(MandateEvent::MandateCured { cure: cure.clone(), decision: decision(vec![]) });
+    assert_eq!(state(on_active).mandate.unwrap().status, MandateStatus::Accepted);
+
     // Not enough: recorded, and the contest stays open.
     let mut still = given.clone();
     still.push(MandateEvent::MandateCured { cure: cure.clone(), decision: decision(vec![unfunded()]) });
@@ -246,6 +251,10 @@ fn a_task_outside_the_process_is_recorded_and_contested_with_the_policy_findings
     )
     .unwrap();
     assert_eq!(events.len(), 3);
+    assert!(
+        matches!(events[1], MandateEvent::MandateRefused { .. }),
+        "the policy's verdict stands: {events:?}"
+    );
     let MandateEvent::MandateContested { grounds, violations, .. } = &events[2] else { panic!("{events:?}") };
     assert_eq!(grounds, &[ContestGround::OutsideAccessProcess, ContestGround::Unfunded]);
     assert_eq!(violations, &[unfunded()]);

@@ -29,7 +29,11 @@ macro_rules! select_event {
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     // synchronous_commit=on whatever the server's default: an append is acknowledged only
     // after its commit is durable.
-    let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+    // READ COMMITTED whatever the server's default: the head lock relies on each statement
+    // seeing what committed before it (a stricter level would fail batches with 40001). The
+    // space is escaped because PostgreSQL splits startup options on spaces.
+    let options = PgConnectOptions::from_str(url)?
+        .options([("synchronous_commit", "on"), ("default_transaction_isolation", r"read\ committed")]);
     let pool = PgPoolOptions::new()
         .max_connections(CONNECTIONS_MAX)
         .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
