@@ -4,8 +4,9 @@
 #   actor   {role, organisation, kind, district}: who acts, for which organisation (of which
 #           kind), in which district
 #   action  e.g. "mandate.propose"
-#   target  {district, street, community, delegating_unit}: where the action lands (ids;
-#           members that do not apply are absent)
+#   target  {district, street, community, delegating_unit, from}: where the action lands
+#           (ids; `from` is the account a budget allocation leaves; members that do not apply
+#           are absent)
 package shequ.authz
 
 import rego.v1
@@ -48,16 +49,37 @@ read_actions := {"read.state", "read.mandate", "read.ledger", "read.audit", "rea
 
 in_district if input.target.district == input.actor.district
 
+# A unit acts only on the tasks it delegated, and proposes only in its own name.
 delegated_by_actor if input.target.delegating_unit == input.actor.organisation
 
-# A proposal names its own delegating unit: the actor.
-delegated_by_actor if input.action == "mandate.propose"
+# Budget moves only out of the actor's own account; the fiscal budget (no `from`) only
+# through the district government.
+pays_from_own_account if input.target.from == input.actor.organisation
+
+pays_from_own_account if {
+	input.actor.role == "district"
+	not input.target.from
+}
 
 permitted if {
 	input.actor.role == "district"
 	input.action in district_actions
+	input.action != "ledger.allocate"
 	input.target.district == input.actor.organisation
 }
+
+permitted if {
+	input.actor.role in {"district", "street_office"}
+	input.action == "ledger.allocate"
+	input.target.district == input.actor.district
+	pays_from_own_account
+	allocates_within_reach
+}
+
+# The district allocates anywhere in the district; a street office to its own communities.
+allocates_within_reach if input.actor.role == "district"
+
+allocates_within_reach if input.target.street == input.actor.organisation
 
 # A street office acts only for its own street's communities, and only on its own tasks.
 permitted if {
@@ -65,12 +87,6 @@ permitted if {
 	input.action in delegating_actions
 	input.target.street == input.actor.organisation
 	delegated_by_actor
-}
-
-permitted if {
-	input.actor.role == "street_office"
-	input.action == "ledger.allocate"
-	input.target.street == input.actor.organisation
 }
 
 # A department delegates anywhere in its district, and only its own tasks.

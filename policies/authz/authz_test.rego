@@ -18,7 +18,7 @@ check(actor, action, target) if {
 
 street_office := {"role": "street_office", "organisation": street, "kind": "street", "district": district}
 
-in_street := {"district": district, "street": street, "community": community, "delegating_unit": street}
+in_street := {"district": district, "street": street, "community": community, "delegating_unit": street, "from": street}
 
 test_a_street_office_delegates_to_its_own_communities if {
 	check(street_office, "mandate.propose", in_street)
@@ -83,4 +83,16 @@ test_reading_follows_place if {
 	own := {"role": "community", "organisation": community, "kind": "community", "district": district}
 	check(own, "read.mandate", in_street)
 	not check(own, "read.mandate", object.union(in_street, {"community": "c2"}))
+}
+
+test_budget_moves_only_out_of_the_actors_own_account if {
+	not check(street_office, "ledger.allocate", object.union(in_street, {"from": "s9"}))
+	district_government := {"role": "district", "organisation": district, "kind": "district", "district": district}
+	check(district_government, "ledger.allocate", object.remove(object.union(in_street, {"from": district}), ["from"]))
+	check(district_government, "ledger.allocate", object.union(in_street, {"from": district}))
+	not check(street_office, "ledger.allocate", object.remove(in_street, ["from"]))
+}
+
+test_a_unit_proposes_only_in_its_own_name if {
+	not check(street_office, "mandate.propose", object.union(in_street, {"delegating_unit": "dep1"}))
 }

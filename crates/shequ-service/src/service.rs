@@ -20,7 +20,7 @@ use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, StoreErr
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::actor::{Actor, Role};
+use crate::actor::Actor;
 use crate::clock::Clock;
 use crate::error::ServiceError;
 
@@ -58,6 +58,8 @@ struct Target {
     street: Option<Uuid>,
     community: Option<Uuid>,
     delegating_unit: Option<Uuid>,
+    /// The account a budget allocation leaves.
+    from: Option<Uuid>,
 }
 
 impl Service {
@@ -197,13 +199,8 @@ impl Service {
                 OrganisationKind::Community => recipient.parent_id,
                 _ => None,
             };
-            let target = Target { district: Some(district), street, ..Target::default() };
+            let target = Target { district: Some(district), street, from, ..Target::default() };
             self.authorize(&actor, "ledger.allocate", target).await?;
-            if from != Some(actor.organisation) && !(from.is_none() && actor.role == Role::District) {
-                return Err(ServiceError::Forbidden(format!(
-                    "{actor} may allocate only from its own account"
-                )));
-            }
         }
         let command = LedgerCommand::Allocate { transfer_id, from, to, amount_fen, memo: memo.to_owned() };
         self.execute::<Ledger>(self.context(actor), district, command).await?;
@@ -224,9 +221,6 @@ impl Service {
         mandate: Uuid,
         proposal: Proposal,
     ) -> Result<MandateOutcome, ServiceError> {
-        if proposal.delegating_unit != actor.organisation {
-            return Err(ServiceError::Forbidden(format!("{actor} may propose only as itself")));
-        }
         let (district, street) = self.community_place(proposal.community).await?;
         let delegating_unit = proposal.delegating_unit;
         let target = Target {
@@ -234,6 +228,7 @@ impl Service {
             street: Some(street),
             community: Some(proposal.community),
             delegating_unit: Some(delegating_unit),
+            from: None,
         };
         self.authorize(&actor, "mandate.propose", target).await?;
         let available =
@@ -282,6 +277,7 @@ impl Service {
             street: Some(street),
             community: Some(proposal.community),
             delegating_unit: Some(proposal.delegating_unit),
+            from: None,
         };
         self.authorize(&actor, "mandate.record_outside_process", target).await?;
         self.organisation(proposal.delegating_unit).await?;
@@ -476,6 +472,7 @@ impl Service {
             street: Some(new_street),
             community: Some(community),
             delegating_unit: Some(record.proposal.delegating_unit),
+            from: None,
         };
         self.authorize(&actor, "mandate.reassign", target).await?;
         let mut moved = record.proposal.clone();
@@ -647,6 +644,7 @@ impl Service {
             street: Some(street),
             community: Some(record.proposal.community),
             delegating_unit: Some(record.proposal.delegating_unit),
+            from: None,
         };
         self.authorize(actor, action, target).await?;
         Ok((record, district))
@@ -661,10 +659,20 @@ impl Service {
                 "kind": actor_kind, "district": actor_district,
             },
             "action": action,
-            "target": {
-                "district": target.district, "street": target.street,
-                "community": target.community, "delegating_unit": target.delegating_unit,
-            },
+            // Absent, not null, where a member does not apply: Rego's `not` holds only for
+            // undefined (or false) values.
+            "target": serde_json::Value::Object(
+                [
+                    ("district", target.district),
+                    ("street", target.street),
+                    ("community", target.community),
+                    ("delegating_unit", target.delegating_unit),
+                    ("from", target.from),
+                ]
+                .into_iter()
+                .filter_map(|(key, id)| id.map(|id| (key.to_owned(), json!(id))))
+                .collect(),
+            ),
         });
         let decision = self.policies.authorize(&input)?;
         match decision.allow {

@@ -109,7 +109,7 @@ fn authorizes_by_role_and_place() {
         json!({
             "actor": {"role": "street_office", "organisation": "s1", "kind": "street", "district": "d1"},
             "action": "mandate.propose",
-            "target": {"district": "d1", "street": street, "community": "c1"},
+            "target": {"district": "d1", "street": street, "community": "c1", "delegating_unit": "s1"},
         })
     };
     assert_eq!(
