@@ -3,6 +3,17 @@
 //! everything that must not differ (which append wins, positions, the chain) is decided once,
 //! in `crate::plan`.
 
+/// A SELECT of whole events, completed at compile time: no SQL is built from runtime strings.
+macro_rules! select_event {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream, revision, event_id, event_type, event_version, ",
+            "data, metadata, recorded_at, hash FROM events ",
+            $rest
+        )
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -163,6 +174,11 @@ impl Backend {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// A unique key refused the write: on the fast path, a sign that the writer's memory was behind.
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
 /// Positions and revisions are u64 in the code and BIGINT in the databases; a log never gets

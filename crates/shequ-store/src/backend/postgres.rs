@@ -7,24 +7,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use super::{to_hash, to_i64, to_u64};
+use super::{is_unique_violation, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
 
 const CONNECTIONS_MAX: u32 = 16;
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
-
-/// A SELECT of whole events, completed at compile time: no SQL is built from runtime strings.
-macro_rules! select_event {
-    ($rest:literal) => {
-        concat!(
-            "SELECT position, stream, revision, event_id, event_type, event_version, ",
-            "data, metadata, recorded_at, hash FROM events ",
-            $rest
-        )
-    };
-}
 
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     // synchronous_commit=on whatever the server's default: an append is acknowledged only
@@ -159,10 +148,6 @@ async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<
     .await?
     .rows_affected();
     Ok(moved == 1)
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
 pub(super) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {

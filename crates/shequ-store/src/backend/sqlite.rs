@@ -9,7 +9,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{corrupt, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
+use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
 use crate::error::StoreError;
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
@@ -17,17 +17,6 @@ use crate::record::RecordedEvent;
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 const CONNECTIONS_MAX: u32 = 8;
-
-/// A SELECT of whole events, completed at compile time: no SQL is built from runtime strings.
-macro_rules! select_event {
-    ($rest:literal) => {
-        concat!(
-            "SELECT position, stream, revision, event_id, event_type, event_version, ",
-            "data, metadata, recorded_at, hash FROM events ",
-            $rest
-        )
-    };
-}
 
 async fn connect_once(url: &str) -> Result<SqlitePool, StoreError> {
     // WAL with synchronous=FULL: an append is acknowledged only after its commit is on disk.
@@ -215,10 +204,6 @@ async fn write_rows(connection: &mut SqliteConnection, planned: &Planned) -> Res
         insert.build().execute(&mut *connection).await?;
     }
     Ok(true)
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|error| error.is_unique_violation())
 }
 
 pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
