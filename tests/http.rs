@@ -22,7 +22,11 @@ const BODY_BYTES_MAX: usize = 1024 * 1024;
 const NOW: u64 = 1_800_000_000;
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
-    tests![health_and_readiness, the_api_authenticates_authorises_and_answers_with_the_right_status]
+    tests![
+        health_and_readiness,
+        the_api_authenticates_authorises_and_answers_with_the_right_status,
+        a_mandate_and_its_money_over_http,
+    ]
 }
 
 struct Client {
@@ -170,4 +174,96 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     assert_eq!((status, contested["status"].as_str()), (StatusCode::OK, Some("contested")));
     let rentals = format!("/api/v1/mandates/{}/accept", demo_id("mandate/SAF-001"));
     assert_eq!(client.call("POST", &rentals, Some(&community), None).await.0, StatusCode::FORBIDDEN);
+}
+
+async fn a_mandate_and_its_money_over_http(db: Db) {
+    let client = Client::new(&db).await;
+    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let places = demo::places();
+    let district = client.token(Role::District, places.district);
+    let department = client.token(Role::Department, places.departments[0].0);
+    let street = client.token(Role::StreetOffice, places.streets[0].0);
+    let last_street = client.token(Role::StreetOffice, places.streets[2].0);
+    let rehabilitation_community = client.token(Role::Community, places.communities[4].0);
+    let registration_community = client.token(Role::Community, places.communities[5].0);
+    let inspector = client.token(Role::Inspector, places.district);
+    let post = |path: String, token: String, body: Value| {
+        let client = &client;
+        async move { client.call("POST", &path, Some(&token), Some(body.to_string())).await }
+    };
+
+    // Budgets: from one's own account only.
+    let allocation = json!({"transfer_id": Uuid::now_v7(), "from": places.district, "to": places.streets[0].0, "amount_fen": 50000});
+    assert_eq!(
+        post("/api/v1/ledger/allocations".into(), district.clone(), allocation).await.0,
+        StatusCode::CREATED
+    );
+    let not_own = json!({"transfer_id": Uuid::now_v7(), "from": places.district, "to": places.communities[0].0, "amount_fen": 1});
+    assert_eq!(
+        post("/api/v1/ledger/allocations".into(), street.clone(), not_own).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    // Contested, cured with funds, back to active; spending once per transfer id.
+    let rehabilitation = format!("/api/v1/mandates/{}", demo_id("mandate/SSV-007"));
+    let contest = json!({"grounds": ["caseload_outgrew_funding"], "statement": "More cases than funded"});
+    assert_eq!(
+        post(format!("{rehabilitation}/contest"), rehabilitation_community.clone(), contest).await.0,
+        StatusCode::OK
+    );
+    let (status, cured) =
+        post(format!("{rehabilitation}/cure"), department.clone(), json!({"funds_added_fen": 12000})).await;
+    assert_eq!((status, cured["status"].as_str()), (StatusCode::OK, Some("active")), "{cured}");
+    let review = json!({"outcome": "uphold", "reason": "late"});
+    assert_eq!(
+        post(format!("{rehabilitation}/review"), district.clone(), review).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let spending = json!({"transfer_id": Uuid::now_v7(), "amount_fen": 6000, "memo": "two home visits"});
+    for _ in 0..2 {
+        let (status, _) =
+            post(format!("{rehabilitation}/spending"), rehabilitation_community.clone(), spending.clone())
+                .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, withdrawn) =
+        post(format!("{rehabilitation}/withdraw"), department.clone(), json!({"reason": "done elsewhere"}))
+            .await;
+    assert_eq!((status, withdrawn["status"].as_str()), (StatusCode::OK, Some("withdrawn")));
+
+    // A task that came by phone, recorded and contested by the community.
+    let phoned = json!({
+        "mandate_id": Uuid::now_v7(), "delegating_unit": places.streets[1].0, "matter_code": "FLP-001",
+        "scope": "Register floating residents", "volume": 20, "deadline": "2026-12-31",
+        "statement": "Phoned in on Monday, no budget",
+    });
+    let (status, recorded) =
+        post("/api/v1/mandates/outside-process".into(), registration_community.clone(), phoned).await;
+    assert_eq!((status, recorded["status"].as_str()), (StatusCode::CREATED, Some("contested")), "{recorded}");
+    assert!(!recorded["violations"].as_array().unwrap().is_empty());
+
+    // Reassigned within the street; completed by its community.
+    let rentals = format!("/api/v1/mandates/{}", demo_id("mandate/SAF-001"));
+    let (status, moved) = post(
+        format!("{rentals}/reassign"),
+        last_street.clone(),
+        json!({"community": places.communities[10].0}),
+    )
+    .await;
+    assert_eq!((status, moved["status"].as_str()), (StatusCode::OK, Some("active")), "{moved}");
+    let employment = format!("/api/v1/mandates/{}/complete", demo_id("mandate/EMP-001"));
+    let first_community = client.token(Role::Community, places.communities[0].0);
+    let (status, done) = client.call("POST", &employment, Some(&first_community), None).await;
+    assert_eq!((status, done["status"].as_str()), (StatusCode::OK, Some("completed")));
+
+    // The books: inspectors read them, communities do not.
+    let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let total: i64 =
+        books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
+    assert_eq!(total, 0, "debits equal credits");
+    assert_eq!(
+        client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

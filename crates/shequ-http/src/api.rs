@@ -21,8 +21,17 @@ pub fn router() -> Router<AppState> {
         .route("/catalogue", get(catalogue))
         .route("/mandates", post(propose))
         .route("/mandates/{id}", get(read_mandate))
+        .route("/mandates/outside-process", post(record_outside_process))
         .route("/mandates/{id}/accept", post(accept))
         .route("/mandates/{id}/contest", post(contest))
+        .route("/mandates/{id}/cure", post(cure))
+        .route("/mandates/{id}/review", post(review))
+        .route("/mandates/{id}/withdraw", post(withdraw))
+        .route("/mandates/{id}/complete", post(complete))
+        .route("/mandates/{id}/reassign", post(reassign))
+        .route("/mandates/{id}/spending", post(spend))
+        .route("/ledger/allocations", post(allocate))
+        .route("/ledger/balances", get(balances))
 }
 
 /// The bearer of a valid token.
@@ -228,4 +237,210 @@ async fn contest(
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     Ok(Json(state.service.contest(claims.actor(), id, request.grounds, &request.statement).await?.into()))
+}
+
+fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
+    Fen::parse(amount).map_err(|error| ApiError::BadRequest(format!("{field}: {error}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutsideProcessRequest {
+    mandate_id: Uuid,
+    /// The unit the task came from.
+    delegating_unit: Uuid,
+    matter_code: String,
+    scope: String,
+    volume: u32,
+    deadline: String,
+    #[serde(default)]
+    funds_offered_fen: i64,
+    #[serde(default)]
+    powers_granted: Vec<String>,
+    #[serde(default)]
+    working_conditions: Vec<String>,
+    /// How the task reached the community, in its own words.
+    statement: String,
+}
+
+async fn record_outside_process(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiJson(request): ApiJson<OutsideProcessRequest>,
+) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
+    let actor = claims.actor();
+    let proposal = Proposal {
+        matter_code: request.matter_code,
+        delegating_unit: request.delegating_unit,
+        community: actor.organisation,
+        scope: request.scope,
+        volume: request.volume,
+        deadline: request.deadline,
+        funds_offered_fen: fen("funds_offered_fen", request.funds_offered_fen)?,
+        powers_granted: request.powers_granted,
+        working_conditions: request.working_conditions,
+    };
+    let outcome =
+        state.service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
+    Ok((StatusCode::CREATED, Json(outcome.into())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CureRequest {
+    #[serde(default)]
+    funds_added_fen: i64,
+    #[serde(default)]
+    powers_added: Vec<String>,
+    #[serde(default)]
+    working_conditions_added: Vec<String>,
+}
+
+async fn cure(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<CureRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let cure = shequ_domain::mandate::Cure {
+        funds_added_fen: fen("funds_added_fen", request.funds_added_fen)?,
+        powers_added: request.powers_added,
+        working_conditions_added: request.working_conditions_added,
+    };
+    Ok(Json(state.service.cure(claims.actor(), id, cure).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    outcome: shequ_domain::mandate::ReviewOutcome,
+    reason: String,
+}
+
+async fn review(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<ReviewRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    Ok(Json(state.service.review(claims.actor(), id, request.outcome, &request.reason).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonRequest {
+    reason: String,
+}
+
+async fn withdraw(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<ReasonRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    Ok(Json(state.service.withdraw(claims.actor(), id, &request.reason).await?.into()))
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    Ok(Json(state.service.complete(claims.actor(), id).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReassignRequest {
+    community: Uuid,
+}
+
+async fn reassign(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<ReassignRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let outcome = state.service.reassign(claims.actor(), id, request.community).await?;
+    match outcome.violations.is_empty() {
+        true => Ok(Json(outcome.into())),
+        false => Err(ApiError::Refused { mandate: outcome.mandate, violations: outcome.violations }),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendRequest {
+    /// Chosen by the client: a retry records nothing new.
+    transfer_id: Uuid,
+    amount_fen: i64,
+    memo: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Recorded {
+    transfer_id: Uuid,
+}
+
+async fn spend(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    ApiJson(request): ApiJson<SpendRequest>,
+) -> Result<(StatusCode, Json<Recorded>), ApiError> {
+    let amount = fen("amount_fen", request.amount_fen)?;
+    state.service.spend(claims.actor(), id, request.transfer_id, amount, &request.memo).await?;
+    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllocateRequest {
+    transfer_id: Uuid,
+    /// The paying organisation: the caller's own account (absent: the fiscal budget, district only).
+    from: Option<Uuid>,
+    to: Uuid,
+    amount_fen: i64,
+    #[serde(default)]
+    memo: String,
+}
+
+async fn allocate(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiJson(request): ApiJson<AllocateRequest>,
+) -> Result<(StatusCode, Json<Recorded>), ApiError> {
+    let amount = fen("amount_fen", request.amount_fen)?;
+    let actor = Some(claims.actor());
+    state
+        .service
+        .allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo)
+        .await?;
+    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id })))
+}
+
+#[derive(Debug, Serialize)]
+struct BalanceView {
+    account: String,
+    balance_fen: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct BalancesView {
+    district: Uuid,
+    transfers: usize,
+    balances: Vec<BalanceView>,
+}
+
+async fn balances(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Json<BalancesView>, ApiError> {
+    let (district, ledger) = state.service.read_ledger(claims.actor()).await?;
+    let balances = ledger
+        .balances
+        .iter()
+        .map(|(account, balance)| BalanceView { account: account.to_string(), balance_fen: *balance })
+        .collect();
+    Ok(Json(BalancesView { district, transfers: ledger.transfers.len(), balances }))
 }

@@ -207,6 +207,14 @@ impl Service {
         Ok(())
     }
 
+    /// The district's ledger, for an actor allowed to read it (district, department, inspector).
+    pub async fn read_ledger(&self, actor: Actor) -> Result<(Uuid, LedgerState), ServiceError> {
+        let district = self.district_of(actor.organisation).await?;
+        self.authorize(&actor, "read.ledger", Target { district: Some(district), ..Target::default() })
+            .await?;
+        Ok((district, self.ledger(district).await?))
+    }
+
     pub async fn ledger(&self, district: Uuid) -> Result<LedgerState, ServiceError> {
         self.load::<Ledger>(district).await
     }
