@@ -39,7 +39,7 @@ impl Client {
         let service =
             Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
         let keys = TokenKeys::from_secret(&[42; 32]).unwrap();
-        Self { state: AppState { log, service, keys } }
+        Self { state: AppState { log, service, keys, metrics: shequ_http::metrics::Metrics::new() } }
     }
 
     fn token(&self, role: Role, organisation: Uuid) -> String {
@@ -258,6 +258,18 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
 
     // The books: inspectors read them, communities do not.
     let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&inspector), None).await;
+    let metrics = app(client.state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8(axum::body::to_bytes(metrics.into_body(), BODY_BYTES_MAX).await.unwrap().to_vec())
+            .unwrap();
+    assert!(
+        text.contains("shequ_http_denied_total 1"),
+        "the street's attempt on another account was counted:\n{text}"
+    );
+    assert!(text.contains("shequ_http_requests_total{status=\"201\"}"), "{text}");
     assert_eq!(status, StatusCode::OK);
     let total: i64 =
         books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();

@@ -3,6 +3,7 @@
 mod api;
 pub mod auth;
 mod error;
+pub mod metrics;
 
 use std::time::Duration;
 
@@ -19,6 +20,8 @@ const READY_TIMEOUT_MS: u64 = 2_000;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// How long a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -26,6 +29,7 @@ pub struct AppState {
     pub log: EventLog,
     pub service: shequ_service::Service,
     pub keys: auth::TokenKeys,
+    pub metrics: metrics::Metrics,
 }
 
 /// The whole HTTP application, built once; serving it is the caller's business.
@@ -33,8 +37,14 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", api::router())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(REQUEST_TIMEOUT_MS),
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .with_state(state)
 }
 

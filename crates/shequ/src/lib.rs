@@ -174,7 +174,11 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
                 service.clone(),
                 std::time::Duration::from_secs(timer_interval_seconds),
             ));
-            let outcome = serve(shequ_http::AppState { log, service, keys }, addr).await;
+            let outcome = serve(
+                shequ_http::AppState { log, service, keys, metrics: shequ_http::metrics::Metrics::new() },
+                addr,
+            )
+            .await;
             timers.abort();
             outcome
         }

@@ -1,0 +1,93 @@
+//! `/metrics` in the Prometheus text format: requests by status, denied attempts, request
+//! durations, and the log's head position. Counts only: nothing here names a person or a key.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::AppState;
+
+/// The server's counters. Cheap to clone: the counters are shared.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    denied: IntCounter,
+    duration: Histogram,
+    head: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics(…)")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("shequ_http_requests_total", "HTTP requests answered, by status code"),
+            &["status"],
+        )
+        .expect("a valid metric");
+        let denied = IntCounter::new("shequ_http_denied_total", "Requests refused for role or place (403)")
+            .expect("a valid metric");
+        let duration = Histogram::with_opts(HistogramOpts::new(
+            "shequ_http_request_duration_seconds",
+            "Time to answer a request",
+        ))
+        .expect("a valid metric");
+        let head = IntGauge::new("shequ_log_head_position", "The event log's last position")
+            .expect("a valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(denied.clone()),
+            Box::new(duration.clone()),
+            Box::new(head.clone()),
+        ] {
+            registry.register(collector).expect("each metric is registered once");
+        }
+        Self { registry, requests, denied, duration, head }
+    }
+}
+
+/// Counts every response; a 403 also counts as a denied attempt (the command path has logged
+/// who, what and why).
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = &state.metrics;
+    metrics.duration.observe(started.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[response.status().as_str()]).inc();
+    if response.status() == StatusCode::FORBIDDEN {
+        metrics.denied.inc();
+    }
+    response
+}
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    if let Ok(head) = state.log.head().await {
+        state.metrics.head.set(i64::try_from(head.position).unwrap_or(i64::MAX));
+    }
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut body) {
+        Ok(()) => ([("content-type", prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
