@@ -26,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         health_and_readiness,
         the_api_authenticates_authorises_and_answers_with_the_right_status,
         a_mandate_and_its_money_over_http,
+        merkle_proofs_verify_as_rfc_9162_says,
     ]
 }
 
@@ -278,4 +279,65 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
         client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+fn hash(value: &Value) -> [u8; 32] {
+    hex::decode(value.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+async fn merkle_proofs_verify_as_rfc_9162_says(db: Db) {
+    use shequ_store::merkle;
+    let client = Client::new(&db).await;
+    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let places = demo::places();
+    let inspector = client.token(Role::Inspector, places.district);
+    let size = client.state.log.head().await.unwrap().position;
+
+    let path = format!("/api/v1/audit/proof/inclusion?position=10&tree_size={size}");
+    let (status, proof) = client.call("GET", &path, Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    // The leaf, recomputed here from the stored row and the documented canonical bytes.
+    let event = client.state.log.read_all(10, 1).await.unwrap().remove(0);
+    let leaf = merkle::leaf_hash(&shequ_store::canonical::canonical_bytes(&event));
+    assert_eq!(hash(&proof["leaf_hash"]), leaf);
+    assert_eq!(proof["leaf_index"], 9);
+    let audit_path: Vec<[u8; 32]> = proof["audit_path"].as_array().unwrap().iter().map(hash).collect();
+    let root = hash(&proof["root_hash"]);
+    assert!(merkle::verify_inclusion(9, size, &leaf, &audit_path, &root));
+    assert!(!merkle::verify_inclusion(10, size, &leaf, &audit_path, &root));
+
+    let path = format!("/api/v1/audit/proof/consistency?first=50&second={size}");
+    let (status, consistency) = client.call("GET", &path, Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let proof: Vec<[u8; 32]> = consistency["consistency"].as_array().unwrap().iter().map(hash).collect();
+    let (first_root, second_root) =
+        (hash(&consistency["first_root_hash"]), hash(&consistency["second_root_hash"]));
+    assert_eq!(second_root, root, "one tree, one root");
+    assert!(merkle::verify_consistency(50, size, &first_root, &second_root, &proof));
+
+    let community = client.token(Role::Community, places.communities[0].0);
+    assert_eq!(
+        client
+            .call(
+                "GET",
+                &format!("/api/v1/audit/proof/inclusion?position=1&tree_size={size}"),
+                Some(&community),
+                None
+            )
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let beyond = format!("/api/v1/audit/proof/inclusion?position=1&tree_size={}", size + 1);
+    assert_eq!(client.call("GET", &beyond, Some(&inspector), None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        client
+            .call("GET", "/api/v1/audit/proof/inclusion?position=0&tree_size=5", Some(&inspector), None)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, body) =
+        client.call("GET", "/api/v1/audit/proof/inclusion?position=x", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }

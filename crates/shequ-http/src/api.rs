@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/mandates/{id}/spending", post(spend))
         .route("/ledger/allocations", post(allocate))
         .route("/ledger/balances", get(balances))
+        .route("/audit/proof/inclusion", get(inclusion_proof))
+        .route("/audit/proof/consistency", get(consistency_proof))
 }
 
 /// The bearer of a valid token.
@@ -443,4 +445,71 @@ async fn balances(
         .map(|(account, balance)| BalanceView { account: account.to_string(), balance_fen: *balance })
         .collect();
     Ok(Json(BalancesView { district, transfers: ledger.transfers.len(), balances }))
+}
+
+#[derive(Debug, Deserialize)]
+struct InclusionQuery {
+    position: u64,
+    tree_size: u64,
+}
+
+/// RFC 6962 / 9162 field meanings; hashes in hex. Leaf index = position − 1.
+#[derive(Debug, Serialize)]
+struct InclusionView {
+    position: u64,
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_hash: String,
+    audit_path: Vec<String>,
+    root_hash: String,
+}
+
+async fn inclusion_proof(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    query: Result<axum::extract::Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<InclusionView>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let proof = state.service.inclusion_proof(claims.actor(), query.position, query.tree_size).await?;
+    Ok(Json(InclusionView {
+        position: proof.position,
+        leaf_index: proof.position - 1,
+        tree_size: proof.tree_size,
+        leaf_hash: hex::encode(proof.leaf_hash),
+        audit_path: proof.audit_path.iter().map(hex::encode).collect(),
+        root_hash: hex::encode(proof.root_hash),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    first: u64,
+    second: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ConsistencyView {
+    first: u64,
+    second: u64,
+    first_root_hash: String,
+    second_root_hash: String,
+    consistency: Vec<String>,
+}
+
+async fn consistency_proof(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    query: Result<axum::extract::Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ConsistencyView>, ApiError> {
+    let axum::extract::Query(query) =
+        query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let proof = state.service.consistency_proof(claims.actor(), query.first, query.second).await?;
+    Ok(Json(ConsistencyView {
+        first: proof.first,
+        second: proof.second,
+        first_root_hash: hex::encode(proof.first_root),
+        second_root_hash: hex::encode(proof.second_root),
+        consistency: proof.proof.iter().map(hex::encode).collect(),
+    }))
 }

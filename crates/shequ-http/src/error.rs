@@ -72,9 +72,9 @@ impl IntoResponse for ApiError {
                 | ServiceError::Catalogue(_)
                 | ServiceError::Mandate(_)
                 | ServiceError::Ledger(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused", error.to_string()),
-                ServiceError::Store(StoreError::InvalidAppend(message)) => {
-                    (StatusCode::BAD_REQUEST, "bad_request", message.clone())
-                }
+                ServiceError::Store(
+                    StoreError::InvalidAppend(message) | StoreError::InvalidRequest(message),
+                ) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
                 ServiceError::Policy(_) | ServiceError::Store(_) => {
                     // Logged once here, shown to nobody: it may carry internals.
                     tracing::error!(%error, "internal error");

@@ -207,6 +207,33 @@ impl Service {
         Ok(())
     }
 
+    /// An RFC 6962 inclusion proof, for an actor allowed to read the audit trail.
+    pub async fn inclusion_proof(
+        &self,
+        actor: Actor,
+        position: u64,
+        tree_size: u64,
+    ) -> Result<shequ_store::InclusionProof, ServiceError> {
+        self.authorize_audit(&actor).await?;
+        Ok(self.log.inclusion_proof(position, tree_size).await?)
+    }
+
+    /// An RFC 6962 consistency proof, for an actor allowed to read the audit trail.
+    pub async fn consistency_proof(
+        &self,
+        actor: Actor,
+        first: u64,
+        second: u64,
+    ) -> Result<shequ_store::ConsistencyProof, ServiceError> {
+        self.authorize_audit(&actor).await?;
+        Ok(self.log.consistency_proof(first, second).await?)
+    }
+
+    async fn authorize_audit(&self, actor: &Actor) -> Result<(), ServiceError> {
+        let district = self.district_of(actor.organisation).await?;
+        self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await
+    }
+
     /// The district's ledger, for an actor allowed to read it (district, department, inspector).
     pub async fn read_ledger(&self, actor: Actor) -> Result<(Uuid, LedgerState), ServiceError> {
         let district = self.district_of(actor.organisation).await?;

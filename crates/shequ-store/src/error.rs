@@ -15,6 +15,8 @@ pub enum StoreError {
     EventIdReused { event_id: Uuid },
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     #[error("the event log is append-only: events are never deleted")]
     AppendOnly,
     #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://HOST/DB")]

@@ -1,0 +1,95 @@
+//! Merkle proofs over the log (RFC 6962 / 9162), for inspectors and independent verifiers.
+
+use futures::TryStreamExt;
+
+use crate::canonical::canonical_bytes;
+use crate::error::StoreError;
+use crate::log::EventLog;
+use crate::merkle::{self, Hash};
+
+/// Events read per page while hashing leaves.
+const PAGE_EVENTS: u32 = 5_000;
+
+/// An inclusion proof of the event at `position` (leaf index `position - 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    pub position: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hash,
+    pub audit_path: Vec<Hash>,
+    pub root_hash: Hash,
+}
+
+/// A consistency proof between two tree sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    pub first: u64,
+    pub second: u64,
+    pub first_root: Hash,
+    pub second_root: Hash,
+    pub proof: Vec<Hash>,
+}
+
+impl EventLog {
+    /// The leaf hashes of the first `tree_size` events; an error if the log is shorter.
+    pub async fn merkle_leaves(&self, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
+        let capacity = usize::try_from(tree_size)
+            .map_err(|_| StoreError::InvalidRequest("tree size too large".into()))?;
+        let mut leaves = Vec::with_capacity(capacity);
+        let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
+        while leaves.len() < capacity {
+            match events.try_next().await? {
+                Some(event) => leaves.push(merkle::leaf_hash(&canonical_bytes(&event))),
+                None => break,
+            }
+        }
+        match leaves.len() == capacity {
+            true => Ok(leaves),
+            false => Err(StoreError::InvalidRequest(format!(
+                "the log holds {} events, fewer than {tree_size}",
+                leaves.len()
+            ))),
+        }
+    }
+
+    /// The Merkle root of the first `tree_size` events.
+    pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
+        Ok(merkle::root(&self.merkle_leaves(tree_size).await?))
+    }
+
+    pub async fn inclusion_proof(&self, position: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
+        if position == 0 || position > tree_size {
+            return Err(StoreError::InvalidRequest(format!(
+                "position {position} is not in a tree of {tree_size}"
+            )));
+        }
+        let leaves = self.merkle_leaves(tree_size).await?;
+        let index = usize::try_from(position - 1).expect("checked against the tree size");
+        let audit_path = merkle::inclusion_proof(&leaves, index).expect("the index is in the tree");
+        Ok(InclusionProof {
+            position,
+            tree_size,
+            leaf_hash: leaves[index],
+            audit_path,
+            root_hash: merkle::root(&leaves),
+        })
+    }
+
+    pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof, StoreError> {
+        if first == 0 || first > second {
+            return Err(StoreError::InvalidRequest(format!(
+                "a consistency proof needs 0 < first ≤ second, not {first}, {second}"
+            )));
+        }
+        let leaves = self.merkle_leaves(second).await?;
+        let old = usize::try_from(first).expect("first ≤ second, which fits");
+        let proof = merkle::consistency_proof(&leaves, old).expect("0 < first ≤ second");
+        Ok(ConsistencyProof {
+            first,
+            second,
+            first_root: merkle::root(&leaves[..old]),
+            second_root: merkle::root(&leaves),
+            proof,
+        })
+    }
+}
