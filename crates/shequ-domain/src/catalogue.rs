@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{data_of, event_from, DecodeError, DomainEvent};
+use crate::event::DomainEvent;
 use crate::money::Fen;
 
 /// The one catalogue's aggregate id: the catalogue is a single stream.
@@ -147,17 +147,6 @@ impl DomainEvent for CatalogueEvent {
             CatalogueEvent::MatterAmended { .. } => "MatterAmended",
             CatalogueEvent::MatterRetired { .. } => "MatterRetired",
         }
-    }
-
-    fn to_data(&self) -> Result<String, DecodeError> {
-        data_of(self, self.event_type())
-    }
-
-    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError> {
-        if event_version != 1 {
-            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), event_version });
-        }
-        event_from(event_type, data)
     }
 }
 

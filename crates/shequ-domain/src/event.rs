@@ -8,8 +8,10 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-/// An event that can be written to and read from the log.
-pub trait DomainEvent: Sized {
+/// An event that can be written to and read from the log. An event enum derives serde with
+/// `#[serde(tag = "eventType", content = "data")]` and names its types; the data's JSON and
+/// the check of the version come with the trait.
+pub trait DomainEvent: Sized + Serialize + DeserializeOwned {
     /// The past-tense type name, e.g. `OrganisationRegistered`.
     fn event_type(&self) -> &'static str;
 
@@ -20,10 +22,18 @@ pub trait DomainEvent: Sized {
     }
 
     /// The data as JSON text, without the type.
-    fn to_data(&self) -> Result<String, DecodeError>;
+    fn to_data(&self) -> Result<String, DecodeError> {
+        data_of(self, self.event_type())
+    }
 
-    /// Rebuilds the event from its type, version and data.
-    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError>;
+    /// Rebuilds the event from its type, version and data. This build reads version 1; an
+    /// event type that moves on overrides this with its upcaster.
+    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError> {
+        if event_version != 1 {
+            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), event_version });
+        }
+        event_from(event_type, data)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

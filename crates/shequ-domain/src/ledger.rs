@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{data_of, event_from, DecodeError, DomainEvent};
+use crate::event::DomainEvent;
 use crate::money::Fen;
 
 /// The longest memo, in characters.
@@ -142,17 +142,6 @@ impl DomainEvent for LedgerEvent {
         match self {
             LedgerEvent::TransferRecorded { .. } => "TransferRecorded",
         }
-    }
-
-    fn to_data(&self) -> Result<String, DecodeError> {
-        data_of(self, self.event_type())
-    }
-
-    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError> {
-        if event_version != 1 {
-            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), event_version });
-        }
-        event_from(event_type, data)
     }
 }
 

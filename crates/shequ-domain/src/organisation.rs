@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{data_of, event_from, DecodeError, DomainEvent};
+use crate::event::DomainEvent;
 
 /// The longest organisation name we accept, in characters.
 pub const NAME_LENGTH_MAX: usize = 200;
@@ -56,17 +56,6 @@ impl DomainEvent for OrganisationEvent {
             OrganisationEvent::OrganisationRegistered { .. } => "OrganisationRegistered",
             OrganisationEvent::OrganisationRenamed { .. } => "OrganisationRenamed",
         }
-    }
-
-    fn to_data(&self) -> Result<String, DecodeError> {
-        data_of(self, self.event_type())
-    }
-
-    fn from_data(event_type: &str, event_version: u32, data: &str) -> Result<Self, DecodeError> {
-        if event_version != 1 {
-            return Err(DecodeError::UnknownVersion { event_type: event_type.to_owned(), event_version });
-        }
-        event_from(event_type, data)
     }
 }
 
@@ -161,6 +150,7 @@ mod tests {
     use esrs::Aggregate;
 
     use super::*;
+    use crate::event::DecodeError;
 
     /// Given these events, when this command, then these events or this refusal.
     fn check(
