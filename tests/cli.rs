@@ -10,7 +10,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
         migrate_reports_the_store,
         log_prints_json_lines_verbatim,
-        verify_passes_then_names_the_tampered_position
+        verify_passes_then_names_the_tampered_position,
+        a_signed_checkpoint_catches_a_rewritten_history,
     ]
 }
 
@@ -78,4 +79,56 @@ async fn verify_passes_then_names_the_tampered_position(db: Db) {
         out,
         "FAILED at position 3: the stored hash does not match the event\n2 events before it are intact\n"
     );
+}
+
+async fn a_signed_checkpoint_catches_a_rewritten_history(db: Db) {
+    let directory = tempfile::tempdir().unwrap();
+    let key = directory.path().join("checkpoint.key");
+    let key = key.to_str().unwrap();
+    let log = EventLog::open(&db.url).await.unwrap();
+    for n in 0..5 {
+        log.append(
+            &stream("request"),
+            ExpectedRevision::NoStream,
+            vec![event("Filed", &format!("{{\"n\":{n}}}"))],
+        )
+        .await
+        .unwrap();
+    }
+    let (outcome, out) = shequ(&["--db", &db.url, "--checkpoint-key-file", key, "checkpoint"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(out.starts_with("checkpoint: tree size 5, root "), "{out}");
+    let (outcome, out) = shequ(&["--db", &db.url, "verify"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(
+        out.contains("6 events, hash chain intact") && out.contains("1 signed checkpoints hold"),
+        "{out}"
+    );
+
+    // An attacker with the database rewrites event 2 and recomputes the whole chain and head:
+    // the chain alone no longer shows it; the signed root does.
+    let mut events = log.read_all(1, 100).await.unwrap();
+    events[1].data = "{\"n\":999}".to_owned();
+    let mut previous = events[0].hash;
+    let unhex = |hash: &[u8; 32]| match db.backend {
+        crate::helpers::BackendUnderTest::Sqlite => format!("unhex('{}')", hex::encode(hash)),
+        crate::helpers::BackendUnderTest::Postgres => format!("decode('{}', 'hex')", hex::encode(hash)),
+    };
+    let mut rewrite = disable_append_only(&db).to_owned();
+    for event in events.iter_mut().skip(1) {
+        event.hash = shequ_store::canonical::chain_hash(&previous, event);
+        previous = event.hash;
+        rewrite.push_str(&format!(
+            " UPDATE events SET data = '{}', hash = {} WHERE position = {};",
+            event.data,
+            unhex(&event.hash),
+            event.position
+        ));
+    }
+    rewrite.push_str(&format!(" UPDATE log_head SET hash = {} WHERE id = 1;", unhex(&previous)));
+    execute_directly(&db, &rewrite).await.unwrap();
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None, "the rewritten chain is consistent");
+    let (outcome, out) = shequ(&["--db", &db.url, "verify"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Failure);
+    assert!(out.starts_with("FAILED at position 6: the checkpoint of tree size 5 does not hold"), "{out}");
 }

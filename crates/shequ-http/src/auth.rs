@@ -66,24 +66,9 @@ impl TokenKeys {
 
     /// Reads the key file, or creates it with a fresh random key if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
-        let key_error = |reason: String| AuthError::KeyFile { path: path.display().to_string(), reason };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let secret = hex::decode(text.trim()).map_err(|_| key_error("not a hex key".into()))?;
-                if secret.len() < KEY_BYTES {
-                    return Err(key_error(format!("a key needs at least {KEY_BYTES} bytes")));
-                }
-                Self::from_secret(&secret)
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = [0u8; KEY_BYTES];
-                getrandom::fill(&mut secret).map_err(|error| key_error(error.to_string()))?;
-                write_private(path, &hex::encode(secret)).map_err(|error| key_error(error.to_string()))?;
-                tracing::info!(path = %path.display(), "created a new token signing key");
-                Self::from_secret(&secret)
-            }
-            Err(error) => Err(key_error(error.to_string())),
-        }
+        let secret = shequ_service::key_file::load_or_create(path, KEY_BYTES)
+            .map_err(|reason| AuthError::KeyFile { path: path.display().to_string(), reason })?;
+        Self::from_secret(&secret)
     }
 
     pub fn issue(
@@ -111,20 +96,6 @@ impl TokenKeys {
             .map(|data| data.claims)
             .map_err(|error| AuthError::Invalid(error.to_string()))
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.write_all(b"\n")
 }
 
 #[cfg(test)]

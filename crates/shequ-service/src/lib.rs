@@ -7,9 +7,11 @@
 
 mod actor;
 pub mod audit;
+pub mod checkpoint;
 mod clock;
 pub mod demo;
 mod error;
+pub mod key_file;
 mod service;
 
 pub use actor::{Actor, Role};

@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "SHEQU_KEY_FILE", default_value = "shequ.key")]
     pub key_file: std::path::PathBuf,
 
+    /// The file holding the Ed25519 key that signs checkpoints (created on first use).
+    #[arg(long, global = true, env = "SHEQU_CHECKPOINT_KEY_FILE", default_value = "shequ-checkpoint.key")]
+    pub checkpoint_key_file: std::path::PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,8 +62,11 @@ pub enum Command {
     Demo,
     /// Bring the database's schema up to date (serve does this on start too).
     Migrate,
-    /// Walk the hash chain; exit 1 and name the first bad position if the log was tampered with.
+    /// Walk the hash chain and check every signed checkpoint; exit 1 and name the first bad
+    /// position if the log was tampered with.
     Verify,
+    /// Sign the log's current size and Merkle root with Ed25519 and record the checkpoint.
+    Checkpoint,
     /// Inspectors' tools.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -191,6 +198,21 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
             Ok(Outcome::Success)
         }
         Command::Verify => verify(&log, out).await,
+        Command::Checkpoint => {
+            let key = shequ_service::checkpoint::CheckpointKey::load_or_create(&cli.checkpoint_key_file)?;
+            let checkpoint = key.sign(&log).await?;
+            writeln!(
+                out,
+                "checkpoint: tree size {}, root {}, signed at {}\npublic key (Ed25519): {}\nsignature: {}",
+                checkpoint.tree_size,
+                checkpoint.root_hash,
+                checkpoint.signed_at,
+                checkpoint.public_key,
+                checkpoint.signature
+            )
+            .map_err(CliError::Output)?;
+            Ok(Outcome::Success)
+        }
         Command::Audit(AuditCommand::Redecide) => redecide(&log, out).await,
         Command::Token(command) => issue_token(&cli.key_file, command, out),
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
@@ -302,9 +324,19 @@ async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome,
     }
     match report.failure {
         None => {
+            let (checkpoints, failure) = shequ_service::checkpoint::verify_checkpoints(log).await?;
+            if let Some(failure) = failure {
+                writeln!(
+                    out,
+                    "FAILED at position {}: the checkpoint of tree size {} does not hold: {}",
+                    failure.position, failure.tree_size, failure.reason
+                )
+                .map_err(CliError::Output)?;
+                return Ok(Outcome::Failure);
+            }
             writeln!(
                 out,
-                "ok: {} events, hash chain intact; head at position {} ({})",
+                "ok: {} events, hash chain intact; head at position {} ({}); {checkpoints} signed checkpoints hold",
                 report.events,
                 report.head.position,
                 hex::encode(report.head.hash)

@@ -1,0 +1,155 @@
+//! Signed checkpoints: the log's size and Merkle root at a moment, signed with Ed25519, and
+//! recorded in the log itself (stream `checkpoint-{id}`), so they can be published and checked
+//! later by anyone with the public key. The signed text is specified in `docs/audit-format.md`.
+
+use std::path::Path;
+
+use chrono::{SecondsFormat, Utc};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent};
+use uuid::Uuid;
+
+use crate::ServiceError;
+
+/// The event type of a recorded checkpoint.
+pub const CHECKPOINT_EVENT: &str = "CheckpointSigned";
+const KEY_BYTES: usize = 32;
+
+/// A signed statement of the log's size and root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub tree_size: u64,
+    /// Hex.
+    pub root_hash: String,
+    /// RFC 3339, UTC, seconds.
+    pub signed_at: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// Ed25519 signature over [`Checkpoint::signed_text`], hex.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// Exactly the bytes that are signed.
+    pub fn signed_text(tree_size: u64, root_hash: &str, signed_at: &str) -> String {
+        format!("shequ checkpoint v1\ntree_size {tree_size}\nroot_hash {root_hash}\nsigned_at {signed_at}\n")
+    }
+}
+
+/// The key that signs checkpoints, kept in a key file (created on first use).
+#[derive(Clone)]
+pub struct CheckpointKey(SigningKey);
+
+impl std::fmt::Debug for CheckpointKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "CheckpointKey({})", self.public_key_hex())
+    }
+}
+
+impl CheckpointKey {
+    pub fn load_or_create(path: &Path) -> Result<Self, ServiceError> {
+        let secret = crate::key_file::load_or_create(path, KEY_BYTES).map_err(|reason| {
+            ServiceError::Invalid(format!("checkpoint key file {}: {reason}", path.display()))
+        })?;
+        let bytes: [u8; KEY_BYTES] =
+            secret[..KEY_BYTES].try_into().expect("the key file holds at least 32 bytes");
+        Ok(Self(SigningKey::from_bytes(&bytes)))
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.0.verifying_key().to_bytes())
+    }
+
+    /// Signs the log as it stands and records the checkpoint in it.
+    pub async fn sign(&self, log: &EventLog) -> Result<Checkpoint, ServiceError> {
+        let tree_size = log.head().await?.position;
+        let root_hash = hex::encode(log.merkle_root(tree_size).await?);
+        let signed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let signature = self.0.sign(Checkpoint::signed_text(tree_size, &root_hash, &signed_at).as_bytes());
+        let checkpoint = Checkpoint {
+            tree_size,
+            root_hash,
+            signed_at,
+            public_key: self.public_key_hex(),
+            signature: hex::encode(signature.to_bytes()),
+        };
+        let data = serde_json::to_string(&checkpoint).expect("a checkpoint is plain data");
+        let metadata = CommandContext::new("system:checkpoint").metadata(Utc::now()).to_json();
+        let event = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: CHECKPOINT_EVENT.into(),
+            event_version: 1,
+            data,
+            metadata,
+        };
+        log.append(&format!("checkpoint-{}", Uuid::now_v7()), ExpectedRevision::NoStream, vec![event])
+            .await?;
+        Ok(checkpoint)
+    }
+}
+
+/// One recorded checkpoint that does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFailure {
+    /// The checkpoint event's position.
+    pub position: u64,
+    pub tree_size: u64,
+    pub reason: String,
+}
+
+/// Checks every checkpoint recorded in the log: its signature, and its root against the
+/// tree the log holds now. Returns how many were checked and the first that fails.
+pub async fn verify_checkpoints(log: &EventLog) -> Result<(u64, Option<CheckpointFailure>), ServiceError> {
+    let mut checked = 0;
+    let mut events = std::pin::pin!(log.stream_all(1, 5_000));
+    let mut found = Vec::new();
+    while let Some(event) = events.try_next().await? {
+        if event.event_type == CHECKPOINT_EVENT {
+            found.push((event.position, event.data));
+        }
+    }
+    for (position, data) in found {
+        let fail = |tree_size, reason: String| {
+            Ok((checked, Some(CheckpointFailure { position, tree_size, reason })))
+        };
+        let checkpoint: Checkpoint = match serde_json::from_str(&data) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return fail(0, format!("unreadable checkpoint: {error}")),
+        };
+        if let Err(reason) = check_signature(&checkpoint) {
+            return fail(checkpoint.tree_size, reason);
+        }
+        let root = match log.merkle_root(checkpoint.tree_size).await {
+            Ok(root) => hex::encode(root),
+            Err(error) => return fail(checkpoint.tree_size, error.to_string()),
+        };
+        if root != checkpoint.root_hash {
+            return fail(
+                checkpoint.tree_size,
+                format!(
+                    "the log's root at size {} is {root}, not the signed {}",
+                    checkpoint.tree_size, checkpoint.root_hash
+                ),
+            );
+        }
+        checked += 1;
+    }
+    Ok((checked, None))
+}
+
+fn check_signature(checkpoint: &Checkpoint) -> Result<(), String> {
+    let key: [u8; 32] = hex::decode(&checkpoint.public_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or("the public key is not 32 hex bytes")?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|error| format!("public key: {error}"))?;
+    let signature: [u8; 64] = hex::decode(&checkpoint.signature)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or("the signature is not 64 hex bytes")?;
+    let text = Checkpoint::signed_text(checkpoint.tree_size, &checkpoint.root_hash, &checkpoint.signed_at);
+    key.verify(text.as_bytes(), &Signature::from_bytes(&signature))
+        .map_err(|_| "the signature does not verify".to_owned())
+}
