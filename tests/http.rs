@@ -40,7 +40,16 @@ impl Client {
         let service =
             Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
         let keys = TokenKeys::from_secret(&[42; 32]).unwrap();
-        Self { state: AppState { log, service, keys, metrics: shequ_http::metrics::Metrics::new() } }
+        let checkpoint_public_key = "ab".repeat(32);
+        Self {
+            state: AppState {
+                log,
+                service,
+                keys,
+                metrics: shequ_http::metrics::Metrics::new(),
+                checkpoint_public_key,
+            },
+        }
     }
 
     fn token(&self, role: Role, organisation: Uuid) -> String {

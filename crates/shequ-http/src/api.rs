@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/ledger/balances", get(balances))
         .route("/audit/proof/inclusion", get(inclusion_proof))
         .route("/audit/proof/consistency", get(consistency_proof))
+        .route("/audit/public-key", get(public_key))
 }
 
 /// The bearer of a valid token.
@@ -512,4 +513,16 @@ async fn consistency_proof(
         second_root_hash: hex::encode(proof.second_root),
         consistency: proof.proof.iter().map(hex::encode).collect(),
     }))
+}
+
+#[derive(Debug, Serialize)]
+struct PublicKeyView {
+    algorithm: &'static str,
+    public_key: String,
+}
+
+/// The key that signs checkpoints, so anyone holding a published checkpoint can check it.
+/// Public by nature: no token needed.
+async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {
+    Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.clone() })
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub service: shequ_service::Service,
     pub keys: auth::TokenKeys,
     pub metrics: metrics::Metrics,
+    /// The Ed25519 public key that signs checkpoints, hex.
+    pub checkpoint_public_key: String,
 }
 
 /// The whole HTTP application, built once; serving it is the caller's business.

@@ -181,11 +181,16 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
                 service.clone(),
                 std::time::Duration::from_secs(timer_interval_seconds),
             ));
-            let outcome = serve(
-                shequ_http::AppState { log, service, keys, metrics: shequ_http::metrics::Metrics::new() },
-                addr,
-            )
-            .await;
+            let checkpoint_key =
+                shequ_service::checkpoint::CheckpointKey::load_or_create(&cli.checkpoint_key_file)?;
+            let state = shequ_http::AppState {
+                log,
+                service,
+                keys,
+                metrics: shequ_http::metrics::Metrics::new(),
+                checkpoint_public_key: checkpoint_key.public_key_hex(),
+            };
+            let outcome = serve(state, addr).await;
             timers.abort();
             outcome
         }
