@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod mandate;
 pub mod money;
 pub mod organisation;
+pub mod request;
 pub mod stream;
 
 pub use event::{DecodeError, DomainEvent};
