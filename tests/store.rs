@@ -304,6 +304,7 @@ async fn aggregates_run_through_the_esrs_manager(db: Db) {
         kind: OrganisationKind::District,
         name: "东城区".into(),
         parent: None,
+        code: None,
     };
     let state = manager.handle_command(AggregateState::with_id(id), register.clone()).await.unwrap().unwrap();
     assert_eq!(state.registered.unwrap().name, "东城区");

@@ -39,15 +39,32 @@ pub struct ParentRef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrganisationCommand {
-    Register { kind: OrganisationKind, name: String, parent: Option<ParentRef> },
-    Rename { name: String },
+    /// `code` names a department in the catalogue's `owner_department` (e.g. `civil_affairs`),
+    /// so requests for its matters reach it; only departments carry one.
+    Register {
+        kind: OrganisationKind,
+        name: String,
+        parent: Option<ParentRef>,
+        code: Option<String>,
+    },
+    Rename {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "eventType", content = "data")]
 pub enum OrganisationEvent {
-    OrganisationRegistered { kind: OrganisationKind, name: String, parent_id: Option<Uuid> },
-    OrganisationRenamed { name: String },
+    OrganisationRegistered {
+        kind: OrganisationKind,
+        name: String,
+        parent_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+    },
+    OrganisationRenamed {
+        name: String,
+    },
 }
 
 impl DomainEvent for OrganisationEvent {
@@ -65,6 +82,8 @@ pub enum OrganisationError {
     AlreadyRegistered,
     #[error("the organisation is not registered")]
     NotRegistered,
+    #[error("only a department has a code: 1–{CODE_BYTES_MAX} of a–z, 0–9 and `_`")]
+    InvalidCode,
     #[error("the name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
     InvalidName,
     #[error("a {kind:?} must hang under a {expected:?}, not {found:?}")]
@@ -85,6 +104,7 @@ pub struct Registered {
     pub kind: OrganisationKind,
     pub name: String,
     pub parent_id: Option<Uuid>,
+    pub code: Option<String>,
 }
 
 #[derive(Debug)]
@@ -99,7 +119,7 @@ impl esrs::Aggregate for Organisation {
 
     fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
         match command {
-            OrganisationCommand::Register { kind, name, parent } => {
+            OrganisationCommand::Register { kind, name, parent, code } => {
                 if state.registered.is_some() {
                     return Err(OrganisationError::AlreadyRegistered);
                 }
@@ -109,7 +129,8 @@ impl esrs::Aggregate for Organisation {
                     return Err(OrganisationError::WrongParent { kind, expected: kind.parent_kind(), found });
                 }
                 let parent_id = parent.map(|parent| parent.id);
-                Ok(vec![OrganisationEvent::OrganisationRegistered { kind, name, parent_id }])
+                let code = parse_code(kind, code)?;
+                Ok(vec![OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code }])
             }
             OrganisationCommand::Rename { name } => {
                 let Some(registered) = &state.registered else {
@@ -126,8 +147,8 @@ impl esrs::Aggregate for Organisation {
 
     fn apply_event(state: Self::State, event: Self::Event) -> Self::State {
         match event {
-            OrganisationEvent::OrganisationRegistered { kind, name, parent_id } => {
-                OrganisationState { registered: Some(Registered { kind, name, parent_id }) }
+            OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code } => {
+                OrganisationState { registered: Some(Registered { kind, name, parent_id, code }) }
             }
             OrganisationEvent::OrganisationRenamed { name } => {
                 let registered = state.registered.expect("a rename is only ever recorded after registration");
@@ -135,6 +156,20 @@ impl esrs::Aggregate for Organisation {
             }
         }
     }
+}
+
+/// The longest department code, in bytes.
+const CODE_BYTES_MAX: usize = 64;
+
+fn parse_code(kind: OrganisationKind, code: Option<String>) -> Result<Option<String>, OrganisationError> {
+    let Some(code) = code else { return Ok(None) };
+    let well_formed = !code.is_empty()
+        && code.len() <= CODE_BYTES_MAX
+        && code.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_');
+    if kind != OrganisationKind::Department || !well_formed {
+        return Err(OrganisationError::InvalidCode);
+    }
+    Ok(Some(code))
 }
 
 fn parse_name(name: &str) -> Result<String, OrganisationError> {
@@ -171,6 +206,7 @@ mod tests {
             kind: OrganisationKind::Street,
             name: "Jianguomen Street".into(),
             parent_id: Some(district().id),
+            code: None,
         }
     }
 
@@ -180,8 +216,34 @@ mod tests {
             kind: OrganisationKind::Street,
             name: "  Jianguomen Street ".into(),
             parent: Some(district()),
+            code: None,
         };
         check(vec![], command, Ok(vec![registered_street()]));
+    }
+
+    #[test]
+    fn only_departments_carry_a_well_formed_code() {
+        let department = |code: &str| OrganisationCommand::Register {
+            kind: OrganisationKind::Department,
+            name: "民政局".into(),
+            parent: Some(district()),
+            code: Some(code.into()),
+        };
+        let registered = OrganisationEvent::OrganisationRegistered {
+            kind: OrganisationKind::Department,
+            name: "民政局".into(),
+            parent_id: Some(district().id),
+            code: Some("civil_affairs".into()),
+        };
+        check(vec![], department("civil_affairs"), Ok(vec![registered]));
+        check(vec![], department("Civil Affairs"), Err(OrganisationError::InvalidCode));
+        let street = OrganisationCommand::Register {
+            kind: OrganisationKind::Street,
+            name: "Jianguomen Street".into(),
+            parent: Some(district()),
+            code: Some("street".into()),
+        };
+        check(vec![], street, Err(OrganisationError::InvalidCode));
     }
 
     #[test]
@@ -190,6 +252,7 @@ mod tests {
             kind: OrganisationKind::Community,
             name: "Xiushui".into(),
             parent: Some(district()),
+            code: None,
         };
         let refusal = OrganisationError::WrongParent {
             kind: OrganisationKind::Community,
@@ -205,6 +268,7 @@ mod tests {
             kind: OrganisationKind::Street,
             name: "Again".into(),
             parent: Some(district()),
+            code: None,
         };
         check(vec![registered_street()], again, Err(OrganisationError::AlreadyRegistered));
         check(

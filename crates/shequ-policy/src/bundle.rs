@@ -84,7 +84,7 @@ mod tests {
     fn the_embedded_bundle_holds_the_policies_and_not_their_tests() {
         let bundle = PolicyBundle::embedded();
         let paths: Vec<&str> = bundle.files().keys().map(String::as_str).collect();
-        assert_eq!(paths, ["access/access.rego", "authz/authz.rego"]);
+        assert_eq!(paths, ["access/access.rego", "authz/authz.rego", "routing/routing.rego"]);
         assert_eq!(bundle.digest().len(), 64);
     }
 

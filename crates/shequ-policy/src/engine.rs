@@ -9,6 +9,8 @@ use crate::bundle::PolicyBundle;
 const ACCESS_RULE: &str = "data.shequ.access.violations";
 const AUTHZ_ALLOW_RULE: &str = "data.shequ.authz.allow";
 const AUTHZ_REASON_RULE: &str = "data.shequ.authz.reason";
+const ROUTING_ROUTE_RULE: &str = "data.shequ.routing.route";
+const ROUTING_REFUSAL_RULE: &str = "data.shequ.routing.refusal";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyError {
@@ -26,6 +28,17 @@ pub struct AuthzDecision {
     pub allow: bool,
     /// Why not, when not allowed; empty when allowed.
     pub reason: String,
+}
+
+/// Where `policies/routing` sends a service request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteDecision {
+    /// `community`, `agent` or `delegating_unit`.
+    pub route: String,
+    pub handler: Option<uuid::Uuid>,
+    pub mandate: Option<uuid::Uuid>,
+    pub reason: String,
+    pub clause: String,
 }
 
 /// A prepared policy engine over one bundle. Cheap to clone; evaluation works on a clone, so
@@ -51,7 +64,7 @@ impl Policies {
         // evaluate once here so that no decision pays for it.
         let mut prepared = policies.clone();
         prepared.engine.set_input(Value::new_object());
-        for rule in [ACCESS_RULE, AUTHZ_ALLOW_RULE] {
+        for rule in [ACCESS_RULE, AUTHZ_ALLOW_RULE, ROUTING_ROUTE_RULE] {
             prepared
                 .engine
                 .eval_rule(rule.to_owned())
@@ -92,6 +105,24 @@ impl Policies {
             }
             (allow, reason) => {
                 Err(PolicyError::Shape(format!("authz answered allow={allow:?}, reason={reason:?}")))
+            }
+        }
+    }
+
+    /// Where a service request goes (`policies/routing`): the route, or the refusal (a
+    /// violation with its clause) when the policy takes the request nowhere.
+    pub fn route(&self, input: &serde_json::Value) -> Result<Result<RouteDecision, Violation>, PolicyError> {
+        let shape = |error: serde_json::Error| PolicyError::Shape(format!("routing: {error}"));
+        let refusal = self.evaluate(ROUTING_REFUSAL_RULE, input)?;
+        if refusal != Value::Undefined {
+            let json = serde_json::to_value(&refusal).map_err(shape)?;
+            return Ok(Err(serde_json::from_value(json).map_err(shape)?));
+        }
+        match self.evaluate(ROUTING_ROUTE_RULE, input)? {
+            Value::Undefined => Err(PolicyError::Shape("routing gave neither a route nor a refusal".into())),
+            route => {
+                let json = serde_json::to_value(&route).map_err(shape)?;
+                Ok(Ok(serde_json::from_value(json).map_err(shape)?))
             }
         }
     }

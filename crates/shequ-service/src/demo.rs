@@ -34,7 +34,8 @@ pub fn demo_id(name: &str) -> Uuid {
 #[derive(Debug, Clone)]
 pub struct DemoPlaces {
     pub district: Uuid,
-    pub departments: Vec<(Uuid, String)>,
+    /// (department, name, the catalogue's code for it)
+    pub departments: Vec<(Uuid, String, String)>,
     pub streets: Vec<(Uuid, String)>,
     /// (community, its street, name)
     pub communities: Vec<(Uuid, Uuid, String)>,
@@ -47,7 +48,10 @@ pub enum DemoOutcome {
 }
 
 pub fn places() -> DemoPlaces {
-    let departments = [("civil-affairs", "东城区民政局"), ("human-resources", "东城区人力资源和社会保障局")];
+    let departments = [
+        ("civil-affairs", "东城区民政局", "civil_affairs"),
+        ("human-resources", "东城区人力资源和社会保障局", "human_resources_social_security"),
+    ];
     let streets = [("donghuamen", "东华门街道"), ("jingshan", "景山街道"), ("jiaodaokou", "交道口街道")];
     let communities = [
         ("donghuamen", ["多福巷社区", "韶九社区", "北池子社区", "南池子社区"]),
@@ -58,7 +62,9 @@ pub fn places() -> DemoPlaces {
         district: demo_id("district/dongcheng"),
         departments: departments
             .iter()
-            .map(|(key, name)| (demo_id(&format!("department/{key}")), (*name).to_owned()))
+            .map(|(key, name, code)| {
+                (demo_id(&format!("department/{key}")), (*name).to_owned(), (*code).to_owned())
+            })
             .collect(),
         streets: streets
             .iter()
@@ -109,18 +115,29 @@ impl Scenario<'_> {
     async fn organisations(&self, summary: &mut Vec<String>) -> Result<(), ServiceError> {
         let service = self.service;
         let district = self.places.district;
-        service.register_organisation(None, district, OrganisationKind::District, "东城区", None).await?;
-        for (id, name) in &self.places.departments {
+        service
+            .register_organisation(None, district, OrganisationKind::District, "东城区", None, None)
+            .await?;
+        for (id, name, code) in &self.places.departments {
             service
-                .register_organisation(None, *id, OrganisationKind::Department, name, Some(district))
+                .register_organisation(
+                    None,
+                    *id,
+                    OrganisationKind::Department,
+                    name,
+                    Some(district),
+                    Some(code),
+                )
                 .await?;
         }
         for (id, name) in &self.places.streets {
-            service.register_organisation(None, *id, OrganisationKind::Street, name, Some(district)).await?;
+            service
+                .register_organisation(None, *id, OrganisationKind::Street, name, Some(district), None)
+                .await?;
         }
         for (id, street, name) in &self.places.communities {
             service
-                .register_organisation(None, *id, OrganisationKind::Community, name, Some(*street))
+                .register_organisation(None, *id, OrganisationKind::Community, name, Some(*street), None)
                 .await?;
         }
         summary.push(format!(
@@ -147,7 +164,13 @@ impl Scenario<'_> {
             )
             .await?;
         let district_actor = Actor { role: Role::District, organisation: district };
-        for (id, _) in self.places.departments.iter().chain(&self.places.streets) {
+        let units = self
+            .places
+            .departments
+            .iter()
+            .map(|(id, _, _)| id)
+            .chain(self.places.streets.iter().map(|(id, _)| id));
+        for id in units {
             let transfer = demo_id(&format!("budget/{id}"));
             service
                 .allocate(

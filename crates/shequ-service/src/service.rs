@@ -128,6 +128,7 @@ impl Service {
         kind: OrganisationKind,
         name: &str,
         parent: Option<Uuid>,
+        code: Option<&str>,
     ) -> Result<(), ServiceError> {
         let parent = match parent {
             None => None,
@@ -142,7 +143,12 @@ impl Service {
             };
             self.authorize(&actor, "organisation.register", Target { district, ..Target::default() }).await?;
         }
-        let command = OrganisationCommand::Register { kind, name: name.to_owned(), parent };
+        let command = OrganisationCommand::Register {
+            kind,
+            name: name.to_owned(),
+            parent,
+            code: code.map(str::to_owned),
+        };
         self.execute::<Organisation>(self.context(actor), id, command).await?;
         Ok(())
     }

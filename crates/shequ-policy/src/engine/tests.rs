@@ -122,6 +122,27 @@ fn authorizes_by_role_and_place() {
 }
 
 #[test]
+fn routes_requests_from_rust_and_names_the_clause_of_a_refusal() {
+    let policies = Policies::embedded().unwrap();
+    let community = uuid::Uuid::from_u128(1);
+    let street = uuid::Uuid::from_u128(2);
+    let input = |matter: serde_json::Value| {
+        json!({
+            "matter": matter,
+            "station": {"community": community, "street": street, "district": uuid::Uuid::from_u128(3)},
+            "mandates": [],
+            "departments": {},
+        })
+    };
+    let route =
+        policies.route(&input(json!({"owner_level": "street", "nature": "entrustable"}))).unwrap().unwrap();
+    assert_eq!((route.route.as_str(), route.handler), ("agent", Some(street)));
+    assert_eq!(route.clause, "plan:3.2.2-ST");
+    let refusal = policies.route(&input(serde_json::Value::Null)).unwrap().unwrap_err();
+    assert_eq!((refusal.rule.as_str(), refusal.clause.as_str()), ("catalogue", "plan:5.1-C"));
+}
+
+#[test]
 fn a_broken_bundle_is_refused_at_load() {
     let files = std::collections::BTreeMap::from([(
         "access/access.rego".to_owned(),
