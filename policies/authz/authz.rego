@@ -1,12 +1,13 @@
 # Who may do what, by role and by place in the hierarchy.
 #
 # Input (built by shequ from the token and the log):
-#   actor   {role, organisation, kind, district}: who acts, for which organisation (of which
-#           kind), in which district
+#   actor   {role, organisation, kind, district, subject}: who acts, for which organisation
+#           (of which kind), in which district, and under which name (a resident's subject)
 #   action  e.g. "mandate.propose"
-#   target  {district, street, community, delegating_unit, from}: where the action lands
-#           (ids; `from` is the account a budget allocation leaves; members that do not apply
-#           are absent)
+#   target  {district, street, community, delegating_unit, from, handler, resident}: where the
+#           action lands (ids; `from` is the account a budget allocation leaves; `handler` the
+#           organisation holding a service request, `resident` whom it is for; members that do
+#           not apply are absent)
 package shequ.authz
 
 import rego.v1
@@ -36,8 +37,16 @@ delegating_actions := {"mandate.propose", "mandate.cure", "mandate.withdraw", "m
 # Actions of a community on its own tasks and money.
 community_actions := {
 	"mandate.accept", "mandate.contest", "mandate.record_outside_process", "mandate.complete",
-	"ledger.spend", "request.file", "request.update",
+	"ledger.spend", "request.file", "request.forward", "request.close",
 }
+
+# A service request is worked by whoever holds it: the community, or the street office,
+# department or district the station forwarded it to.
+handling_roles := {"community", "street_office", "department", "district"}
+
+# A resident files at their own community's station and sees, closes and rates only their
+# own requests.
+resident_actions := {"request.file", "request.close", "request.rate", "read.request"}
 
 # Actions of the district government.
 district_actions := {
@@ -122,6 +131,19 @@ permitted if {
 	input.actor.role == "community"
 	input.action in read_actions
 	input.target.community == input.actor.organisation
+}
+
+permitted if {
+	input.actor.role in handling_roles
+	input.action == "request.handle"
+	input.target.handler == input.actor.organisation
+}
+
+permitted if {
+	input.actor.role == "resident"
+	input.action in resident_actions
+	input.target.community == input.actor.organisation
+	input.target.resident == input.actor.subject
 }
 
 reason := "" if allow

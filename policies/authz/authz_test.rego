@@ -96,3 +96,26 @@ test_budget_moves_only_out_of_the_actors_own_account if {
 test_a_unit_proposes_only_in_its_own_name if {
 	not check(street_office, "mandate.propose", object.union(in_street, {"delegating_unit": "dep1"}))
 }
+
+resident := {"role": "resident", "organisation": community, "kind": "community", "district": district, "subject": "r1"}
+
+own_request := {"district": district, "street": street, "community": community, "handler": community, "resident": "r1"}
+
+test_a_resident_files_reads_and_rates_only_their_own_requests if {
+	check(resident, "request.file", own_request)
+	check(resident, "read.request", own_request)
+	check(resident, "request.rate", own_request)
+	not check(resident, "read.request", object.union(own_request, {"resident": "r2"}))
+	not check(resident, "request.file", object.union(own_request, {"community": "c2"}))
+	not check(resident, "request.handle", own_request)
+}
+
+test_whoever_holds_a_request_works_it if {
+	community_worker := {"role": "community", "organisation": community, "kind": "community", "district": district}
+	check(community_worker, "request.handle", own_request)
+	check(street_office, "request.handle", object.union(own_request, {"handler": street}))
+	not check(street_office, "request.handle", own_request)
+	inspector := {"role": "inspector", "organisation": district, "kind": "district", "district": district}
+	not check(inspector, "request.handle", object.union(own_request, {"handler": district}))
+	check(inspector, "read.request", own_request)
+}

@@ -1,7 +1,9 @@
 use shequ_domain::catalogue::CatalogueError;
 use shequ_domain::ledger::LedgerError;
 use shequ_domain::mandate::MandateError;
+use shequ_domain::mandate::Violation;
 use shequ_domain::organisation::OrganisationError;
+use shequ_domain::request::RequestError;
 use shequ_policy::PolicyError;
 use shequ_store::StoreError;
 
@@ -23,6 +25,14 @@ pub enum ServiceError {
     Mandate(#[from] MandateError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The policy refused a command that is not recorded when refused (a request for a matter
+    /// outside the catalogue): every violation, with its clause.
+    #[error("refused: {}", .0.iter().map(|violation| format!("{} ({})", violation.message, violation.clause)).collect::<Vec<_>>().join("; "))]
+    Refused(Vec<Violation>),
+    #[error("the projection cannot fold the log: {0}")]
+    Projection(String),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]

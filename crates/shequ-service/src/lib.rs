@@ -12,9 +12,12 @@ mod clock;
 pub mod demo;
 mod error;
 pub mod key_file;
+pub mod projection;
+pub mod read_model;
 mod service;
 
 pub use actor::{Actor, Role};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
-pub use service::{MandateOutcome, Service, CONTEST_DAYS_DEFAULT};
+pub use read_model::ReadModel;
+pub use service::{FileRequest, MandateOutcome, RequestAction, RequestFilter, Service, CONTEST_DAYS_DEFAULT};

@@ -23,6 +23,11 @@ use uuid::Uuid;
 use crate::actor::Actor;
 use crate::clock::Clock;
 use crate::error::ServiceError;
+use crate::read_model::ReadModel;
+
+mod requests;
+
+pub use requests::{FileRequest, RequestAction, RequestFilter};
 
 /// Days a contest may stay unanswered before it escalates to the district by itself.
 pub const CONTEST_DAYS_DEFAULT: i64 = 15;
@@ -39,6 +44,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     contest_days: i64,
     timers: Arc<Mutex<ContestTimers>>,
+    read_model: ReadModel,
 }
 
 /// What became of a mandate after a command.
@@ -60,6 +66,10 @@ struct Target {
     delegating_unit: Option<Uuid>,
     /// The account a budget allocation leaves.
     from: Option<Uuid>,
+    /// The organisation holding a service request.
+    handler: Option<Uuid>,
+    /// The resident a service request is for (their token subject).
+    resident: Option<String>,
 }
 
 impl Service {
@@ -67,11 +77,12 @@ impl Service {
     /// bundle (by digest) is not there yet, so every decision can be re-run on its text.
     pub async fn new(log: EventLog, policies: Policies, clock: Arc<dyn Clock>) -> Result<Self, ServiceError> {
         let service = Self {
-            log,
             policies,
             clock,
             contest_days: CONTEST_DAYS_DEFAULT,
             timers: Arc::new(Mutex::new(ContestTimers::default())),
+            read_model: ReadModel::new(log.clone()),
+            log,
         };
         service.record_bundle().await?;
         Ok(service)
@@ -84,6 +95,11 @@ impl Service {
 
     pub fn log(&self) -> &EventLog {
         &self.log
+    }
+
+    /// The live projection, caught up on each read.
+    pub fn read_model(&self) -> &ReadModel {
+        &self.read_model
     }
 
     pub fn policies(&self) -> &Policies {
@@ -269,7 +285,7 @@ impl Service {
             street: Some(street),
             community: Some(proposal.community),
             delegating_unit: Some(delegating_unit),
-            from: None,
+            ..Target::default()
         };
         self.authorize(&actor, "mandate.propose", target).await?;
         let available =
@@ -318,7 +334,7 @@ impl Service {
             street: Some(street),
             community: Some(proposal.community),
             delegating_unit: Some(proposal.delegating_unit),
-            from: None,
+            ..Target::default()
         };
         self.authorize(&actor, "mandate.record_outside_process", target).await?;
         self.organisation(proposal.delegating_unit).await?;
@@ -513,7 +529,7 @@ impl Service {
             street: Some(new_street),
             community: Some(community),
             delegating_unit: Some(record.proposal.delegating_unit),
-            from: None,
+            ..Target::default()
         };
         self.authorize(&actor, "mandate.reassign", target).await?;
         let mut moved = record.proposal.clone();
@@ -685,19 +701,64 @@ impl Service {
             street: Some(street),
             community: Some(record.proposal.community),
             delegating_unit: Some(record.proposal.delegating_unit),
-            from: None,
+            ..Target::default()
         };
         self.authorize(actor, action, target).await?;
         Ok((record, district))
     }
 
     async fn authorize(&self, actor: &Actor, action: &str, target: Target) -> Result<(), ServiceError> {
-        let actor_district = self.district_of(actor.organisation).await.ok();
-        let actor_kind = self.organisation(actor.organisation).await.ok().map(|registered| registered.kind);
+        self.authorize_subject(actor, None, action, target).await
+    }
+
+    /// [`Self::authorize`] for an actor known by name too: a resident acts on their own
+    /// requests only.
+    async fn authorize_subject(
+        &self,
+        actor: &Actor,
+        subject: Option<&str>,
+        action: &str,
+        target: Target,
+    ) -> Result<(), ServiceError> {
+        let decision = self.authz_decision(actor, subject, action, target).await?;
+        match decision.allow {
+            true => Ok(()),
+            false => {
+                tracing::warn!(%actor, action, reason = %decision.reason, "denied");
+                Err(ServiceError::Forbidden(decision.reason))
+            }
+        }
+    }
+
+    /// Whether `actor` may; for filtering what a list shows, so a "no" is not a denied attempt.
+    async fn permits(
+        &self,
+        actor: &Actor,
+        subject: Option<&str>,
+        action: &str,
+        target: Target,
+    ) -> Result<bool, ServiceError> {
+        Ok(self.authz_decision(actor, subject, action, target).await?.allow)
+    }
+
+    async fn authz_decision(
+        &self,
+        actor: &Actor,
+        subject: Option<&str>,
+        action: &str,
+        target: Target,
+    ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
+        let (actor_district, actor_kind) = {
+            let projection = self.read_model.read().await?;
+            (
+                projection.district_of(actor.organisation),
+                projection.organisation(actor.organisation).map(|view| view.kind),
+            )
+        };
         let input = json!({
             "actor": {
                 "role": actor.role.as_str(), "organisation": actor.organisation,
-                "kind": actor_kind, "district": actor_district,
+                "kind": actor_kind, "district": actor_district, "subject": subject,
             },
             "action": action,
             // Absent, not null, where a member does not apply: Rego's `not` holds only for
@@ -709,20 +770,15 @@ impl Service {
                     ("community", target.community),
                     ("delegating_unit", target.delegating_unit),
                     ("from", target.from),
+                    ("handler", target.handler),
                 ]
                 .into_iter()
                 .filter_map(|(key, id)| id.map(|id| (key.to_owned(), json!(id))))
+                .chain(target.resident.map(|resident| ("resident".to_owned(), json!(resident))))
                 .collect(),
             ),
         });
-        let decision = self.policies.authorize(&input)?;
-        match decision.allow {
-            true => Ok(()),
-            false => {
-                tracing::warn!(%actor, action, reason = %decision.reason, "denied");
-                Err(ServiceError::Forbidden(decision.reason))
-            }
-        }
+        Ok(self.policies.authorize(&input)?)
     }
 
     /// The district and street of a community.

@@ -1,0 +1,485 @@
+//! Projections: the current state, folded from the log in position order.
+//!
+//! One fold serves three readers: the live read model behind the API's lists
+//! ([`crate::read_model`]), `shequ replay --as-of` and the inspectors' state as of a time or
+//! position. Because all of them run this one fold over the same events, a replay of the whole
+//! log and the live projection give the same state, byte for byte in JSON.
+//!
+//! Each aggregate's events are folded with the aggregate's own `apply_event`, so the read side
+//! cannot drift from the command side. Balances are summed from the transfers; the transfers
+//! themselves stay in the log (`ledger-{district}`), so the projection's size follows the
+//! number of things (organisations, mandates, requests, accounts), not the number of events.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use esrs::Aggregate;
+use serde::Serialize;
+use shequ_domain::catalogue::{Catalogue, CatalogueEvent, CatalogueState};
+use shequ_domain::ledger::{Account, LedgerEvent};
+use shequ_domain::mandate::{ContestGround, Mandate, MandateEvent, MandateState, MandateStatus, Violation};
+use shequ_domain::organisation::{Organisation, OrganisationEvent, OrganisationKind, OrganisationState};
+use shequ_domain::request::{
+    Channel, Request, RequestEvent, RequestRecord, RequestState, RequestStatus, Route,
+};
+use shequ_domain::{DomainEvent, Fen};
+use shequ_store::RecordedEvent;
+use uuid::Uuid;
+
+/// Why an event could not be folded: the log holds something this build cannot read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("position {position} ({stream}, {event_type}): {reason}")]
+pub struct ProjectionError {
+    pub position: u64,
+    pub stream: String,
+    pub event_type: String,
+    pub reason: String,
+}
+
+/// Where a replay stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything up to and including this position.
+    Position(u64),
+    /// Everything recorded at or before this time.
+    Time(DateTime<Utc>),
+    /// The whole log.
+    Head,
+}
+
+impl AsOf {
+    /// Parses `latest`/`head`, a position (`1234`) or an RFC 3339 time.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("head") || text.eq_ignore_ascii_case("latest") {
+            return Ok(AsOf::Head);
+        }
+        if let Ok(position) = text.parse::<u64>() {
+            return Ok(AsOf::Position(position));
+        }
+        DateTime::parse_from_rfc3339(text).map(|time| AsOf::Time(time.with_timezone(&Utc))).map_err(|_| {
+            format!(
+                "`{text}` is neither a position (e.g. 1200) nor an RFC 3339 time (e.g. 2026-11-29T08:00:00Z)"
+            )
+        })
+    }
+
+    /// Whether `event` lies beyond this point; positions and times only grow along the log.
+    pub fn excludes(&self, event: &RecordedEvent) -> bool {
+        match self {
+            AsOf::Position(position) => event.position > *position,
+            AsOf::Time(time) => event.recorded_at > *time,
+            AsOf::Head => false,
+        }
+    }
+}
+
+/// One organisation as the projection holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrganisationView {
+    pub id: Uuid,
+    pub kind: OrganisationKind,
+    pub name: String,
+    pub parent_id: Option<Uuid>,
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct MandateRow {
+    state: MandateState,
+    revision: u64,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// A step in a request's status history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub position: u64,
+    pub status: RequestStatus,
+    pub note: String,
+    pub actor: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RequestRow {
+    state: RequestState,
+    history: Vec<HistoryEntry>,
+    filed_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    comment: Option<String>,
+}
+
+/// The state folded from the log up to `position`.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    position: u64,
+    recorded_at: Option<DateTime<Utc>>,
+    organisations: BTreeMap<Uuid, OrganisationState>,
+    catalogue: CatalogueState,
+    catalogue_version: u64,
+    mandates: BTreeMap<Uuid, MandateRow>,
+    balances: BTreeMap<Uuid, BTreeMap<Account, i64>>,
+    requests: BTreeMap<Uuid, RequestRow>,
+}
+
+impl Projection {
+    /// The last position folded in (0 for none).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Folds one event in. Events must come in position order, each once.
+    pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let failed = |reason: String| ProjectionError {
+            position: event.position,
+            stream: event.stream.clone(),
+            event_type: event.event_type.clone(),
+            reason,
+        };
+        if event.position <= self.position {
+            return Err(failed(format!("already folded up to position {}", self.position)));
+        }
+        let (category, id) = match event.stream.split_once('-') {
+            Some((category, id)) => (category, Uuid::parse_str(id).ok()),
+            None => (event.stream.as_str(), None),
+        };
+        let decode = |error: shequ_domain::DecodeError| failed(error.to_string());
+        let id_of_stream = || id.ok_or_else(|| failed("the stream name does not end in a UUID".into()));
+        match category {
+            "organisation" => {
+                let decoded =
+                    OrganisationEvent::from_data(&event.event_type, event.event_version, &event.data)
+                        .map_err(decode)?;
+                let state = self.organisations.entry(id_of_stream()?).or_default();
+                *state = Organisation::apply_event(std::mem::take(state), decoded);
+            }
+            "catalogue" => {
+                let decoded = CatalogueEvent::from_data(&event.event_type, event.event_version, &event.data)
+                    .map_err(decode)?;
+                self.catalogue = Catalogue::apply_event(std::mem::take(&mut self.catalogue), decoded);
+                self.catalogue_version = event.revision + 1;
+            }
+            "mandate" => {
+                let decoded = MandateEvent::from_data(&event.event_type, event.event_version, &event.data)
+                    .map_err(decode)?;
+                let row = self.mandates.entry(id_of_stream()?).or_default();
+                row.state = Mandate::apply_event(std::mem::take(&mut row.state), decoded);
+                row.revision = event.revision;
+                row.updated_at = Some(event.recorded_at);
+            }
+            "ledger" => {
+                let LedgerEvent::TransferRecorded { transfer } =
+                    LedgerEvent::from_data(&event.event_type, event.event_version, &event.data)
+                        .map_err(decode)?;
+                let balances = self.balances.entry(id_of_stream()?).or_default();
+                let amount = transfer.amount_fen.get();
+                *balances.entry(transfer.debit).or_default() -= amount;
+                *balances.entry(transfer.credit).or_default() += amount;
+            }
+            "request" => {
+                let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
+                    .map_err(decode)?;
+                let row = self.requests.entry(id_of_stream()?).or_default();
+                let actor = serde_json::from_str::<serde_json::Value>(&event.metadata)
+                    .ok()
+                    .and_then(|metadata| {
+                        metadata.get("actor").and_then(|actor| actor.as_str()).map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                if let Some(status) = decoded.status() {
+                    row.history.push(HistoryEntry {
+                        position: event.position,
+                        status,
+                        note: decoded.note().to_owned(),
+                        actor,
+                        at: time(event.recorded_at),
+                    });
+                }
+                match &decoded {
+                    RequestEvent::RequestFiled { .. } => row.filed_at = Some(event.recorded_at),
+                    RequestEvent::SatisfactionRated { comment, .. } => row.comment = Some(comment.clone()),
+                    _ => {}
+                }
+                row.state = Request::apply_event(std::mem::take(&mut row.state), decoded);
+                row.updated_at = Some(event.recorded_at);
+            }
+            // Policy bundles, checkpoints and other bookkeeping streams hold no state shown here.
+            _ => {}
+        }
+        self.position = event.position;
+        self.recorded_at = Some(event.recorded_at);
+        Ok(())
+    }
+
+    // ----- Queries ------------------------------------------------------------------------------
+
+    pub fn organisation(&self, id: Uuid) -> Option<OrganisationView> {
+        let registered = self.organisations.get(&id)?.registered.as_ref()?;
+        Some(OrganisationView {
+            id,
+            kind: registered.kind,
+            name: registered.name.clone(),
+            parent_id: registered.parent_id,
+            code: registered.code.clone(),
+        })
+    }
+
+    pub fn organisations(&self) -> impl Iterator<Item = OrganisationView> + '_ {
+        self.organisations.keys().filter_map(|id| self.organisation(*id))
+    }
+
+    /// The district an organisation belongs to (itself, for a district).
+    pub fn district_of(&self, organisation: Uuid) -> Option<Uuid> {
+        let mut current = self.organisation(organisation)?;
+        for _ in 0..4 {
+            match (current.kind, current.parent_id) {
+                (OrganisationKind::District, _) => return Some(current.id),
+                (_, Some(parent)) => current = self.organisation(parent)?,
+                (_, None) => return None,
+            }
+        }
+        None
+    }
+
+    /// The street an organisation belongs to: itself for a street, its parent for a community.
+    pub fn street_of(&self, organisation: Uuid) -> Option<Uuid> {
+        let view = self.organisation(organisation)?;
+        match view.kind {
+            OrganisationKind::Street => Some(view.id),
+            OrganisationKind::Community => view.parent_id,
+            OrganisationKind::District | OrganisationKind::Department => None,
+        }
+    }
+
+    /// The district's departments by catalogue code.
+    pub fn departments(&self, district: Uuid) -> BTreeMap<String, Uuid> {
+        self.organisations()
+            .filter(|view| view.kind == OrganisationKind::Department && view.parent_id == Some(district))
+            .filter_map(|view| view.code.map(|code| (code, view.id)))
+            .collect()
+    }
+
+    pub fn catalogue_version(&self) -> u64 {
+        self.catalogue_version
+    }
+
+    pub fn catalogue(&self) -> &CatalogueState {
+        &self.catalogue
+    }
+
+    pub fn mandate(&self, id: Uuid) -> Option<MandateView> {
+        let row = self.mandates.get(&id)?;
+        let record = row.state.mandate.as_ref()?;
+        Some(MandateView {
+            mandate: id,
+            matter_code: record.proposal.matter_code.clone(),
+            delegating_unit: record.proposal.delegating_unit,
+            community: record.proposal.community,
+            status: record.status,
+            scope: record.proposal.scope.clone(),
+            volume: record.proposal.volume,
+            deadline: record.proposal.deadline.clone(),
+            funds_offered_fen: record.proposal.funds_offered_fen,
+            funds_posted_fen: record.funds_posted_fen,
+            recorded_outside_process: record.recorded_outside_process,
+            decision_id: record.decision.decision_id,
+            violations: record.decision.violations.clone(),
+            contest: record.contest.as_ref().map(|contest| ContestView {
+                mandate: id,
+                contest_id: contest.contest_id,
+                community: record.proposal.community,
+                delegating_unit: record.proposal.delegating_unit,
+                grounds: contest.grounds.clone(),
+                deadline: contest.deadline.clone(),
+                escalated: contest.escalated,
+            }),
+            revision: row.revision,
+            updated_at: row.updated_at.map(time).unwrap_or_default(),
+        })
+    }
+
+    /// Mandates in id order (ids are UUID v7 in the API, so roughly in time order).
+    pub fn mandates(&self) -> impl Iterator<Item = MandateView> + '_ {
+        self.mandates.keys().filter_map(|id| self.mandate(*id))
+    }
+
+    /// A community's mandates for one matter that are not over, for routing.
+    pub fn live_mandates_for(&self, community: Uuid, matter_code: &str) -> Vec<MandateView> {
+        self.mandates()
+            .filter(|view| {
+                view.community == community && view.matter_code == matter_code && !view.status.is_final()
+            })
+            .collect()
+    }
+
+    pub fn balances(&self, district: Uuid) -> Vec<BalanceView> {
+        self.balances
+            .get(&district)
+            .into_iter()
+            .flatten()
+            .map(|(account, balance)| BalanceView { district, account: *account, balance_fen: *balance })
+            .collect()
+    }
+
+    pub fn request(&self, id: Uuid) -> Option<RequestView> {
+        let row = self.requests.get(&id)?;
+        let record: &RequestRecord = row.state.request.as_ref()?;
+        Some(RequestView {
+            request: id,
+            matter_code: record.filing.matter_code.clone(),
+            station: record.filing.station,
+            channel: record.filing.channel,
+            priority: record.filing.is_priority(),
+            resident: record.filing.resident.clone(),
+            description: record.filing.description.clone(),
+            address: record.filing.address.clone(),
+            lat: record.filing.lat,
+            long: record.filing.long,
+            attributes: record.filing.attributes.clone(),
+            status: record.status,
+            route: record.routing.route,
+            holder: record.holder,
+            handler: record.routing.handler,
+            mandate: record.routing.mandate,
+            routing_reason: record.routing.reason.clone(),
+            routing_clause: record.routing.clause.clone(),
+            expected_date: record.filing.expected_date.clone(),
+            filed_at: row.filed_at.map(time).unwrap_or_default(),
+            updated_at: row.updated_at.map(time).unwrap_or_default(),
+            rating: record.rating,
+            rating_comment: row.comment.clone(),
+            history: row.history.clone(),
+        })
+    }
+
+    pub fn requests(&self) -> impl Iterator<Item = RequestView> + '_ {
+        self.requests.keys().filter_map(|id| self.request(*id))
+    }
+
+    /// Everything, as one JSON document: what `shequ replay` writes.
+    pub fn document(&self) -> StateDocument {
+        let mut balances = Vec::new();
+        for district in self.balances.keys() {
+            balances.extend(self.balances(*district));
+        }
+        let mandates: Vec<MandateView> = self.mandates().collect();
+        StateDocument {
+            as_of: AsOfView { position: self.position, recorded_at: self.recorded_at.map(time) },
+            organisations: self.organisations().collect(),
+            catalogue: CatalogueView {
+                version: self.catalogue_version,
+                matters: self.catalogue.matters.keys().cloned().collect(),
+            },
+            open_contests: mandates.iter().filter_map(|view| view.contest.clone()).collect(),
+            mandates,
+            balances,
+            requests: self.requests().collect(),
+        }
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The whole state at one point of the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateDocument {
+    pub as_of: AsOfView,
+    pub organisations: Vec<OrganisationView>,
+    pub catalogue: CatalogueView,
+    pub mandates: Vec<MandateView>,
+    pub balances: Vec<BalanceView>,
+    pub open_contests: Vec<ContestView>,
+    pub requests: Vec<RequestView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AsOfView {
+    pub position: u64,
+    pub recorded_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogueView {
+    /// The number of catalogue events so far: every decision names the version it used.
+    pub version: u64,
+    pub matters: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MandateView {
+    pub mandate: Uuid,
+    pub matter_code: String,
+    pub delegating_unit: Uuid,
+    pub community: Uuid,
+    pub status: MandateStatus,
+    pub scope: String,
+    pub volume: u32,
+    pub deadline: String,
+    pub funds_offered_fen: Fen,
+    pub funds_posted_fen: Fen,
+    pub recorded_outside_process: bool,
+    pub decision_id: Uuid,
+    pub violations: Vec<Violation>,
+    pub contest: Option<ContestView>,
+    pub revision: u64,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContestView {
+    pub mandate: Uuid,
+    pub contest_id: Uuid,
+    pub community: Uuid,
+    pub delegating_unit: Uuid,
+    pub grounds: Vec<ContestGround>,
+    pub deadline: String,
+    pub escalated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceView {
+    pub district: Uuid,
+    pub account: Account,
+    pub balance_fen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestView {
+    pub request: Uuid,
+    pub matter_code: String,
+    pub station: Uuid,
+    pub channel: Channel,
+    /// Call-assistance requests from elderly and disabled residents come first (`plan:4.3-E4`).
+    pub priority: bool,
+    pub resident: String,
+    pub description: String,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+    pub status: RequestStatus,
+    pub route: Route,
+    /// Who holds it now.
+    pub holder: Uuid,
+    /// Who routing named to handle it.
+    pub handler: Uuid,
+    pub mandate: Option<Uuid>,
+    pub routing_reason: String,
+    pub routing_clause: String,
+    pub expected_date: String,
+    pub filed_at: String,
+    pub updated_at: String,
+    pub rating: Option<u8>,
+    pub rating_comment: Option<String>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl RequestView {
+    /// Past its expected date and not yet resolved, as of `today` (`YYYY-MM-DD`).
+    pub fn is_overdue(&self, today: &str) -> bool {
+        !self.status.stops_the_clock() && self.expected_date.as_str() < today
+    }
+}

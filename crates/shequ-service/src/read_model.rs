@@ -1,0 +1,81 @@
+//! The live read model: the [`Projection`] kept in memory and brought up to the log's head
+//! before each read, and replays of the log up to a point in time or position.
+//!
+//! Catching up reads only what was appended since the last read, so a read sees every command
+//! that finished before it began (read-your-writes), in this process or any other writing the
+//! same store. Replays stream the log page by page: memory follows the size of the state, not
+//! the length of the log.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use shequ_store::EventLog;
+use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
+
+use crate::projection::{AsOf, Projection};
+use crate::ServiceError;
+
+/// Events read per page while catching up or replaying.
+pub const PAGE_EVENTS: u32 = 5_000;
+
+/// The live projection. Cheap to clone: clones share one state.
+#[derive(Debug, Clone)]
+pub struct ReadModel {
+    log: EventLog,
+    state: Arc<RwLock<Projection>>,
+    /// One catch-up at a time; readers wait for it rather than each reading the same events.
+    catching_up: Arc<Mutex<()>>,
+}
+
+impl ReadModel {
+    pub fn new(log: EventLog) -> Self {
+        Self { log, state: Arc::default(), catching_up: Arc::default() }
+    }
+
+    /// The projection, caught up with everything the log held when this was called.
+    pub async fn read(&self) -> Result<RwLockReadGuard<'_, Projection>, ServiceError> {
+        self.catch_up().await?;
+        Ok(self.state.read().await)
+    }
+
+    /// Folds in what was appended since the last catch-up.
+    pub async fn catch_up(&self) -> Result<u64, ServiceError> {
+        let _one_at_a_time = self.catching_up.lock().await;
+        let mut next = self.state.read().await.position() + 1;
+        loop {
+            let page = self.log.read_all(next, PAGE_EVENTS).await?;
+            let Some(last) = page.last() else { break };
+            next = last.position + 1;
+            let mut state = self.state.write().await;
+            for event in &page {
+                state.apply(event).map_err(|error| ServiceError::Projection(error.to_string()))?;
+            }
+            if page.len() < PAGE_EVENTS as usize {
+                break;
+            }
+        }
+        Ok(next - 1)
+    }
+}
+
+/// Rebuilds the projection from the log up to `as_of`, streaming. `progress` is called with
+/// the position reached, every page.
+pub async fn replay(
+    log: &EventLog,
+    as_of: AsOf,
+    mut progress: impl FnMut(u64),
+) -> Result<Projection, ServiceError> {
+    let mut projection = Projection::default();
+    let mut events = std::pin::pin!(log.stream_all(1, PAGE_EVENTS));
+    while let Some(event) = events.try_next().await? {
+        if as_of.excludes(&event) {
+            break;
+        }
+        projection.apply(&event).map_err(|error| ServiceError::Projection(error.to_string()))?;
+        if event.position % u64::from(PAGE_EVENTS) == 0 {
+            progress(event.position);
+        }
+    }
+    progress(projection.position());
+    Ok(projection)
+}

@@ -1,0 +1,328 @@
+//! Service requests at the one-stop station: filing (routed by `policies/routing`), working,
+//! closing and rating them.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use serde_json::json;
+use shequ_domain::request::{
+    Channel, Filing, Request, RequestCommand, RequestError, RequestStatus, Route, Routing,
+};
+use uuid::Uuid;
+
+use super::{Service, Target};
+use crate::actor::{Actor, Role};
+use crate::projection::RequestView;
+use crate::ServiceError;
+
+/// What a resident or a community worker takes down at the station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRequest {
+    pub matter_code: String,
+    /// The community whose station receives it; a resident files at their own.
+    pub station: Uuid,
+    pub channel: Channel,
+    /// Whom it is for, when a worker files on a resident's behalf; a resident files for
+    /// themself (their token subject).
+    pub resident: Option<String>,
+    pub description: String,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A step in a request's life, by whoever may take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestAction {
+    /// The station, as agent, forwards it to the owner routing named.
+    Forward {
+        note: String,
+    },
+    Accept {
+        note: String,
+    },
+    Start {
+        note: String,
+    },
+    Resolve {
+        note: String,
+    },
+    Reject {
+        reason: String,
+    },
+    /// The resident or the station closes a resolved request.
+    Close {
+        note: String,
+    },
+    /// The resident rates a closed request, 1–5 (`plan:5.1-C`).
+    Rate {
+        rating: u8,
+        comment: String,
+    },
+}
+
+impl RequestAction {
+    fn authz_action(&self) -> &'static str {
+        match self {
+            RequestAction::Forward { .. } => "request.forward",
+            RequestAction::Accept { .. }
+            | RequestAction::Start { .. }
+            | RequestAction::Resolve { .. }
+            | RequestAction::Reject { .. } => "request.handle",
+            RequestAction::Close { .. } => "request.close",
+            RequestAction::Rate { .. } => "request.rate",
+        }
+    }
+}
+
+impl Service {
+    /// Files a request at a station. The routing policy decides who handles it, and the
+    /// decision is recorded with its input. A retry with the same id and content returns the
+    /// request as it is.
+    pub async fn file_request(
+        &self,
+        actor: Actor,
+        subject: &str,
+        request: Uuid,
+        filing: FileRequest,
+    ) -> Result<RequestView, ServiceError> {
+        let (district, street) = self.community_place(filing.station).await?;
+        let resident = match (actor.role, &filing.resident) {
+            (Role::Resident, _) => subject.to_owned(),
+            (_, Some(resident)) => resident.clone(),
+            (_, None) => {
+                return Err(ServiceError::Invalid("resident: whom the request is for is required".into()))
+            }
+        };
+        let target = Target {
+            district: Some(district),
+            street: Some(street),
+            community: Some(filing.station),
+            resident: Some(resident.clone()),
+            ..Target::default()
+        };
+        self.authorize_subject(&actor, Some(subject), "request.file", target).await?;
+        if let Some(existing) = self.read_model.read().await?.request(request) {
+            return match existing.station == filing.station
+                && existing.matter_code == filing.matter_code
+                && existing.description == filing.description.trim()
+                && existing.resident == resident
+            {
+                true => Ok(existing),
+                false => {
+                    Err(ServiceError::Invalid(format!("request id {request} is taken by another request")))
+                }
+            };
+        }
+        let (routing, sla_days) = self.route(&filing.matter_code, filing.station, street, district).await?;
+        let expected_date = (self.clock.now() + Duration::days(i64::from(sla_days))).date_naive().to_string();
+        let filing = Filing {
+            matter_code: filing.matter_code,
+            station: filing.station,
+            channel: filing.channel,
+            resident,
+            description: filing.description.trim().to_owned(),
+            address: filing.address,
+            lat: filing.lat,
+            long: filing.long,
+            attributes: filing.attributes,
+            expected_date,
+        };
+        let context = self.context(Some(actor)).with_decision(routing.decision_id);
+        match self.execute::<Request>(context, request, RequestCommand::File { filing, routing }).await {
+            // Filed by a concurrent retry with the same id: answer as it stands.
+            Ok(_) | Err(ServiceError::Request(RequestError::AlreadyExists)) => {}
+            Err(error) => return Err(error),
+        }
+        self.request_view(request).await
+    }
+
+    /// Asks `policies/routing` where a request for `matter_code` at `station` goes.
+    async fn route(
+        &self,
+        matter_code: &str,
+        station: Uuid,
+        street: Uuid,
+        district: Uuid,
+    ) -> Result<(Routing, u32), ServiceError> {
+        let projection = self.read_model.read().await?;
+        let matter = projection.catalogue().matters.get(matter_code);
+        let mandates: Vec<serde_json::Value> = projection
+            .live_mandates_for(station, matter_code)
+            .into_iter()
+            .map(|view| {
+                json!({
+                    "mandate": view.mandate, "status": view.status,
+                    "funds_offered_fen": view.funds_offered_fen, "funds_posted_fen": view.funds_posted_fen,
+                    "delegating_unit": view.delegating_unit,
+                })
+            })
+            .collect();
+        let catalogue_version = projection.catalogue_version();
+        let input = json!({
+            "matter": matter,
+            "station": {"community": station, "street": street, "district": district},
+            "mandates": mandates,
+            "departments": projection.departments(district),
+        });
+        let sla_days = matter.map_or(0, |matter| matter.sla_days);
+        drop(projection);
+        let decision =
+            self.policies.route(&input)?.map_err(|refusal| ServiceError::Refused(vec![refusal]))?;
+        let route = match decision.route.as_str() {
+            "community" => Route::Community,
+            "agent" => Route::Agent,
+            "delegating_unit" => Route::DelegatingUnit,
+            other => {
+                return Err(ServiceError::Invalid(format!(
+                    "the routing policy named an unknown route `{other}`"
+                )))
+            }
+        };
+        let handler = decision.handler.ok_or_else(|| {
+            ServiceError::Invalid(format!("no organisation owns matter `{matter_code}` in this district"))
+        })?;
+        let routing = Routing {
+            route,
+            handler,
+            mandate: decision.mandate,
+            reason: decision.reason,
+            clause: decision.clause,
+            decision_id: Uuid::now_v7(),
+            bundle_digest: self.policies.bundle().digest().to_owned(),
+            catalogue_version,
+            input,
+        };
+        Ok((routing, sla_days))
+    }
+
+    /// Takes one step on a request, as `actor` (known by `subject`).
+    pub async fn act_on_request(
+        &self,
+        actor: Actor,
+        subject: &str,
+        request: Uuid,
+        action: RequestAction,
+    ) -> Result<RequestView, ServiceError> {
+        let view = self.request_view(request).await?;
+        let target = Target {
+            district: self.read_model.read().await?.district_of(view.station),
+            street: self.read_model.read().await?.street_of(view.station),
+            community: Some(view.station),
+            handler: Some(view.holder),
+            resident: Some(view.resident.clone()),
+            ..Target::default()
+        };
+        self.authorize_subject(&actor, Some(subject), action.authz_action(), target).await?;
+        let by = actor.organisation;
+        let command = match action {
+            RequestAction::Forward { note } => RequestCommand::Forward { note },
+            RequestAction::Accept { note } => RequestCommand::Accept { by, note },
+            RequestAction::Start { note } => RequestCommand::Start { by, note },
+            RequestAction::Resolve { note } => RequestCommand::Resolve { by, note },
+            RequestAction::Reject { reason } => RequestCommand::Reject { by, reason },
+            RequestAction::Close { note } => RequestCommand::Close { note },
+            RequestAction::Rate { rating, comment } => RequestCommand::Rate { rating, comment },
+        };
+        self.execute::<Request>(self.context(Some(actor)), request, command).await?;
+        self.request_view(request).await
+    }
+
+    /// One request, for an actor allowed to see it (a resident sees only their own).
+    pub async fn read_request(
+        &self,
+        actor: Actor,
+        subject: &str,
+        request: Uuid,
+    ) -> Result<RequestView, ServiceError> {
+        let view = self.request_view(request).await?;
+        let projection = self.read_model.read().await?;
+        let target = Target {
+            district: projection.district_of(view.station),
+            street: projection.street_of(view.station),
+            community: Some(view.station),
+            handler: Some(view.holder),
+            resident: Some(view.resident.clone()),
+            ..Target::default()
+        };
+        drop(projection);
+        self.authorize_subject(&actor, Some(subject), "read.request", target).await?;
+        Ok(view)
+    }
+
+    /// Requests `actor` may see, filtered, in id order after `after`, at most `limit`.
+    pub async fn list_requests(
+        &self,
+        actor: Actor,
+        subject: &str,
+        filter: &RequestFilter,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<RequestView>, ServiceError> {
+        let projection = self.read_model.read().await?;
+        let mut page = Vec::new();
+        let today = self.clock.now().date_naive().to_string();
+        for view in projection.requests() {
+            if after.is_some_and(|after| view.request <= after) || !filter.matches(&view, &today) {
+                continue;
+            }
+            let target = Target {
+                district: projection.district_of(view.station),
+                street: projection.street_of(view.station),
+                community: Some(view.station),
+                handler: Some(view.holder),
+                resident: Some(view.resident.clone()),
+                ..Target::default()
+            };
+            if self.permits(&actor, Some(subject), "read.request", target).await? {
+                page.push(view);
+                if page.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn request_view(&self, request: Uuid) -> Result<RequestView, ServiceError> {
+        self.read_model
+            .read()
+            .await?
+            .request(request)
+            .ok_or_else(|| ServiceError::NotFound(format!("request {request}")))
+    }
+
+    /// Today's date on the service's clock, `YYYY-MM-DD`, for overdue checks.
+    pub fn today(&self) -> String {
+        self.clock.now().date_naive().to_string()
+    }
+}
+
+/// What a list of requests is narrowed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    pub status: Option<RequestStatus>,
+    pub matter_code: Option<String>,
+    pub station: Option<Uuid>,
+    pub holder: Option<Uuid>,
+    pub overdue: Option<bool>,
+    pub priority: Option<bool>,
+    /// Filed at or after, RFC 3339.
+    pub filed_from: Option<String>,
+    /// Filed before, RFC 3339.
+    pub filed_before: Option<String>,
+}
+
+impl RequestFilter {
+    pub fn matches(&self, view: &RequestView, today: &str) -> bool {
+        self.status.is_none_or(|status| view.status == status)
+            && self.matter_code.as_ref().is_none_or(|code| &view.matter_code == code)
+            && self.station.is_none_or(|station| view.station == station)
+            && self.holder.is_none_or(|holder| view.holder == holder)
+            && self.overdue.is_none_or(|overdue| view.is_overdue(today) == overdue)
+            && self.priority.is_none_or(|priority| view.priority == priority)
+            && self.filed_from.as_ref().is_none_or(|from| view.filed_at.as_str() >= from.as_str())
+            && self.filed_before.as_ref().is_none_or(|before| view.filed_at.as_str() < before.as_str())
+    }
+}
