@@ -10,6 +10,7 @@ mod cli;
 mod helpers;
 mod http;
 mod processes;
+mod requests;
 mod service;
 mod store;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         ("http", http::tests()),
         ("processes", processes::tests()),
         ("service", service::tests()),
+        ("requests", requests::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {

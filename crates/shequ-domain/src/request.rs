@@ -136,8 +136,8 @@ pub struct Routing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestCommand {
     File {
-        filing: Filing,
-        routing: Routing,
+        filing: Box<Filing>,
+        routing: Box<Routing>,
     },
     /// The handler takes it on. `by` is the acting organisation.
     Accept {
@@ -287,7 +287,7 @@ impl esrs::Aggregate for Request {
                 return Err(RequestError::AlreadyExists);
             }
             validate_filing(&filing)?;
-            return Ok(vec![E::RequestFiled { filing }, E::RequestRouted { routing }]);
+            return Ok(vec![E::RequestFiled { filing: *filing }, E::RequestRouted { routing: *routing }]);
         }
         let record = state.request.as_ref().ok_or(RequestError::NotFound)?;
         let wrong = |action| RequestError::WrongStatus { status: record.status, action };

@@ -68,14 +68,19 @@ impl IntoResponse for ApiError {
                     "conflict",
                     "the record changed meanwhile; read it again and retry".to_owned(),
                 ),
+                ServiceError::Request(shequ_domain::request::RequestError::Invalid(message)) => {
+                    (StatusCode::BAD_REQUEST, "bad_request", message.clone())
+                }
+                ServiceError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused", error.to_string()),
                 ServiceError::Organisation(_)
+                | ServiceError::Request(_)
                 | ServiceError::Catalogue(_)
                 | ServiceError::Mandate(_)
                 | ServiceError::Ledger(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused", error.to_string()),
                 ServiceError::Store(
                     StoreError::InvalidAppend(message) | StoreError::InvalidRequest(message),
                 ) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
-                ServiceError::Policy(_) | ServiceError::Store(_) => {
+                ServiceError::Policy(_) | ServiceError::Projection(_) | ServiceError::Store(_) => {
                     // Logged once here, shown to nobody: it may carry internals.
                     tracing::error!(%error, "internal error");
                     (
@@ -88,6 +93,7 @@ impl IntoResponse for ApiError {
         };
         let (mandate, violations) = match &self {
             ApiError::Refused { mandate, violations } => (Some(*mandate), Some(violations.as_slice())),
+            ApiError::Service(ServiceError::Refused(violations)) => (None, Some(violations.as_slice())),
             _ => (None, None),
         };
         (status, Json(Body { error, message, mandate, violations })).into_response()

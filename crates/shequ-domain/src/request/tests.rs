@@ -37,7 +37,8 @@ fn routing(route: Route, handler: Uuid) -> Routing {
 
 fn run(route: Route, handler: Uuid, commands: Vec<RequestCommand>) -> Result<RequestState, RequestError> {
     let mut state = RequestState::default();
-    let file = RequestCommand::File { filing: filing(), routing: routing(route, handler) };
+    let file =
+        RequestCommand::File { filing: Box::new(filing()), routing: Box::new(routing(route, handler)) };
     for command in std::iter::once(file).chain(commands) {
         for event in Request::handle_command(&state, command)? {
             state = Request::apply_event(state, event);
@@ -147,14 +148,17 @@ fn filings_are_checked_field_by_field() {
     bad.lat = Some(91.0);
     let outcome = Request::handle_command(
         &RequestState::default(),
-        RequestCommand::File { filing: bad, routing: routing(Route::Community, STATION) },
+        RequestCommand::File { filing: Box::new(bad), routing: Box::new(routing(Route::Community, STATION)) },
     );
     assert!(matches!(outcome, Err(RequestError::Invalid(reason)) if reason.starts_with("lat")));
     let mut blank = filing();
     blank.description = " ".into();
     let outcome = Request::handle_command(
         &RequestState::default(),
-        RequestCommand::File { filing: blank, routing: routing(Route::Community, STATION) },
+        RequestCommand::File {
+            filing: Box::new(blank),
+            routing: Box::new(routing(Route::Community, STATION)),
+        },
     );
     assert!(matches!(outcome, Err(RequestError::Invalid(reason)) if reason.starts_with("description")));
 }
@@ -163,7 +167,7 @@ fn filings_are_checked_field_by_field() {
 fn events_round_trip_through_the_log_form() {
     let events = Request::handle_command(
         &RequestState::default(),
-        RequestCommand::File { filing: filing(), routing: routing(Route::Agent, STREET) },
+        RequestCommand::File { filing: Box::new(filing()), routing: Box::new(routing(Route::Agent, STREET)) },
     )
     .unwrap();
     for event in events {

@@ -130,7 +130,14 @@ impl Service {
             expected_date,
         };
         let context = self.context(Some(actor)).with_decision(routing.decision_id);
-        match self.execute::<Request>(context, request, RequestCommand::File { filing, routing }).await {
+        match self
+            .execute::<Request>(
+                context,
+                request,
+                RequestCommand::File { filing: Box::new(filing), routing: Box::new(routing) },
+            )
+            .await
+        {
             // Filed by a concurrent retry with the same id: answer as it stands.
             Ok(_) | Err(ServiceError::Request(RequestError::AlreadyExists)) => {}
             Err(error) => return Err(error),

@@ -1,0 +1,236 @@
+//! Service requests at the one-stop station, and the projections they show up in, on both
+//! backends: routing by catalogue and live mandates, the lifecycle, who may do what, and a
+//! replay of the whole log giving the live projection's state exactly.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shequ_domain::request::{Channel, RequestStatus, Route};
+use shequ_policy::Policies;
+use shequ_service::demo::{self, demo_id, DemoOutcome, DemoPlaces};
+use shequ_service::projection::AsOf;
+use shequ_service::{
+    read_model, Actor, FileRequest, RequestAction, RequestFilter, Role, Service, ServiceError, SystemClock,
+};
+use shequ_store::EventLog;
+use uuid::Uuid;
+
+use crate::helpers::{tests, Db, TestFn};
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        requests_are_routed_by_catalogue_and_live_mandates,
+        a_request_runs_its_course_and_residents_see_only_their_own,
+        replaying_the_whole_log_gives_the_live_state,
+        a_replay_as_of_a_position_or_time_stops_there,
+    ]
+}
+
+pub async fn demo_service(db: &Db) -> (Service, DemoPlaces) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let policies = Policies::embedded().unwrap();
+    let places = match demo::load(&log, &policies).await.unwrap() {
+        DemoOutcome::Loaded { places, .. } => places,
+        DemoOutcome::AlreadyLoaded { .. } => panic!("a fresh database has no demo"),
+    };
+    let service = Service::new(log, policies, Arc::new(SystemClock)).await.unwrap();
+    (service, places)
+}
+
+fn filing(matter_code: &str, station: Uuid, channel: Channel) -> FileRequest {
+    FileRequest {
+        matter_code: matter_code.into(),
+        station,
+        channel,
+        resident: None,
+        description: format!("Please help with {matter_code}"),
+        address: Some("多福巷 12号".into()),
+        lat: Some(39.915),
+        long: Some(116.404),
+        attributes: BTreeMap::new(),
+    }
+}
+
+fn resident_of(community: Uuid) -> Actor {
+    Actor { role: Role::Resident, organisation: community }
+}
+
+async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    let community = |index: usize| places.communities[index].0;
+    let file = |code: &str, station: Uuid| {
+        let service = service.clone();
+        let filing = filing(code, station, Channel::Counter);
+        async move { service.file_request(resident_of(station), "r1", Uuid::now_v7(), filing).await }
+    };
+    // EMP-001 is mandated to community 0, active and funded: the community handles it.
+    let handled = file("EMP-001", community(0)).await.unwrap();
+    assert_eq!((handled.route, handled.holder), (Route::Community, community(0)));
+    assert_eq!(handled.mandate, Some(demo_id("mandate/EMP-001")));
+    assert_eq!(handled.routing_clause, "plan:3.4.2-R4");
+    // Community 1 holds no mandate for it: the station acts as agent, for the department.
+    let agent = file("EMP-001", community(1)).await.unwrap();
+    assert_eq!(
+        (agent.route, agent.handler, agent.holder),
+        (Route::Agent, places.departments[1].0, community(1))
+    );
+    assert_eq!(agent.routing_clause, "plan:3.2.2-ST");
+    // A street's matter goes to the station's own street.
+    let street_matter = file("SSV-006", community(5)).await.unwrap();
+    assert_eq!(street_matter.handler, places.communities[5].1);
+    // PMD-002 at community 2 is contested: back to the street office that delegated it.
+    let suspended = file("PMD-002", community(2)).await.unwrap();
+    assert_eq!((suspended.route, suspended.holder), (Route::DelegatingUnit, places.communities[2].1));
+    // Self-governance stays home.
+    assert_eq!(file("SSV-012", community(3)).await.unwrap().route, Route::Community);
+    // Not in the catalogue: refused, naming the clause, and nothing is recorded.
+    let head = service.log().head().await.unwrap().position;
+    match file("XXX-999", community(0)).await {
+        Err(ServiceError::Refused(violations)) => assert_eq!(violations[0].clause, "plan:5.1-C"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(service.log().head().await.unwrap().position, head);
+    // The expected date follows the matter's SLA (EMP-001: 5 days); call assistance is priority.
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(handled.expected_date, (today + chrono::Duration::days(5)).to_string());
+    let priority = service
+        .file_request(
+            resident_of(community(0)),
+            "r2",
+            Uuid::now_v7(),
+            filing("EMP-001", community(0), Channel::CallAssistance),
+        )
+        .await
+        .unwrap();
+    assert!(priority.priority && !handled.priority);
+}
+
+async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    let station = places.communities[1].0;
+    let department = Actor { role: Role::Department, organisation: places.departments[1].0 };
+    let worker = Actor { role: Role::Community, organisation: station };
+    let resident = resident_of(station);
+    let id = Uuid::now_v7();
+    let filed =
+        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
+    assert_eq!(filed.status, RequestStatus::Routed);
+    // A retry with the same id returns the first result; another request under it is refused.
+    assert_eq!(
+        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap(),
+        filed
+    );
+    let mut other = filing("EMP-001", station, Channel::Web);
+    other.description = "something else".into();
+    assert!(matches!(service.file_request(resident, "r1", id, other).await, Err(ServiceError::Invalid(_))));
+
+    let act = |actor: Actor, subject: &'static str, action: RequestAction| {
+        let service = service.clone();
+        async move { service.act_on_request(actor, subject, id, action).await }
+    };
+    let note = || "ok".to_owned();
+    // The department may not accept before the station forwards it; the resident may not work it.
+    assert!(matches!(
+        act(department, "d", RequestAction::Accept { note: note() }).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    assert!(matches!(
+        act(resident, "r1", RequestAction::Forward { note: note() }).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    act(worker, "w", RequestAction::Forward { note: "sent to the bureau".into() }).await.unwrap();
+    act(department, "d", RequestAction::Accept { note: note() }).await.unwrap();
+    act(department, "d", RequestAction::Start { note: note() }).await.unwrap();
+    act(department, "d", RequestAction::Resolve { note: "registered".into() }).await.unwrap();
+    assert!(matches!(
+        act(resident_of(station), "r2", RequestAction::Close { note: note() }).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+    act(resident, "r1", RequestAction::Close { note: note() }).await.unwrap();
+    let rated = act(resident, "r1", RequestAction::Rate { rating: 4, comment: "fine".into() }).await.unwrap();
+    assert_eq!((rated.status, rated.rating), (RequestStatus::Closed, Some(4)));
+    let statuses: Vec<RequestStatus> = rated.history.iter().map(|entry| entry.status).collect();
+    use RequestStatus as S;
+    assert_eq!(
+        statuses,
+        [S::Received, S::Routed, S::Forwarded, S::Accepted, S::InProgress, S::Resolved, S::Closed]
+    );
+    assert!(rated.history[2].actor.starts_with("community:"));
+    assert_eq!(rated.history[5].note, "registered");
+
+    // Residents see their own requests only; the district's inspector sees them all.
+    let mine = service
+        .file_request(resident, "r9", Uuid::now_v7(), filing("SSV-012", station, Channel::Phone))
+        .await
+        .unwrap();
+    let list = |actor: Actor, subject: &'static str| {
+        let service = service.clone();
+        async move { service.list_requests(actor, subject, &RequestFilter::default(), None, 100).await.unwrap() }
+    };
+    let ids = |views: Vec<shequ_service::projection::RequestView>| {
+        views.into_iter().map(|view| view.request).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(list(resident, "r9").await), [mine.request]);
+    assert!(matches!(service.read_request(resident, "r9", id).await, Err(ServiceError::Forbidden(_))));
+    let inspector = Actor { role: Role::Inspector, organisation: places.district };
+    assert_eq!(ids(list(inspector, "i").await), [id, mine.request]);
+    let open = RequestFilter { status: Some(RequestStatus::Routed), ..RequestFilter::default() };
+    assert_eq!(ids(service.list_requests(inspector, "i", &open, None, 100).await.unwrap()), [mine.request]);
+    // Pages continue after the last id seen.
+    assert_eq!(
+        ids(service.list_requests(inspector, "i", &RequestFilter::default(), Some(id), 100).await.unwrap()),
+        [mine.request]
+    );
+    // Another street's office sees none of them.
+    let other_street = Actor { role: Role::StreetOffice, organisation: places.streets[2].0 };
+    assert!(list(other_street, "s").await.is_empty());
+}
+
+async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    let station = places.communities[0].0;
+    service
+        .file_request(
+            resident_of(station),
+            "r1",
+            Uuid::now_v7(),
+            filing("EMP-001", station, Channel::Hotline),
+        )
+        .await
+        .unwrap();
+    let live = serde_json::to_value(service.read_model().read().await.unwrap().document()).unwrap();
+    let replayed = read_model::replay(service.log(), AsOf::Head, |_| {}).await.unwrap();
+    assert_eq!(serde_json::to_value(replayed.document()).unwrap(), live);
+    assert_eq!(live["organisations"].as_array().unwrap().len(), 1 + 2 + 3 + 12);
+    assert_eq!(live["requests"].as_array().unwrap().len(), 1);
+    assert!(!live["open_contests"].as_array().unwrap().is_empty());
+    let balances: i64 =
+        live["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
+    assert_eq!(balances, 0, "the books balance in the projection too");
+}
+
+async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    let before = service.log().head().await.unwrap();
+    let station = places.communities[0].0;
+    service
+        .file_request(
+            resident_of(station),
+            "r1",
+            Uuid::now_v7(),
+            filing("EMP-001", station, Channel::Counter),
+        )
+        .await
+        .unwrap();
+    let at_position =
+        read_model::replay(service.log(), AsOf::Position(before.position), |_| {}).await.unwrap();
+    assert_eq!(at_position.position(), before.position);
+    assert_eq!(at_position.requests().count(), 0);
+    let recorded_at = service.log().read_all(before.position, 1).await.unwrap()[0].recorded_at;
+    let at_time = read_model::replay(service.log(), AsOf::Time(recorded_at), |_| {}).await.unwrap();
+    assert_eq!(at_time.requests().count(), 0);
+    assert!(at_time.position() >= before.position);
+    assert_eq!(read_model::replay(service.log(), AsOf::Head, |_| {}).await.unwrap().requests().count(), 1);
+    assert!(AsOf::parse("yesterday").is_err());
+    assert_eq!(AsOf::parse("42"), Ok(AsOf::Position(42)));
+}
