@@ -16,8 +16,11 @@ use crate::auth::{AuthError, Claims};
 use crate::error::ApiError;
 use crate::AppState;
 
+mod reads;
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(reads::router())
         .route("/catalogue", get(catalogue))
         .route("/mandates", post(propose))
         .route("/mandates/{id}", get(read_mandate))

@@ -20,4 +20,7 @@ pub use actor::{Actor, Role};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use read_model::ReadModel;
-pub use service::{FileRequest, MandateOutcome, RequestAction, RequestFilter, Service, CONTEST_DAYS_DEFAULT};
+pub use service::{
+    FileRequest, MandateFilter, MandateOutcome, RequestAction, RequestFilter, Service, Timeline,
+    TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
+};

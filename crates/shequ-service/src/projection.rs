@@ -379,6 +379,20 @@ impl Projection {
     }
 }
 
+impl Projection {
+    /// [`Self::document`], narrowed to what lies in one district.
+    pub fn document_for_district(&self, district: Uuid) -> StateDocument {
+        let mut document = self.document();
+        let inside = |organisation: Uuid| self.district_of(organisation) == Some(district);
+        document.organisations.retain(|view| inside(view.id));
+        document.mandates.retain(|view| inside(view.community));
+        document.open_contests.retain(|view| inside(view.community));
+        document.balances.retain(|view| view.district == district);
+        document.requests.retain(|view| inside(view.station));
+        document
+    }
+}
+
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

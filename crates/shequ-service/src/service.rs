@@ -25,8 +25,10 @@ use crate::clock::Clock;
 use crate::error::ServiceError;
 use crate::read_model::ReadModel;
 
+mod reads;
 mod requests;
 
+pub use reads::{MandateFilter, Timeline, TimelineEntry, TransferEntry};
 pub use requests::{FileRequest, RequestAction, RequestFilter};
 
 /// Days a contest may stay unanswered before it escalates to the district by itself.
