@@ -16,7 +16,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
 }
 
 /// Runs `shequ ARGS…` and returns its outcome and what it printed.
-async fn shequ(arguments: &[&str]) -> (Result<Outcome, shequ::CliError>, String) {
+pub async fn shequ(arguments: &[&str]) -> (Result<Outcome, shequ::CliError>, String) {
     let cli = Cli::try_parse_from(std::iter::once("shequ").chain(arguments.iter().copied())).unwrap();
     let mut out = Vec::new();
     let outcome = shequ::run(cli, &mut out).await;

@@ -57,10 +57,16 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    pub fn probe() -> Self {
+    /// The server the environment names, not yet probed.
+    fn configured() -> Self {
         let admin_url =
             std::env::var("SHEQU_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_DEFAULT_URL.to_owned());
         let required = std::env::var("SHEQU_TEST_REQUIRE_POSTGRES").is_ok_and(|value| value == "1");
+        Self { admin_url, required, unreachable: None }
+    }
+
+    pub fn probe() -> Self {
+        let Self { admin_url, required, .. } = Self::configured();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         let unreachable = runtime.block_on(async {
             let timeout = Duration::from_millis(POSTGRES_PROBE_TIMEOUT_MS);
@@ -103,6 +109,49 @@ pub fn run_trial(backend: BackendUnderTest, postgres: &Postgres, test: TestFn) -
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// One more fresh database inside a test, for tests that need two stores (e.g. one on each
+/// backend). Dropped (PostgreSQL) or deleted (SQLite) when this goes, even if the test panics.
+/// A test that makes a PostgreSQL one must be listed so that it is not run when PostgreSQL is
+/// unreachable (see `export::ACROSS_BACKENDS`).
+pub struct ExtraDb {
+    pub db: Db,
+    fresh: Option<FreshDb>,
+}
+
+impl ExtraDb {
+    pub async fn create(backend: BackendUnderTest) -> Self {
+        let fresh = FreshDb::create(backend, &Postgres::configured()).await.unwrap_or_else(|error| {
+            panic!("cannot make a fresh {} database: {}", backend.label(), error.message().unwrap_or("?"))
+        });
+        Self { db: fresh.db.clone(), fresh: Some(fresh) }
+    }
+}
+
+impl Drop for ExtraDb {
+    fn drop(&mut self) {
+        let Some(fresh) = self.fresh.take() else { return };
+        if fresh.postgres.is_none() {
+            return;
+        }
+        // Dropping a database is async, and this may run inside a runtime: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(fresh.drop_database());
+            }
+        })
+        .join();
+    }
+}
+
+impl BackendUnderTest {
+    pub fn other(self) -> Self {
+        match self {
+            BackendUnderTest::Sqlite => BackendUnderTest::Postgres,
+            BackendUnderTest::Postgres => BackendUnderTest::Sqlite,
+        }
+    }
 }
 
 struct FreshDb {

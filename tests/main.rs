@@ -7,6 +7,7 @@
 //! `SHEQU_TEST_REQUIRE_POSTGRES=1` (as in CI) it fails instead.
 
 mod cli;
+mod export;
 mod helpers;
 mod http;
 mod processes;
@@ -34,12 +35,16 @@ fn main() -> ExitCode {
         ("processes", processes::tests()),
         ("service", service::tests()),
         ("requests", requests::tests()),
+        ("export", export::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {
                 let trial_name = format!("{module}::{name}::{}", backend.label());
                 let postgres = postgres.clone();
-                let skip = backend == BackendUnderTest::Postgres && postgres.skipped();
+                // A test across both backends needs PostgreSQL on its SQLite run too.
+                let needs_postgres =
+                    backend == BackendUnderTest::Postgres || export::ACROSS_BACKENDS.contains(&name);
+                let skip = needs_postgres && postgres.skipped();
                 trials.push(
                     Trial::test(trial_name, move || helpers::run_trial(backend, &postgres, test))
                         .with_ignored_flag(skip),
@@ -47,7 +52,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let postgres_trials = trials.iter().filter(|trial| trial.name().ends_with("::postgres")).count();
+    let postgres_trials = trials.iter().filter(|trial| trial.has_ignored_flag()).count();
     let conclusion = libtest_mimic::run(&arguments, trials);
     if postgres.skipped() {
         eprintln!();

@@ -31,6 +31,15 @@ pub enum StoreError {
     Decode { position: u64, reason: String },
     #[error("the event log writer has stopped")]
     WriterStopped,
+    /// An import goes only into a store whose log is empty.
+    #[error(
+        "the store is not empty (its log head is at position {head}): import only into a new, empty store"
+    )]
+    NotEmpty { head: u64 },
+    /// An imported event is not one this log could have written: nothing at or after it was
+    /// imported.
+    #[error("import refused at position {position}: {reason}")]
+    ImportRefused { position: u64, reason: String },
 }
 
 impl From<sqlx::Error> for StoreError {

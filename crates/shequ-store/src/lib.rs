@@ -8,11 +8,13 @@
 //!   and causation carried into each event's metadata.
 //! - [`CatchUp`] is a catch-up subscription with a stored checkpoint.
 //! - [`verify`](EventLog::verify) walks the hash chain and names the first bad position.
+//! - [`import`](EventLog::import) takes in a whole exported log, keeping positions and hashes.
 
 mod aggregate_store;
 mod backend;
 pub mod canonical;
 mod error;
+mod import;
 mod locks;
 mod log;
 pub mod merkle;
@@ -27,6 +29,7 @@ mod writer;
 pub use aggregate_store::AggregateStore;
 pub use backend::BackendKind;
 pub use error::StoreError;
+pub use import::{ChainCheck, ImportReport, IMPORT_BATCH_BYTES_MAX, IMPORT_BATCH_EVENTS_MAX};
 pub use log::{EventLog, LogHead};
 pub use metadata::{CommandContext, EventMetadata};
 pub use proofs::{ConsistencyProof, InclusionProof};

@@ -151,6 +151,23 @@ impl EventLog {
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     let invalid = |message: String| Err(StoreError::InvalidAppend(message));
+    validate_stream(stream).map_err(StoreError::InvalidAppend)?;
+    if events.is_empty() || events.len() > APPEND_EVENTS_MAX {
+        return invalid(format!("an append carries 1–{APPEND_EVENTS_MAX} events, not {}", events.len()));
+    }
+    let mut seen = HashSet::with_capacity(events.len());
+    for event in events {
+        if !seen.insert(event.event_id) {
+            return invalid(format!("event id {} appears twice in one append", event.event_id));
+        }
+        validate_event(&event.event_type, event.event_version, &event.data, &event.metadata)
+            .map_err(StoreError::InvalidAppend)?;
+    }
+    Ok(())
+}
+
+/// A stream name the log accepts: `category-id`. Appends and imports share this rule.
+pub(crate) fn validate_stream(stream: &str) -> Result<(), String> {
     let valid_stream = match stream.split_once('-') {
         None => false,
         Some((category, id)) => {
@@ -160,43 +177,37 @@ fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> 
                 && id.bytes().all(|byte| byte.is_ascii_graphic())
         }
     };
-    if !valid_stream {
-        return invalid(format!("stream `{stream}` must be `category-id` (category: a–z, 0–9, `_`)"));
+    match valid_stream {
+        true => Ok(()),
+        false => Err(format!("stream `{stream}` must be `category-id` (category: a–z, 0–9, `_`)")),
     }
-    if events.is_empty() || events.len() > APPEND_EVENTS_MAX {
-        return invalid(format!("an append carries 1–{APPEND_EVENTS_MAX} events, not {}", events.len()));
+}
+
+/// An event the log accepts, whatever its stream. Appends and imports share this rule.
+pub(crate) fn validate_event(
+    event_type: &str,
+    event_version: u32,
+    data: &str,
+    metadata: &str,
+) -> Result<(), String> {
+    let valid_type = !event_type.is_empty()
+        && event_type.len() <= EVENT_TYPE_BYTES_MAX
+        && event_type.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
+    if !valid_type {
+        return Err(format!("event type `{event_type}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`"));
     }
-    let mut seen = HashSet::with_capacity(events.len());
-    for event in events {
-        if !seen.insert(event.event_id) {
-            return invalid(format!("event id {} appears twice in one append", event.event_id));
-        }
-        let valid_type = !event.event_type.is_empty()
-            && event.event_type.len() <= EVENT_TYPE_BYTES_MAX
-            && event
-                .event_type
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
-        if !valid_type {
-            return invalid(format!(
-                "event type `{}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`",
-                event.event_type
+    if event_version == 0 || i32::try_from(event_version).is_err() {
+        return Err(format!("event version {event_version} must be 1 or more"));
+    }
+    for (field, text) in [("data", data), ("metadata", metadata)] {
+        if text.len() > EVENT_TEXT_BYTES_MAX {
+            return Err(format!(
+                "{field} of {event_type} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}",
+                text.len()
             ));
         }
-        if event.event_version == 0 || i32::try_from(event.event_version).is_err() {
-            return invalid(format!("event version {} must be 1 or more", event.event_version));
-        }
-        for (field, text) in [("data", &event.data), ("metadata", &event.metadata)] {
-            if text.len() > EVENT_TEXT_BYTES_MAX {
-                return invalid(format!(
-                    "{field} of {} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}",
-                    event.event_type,
-                    text.len()
-                ));
-            }
-            if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                return invalid(format!("{field} of {} is not JSON: {error}", event.event_type));
-            }
+        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return Err(format!("{field} of {event_type} is not JSON: {error}"));
         }
     }
     Ok(())

@@ -37,6 +37,52 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// MTH computed leaf by leaf in O(log n) memory, for logs too long to hold their leaves.
+///
+/// The tree of n leaves is the perfect subtrees of n's binary digits, largest (leftmost) first,
+/// joined from the right: MTH splits at the largest power of two below n, whose left side is
+/// perfect. The builder keeps one root per binary digit of n, merging equal sizes as they come.
+#[derive(Debug, Clone, Default)]
+pub struct RootBuilder {
+    /// Roots of perfect subtrees, with their sizes: powers of two, strictly decreasing.
+    subtrees: Vec<(u64, Hash)>,
+    size: u64,
+}
+
+impl RootBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the next leaf's hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (1u64, leaf);
+        while let Some(&(size, left)) = self.subtrees.last() {
+            if size != node.0 {
+                break;
+            }
+            self.subtrees.pop();
+            node = (size * 2, node_hash(&left, &node.1));
+        }
+        self.subtrees.push(node);
+        self.size += 1;
+    }
+
+    /// The number of leaves added.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// MTH of the leaves added so far; equal to [`root`] of them.
+    pub fn root(&self) -> Hash {
+        let mut subtrees = self.subtrees.iter().rev();
+        match subtrees.next() {
+            None => Sha256::digest([]).into(),
+            Some(&(_, last)) => subtrees.fold(last, |right, (_, left)| node_hash(left, &right)),
+        }
+    }
+}
+
 /// PATH(m, D[n]): the inclusion proof of leaf `index` (0-based) in the tree of `leaves`.
 /// `None` when `index` is not in the tree.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
@@ -212,6 +258,24 @@ mod tests {
         assert_eq!(
             hex::encode(root(&[])),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn the_streaming_root_equals_the_recursive_one() {
+        let leaves: Vec<Hash> = (0u32..70).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        let mut builder = RootBuilder::new();
+        assert_eq!(builder.root(), root(&[]));
+        for size in 1..=leaves.len() {
+            builder.push(leaves[size - 1]);
+            assert_eq!(builder.size(), size as u64);
+            assert_eq!(builder.root(), root(&leaves[..size]), "tree of {size}");
+        }
+        let mut vectors = RootBuilder::new();
+        ct_leaves().into_iter().for_each(|leaf| vectors.push(leaf));
+        assert_eq!(
+            hex::encode(vectors.root()),
+            "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328"
         );
     }
 

@@ -52,9 +52,23 @@ impl EventLog {
         }
     }
 
-    /// The Merkle root of the first `tree_size` events.
+    /// The Merkle root of the first `tree_size` events; an error if the log is shorter. Reads
+    /// the log page by page and keeps O(log n) hashes, so memory stays flat in the log's size.
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
-        Ok(merkle::root(&self.merkle_leaves(tree_size).await?))
+        let mut builder = merkle::RootBuilder::new();
+        let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
+        while builder.size() < tree_size {
+            match events.try_next().await? {
+                Some(event) => builder.push(merkle::leaf_hash(&canonical_bytes(&event))),
+                None => {
+                    return Err(StoreError::InvalidRequest(format!(
+                        "the log holds {} events, fewer than {tree_size}",
+                        builder.size()
+                    )))
+                }
+            }
+        }
+        Ok(builder.root())
     }
 
     pub async fn inclusion_proof(&self, position: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {

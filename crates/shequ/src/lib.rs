@@ -1,6 +1,8 @@
 //! The `shequ` command as a library, so tests drive it exactly as a user would, in process.
 //! `main.rs` only parses the arguments, sets up logging and a runtime, and calls [`run`].
 
+pub mod export;
+
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 
@@ -73,6 +75,22 @@ pub enum Command {
     /// Bearer tokens for the API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write the whole log to a new directory: every stream as a KurrentDB events document,
+    /// and the log as JSON lines with positions and hashes (see docs/audit-format.md).
+    Export {
+        #[arg(long, value_enum)]
+        format: export::Format,
+        /// The directory to write: created if missing, refused if not empty.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Import a directory written by `shequ export` into an empty store, keeping positions,
+    /// hashes and the Merkle root.
+    Import {
+        /// The export's directory.
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
     /// Print events as JSON lines, in position order.
     Log {
         /// The first position to print.
@@ -130,6 +148,8 @@ pub enum CliError {
     Auth(#[from] shequ_http::auth::AuthError),
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
 }
 
 /// How a command ended, when it ran to the end: `Failure` is a finding (such as a broken
@@ -221,6 +241,8 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
         Command::Audit(AuditCommand::Redecide) => redecide(&log, out).await,
         Command::Token(command) => issue_token(&cli.key_file, command, out),
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
+        Command::Export { format, out: dir } => export::export(&log, format, &dir, out).await,
+        Command::Import { from } => export::import(&log, &from, out).await,
     }
 }
 

@@ -137,6 +137,15 @@ impl Backend {
         }
     }
 
+    /// Imports one batch of exported events as they are, in one transaction, after checking
+    /// it against the store (see `crate::import`). `base` is the head the batch follows.
+    pub async fn import_batch(&self, base: Head, rows: &[RecordedEvent]) -> Result<Head, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::import_batch(pool, base, rows).await,
+            Backend::Postgres(pool) => postgres::import_batch(pool, base, rows).await,
+        }
+    }
+
     pub async fn head(&self) -> Result<Head, StoreError> {
         match self {
             Backend::Sqlite(pool) => sqlite::head(pool).await,

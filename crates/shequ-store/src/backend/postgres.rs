@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{is_unique_violation, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
+use crate::import::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
 
@@ -39,14 +40,30 @@ pub(super) async fn commit_batch(
     recorded_at: DateTime<Utc>,
 ) -> Result<Planned, StoreError> {
     let mut transaction = pool.begin().await?;
-    // Lock the head and look up the batch's streams and event ids in one round trip. The row
-    // lock on the head serialises batches from every process sharing this database, so
-    // positions are gap-free and in commit order, and the chain has one head.
+    let (head, stream_revisions, existing) =
+        lock_head_and_look_up(&mut transaction, streams, event_ids).await?;
+
+    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+    let written = write_rows(&mut transaction, &planned).await?;
+    assert!(written, "the head cannot move while this transaction holds its row lock");
+    transaction.commit().await?;
+    Ok(planned)
+}
+
+/// Locks the head and looks up the batch's streams (their last revisions) and event ids (those
+/// already in the log), in one round trip. The row lock on the head serialises batches from
+/// every process sharing this database, so positions are gap-free and in commit order, and the
+/// chain has one head.
+async fn lock_head_and_look_up(
+    connection: &mut PgConnection,
+    streams: &BTreeSet<&str>,
+    event_ids: &[Uuid],
+) -> Result<(Head, HashMap<String, u64>, HashMap<Uuid, Existing>), StoreError> {
     let streams: Vec<&str> = streams.iter().copied().collect();
     let rows = sqlx::query("SELECT * FROM shequ_lock_head_and_look_up($1, $2)")
         .bind(&streams)
         .bind(event_ids)
-        .fetch_all(&mut *transaction)
+        .fetch_all(&mut *connection)
         .await?;
     let mut head = None;
     let mut stream_revisions = HashMap::new();
@@ -77,12 +94,72 @@ pub(super) async fn commit_batch(
         }
     }
     let head = head.ok_or_else(|| super::corrupt(0, "the log head row is missing".to_owned()))?;
+    Ok((head, stream_revisions, existing))
+}
 
-    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
-    let written = write_rows(&mut transaction, &planned).await?;
-    assert!(written, "the head cannot move while this transaction holds its row lock");
+/// Imports one batch of exported events in one transaction: locks the head, looks up what the
+/// batch touches, has `check_batch` decide, inserts the rows as they are (each with its own
+/// `recorded_at`) and moves the head. Returns the new head.
+pub(super) async fn import_batch(
+    pool: &PgPool,
+    base: Head,
+    rows: &[RecordedEvent],
+) -> Result<Head, StoreError> {
+    let mut transaction = pool.begin().await?;
+    let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+    let (head, stream_revisions, existing) =
+        lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
+    let any_events = match base.position {
+        0 => {
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
+                .fetch_one(&mut *transaction)
+                .await?
+        }
+        _ => false,
+    };
+    let found = ImportLookup {
+        head,
+        any_events,
+        stream_revisions,
+        existing_event_ids: existing.into_keys().collect(),
+    };
+    let next = check_batch(found, base, rows)?;
+
+    let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
+    let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+    let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
+    let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+    let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
+    let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
+    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
+    let recorded_at: Vec<DateTime<Utc>> = rows.iter().map(|row| row.recorded_at).collect();
+    let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
+    sqlx::query(
+        "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
+                             data, metadata, recorded_at, hash) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                              $7::text[], $8::text[], $9::timestamptz[], $10::bytea[])",
+    )
+    .bind(&positions)
+    .bind(&streams)
+    .bind(&revisions)
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&event_versions)
+    .bind(&data)
+    .bind(&metadata)
+    .bind(&recorded_at)
+    .bind(&hashes)
+    .execute(&mut *transaction)
+    .await?;
+    sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+        .bind(to_i64(next.position))
+        .bind(next.hash.as_slice())
+        .execute(&mut *transaction)
+        .await?;
     transaction.commit().await?;
-    Ok(planned)
+    Ok(next)
 }
 
 /// The fast path: writes a batch planned from the writer's memory, if the head is still the

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
 use crate::error::StoreError;
+use crate::import::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
 
@@ -99,49 +100,8 @@ pub(super) async fn commit_batch(
             .await?;
     let head = read_head(&head_row)?;
 
-    // Each stream's last revision in one statement; the correlated MAX over the (stream,
-    // revision) index is a single probe per stream, where MAX(..) with IN and GROUP BY would
-    // read every revision of those streams.
-    let mut revisions_query: QueryBuilder<Sqlite> = QueryBuilder::new("WITH touched(stream) AS (");
-    revisions_query.push_values(streams, |mut values, stream| {
-        values.push_bind(*stream);
-    });
-    revisions_query.push(
-        ") SELECT touched.stream AS stream, \
-         (SELECT MAX(revision) FROM events WHERE events.stream = touched.stream) AS revision FROM touched",
-    );
-    let mut stream_revisions = HashMap::new();
-    for row in revisions_query.build().fetch_all(&mut *transaction).await? {
-        let revision: Option<i64> = row.try_get("revision")?;
-        if let Some(revision) = revision {
-            stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
-        }
-    }
-
-    let mut existing = HashMap::new();
-    for chunk in event_ids.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
-        let mut ids_query: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id IN (",
-        );
-        let mut separated = ids_query.separated(", ");
-        for event_id in chunk {
-            separated.push_bind(event_id.hyphenated().to_string());
-        }
-        ids_query.push(")");
-        for row in ids_query.build().fetch_all(&mut *transaction).await? {
-            let position: i64 = row.try_get("position")?;
-            let event_id: String = row.try_get("event_id")?;
-            let event_id =
-                Uuid::parse_str(&event_id).map_err(|error| corrupt(position, error.to_string()))?;
-            let found = Existing {
-                stream: row.try_get("stream")?,
-                position: to_u64(position, position, "position")?,
-                revision: to_u64(row.try_get("revision")?, position, "revision")?,
-                recorded_at: row.try_get("recorded_at")?,
-            };
-            existing.insert(event_id, found);
-        }
-    }
+    let stream_revisions = last_revisions(&mut transaction, streams).await?;
+    let existing = existing_events(&mut transaction, event_ids).await?;
 
     let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
     let written = write_rows(&mut transaction, &planned).await?;
@@ -183,7 +143,73 @@ async fn write_rows(connection: &mut SqliteConnection, planned: &Planned) -> Res
     if moved == 0 {
         return Ok(false);
     }
-    for chunk in planned.rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+    insert_rows(connection, &planned.rows).await?;
+    Ok(true)
+}
+
+/// Each stream's last revision in one statement; the correlated MAX over the (stream,
+/// revision) index is a single probe per stream, where MAX(..) with IN and GROUP BY would
+/// read every revision of those streams. Streams without events are absent.
+async fn last_revisions(
+    connection: &mut SqliteConnection,
+    streams: &BTreeSet<&str>,
+) -> Result<HashMap<String, u64>, StoreError> {
+    let mut stream_revisions = HashMap::new();
+    if streams.is_empty() {
+        return Ok(stream_revisions);
+    }
+    let mut revisions_query: QueryBuilder<Sqlite> = QueryBuilder::new("WITH touched(stream) AS (");
+    revisions_query.push_values(streams, |mut values, stream| {
+        values.push_bind(*stream);
+    });
+    revisions_query.push(
+        ") SELECT touched.stream AS stream, \
+         (SELECT MAX(revision) FROM events WHERE events.stream = touched.stream) AS revision FROM touched",
+    );
+    for row in revisions_query.build().fetch_all(&mut *connection).await? {
+        let revision: Option<i64> = row.try_get("revision")?;
+        if let Some(revision) = revision {
+            stream_revisions.insert(row.try_get("stream")?, to_u64(revision, 0, "revision")?);
+        }
+    }
+    Ok(stream_revisions)
+}
+
+/// The events of `event_ids` already in the log, and where.
+async fn existing_events(
+    connection: &mut SqliteConnection,
+    event_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Existing>, StoreError> {
+    let mut existing = HashMap::new();
+    for chunk in event_ids.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+        let mut ids_query: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id IN (",
+        );
+        let mut separated = ids_query.separated(", ");
+        for event_id in chunk {
+            separated.push_bind(event_id.hyphenated().to_string());
+        }
+        ids_query.push(")");
+        for row in ids_query.build().fetch_all(&mut *connection).await? {
+            let position: i64 = row.try_get("position")?;
+            let event_id: String = row.try_get("event_id")?;
+            let event_id =
+                Uuid::parse_str(&event_id).map_err(|error| corrupt(position, error.to_string()))?;
+            let found = Existing {
+                stream: row.try_get("stream")?,
+                position: to_u64(position, position, "position")?,
+                revision: to_u64(row.try_get("revision")?, position, "revision")?,
+                recorded_at: row.try_get("recorded_at")?,
+            };
+            existing.insert(event_id, found);
+        }
+    }
+    Ok(existing)
+}
+
+/// Inserts whole rows as they are, each with its own `recorded_at`, in bound multi-row INSERTs.
+async fn insert_rows(connection: &mut SqliteConnection, rows: &[RecordedEvent]) -> Result<(), StoreError> {
+    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
              data, metadata, recorded_at, hash) ",
@@ -203,7 +229,50 @@ async fn write_rows(connection: &mut SqliteConnection, planned: &Planned) -> Res
         });
         insert.build().execute(&mut *connection).await?;
     }
-    Ok(true)
+    Ok(())
+}
+
+/// Imports one batch of exported events in one transaction: takes the write lock, looks up
+/// what the batch touches, has `check_batch` decide, inserts the rows as they are and moves
+/// the head. Returns the new head.
+pub(super) async fn import_batch(
+    pool: &SqlitePool,
+    base: Head,
+    rows: &[RecordedEvent],
+) -> Result<Head, StoreError> {
+    let mut transaction = pool.begin().await?;
+    // A write first, as in `commit_batch`: no other process commits between our reads and
+    // our insert.
+    let head_row =
+        sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
+            .fetch_one(&mut *transaction)
+            .await?;
+    let head = read_head(&head_row)?;
+    let any_events = match base.position {
+        0 => {
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
+                .fetch_one(&mut *transaction)
+                .await?
+        }
+        _ => false,
+    };
+    let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+    let found = ImportLookup {
+        head,
+        any_events,
+        stream_revisions: last_revisions(&mut transaction, &streams).await?,
+        existing_event_ids: existing_events(&mut transaction, &event_ids).await?.into_keys().collect(),
+    };
+    let next = check_batch(found, base, rows)?;
+    insert_rows(&mut transaction, rows).await?;
+    sqlx::query("UPDATE log_head SET position = ?, hash = ? WHERE id = 1")
+        .bind(to_i64(next.position))
+        .bind(next.hash.as_slice())
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(next)
 }
 
 pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
