@@ -23,6 +23,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_request_runs_its_course_and_residents_see_only_their_own,
         replaying_the_whole_log_gives_the_live_state,
         a_replay_as_of_a_position_or_time_stops_there,
+        shequ_replay_writes_the_live_state_as_json,
     ]
 }
 
@@ -233,4 +234,44 @@ async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
     assert_eq!(read_model::replay(service.log(), AsOf::Head, |_| {}).await.unwrap().requests().count(), 1);
     assert!(AsOf::parse("yesterday").is_err());
     assert_eq!(AsOf::parse("42"), Ok(AsOf::Position(42)));
+}
+
+async fn shequ_replay_writes_the_live_state_as_json(db: Db) {
+    use clap::Parser;
+    let (service, places) = demo_service(&db).await;
+    let station = places.communities[0].0;
+    let filed = service
+        .file_request(resident_of(station), "r1", Uuid::now_v7(), filing("EMP-001", station, Channel::Web))
+        .await
+        .unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("state.json");
+    let run = |arguments: Vec<String>| async move {
+        let cli = shequ::Cli::try_parse_from(arguments).unwrap();
+        let mut out = Vec::new();
+        let outcome = shequ::run(cli, &mut out).await.unwrap();
+        (outcome, String::from_utf8(out).unwrap())
+    };
+    let arguments = |extra: &[&str]| {
+        ["shequ", "--db", &db.url, "replay"]
+            .iter()
+            .chain(extra)
+            .map(|text| text.to_string())
+            .collect::<Vec<_>>()
+    };
+    let (outcome, report) = run(arguments(&["--out", file.to_str().unwrap()])).await;
+    assert_eq!(outcome, shequ::Outcome::Success);
+    assert!(report.contains("written to"), "{report}");
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let live = serde_json::to_value(service.read_model().read().await.unwrap().document()).unwrap();
+    assert_eq!(written, live, "replaying the whole log gives the live projection");
+
+    // As of the position before the request was filed, there is no request; on stdout.
+    let position = filed.history[0].position - 1;
+    let (_, printed) = run(arguments(&["--as-of", &position.to_string()])).await;
+    let earlier: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(earlier["as_of"]["position"], position);
+    assert_eq!(earlier["requests"], serde_json::json!([]));
+    assert_eq!(earlier["mandates"], live["mandates"]);
+    assert!(shequ::Cli::try_parse_from(arguments(&["--as-of", "last tuesday"])).is_err());
 }

@@ -600,7 +600,7 @@ fn stored_text(field: &str, json: &RawValue, exact: Option<String>) -> Result<St
 }
 
 /// A progress bar on stderr when it is a terminal; hidden otherwise (pipes, files, tests).
-fn progress_bar(length: u64, message: &'static str) -> ProgressBar {
+pub(crate) fn progress_bar(length: u64, message: &'static str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

@@ -91,6 +91,17 @@ pub enum Command {
         #[arg(long)]
         from: std::path::PathBuf,
     },
+    /// Rebuild every projection from the log up to a point and write the state as JSON:
+    /// organisations, catalogue version, mandates, balances, open contests, requests.
+    Replay {
+        /// Where to stop: a position (e.g. 1200), an RFC 3339 time (e.g.
+        /// 2026-11-29T08:00:00Z), or `head` for the whole log.
+        #[arg(long, default_value = "head", value_parser = parse_as_of)]
+        as_of: shequ_service::projection::AsOf,
+        /// The file to write (replaced whole, never half-written); standard output if absent.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Print events as JSON lines, in position order.
     Log {
         /// The first position to print.
@@ -119,6 +130,10 @@ pub enum TokenCommand {
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=366))]
         days: u64,
     },
+}
+
+fn parse_as_of(text: &str) -> Result<shequ_service::projection::AsOf, String> {
+    shequ_service::projection::AsOf::parse(text)
 }
 
 fn parse_role(text: &str) -> Result<shequ_service::Role, String> {
@@ -243,6 +258,7 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
         Command::Log { from, limit } => print_log(&log, from, limit, out).await,
         Command::Export { format, out: dir } => export::export(&log, format, &dir, out).await,
         Command::Import { from } => export::import(&log, &from, out).await,
+        Command::Replay { as_of, out: file } => replay(&log, as_of, file.as_deref(), out).await,
     }
 }
 
@@ -335,6 +351,43 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn replay(
+    log: &EventLog,
+    as_of: shequ_service::projection::AsOf,
+    file: Option<&std::path::Path>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, CliError> {
+    let head = log.head().await?.position;
+    let bar = export::progress_bar(head, "replay");
+    let projection =
+        shequ_service::read_model::replay(log, as_of, |position| bar.set_position(position)).await?;
+    bar.finish_and_clear();
+    let mut json = serde_json::to_vec_pretty(&projection.document())
+        .map_err(|error| CliError::Output(std::io::Error::other(error)))?;
+    json.push(b'\n');
+    match file {
+        None => out.write_all(&json).map_err(CliError::Output)?,
+        Some(path) => {
+            // Written beside the target and renamed over it: a reader never sees half a state.
+            let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+            let mut temporary =
+                tempfile::NamedTempFile::new_in(directory.unwrap_or(std::path::Path::new(".")))
+                    .map_err(CliError::Output)?;
+            temporary.write_all(&json).map_err(CliError::Output)?;
+            temporary.persist(path).map_err(|error| CliError::Output(error.error))?;
+            writeln!(
+                out,
+                "State as of position {} written to {} ({} bytes).",
+                projection.position(),
+                path.display(),
+                json.len()
+            )
+            .map_err(CliError::Output)?;
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
