@@ -30,12 +30,12 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     ]
 }
 
-struct Client {
-    state: AppState,
+pub struct Client {
+    pub state: AppState,
 }
 
 impl Client {
-    async fn new(db: &Db) -> Self {
+    pub async fn new(db: &Db) -> Self {
         let log = EventLog::open(&db.url).await.unwrap();
         let service =
             Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
@@ -52,12 +52,12 @@ impl Client {
         }
     }
 
-    fn token(&self, role: Role, organisation: Uuid) -> String {
+    pub fn token(&self, role: Role, organisation: Uuid) -> String {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         self.state.keys.issue(role, organisation, "test", now.max(NOW), 3600)
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: &str,
         path: &str,

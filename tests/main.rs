@@ -6,6 +6,7 @@
 //! PostgreSQL half is reported as not run, plainly, at the end; with
 //! `SHEQU_TEST_REQUIRE_POSTGRES=1` (as in CI) it fails instead.
 
+mod api;
 mod cli;
 mod export;
 mod helpers;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         ("processes", processes::tests()),
         ("service", service::tests()),
         ("requests", requests::tests()),
+        ("api", api::tests()),
         ("export", export::tests()),
     ] {
         for (name, test) in tests {

@@ -330,15 +330,18 @@ impl Service {
         proposal: Proposal,
         statement: &str,
     ) -> Result<MandateOutcome, ServiceError> {
-        let (district, street) = self.community_place(proposal.community).await?;
+        // Authorised before the place is checked: whoever is not this community gets a 403,
+        // not a hint about what the id is.
+        let place = self.community_place(proposal.community).await.ok();
         let target = Target {
-            district: Some(district),
-            street: Some(street),
+            district: place.map(|(district, _)| district),
+            street: place.map(|(_, street)| street),
             community: Some(proposal.community),
             delegating_unit: Some(proposal.delegating_unit),
             ..Target::default()
         };
         self.authorize(&actor, "mandate.record_outside_process", target).await?;
+        self.community_place(proposal.community).await?;
         self.organisation(proposal.delegating_unit).await?;
         let decision = self.decide(&proposal, None).await?;
         let decision_id = decision.decision_id;

@@ -87,22 +87,24 @@ impl Service {
         request: Uuid,
         filing: FileRequest,
     ) -> Result<RequestView, ServiceError> {
-        let (district, street) = self.community_place(filing.station).await?;
         let resident = match (actor.role, &filing.resident) {
-            (Role::Resident, _) => subject.to_owned(),
-            (_, Some(resident)) => resident.clone(),
-            (_, None) => {
-                return Err(ServiceError::Invalid("resident: whom the request is for is required".into()))
-            }
+            (Role::Resident, _) => Some(subject.to_owned()),
+            (_, resident) => resident.clone(),
         };
+        // Authorised before the place is checked: whoever may not file here gets a 403, not a
+        // hint about what the station's id is.
+        let place = self.community_place(filing.station).await.ok();
         let target = Target {
-            district: Some(district),
-            street: Some(street),
+            district: place.map(|(district, _)| district),
+            street: place.map(|(_, street)| street),
             community: Some(filing.station),
-            resident: Some(resident.clone()),
+            resident: resident.clone(),
             ..Target::default()
         };
         self.authorize_subject(&actor, Some(subject), "request.file", target).await?;
+        let (district, street) = self.community_place(filing.station).await?;
+        let resident = resident
+            .ok_or_else(|| ServiceError::Invalid("resident: whom the request is for is required".into()))?;
         if let Some(existing) = self.read_model.read().await?.request(request) {
             return match existing.station == filing.station
                 && existing.matter_code == filing.matter_code

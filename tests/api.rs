@@ -1,0 +1,382 @@
+//! `/api/v1` beyond mandates: lists with filters and cursors, service requests, the
+//! inspectors' views, and every role against every endpoint.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use shequ_policy::Policies;
+use shequ_service::demo::{self, demo_id};
+use shequ_service::Role;
+use uuid::Uuid;
+
+use crate::helpers::{tests, Db, TestFn};
+use crate::http::Client;
+
+pub fn tests() -> Vec<(&'static str, TestFn)> {
+    tests![
+        lists_page_with_cursors_filters_and_a_limit,
+        a_service_request_over_http,
+        inspectors_read_the_past_and_the_timeline,
+        every_role_against_every_endpoint,
+    ]
+}
+
+async fn demo_client(db: &Db) -> Client {
+    let client = Client::new(db).await;
+    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    client
+}
+
+async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let inspector = client.token(Role::Inspector, places.district);
+    let (status, first) = client.call("GET", "/api/v1/mandates?limit=3", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let mut seen: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["mandate"].as_str().unwrap().to_owned())
+        .collect();
+    let mut next = Some(cursor);
+    while let Some(cursor) = next {
+        let (_, page) = client
+            .call("GET", &format!("/api/v1/mandates?limit=3&cursor={cursor}"), Some(&inspector), None)
+            .await;
+        seen.extend(
+            page["items"].as_array().unwrap().iter().map(|item| item["mandate"].as_str().unwrap().to_owned()),
+        );
+        next = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    let (_, all) = client.call("GET", "/api/v1/mandates?limit=500", Some(&inspector), None).await;
+    let all: Vec<String> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["mandate"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(seen, all, "paging by cursor visits every mandate once, in order");
+    assert!(all.len() > 6);
+
+    // Filters, and the place of the reader.
+    let (_, active) = client.call("GET", "/api/v1/mandates?status=active", Some(&inspector), None).await;
+    assert!(active["items"].as_array().unwrap().iter().all(|item| item["status"] == "active"));
+    let community = client.token(Role::Community, places.communities[0].0);
+    let (_, own) = client.call("GET", "/api/v1/mandates", Some(&community), None).await;
+    assert!(!own["items"].as_array().unwrap().is_empty());
+    assert!(own["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|item| item["community"] == json!(places.communities[0].0)));
+    let (_, contests) = client.call("GET", "/api/v1/contests", Some(&inspector), None).await;
+    assert!(contests["items"].as_array().unwrap().iter().all(|item| item["contest"].is_object()));
+    assert_eq!(contests["items"][0]["contest"]["mandate"], json!(demo_id("mandate/PMD-002")));
+
+    // The page limit, and bad parameters named.
+    let (status, body) = client.call("GET", "/api/v1/mandates?limit=501", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().starts_with("limit:"), "{body}");
+    let (status, body) = client.call("GET", "/api/v1/mandates?status=sleeping", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("status"), "{body}");
+
+    // Organisations: the district sees its 18, a community only itself.
+    let (_, organisations) =
+        client.call("GET", "/api/v1/organisations?limit=100", Some(&inspector), None).await;
+    assert_eq!(organisations["items"].as_array().unwrap().len(), 18);
+    let (_, own) = client.call("GET", "/api/v1/organisations", Some(&community), None).await;
+    assert_eq!(
+        own["items"],
+        json!([{"id": places.communities[0].0, "kind": "community", "name": places.communities[0].2, "parent_id": places.communities[0].1, "code": null}])
+    );
+    let (_, departments) =
+        client.call("GET", "/api/v1/organisations?kind=department", Some(&inspector), None).await;
+    assert_eq!(departments["items"][0]["code"].as_str().is_some(), true);
+}
+
+async fn a_service_request_over_http(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let station = places.communities[1].0;
+    let resident = client.token(Role::Resident, station);
+    let worker = client.token(Role::Community, station);
+    let department = client.token(Role::Department, places.departments[1].0);
+    let request_id = Uuid::now_v7();
+    let body = json!({
+        "request_id": request_id, "matter_code": "EMP-001", "channel": "call_assistance",
+        "description": "I lost my job and need to register", "address": "韶九胡同 3号",
+    })
+    .to_string();
+    let (status, filed) = client.call("POST", "/api/v1/requests", Some(&resident), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    assert_eq!((filed["route"].as_str(), filed["status"].as_str()), (Some("agent"), Some("routed")));
+    assert_eq!(filed["priority"], true);
+    assert_eq!(filed["overdue"], false);
+    let (status, again) = client.call("POST", "/api/v1/requests", Some(&resident), Some(body)).await;
+    assert_eq!(
+        (status, &again["request"]),
+        (StatusCode::CREATED, &filed["request"]),
+        "a retry answers as the first time"
+    );
+
+    let path = format!("/api/v1/requests/{request_id}");
+    let step = |token: String, action: &'static str, body: Value| {
+        let client = &client;
+        let path = format!("{path}/{action}");
+        async move { client.call("POST", &path, Some(&token), Some(body.to_string())).await }
+    };
+    let (status, _) = step(department.clone(), "accept", json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the station forwards before the department holds it");
+    assert_eq!(step(worker.clone(), "forward", json!({"note": "to the bureau"})).await.0, StatusCode::OK);
+    assert_eq!(step(department.clone(), "accept", json!({"note": "taken"})).await.0, StatusCode::OK);
+    let (status, resolved) = step(department.clone(), "resolve", json!({"note": "registered"})).await;
+    assert_eq!((status, resolved["status"].as_str()), (StatusCode::OK, Some("resolved")));
+    let (status, body) = step(resident.clone(), "rate", json!({"rating": 5})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "rated only once closed: {body}");
+    assert_eq!(step(resident.clone(), "close", json!({})).await.0, StatusCode::OK);
+    let (status, body) = step(resident.clone(), "rate", json!({"rating": 9})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, rated) = step(resident.clone(), "rate", json!({"rating": 5, "comment": "quick"})).await;
+    assert_eq!((status, rated["rating"].as_u64()), (StatusCode::OK, Some(5)));
+    assert_eq!(rated["history"].as_array().unwrap().len(), 6);
+    assert_eq!(step(resident.clone(), "fly", json!({})).await.0, StatusCode::NOT_FOUND);
+
+    // Bad input is named; a matter outside the catalogue is refused with its clause.
+    let bad = json!({"request_id": Uuid::now_v7(), "matter_code": "EMP-001", "channel": "pigeon", "description": "x"});
+    let (status, body) =
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(bad.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("channel"), "{body}");
+    let far = json!({"request_id": Uuid::now_v7(), "matter_code": "EMP-001", "channel": "web", "description": "x", "lat": 120.0, "long": 1.0});
+    let (status, body) =
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(far.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("lat"), "{body}");
+    let unknown =
+        json!({"request_id": Uuid::now_v7(), "matter_code": "ZZZ-404", "channel": "web", "description": "x"});
+    let (status, body) =
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(unknown.to_string())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["violations"][0]["clause"], "plan:5.1-C");
+
+    // Lists: the worker filters by status; the resident sees their own only.
+    let (_, closed) = client.call("GET", "/api/v1/requests?status=closed", Some(&worker), None).await;
+    assert_eq!(closed["items"].as_array().unwrap().len(), 1);
+    let other = client.token(Role::Resident, places.communities[0].0);
+    let (_, none) = client.call("GET", "/api/v1/requests", Some(&other), None).await;
+    assert_eq!(none["items"], json!([]));
+    assert_eq!(client.call("GET", &path, Some(&other), None).await.0, StatusCode::FORBIDDEN);
+    let (status, body) =
+        client.call("GET", "/api/v1/requests?filed_from=yesterday", Some(&worker), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("filed_from"), "{body}");
+}
+
+async fn inspectors_read_the_past_and_the_timeline(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let inspector = client.token(Role::Inspector, places.district);
+    let (status, now) = client.call("GET", "/api/v1/audit/state", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    assert_eq!(now["district"], json!(places.district));
+    assert_eq!(now["organisations"].as_array().unwrap().len(), 18);
+    let position = now["as_of"]["position"].as_u64().unwrap();
+    let (_, early) = client.call("GET", "/api/v1/audit/state?as_of=20", Some(&inspector), None).await;
+    assert_eq!(early["as_of"]["position"], 20);
+    assert!(early["mandates"].as_array().unwrap().is_empty(), "no mandate 20 events in");
+    let (status, body) = client.call("GET", "/api/v1/audit/state?as_of=soon", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().starts_with("as_of:"), "{body}");
+
+    // Balances as of a time before any money moved are all zero; as of now they sum to zero.
+    let first_time = early["as_of"]["recorded_at"].as_str().unwrap();
+    let (_, before) = client
+        .call(
+            "GET",
+            &format!("/api/v1/audit/balances?as_of={}", first_time.replace('+', "%2B")),
+            Some(&inspector),
+            None,
+        )
+        .await;
+    assert!(before["balances"].as_array().unwrap().is_empty(), "{before}");
+    let (_, latest) = client.call("GET", "/api/v1/audit/balances", Some(&inspector), None).await;
+    assert_eq!(latest["position"], position);
+    let sum: i64 =
+        latest["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
+    assert_eq!(sum, 0);
+
+    // The timeline of a cured mandate: every event with its actor, decisions with clauses, money.
+    let path = format!("/api/v1/audit/mandates/{}/timeline", demo_id("mandate/FLP-001"));
+    let (status, timeline) = client.call("GET", &path, Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    let types: Vec<&str> = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(&types[..3], ["MandateRecordedOutsideProcess", "MandateRefused", "MandateContested"]);
+    assert!(types.contains(&"MandateCured") && types.contains(&"MandateActivated"));
+    let refused = &timeline["events"][1];
+    assert!(refused["actor"].as_str().unwrap().starts_with("community:"));
+    assert!(refused["data"]["decision"]["violations"][0]["clause"].as_str().unwrap().starts_with("plan:"));
+    assert!(!timeline["transfers"].as_array().unwrap().is_empty(), "the cure's funds moved");
+    let resident = client.token(Role::Resident, places.communities[5].0);
+    assert_eq!(client.call("GET", &path, Some(&resident), None).await.0, StatusCode::FORBIDDEN);
+    // Transfers page in log order.
+    let (_, transfers) = client.call("GET", "/api/v1/ledger/transfers?limit=2", Some(&inspector), None).await;
+    let cursor = transfers["next_cursor"].as_str().unwrap();
+    let (_, next) = client
+        .call("GET", &format!("/api/v1/ledger/transfers?limit=2&cursor={cursor}"), Some(&inspector), None)
+        .await;
+    assert!(next["items"][0]["position"].as_u64().unwrap() > cursor.parse::<u64>().unwrap());
+}
+
+/// Stands for a fresh id in a request body, so that no call is a retry of another.
+const FRESH: &str = "00000000-0000-0000-0000-00000000f4e5";
+
+/// Which roles may reach each endpoint (everyone else gets 403). The demo's actors: the
+/// district, the civil-affairs department, the first street office, its first community, the
+/// district's inspector, and a resident of that community.
+async fn every_role_against_every_endpoint(db: Db) {
+    use Role::{
+        Community as C, Department as Dp, District as D, Inspector as I, Resident as R, StreetOffice as S,
+    };
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let community = places.communities[0].0;
+    let org = |role: Role| match role {
+        D | I => places.district,
+        Dp => places.departments[0].0,
+        S => places.streets[0].0,
+        C | R => community,
+    };
+    // A request of the resident's, held by the community, to act and read on.
+    let resident = client.token(R, community);
+    let request = Uuid::now_v7();
+    let body = json!({"request_id": request, "matter_code": "SSV-012", "channel": "counter", "description": "a dispute"});
+    assert_eq!(
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(body.to_string())).await.0,
+        StatusCode::CREATED
+    );
+    let employment = demo_id("mandate/EMP-001");
+    let propose = json!({"mandate_id": FRESH, "matter_code": "SSV-006", "community": community, "scope": "s",
+                         "volume": 1, "deadline": "2026-12-31", "funds_offered_fen": 0});
+    let outside = json!({"mandate_id": FRESH, "delegating_unit": places.streets[0].0, "matter_code": "SSV-006",
+                         "scope": "s", "volume": 1, "deadline": "2026-12-31", "statement": "by phone"});
+    let file = json!({"request_id": FRESH, "matter_code": "SSV-012", "channel": "counter", "description": "x", "resident": "r"});
+    let all = [D, Dp, S, C, I, R];
+    let readers_of_district = [D, Dp, I];
+    let rows: Vec<(&str, String, Option<Value>, Vec<Role>)> = vec![
+        ("GET", "/api/v1/catalogue".into(), None, all.to_vec()),
+        ("GET", "/api/v1/organisations".into(), None, all.to_vec()),
+        ("GET", format!("/api/v1/organisations/{}", places.district), None, readers_of_district.to_vec()),
+        ("GET", "/api/v1/mandates".into(), None, all.to_vec()),
+        ("GET", "/api/v1/contests".into(), None, all.to_vec()),
+        ("POST", "/api/v1/mandates".into(), Some(propose), vec![D, Dp, S]),
+        ("POST", "/api/v1/mandates/outside-process".into(), Some(outside), vec![C]),
+        ("GET", format!("/api/v1/mandates/{employment}"), None, vec![D, Dp, S, C, I]),
+        ("POST", format!("/api/v1/mandates/{employment}/accept"), None, vec![C]),
+        (
+            "POST",
+            format!("/api/v1/mandates/{employment}/spending"),
+            Some(json!({"transfer_id": FRESH, "amount_fen": 1, "memo": "m"})),
+            vec![C],
+        ),
+        (
+            "POST",
+            format!("/api/v1/mandates/{employment}/contest"),
+            Some(json!({"grounds": ["unfunded"], "statement": "s"})),
+            vec![C],
+        ),
+        (
+            "POST",
+            format!("/api/v1/mandates/{employment}/cure"),
+            Some(json!({"powers_added": ["p"]})),
+            vec![D],
+        ),
+        (
+            "POST",
+            format!("/api/v1/mandates/{employment}/review"),
+            Some(json!({"outcome": "dismiss", "reason": "r"})),
+            vec![D],
+        ),
+        ("POST", format!("/api/v1/mandates/{employment}/withdraw"), Some(json!({"reason": "r"})), vec![D]),
+        ("POST", format!("/api/v1/mandates/{employment}/complete"), None, vec![C]),
+        (
+            "POST",
+            format!("/api/v1/mandates/{employment}/reassign"),
+            Some(json!({"community": places.communities[1].0})),
+            vec![D],
+        ),
+        (
+            "POST",
+            "/api/v1/ledger/allocations".into(),
+            Some(json!({"transfer_id": FRESH, "to": community, "amount_fen": 1, "memo": "m"})),
+            vec![D],
+        ),
+        (
+            "POST",
+            "/api/v1/ledger/allocations".into(),
+            Some(
+                json!({"transfer_id": Uuid::now_v7(), "from": places.streets[0].0, "to": community, "amount_fen": 1, "memo": "m"}),
+            ),
+            vec![S],
+        ),
+        ("GET", "/api/v1/ledger/balances".into(), None, readers_of_district.to_vec()),
+        ("GET", "/api/v1/ledger/transfers".into(), None, readers_of_district.to_vec()),
+        ("POST", "/api/v1/requests".into(), Some(file), vec![C, R]),
+        ("GET", "/api/v1/requests".into(), None, all.to_vec()),
+        ("GET", format!("/api/v1/requests/{request}"), None, all.to_vec()),
+        ("POST", format!("/api/v1/requests/{request}/forward"), Some(json!({})), vec![C]),
+        ("POST", format!("/api/v1/requests/{request}/accept"), Some(json!({})), vec![C]),
+        ("POST", format!("/api/v1/requests/{request}/close"), Some(json!({})), vec![C, R]),
+        ("POST", format!("/api/v1/requests/{request}/rate"), Some(json!({"rating": 3})), vec![R]),
+        ("GET", "/api/v1/audit/state".into(), None, readers_of_district.to_vec()),
+        ("GET", "/api/v1/audit/balances".into(), None, readers_of_district.to_vec()),
+        ("GET", format!("/api/v1/audit/mandates/{employment}/timeline"), None, vec![D, Dp, S, C, I]),
+        (
+            "GET",
+            "/api/v1/audit/proof/inclusion?position=1&tree_size=1".into(),
+            None,
+            readers_of_district.to_vec(),
+        ),
+        (
+            "GET",
+            "/api/v1/audit/proof/consistency?first=1&second=2".into(),
+            None,
+            readers_of_district.to_vec(),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, allowed) in &rows {
+        for role in all {
+            let token = client.token(role, org(role));
+            let body = body.as_ref().map(|body| body.to_string().replace(FRESH, &Uuid::now_v7().to_string()));
+            let (status, answer) = client.call(method, path, Some(&token), body).await;
+            let expected_forbidden = !allowed.contains(&role);
+            let forbidden = status == StatusCode::FORBIDDEN;
+            let broken = status.is_server_error()
+                || status == StatusCode::UNAUTHORIZED
+                || status == StatusCode::BAD_REQUEST;
+            if forbidden != expected_forbidden || broken {
+                failures.push(format!("{} {method} {path}: {status} {answer}", role.as_str()));
+            }
+        }
+        // And nobody without a token.
+        let (status, _) = client.call(method, path, None, body.as_ref().map(Value::to_string)).await;
+        if status != StatusCode::UNAUTHORIZED {
+            failures.push(format!("anonymous {method} {path}: {status}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} checks failed:\n{}",
+        failures.len(),
+        rows.len() * 7,
+        failures.join("\n")
+    );
+}
