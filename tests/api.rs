@@ -94,7 +94,7 @@ async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
     );
     let (_, departments) =
         client.call("GET", "/api/v1/organisations?kind=department", Some(&inspector), None).await;
-    assert_eq!(departments["items"][0]["code"].as_str().is_some(), true);
+    assert!(departments["items"][0]["code"].as_str().is_some());
 }
 
 async fn a_service_request_over_http(db: Db) {
