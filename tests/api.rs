@@ -115,12 +115,31 @@ async fn a_service_request_over_http(db: Db) {
     assert_eq!((filed["route"].as_str(), filed["status"].as_str()), (Some("agent"), Some("routed")));
     assert_eq!(filed["priority"], true);
     assert_eq!(filed["overdue"], false);
+    // The command answers with the events it appended, where they landed.
+    let events = filed["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|event| event["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["RequestFiled", "RequestRouted"]);
+    assert_eq!(events[0]["stream"], format!("request-{request_id}"));
+    assert_eq!(events[1]["position"].as_u64().unwrap(), events[0]["position"].as_u64().unwrap() + 1);
+    let (_, stored) = client
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/audit/proof/inclusion?position={}&tree_size={}",
+                events[1]["position"], events[1]["position"]
+            ),
+            Some(&client.token(Role::Inspector, places.district)),
+            None,
+        )
+        .await;
+    assert_eq!(stored["position"], events[1]["position"], "the position is the log's");
     let (status, again) = client.call("POST", "/api/v1/requests", Some(&resident), Some(body)).await;
     assert_eq!(
         (status, &again["request"]),
         (StatusCode::CREATED, &filed["request"]),
         "a retry answers as the first time"
     );
+    assert_eq!(again["events"], json!([]), "and appends nothing");
 
     let path = format!("/api/v1/requests/{request_id}");
     let step = |token: String, action: &'static str, body: Value| {

@@ -126,6 +126,17 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     let (status, admitted) = client.call("POST", "/api/v1/mandates", Some(&street), Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{admitted}");
     assert_eq!(admitted["status"], "admitted");
+    let types: Vec<&str> = admitted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["MandateProposed", "MandateAdmitted", "TransferRecorded"],
+        "the funds are reserved too"
+    );
     // A retried command returns the first result.
     let (status, retried) = client.call("POST", "/api/v1/mandates", Some(&street), Some(body)).await;
     assert_eq!((status, &retried["decision_id"]), (StatusCode::CREATED, &admitted["decision_id"]));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::{ContestGround, MandateError, MandateRecord, MandateStatus, Proposal, Violation};
 use shequ_domain::Fen;
 use shequ_service::{MandateOutcome, ServiceError};
+use shequ_store::RecordedRef;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims};
@@ -111,15 +112,18 @@ struct OutcomeView {
     #[serde(skip_serializing_if = "Option::is_none")]
     decision_id: Option<Uuid>,
     violations: Vec<Violation>,
+    /// What this call appended, in order (none for a retry that found its first result).
+    events: Vec<RecordedRef>,
 }
 
-impl From<MandateOutcome> for OutcomeView {
-    fn from(outcome: MandateOutcome) -> Self {
+impl OutcomeView {
+    fn new(outcome: MandateOutcome, events: Vec<RecordedRef>) -> Self {
         Self {
             mandate: outcome.mandate,
             status: outcome.status,
             decision_id: outcome.decision_id,
             violations: outcome.violations,
+            events,
         }
     }
 }
@@ -143,7 +147,8 @@ async fn propose(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let outcome = match state.service.propose(actor, request.mandate_id, proposal.clone()).await {
+    let (service, recorder) = state.service.recording();
+    let outcome = match service.propose(actor, request.mandate_id, proposal.clone()).await {
         Ok(outcome) => outcome,
         // A retry of the same proposal: answer as the first time.
         Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
@@ -165,7 +170,7 @@ async fn propose(
         Err(error) => return Err(error.into()),
     };
     match outcome.violations.is_empty() {
-        true => Ok((StatusCode::CREATED, Json(outcome.into()))),
+        true => Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take())))),
         false => Err(ApiError::Refused { mandate: outcome.mandate, violations: outcome.violations }),
     }
 }
@@ -226,7 +231,9 @@ async fn accept(
     Authenticated(claims): Authenticated,
     Path(id): Path<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.service.accept(claims.actor(), id).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.accept(claims.actor(), id).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,7 +249,9 @@ async fn contest(
     Path(id): Path<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.service.contest(claims.actor(), id, request.grounds, &request.statement).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
@@ -286,9 +295,10 @@ async fn record_outside_process(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
+    let (service, recorder) = state.service.recording();
     let outcome =
-        state.service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
-    Ok((StatusCode::CREATED, Json(outcome.into())))
+        service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
+    Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,7 +323,9 @@ async fn cure(
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    Ok(Json(state.service.cure(claims.actor(), id, cure).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.cure(claims.actor(), id, cure).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -329,7 +341,9 @@ async fn review(
     Path(id): Path<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.service.review(claims.actor(), id, request.outcome, &request.reason).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,7 +358,9 @@ async fn withdraw(
     Path(id): Path<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.service.withdraw(claims.actor(), id, &request.reason).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 async fn complete(
@@ -352,7 +368,9 @@ async fn complete(
     Authenticated(claims): Authenticated,
     Path(id): Path<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    Ok(Json(state.service.complete(claims.actor(), id).await?.into()))
+    let (service, recorder) = state.service.recording();
+    let outcome = service.complete(claims.actor(), id).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
 #[derive(Debug, Deserialize)]
@@ -367,9 +385,10 @@ async fn reassign(
     Path(id): Path<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let outcome = state.service.reassign(claims.actor(), id, request.community).await?;
+    let (service, recorder) = state.service.recording();
+    let outcome = service.reassign(claims.actor(), id, request.community).await?;
     match outcome.violations.is_empty() {
-        true => Ok(Json(outcome.into())),
+        true => Ok(Json(OutcomeView::new(outcome, recorder.take()))),
         false => Err(ApiError::Refused { mandate: outcome.mandate, violations: outcome.violations }),
     }
 }
@@ -386,6 +405,8 @@ struct SpendRequest {
 #[derive(Debug, Serialize)]
 struct Recorded {
     transfer_id: Uuid,
+    /// What this call appended (none for a retry of a recorded transfer).
+    events: Vec<RecordedRef>,
 }
 
 async fn spend(
@@ -395,8 +416,9 @@ async fn spend(
     ApiJson(request): ApiJson<SpendRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;
-    state.service.spend(claims.actor(), id, request.transfer_id, amount, &request.memo).await?;
-    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id })))
+    let (service, recorder) = state.service.recording();
+    service.spend(claims.actor(), id, request.transfer_id, amount, &request.memo).await?;
+    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -418,11 +440,9 @@ async fn allocate(
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;
     let actor = Some(claims.actor());
-    state
-        .service
-        .allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo)
-        .await?;
-    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id })))
+    let (service, recorder) = state.service.recording();
+    service.allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo).await?;
+    Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
 #[derive(Debug, Serialize)]

@@ -16,7 +16,7 @@ use shequ_domain::organisation::{
 };
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
-use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, StoreError};
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, Recorder, StoreError};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -47,6 +47,8 @@ pub struct Service {
     contest_days: i64,
     timers: Arc<Mutex<ContestTimers>>,
     read_model: ReadModel,
+    /// Told of every event this handle's commands append (see [`Service::recording`]).
+    recorder: Option<Recorder>,
 }
 
 /// What became of a mandate after a command.
@@ -84,6 +86,7 @@ impl Service {
             contest_days: CONTEST_DAYS_DEFAULT,
             timers: Arc::new(Mutex::new(ContestTimers::default())),
             read_model: ReadModel::new(log.clone()),
+            recorder: None,
             log,
         };
         service.record_bundle().await?;
@@ -97,6 +100,13 @@ impl Service {
 
     pub fn log(&self) -> &EventLog {
         &self.log
+    }
+
+    /// A handle on the same service that records every event its commands append, and the
+    /// recorder to read them from: how a command's caller learns what it produced.
+    pub fn recording(&self) -> (Service, Recorder) {
+        let recorder = Recorder::new();
+        (Self { recorder: Some(recorder.clone()), ..self.clone() }, recorder)
     }
 
     /// The live projection, caught up on each read.
@@ -812,6 +822,7 @@ impl Service {
 
     fn context(&self, actor: Option<Actor>) -> CommandContext {
         CommandContext::new(actor.map_or_else(|| "system".to_owned(), |actor| actor.to_string()))
+            .with_recorder(self.recorder.clone())
     }
 
     fn contest_deadline(&self) -> String {

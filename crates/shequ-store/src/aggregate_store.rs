@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::log::EventLog;
-use crate::metadata::CommandContext;
+use crate::metadata::{CommandContext, RecordedRef};
 use crate::record::{ExpectedRevision, NewEvent};
 
 /// esrs's `EventStore` for aggregate `A` on shequ's log, for one command.
@@ -106,7 +106,19 @@ where
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let appended = self.log.append(&Self::stream(aggregate_id), expected, new_events).await?;
+        let stream = Self::stream(aggregate_id);
+        let appended = self.log.append(&stream, expected, new_events).await?;
+        if let Some(recorder) = &self.context.recorder {
+            for (event, appended_event) in events.iter().zip(&appended.events) {
+                recorder.record(RecordedRef {
+                    stream: stream.clone(),
+                    event_id: appended_event.event_id,
+                    event_type: event.event_type().to_owned(),
+                    position: appended_event.position,
+                    revision: appended_event.revision,
+                });
+            }
+        }
         let store_events = events
             .into_iter()
             .zip(appended.events)

@@ -1,6 +1,47 @@
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Where one event a command produced landed: what a client is told back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRef {
+    pub stream: String,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub position: u64,
+    pub revision: u64,
+}
+
+/// Collects the events a command appends, across every aggregate it touches. Clones share
+/// one list.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<Vec<RecordedRef>>>);
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&self, event: RecordedRef) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(event);
+    }
+
+    /// Everything recorded so far, in append order; the recorder is left empty.
+    pub fn take(&self) -> Vec<RecordedRef> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Two recorders are equal when they are the same list.
+impl PartialEq for Recorder {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Recorder {}
 
 /// Who issued a command, and what it belongs to. Carried by an [`crate::AggregateStore`]
 /// handle into the metadata of every event the command produces, with no global state.
@@ -14,13 +55,26 @@ pub struct CommandContext {
     pub causation_id: Uuid,
     /// The policy decision behind the command, where one decided.
     pub decision_id: Option<Uuid>,
+    /// Where to tell what was appended, when the caller wants to know.
+    pub recorder: Option<Recorder>,
 }
 
 impl CommandContext {
     /// A context for a command that starts a new conversation: it correlates with itself.
     pub fn new(actor: impl Into<String>) -> Self {
         let command_id = Uuid::now_v7();
-        Self { actor: actor.into(), correlation_id: command_id, causation_id: command_id, decision_id: None }
+        Self {
+            actor: actor.into(),
+            correlation_id: command_id,
+            causation_id: command_id,
+            decision_id: None,
+            recorder: None,
+        }
+    }
+
+    pub fn with_recorder(mut self, recorder: Option<Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     pub fn with_decision(mut self, decision_id: Uuid) -> Self {

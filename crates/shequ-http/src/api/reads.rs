@@ -14,6 +14,7 @@ use shequ_service::projection::{
     AsOf, BalanceView, MandateView, OrganisationView, RequestView, StateDocument,
 };
 use shequ_service::{FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry};
+use shequ_store::RecordedRef;
 use uuid::Uuid;
 
 use super::{ApiJson, Authenticated};
@@ -168,16 +169,18 @@ struct FileRequestBody {
     attributes: std::collections::BTreeMap<String, String>,
 }
 
-/// A request and whether it is overdue today.
+/// A request and whether it is overdue today; after a command, what the command appended.
 #[derive(Debug, Serialize)]
 struct RequestOut {
     #[serde(flatten)]
     request: RequestView,
     overdue: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<RecordedRef>>,
 }
 
 fn request_out(view: RequestView, today: &str) -> RequestOut {
-    RequestOut { overdue: view.is_overdue(today), request: view }
+    RequestOut { overdue: view.is_overdue(today), request: view, events: None }
 }
 
 async fn file_request(
@@ -197,8 +200,10 @@ async fn file_request(
         long: body.long,
         attributes: body.attributes,
     };
-    let view = state.service.file_request(actor, &claims.sub, body.request_id, filing).await?;
-    Ok((StatusCode::CREATED, Json(request_out(view, &state.service.today()))))
+    let (service, recorder) = state.service.recording();
+    let view = service.file_request(actor, &claims.sub, body.request_id, filing).await?;
+    let out = RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) };
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,8 +290,9 @@ async fn act_on_request(
             ))))
         }
     };
-    let view = state.service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
-    Ok(Json(request_out(view, &state.service.today())))
+    let (service, recorder) = state.service.recording();
+    let view = service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
+    Ok(Json(RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) }))
 }
 
 #[derive(Debug, Deserialize)]
