@@ -42,22 +42,19 @@ impl<A: Aggregate> AggregateStore<A> {
     }
 }
 
-#[async_trait]
-impl<A> EventStore for AggregateStore<A>
+impl<A> AggregateStore<A>
 where
-    A: Aggregate + Send + Sync,
-    A::State: Send,
-    A::Event: DomainEvent + Send + Sync,
+    A: Aggregate,
+    A::Event: DomainEvent,
 {
-    type Aggregate = A;
-    type Error = StoreError;
-
-    async fn lock(&self, aggregate_id: Uuid) -> Result<EventStoreLockGuard, StoreError> {
-        Ok(self.log.locks().lock(aggregate_id).await)
-    }
-
-    async fn by_aggregate_id(&self, aggregate_id: Uuid) -> Result<Vec<StoreEvent<A::Event>>, StoreError> {
-        let recorded = self.log.read_stream(&Self::stream(aggregate_id)).await?;
+    /// The aggregate's events from `from_revision` on, as esrs store events: what a state
+    /// cached at that revision has not applied yet.
+    pub async fn events_from(
+        &self,
+        aggregate_id: Uuid,
+        from_revision: u64,
+    ) -> Result<Vec<StoreEvent<A::Event>>, StoreError> {
+        let recorded = self.log.read_stream_from(&Self::stream(aggregate_id), from_revision).await?;
         recorded
             .into_iter()
             .map(|event| {
@@ -75,6 +72,25 @@ where
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl<A> EventStore for AggregateStore<A>
+where
+    A: Aggregate + Send + Sync,
+    A::State: Send,
+    A::Event: DomainEvent + Send + Sync,
+{
+    type Aggregate = A;
+    type Error = StoreError;
+
+    async fn lock(&self, aggregate_id: Uuid) -> Result<EventStoreLockGuard, StoreError> {
+        Ok(self.log.locks().lock(aggregate_id).await)
+    }
+
+    async fn by_aggregate_id(&self, aggregate_id: Uuid) -> Result<Vec<StoreEvent<A::Event>>, StoreError> {
+        self.events_from(aggregate_id, 0).await
     }
 
     async fn persist(

@@ -81,7 +81,17 @@ impl EventLog {
 
     /// Every event of one stream, in revision order.
     pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.backend.read_stream(stream).await
+        self.inner.backend.read_stream(stream, 0).await
+    }
+
+    /// One stream's events from `from_revision` on, in revision order: what a cached state of
+    /// the stream has not seen yet.
+    pub async fn read_stream_from(
+        &self,
+        stream: &str,
+        from_revision: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.backend.read_stream(stream, from_revision).await
     }
 
     /// One page of the log: events at `from_position` and after, in position order; at

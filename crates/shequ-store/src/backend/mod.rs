@@ -122,10 +122,15 @@ impl Backend {
         }
     }
 
-    pub async fn read_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+    /// One stream's events with `revision >= from_revision`, in revision order.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from_revision: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_stream(pool, stream).await,
-            Backend::Postgres(pool) => postgres::read_stream(pool, stream).await,
+            Backend::Sqlite(pool) => sqlite::read_stream(pool, stream, from_revision).await,
+            Backend::Postgres(pool) => postgres::read_stream(pool, stream, from_revision).await,
         }
     }
 

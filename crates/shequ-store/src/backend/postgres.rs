@@ -227,9 +227,14 @@ async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<
     Ok(moved == 1)
 }
 
-pub(super) async fn read_stream(pool: &PgPool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 ORDER BY revision"))
+pub(super) async fn read_stream(
+    pool: &PgPool,
+    stream: &str,
+    from_revision: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE stream = $1 AND revision >= $2 ORDER BY revision"))
         .bind(stream)
+        .bind(to_i64(from_revision))
         .fetch_all(pool)
         .await?;
     rows.iter().map(read_event).collect()

@@ -275,9 +275,16 @@ pub(super) async fn import_batch(
     Ok(next)
 }
 
-pub(super) async fn read_stream(pool: &SqlitePool, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows =
-        sqlx::query(select_event!("WHERE stream = ? ORDER BY revision")).bind(stream).fetch_all(pool).await?;
+pub(super) async fn read_stream(
+    pool: &SqlitePool,
+    stream: &str,
+    from_revision: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE stream = ? AND revision >= ? ORDER BY revision"))
+        .bind(stream)
+        .bind(to_i64(from_revision))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(read_event).collect()
 }
 
