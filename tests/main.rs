@@ -9,6 +9,7 @@
 mod cli;
 mod helpers;
 mod http;
+mod open311;
 mod processes;
 mod requests;
 mod service;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         ("processes", processes::tests()),
         ("service", service::tests()),
         ("requests", requests::tests()),
+        ("open311", open311::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {
