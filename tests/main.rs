@@ -11,6 +11,7 @@ mod cli;
 mod export;
 mod helpers;
 mod http;
+mod open311;
 mod processes;
 mod requests;
 mod service;
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         ("requests", requests::tests()),
         ("api", api::tests()),
         ("export", export::tests()),
+        ("open311", open311::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {

@@ -4,6 +4,7 @@ mod api;
 pub mod auth;
 mod error;
 pub mod metrics;
+pub mod open311;
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api::router())
+        .nest("/open311/v2", open311::router())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
