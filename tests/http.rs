@@ -1,9 +1,8 @@
-//! The HTTP application, driven through its router: health, readiness, and `/api/v1` with
-//! bearer tokens, on the demo world.
+//! The HTTP application over a real socket: health, readiness, and `/api/v1` with bearer
+//! tokens, on the demo world.
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use shequ_http::auth::TokenKeys;
@@ -12,7 +11,6 @@ use shequ_policy::Policies;
 use shequ_service::demo::{self, demo_id};
 use shequ_service::{Role, Service, SystemClock};
 use shequ_store::EventLog;
-use tower::ServiceExt;
 use uuid::Uuid;
 
 use crate::helpers::{tests, Db, TestFn};
@@ -30,8 +28,21 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     ]
 }
 
+/// shequ served on a real socket on 127.0.0.1, and an HTTP/1.1 client talking to it.
 pub struct Client {
     pub state: AppState,
+    base: String,
+    http: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<axum::body::Bytes>,
+    >,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl Client {
@@ -41,15 +52,22 @@ impl Client {
             Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
         let keys = TokenKeys::from_secret(&[42; 32]).unwrap();
         let checkpoint_public_key = "ab".repeat(32);
-        Self {
-            state: AppState {
-                log,
-                service,
-                keys,
-                metrics: shequ_http::metrics::Metrics::new(),
-                checkpoint_public_key,
-            },
-        }
+        let state = AppState {
+            log,
+            service,
+            keys,
+            metrics: shequ_http::metrics::Metrics::new(),
+            checkpoint_public_key,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = app(state.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        Self { state, base, http, server }
     }
 
     pub fn token(&self, role: Role, organisation: Uuid) -> String {
@@ -64,18 +82,37 @@ impl Client {
         token: Option<&str>,
         body: Option<String>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
+        let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = match body {
-            Some(body) => request.header("content-type", "application/json").body(Body::from(body)),
-            None => request.body(Body::empty()),
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(axum::body::Bytes::from(body))),
+            None => request.body(http_body_util::Full::new(axum::body::Bytes::new())),
         };
-        let response = app(self.state.clone()).oneshot(request.unwrap()).await.unwrap();
+        let response = self.http.request(request.unwrap()).await.unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), BODY_BYTES_MAX).await.unwrap();
+        let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+            response.into_body(),
+            BODY_BYTES_MAX,
+        ))
+        .await
+        .unwrap()
+        .to_bytes();
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// The body of a GET, as text.
+    pub async fn text(&self, path: &str) -> String {
+        let request = Request::get(format!("{}{path}", self.base))
+            .body(http_body_util::Full::new(axum::body::Bytes::new()))
+            .unwrap();
+        let response = self.http.request(request).await.unwrap();
+        let body = http_body_util::Limited::new(response.into_body(), BODY_BYTES_MAX);
+        let bytes = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 }
 
@@ -279,13 +316,7 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
 
     // The books: inspectors read them, communities do not.
     let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&inspector), None).await;
-    let metrics = app(client.state.clone())
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8(axum::body::to_bytes(metrics.into_body(), BODY_BYTES_MAX).await.unwrap().to_vec())
-            .unwrap();
+    let text = client.text("/metrics").await;
     assert!(
         text.contains("shequ_http_denied_total 1"),
         "the street's attempt on another account was counted:\n{text}"
