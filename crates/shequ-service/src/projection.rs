@@ -313,6 +313,10 @@ impl Projection {
             .collect()
     }
 
+    pub fn balance(&self, district: Uuid, account: Account) -> i64 {
+        self.balances.get(&district).and_then(|balances| balances.get(&account)).copied().unwrap_or(0)
+    }
+
     pub fn balances(&self, district: Uuid) -> Vec<BalanceView> {
         self.balances
             .get(&district)

@@ -1,8 +1,10 @@
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError};
 
 use chrono::SecondsFormat;
 use esrs::manager::AggregateManager;
+use esrs::store::{EventStore, StoreEvent};
 use esrs::{Aggregate, AggregateState};
 use serde_json::json;
 use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
@@ -35,8 +37,10 @@ pub use requests::{FileRequest, RequestAction, RequestFilter};
 pub const CONTEST_DAYS_DEFAULT: i64 = 15;
 /// How often a command is tried when another process keeps writing the same stream.
 const CONFLICT_ATTEMPTS: u32 = 3;
-/// How deep an organisation can sit below its district (district → street → community).
-const HIERARCHY_DEPTH_MAX: usize = 4;
+/// A stream at least this long has its state kept between commands (see [`StateCache`]).
+const CACHED_STREAM_EVENTS_MIN: i32 = 16;
+/// The most aggregate states kept between commands.
+const CACHED_STATES_MAX: usize = 1_024;
 
 /// The command path. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,6 +51,7 @@ pub struct Service {
     contest_days: i64,
     timers: Arc<Mutex<ContestTimers>>,
     read_model: ReadModel,
+    states: Arc<StateCache>,
     /// Told of every event this handle's commands append (see [`Service::recording`]).
     recorder: Option<Recorder>,
 }
@@ -87,6 +92,7 @@ impl Service {
             timers: Arc::new(Mutex::new(ContestTimers::default())),
             read_model: ReadModel::new(log.clone()),
             recorder: None,
+            states: Arc::default(),
             log,
         };
         service.record_bundle().await?;
@@ -181,9 +187,11 @@ impl Service {
         Ok(())
     }
 
+    /// An organisation as the live projection holds it.
     pub async fn organisation(&self, id: Uuid) -> Result<Registered, ServiceError> {
-        let state = self.load::<Organisation>(id).await?;
-        state.registered.ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))
+        let view = self.read_model.read().await?.organisation(id);
+        view.map(|view| Registered { kind: view.kind, name: view.name, parent_id: view.parent_id, code: view.code })
+            .ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))
     }
 
     /// Publishes the catalogue; returns its version (the catalogue stream's length).
@@ -208,11 +216,8 @@ impl Service {
 
     /// The live catalogue and its version.
     pub async fn catalogue(&self) -> Result<(u64, BTreeMap<String, Matter>), ServiceError> {
-        let manager = AggregateManager::new(self.log.aggregate_store::<Catalogue>(self.context(None)));
-        match manager.load(CATALOGUE_ID).await? {
-            None => Ok((0, BTreeMap::new())),
-            Some(state) => Ok((sequence(&state), state.into_inner().matters)),
-        }
+        let projection = self.read_model.read().await?;
+        Ok((projection.catalogue_version(), projection.catalogue().matters.clone()))
     }
 
     /// Moves budget to `to`, from the fiscal budget (`from: None`, operator or district only)
@@ -276,6 +281,11 @@ impl Service {
         Ok((district, self.ledger(district).await?))
     }
 
+    /// One account's balance, from the live projection.
+    async fn balance(&self, district: Uuid, account: Account) -> Result<i64, ServiceError> {
+        Ok(self.read_model.read().await?.balance(district, account))
+    }
+
     pub async fn ledger(&self, district: Uuid) -> Result<LedgerState, ServiceError> {
         self.load::<Ledger>(district).await
     }
@@ -301,7 +311,7 @@ impl Service {
         };
         self.authorize(&actor, "mandate.propose", target).await?;
         let available =
-            self.ledger(district).await?.balance(Account::Organisation { organisation: delegating_unit });
+            self.balance(district, Account::Organisation { organisation: delegating_unit }).await?;
         let decision = self.decide(&proposal, Some(available)).await?;
         let decision_id = decision.decision_id;
         let admitted = decision.admits();
@@ -390,14 +400,14 @@ impl Service {
     ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
         let record = self.mandate(mandate).await?;
         let community = record.proposal.community;
-        if self.ledger(district).await?.balance(Account::Reserved { mandate }) > 0 {
+        if self.balance(district, Account::Reserved { mandate }).await? > 0 {
             // The id depends on the total offered, so a retry posts once and a cure's new
             // funds post again.
             let purpose = format!("post/{}", record.proposal.funds_offered_fen.get());
             let post = LedgerCommand::Post { transfer_id: derived(mandate, &purpose), mandate, community };
             self.execute::<Ledger>(context.clone(), district, post).await?;
         }
-        let posted = self.ledger(district).await?.balance(Account::Mandate { mandate, community });
+        let posted = self.balance(district, Account::Mandate { mandate, community }).await?;
         let posted = Fen::parse(posted).map_err(|error| ServiceError::Invalid(error.to_string()))?;
         self.execute::<Mandate>(context, mandate, MandateCommand::Activate { funds_posted_fen: posted }).await
     }
@@ -644,8 +654,10 @@ impl Service {
         proposal: &Proposal,
         available_fen: Option<i64>,
     ) -> Result<Decision, ServiceError> {
-        let (version, matters) = self.catalogue().await?;
-        let matter = matters.get(&proposal.matter_code);
+        let (version, matter) = {
+            let projection = self.read_model.read().await?;
+            (projection.catalogue_version(), projection.catalogue().matters.get(&proposal.matter_code).cloned())
+        };
         let mut input = json!({
             "catalogue_version": version,
             "matter": matter,
@@ -808,16 +820,13 @@ impl Service {
 
     /// The district an organisation belongs to (itself, for a district).
     async fn district_of(&self, organisation: Uuid) -> Result<Uuid, ServiceError> {
-        let mut current = organisation;
-        for _ in 0..HIERARCHY_DEPTH_MAX {
-            let registered = self.organisation(current).await?;
-            match (registered.kind, registered.parent_id) {
-                (OrganisationKind::District, _) => return Ok(current),
-                (_, Some(parent)) => current = parent,
-                (_, None) => break,
-            }
+        let projection = self.read_model.read().await?;
+        if projection.organisation(organisation).is_none() {
+            return Err(ServiceError::NotFound(format!("organisation {organisation}")));
         }
-        Err(ServiceError::Invalid(format!("{organisation} does not hang under a district")))
+        projection
+            .district_of(organisation)
+            .ok_or_else(|| ServiceError::Invalid(format!("{organisation} does not hang under a district")))
     }
 
     fn context(&self, actor: Option<Actor>) -> CommandContext {
@@ -849,18 +858,60 @@ impl Service {
     ) -> Result<A::State, ServiceError>
     where
         A: Aggregate + Send + Sync,
-        A::State: Send + Default,
+        A::State: Send + Default + Clone + 'static,
         A::Event: DomainEvent + Send + Sync,
         A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
-        let manager = AggregateManager::new(self.log.aggregate_store::<A>(context));
+        // The command's own recorder tells which revisions it appended, and so the revision
+        // the state it leaves is at; the caller's recorder, if any, hears of them too.
+        let outer = context.recorder.clone();
+        let recorder = Recorder::new();
+        let store = self.log.aggregate_store::<A>(context.with_recorder(Some(recorder.clone())));
+        let stream = shequ_store::AggregateStore::<A>::stream(id);
         let mut attempt = 1;
         loop {
-            let state = manager.lock_and_load(id).await?.unwrap_or_default();
-            match manager.handle_command(state, command.clone()).await {
+            let guard = store.lock(id).await?;
+            // A long stream's state is kept from its last command: only what was appended since
+            // (by another process) is read and applied.
+            let (cached, cached_sequence) = self.states.take::<A::State>(&stream).unwrap_or_default();
+            let mut state = AggregateState::with_id(id);
+            if cached_sequence > 0 {
+                let snapshot = StoreEvent {
+                    id: Uuid::nil(),
+                    aggregate_id: id,
+                    payload: cached,
+                    occurred_on: chrono::Utc::now(),
+                    sequence_number: cached_sequence,
+                    version: None,
+                };
+                state = state.apply_store_events(vec![snapshot], |_, cached| cached);
+            }
+            let from_revision = u64::try_from(cached_sequence).unwrap_or(0);
+            let state = state.apply_store_events(store.events_from(id, from_revision).await?, A::apply_event);
+            let sequence_before = *state.sequence_number();
+            let mut state = state;
+            state.set_lock(guard);
+            let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
+            let result = manager.handle_command(state, command.clone()).await;
+            let appended = recorder.take();
+            if let Some(outer) = &outer {
+                appended.iter().cloned().for_each(|event| outer.record(event));
+            }
+            match result {
+                Ok(Ok(new_state)) => {
+                    let sequence = appended
+                        .last()
+                        .and_then(|event| i32::try_from(event.revision + 1).ok())
+                        .unwrap_or(sequence_before);
+                    if sequence >= CACHED_STREAM_EVENTS_MIN {
+                        self.states.put(stream, new_state.clone(), sequence);
+                    }
+                    return Ok(new_state);
+                }
                 // Another process wrote the stream meanwhile: load again and decide again.
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => attempt += 1,
+                // A refusal or a failure: nothing is kept, the next command reads the stream.
                 result => return Ok(result??),
             }
         }
@@ -880,8 +931,37 @@ fn outcome(
     MandateOutcome { mandate, status: record.status, violations, decision_id }
 }
 
-fn sequence<S: Default>(state: &AggregateState<S>) -> u64 {
-    u64::try_from(*state.sequence_number()).unwrap_or(0)
+
+/// States of long streams (a district's ledger, the catalogue) kept between commands, so a
+/// command does not replay thousands of events. A state is taken out while a command runs on
+/// it (under the aggregate's lock) and put back only when the command succeeded, with the
+/// revision it is at; what other processes appended since is read before each use.
+#[derive(Default)]
+struct StateCache {
+    states: std::sync::Mutex<HashMap<String, CachedState>>,
+}
+
+/// A state of some aggregate type, and the esrs sequence number (events applied) it is at.
+type CachedState = (Box<dyn Any + Send>, i32);
+
+impl std::fmt::Debug for StateCache {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("StateCache").finish_non_exhaustive()
+    }
+}
+
+impl StateCache {
+    fn take<S: 'static>(&self, stream: &str) -> Option<(S, i32)> {
+        let (state, sequence) = self.states.lock().unwrap_or_else(PoisonError::into_inner).remove(stream)?;
+        state.downcast::<S>().ok().map(|state| (*state, sequence))
+    }
+
+    fn put<S: Send + 'static>(&self, stream: String, state: S, sequence: i32) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if states.len() < CACHED_STATES_MAX || states.contains_key(&stream) {
+            states.insert(stream, (Box::new(state), sequence));
+        }
+    }
 }
 
 /// A transfer id derived from a mandate or decision and a purpose, so that a retried command

@@ -33,6 +33,11 @@ impl<A> AggregateStore<A> {
     pub(crate) fn new(log: EventLog, context: CommandContext) -> Self {
         Self { log, context, aggregate: PhantomData }
     }
+
+    /// The command context every event persisted through this handle carries.
+    pub fn context(&self) -> &CommandContext {
+        &self.context
+    }
 }
 
 impl<A: Aggregate> AggregateStore<A> {
