@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         every_command_is_authorised_by_role_and_place,
         redecide_reruns_every_decision_and_names_a_rewritten_one,
         cures_withdrawals_and_spending_move_money_once_and_only_when_allowed,
+        a_kept_ledger_state_sees_what_another_process_appended,
     ]
 }
 
@@ -295,4 +296,47 @@ async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db
     assert_eq!(books().await, after_first);
     assert_eq!(after_first.balance(unit), before + 60_000);
     assert!(after_first.mandate_funds(mandate).is_empty());
+}
+
+/// Two services on one store stand for two processes: each keeps the district's ledger state
+/// between commands, and neither may act on a stale one.
+async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let clock = Arc::new(shequ_service::SystemClock);
+    let first = Service::new(log.clone(), policies.clone(), clock.clone()).await.unwrap();
+    let second = Service::new(EventLog::open(&db.url).await.unwrap(), policies, clock).await.unwrap();
+    let street = places.streets[0].0;
+    let office = Actor { role: Role::StreetOffice, organisation: street };
+    let pay = |service: &Service, amount: i64, to: usize| {
+        let service = service.clone();
+        let to = places.communities[to].0;
+        async move { service.allocate(Some(office), Uuid::now_v7(), Some(street), to, fen(amount), "m").await }
+    };
+    // The first process keeps the ledger's state after its command.
+    pay(&first, 1, 0).await.unwrap();
+    let balance = |service: &Service| {
+        let service = service.clone();
+        async move {
+            service
+                .ledger(places.district)
+                .await
+                .unwrap()
+                .balance(Account::Organisation { organisation: street })
+        }
+    };
+    let left = balance(&first).await;
+    // The second process spends all but 10 fen of the street's budget.
+    pay(&second, left - 10, 1).await.unwrap();
+    // The first may pay 10 fen more, not 11: its kept state learned of the second's transfer.
+    let refused = pay(&first, 11, 2).await;
+    assert!(matches!(refused, Err(ServiceError::Ledger(_))), "{refused:?}");
+    pay(&first, 10, 2).await.unwrap();
+    assert_eq!(balance(&second).await, 0);
+    let books = second.ledger(places.district).await.unwrap();
+    assert_eq!(books.balances.values().sum::<i64>(), 0);
+    assert!(books
+        .balances
+        .values()
+        .zip(books.balances.keys())
+        .all(|(balance, account)| !account.is_holding() || *balance >= 0));
 }

@@ -190,8 +190,13 @@ impl Service {
     /// An organisation as the live projection holds it.
     pub async fn organisation(&self, id: Uuid) -> Result<Registered, ServiceError> {
         let view = self.read_model.read().await?.organisation(id);
-        view.map(|view| Registered { kind: view.kind, name: view.name, parent_id: view.parent_id, code: view.code })
-            .ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))
+        view.map(|view| Registered {
+            kind: view.kind,
+            name: view.name,
+            parent_id: view.parent_id,
+            code: view.code,
+        })
+        .ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))
     }
 
     /// Publishes the catalogue; returns its version (the catalogue stream's length).
@@ -656,7 +661,10 @@ impl Service {
     ) -> Result<Decision, ServiceError> {
         let (version, matter) = {
             let projection = self.read_model.read().await?;
-            (projection.catalogue_version(), projection.catalogue().matters.get(&proposal.matter_code).cloned())
+            (
+                projection.catalogue_version(),
+                projection.catalogue().matters.get(&proposal.matter_code).cloned(),
+            )
         };
         let mut input = json!({
             "catalogue_version": version,
@@ -930,7 +938,6 @@ fn outcome(
     };
     MandateOutcome { mandate, status: record.status, violations, decision_id }
 }
-
 
 /// States of long streams (a district's ledger, the catalogue) kept between commands, so a
 /// command does not replay thousands of events. A state is taken out while a command runs on
