@@ -74,7 +74,11 @@ impl Client {
         };
         let response = app(self.state.clone()).oneshot(request.unwrap()).await.unwrap();
         let status = response.status();
+        let content_type = response.headers().get("content-type").and_then(|value| value.to_str().ok());
+        let content_type = content_type.map(str::to_owned);
         let bytes = axum::body::to_bytes(response.into_body(), BODY_BYTES_MAX).await.unwrap();
+        // Every answer any test gets is one the OpenAPI document describes.
+        crate::schemas::check_answer(method, path, status, content_type.as_deref(), &bytes);
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 }

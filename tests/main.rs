@@ -13,6 +13,7 @@ mod helpers;
 mod http;
 mod processes;
 mod requests;
+mod schemas;
 mod service;
 mod store;
 
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         ("requests", requests::tests()),
         ("api", api::tests()),
         ("export", export::tests()),
+        ("schemas", schemas::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {
