@@ -90,7 +90,11 @@ struct CatalogueView {
     path = "/catalogue",
     tag = "catalogue",
     responses(
-        (status = 200, description = "The catalogue of community public-service matters and its version", body = CatalogueView)
+        (
+            status = 200,
+            description = "The catalogue of community public-service matters and its version",
+            body = CatalogueView
+        )
     ),
     security(("bearer" = []))
 )]
@@ -150,12 +154,28 @@ impl OutcomeView {
     tag = "mandates",
     request_body = ProposeRequest,
     responses(
-        (status = 201, description = "Admitted (or the first answer to a retry with the same `mandate_id`)", body = OutcomeView),
+        (
+            status = 201,
+            description = "Admitted (or the first answer to a retry with the same `mandate_id`)",
+            body = OutcomeView
+        ),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The community is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused: recorded, and answered with `mandate` and every violation", body = ErrorBody)
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused: recorded, and answered with `mandate` and every violation",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -261,7 +281,11 @@ fn mandate_view(mandate: Uuid, record: MandateRecord) -> MandateView {
     ),
     responses(
         (status = 200, description = "The mandate, its decision and any open contest", body = MandateView),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "No such mandate", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -285,10 +309,26 @@ async fn read_mandate(
     responses(
         (status = 200, description = "Accepted by the community", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -320,10 +360,26 @@ struct ContestRequest {
     responses(
         (status = 200, description = "Contested", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -368,12 +424,32 @@ struct OutsideProcessRequest {
     tag = "mandates",
     request_body = OutsideProcessRequest,
     responses(
-        (status = 201, description = "Recorded, contested on the ground `outside_access_process`", body = OutcomeView),
+        (
+            status = 201,
+            description = "Recorded, contested on the ground `outside_access_process`",
+            body = OutcomeView
+        ),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -422,10 +498,26 @@ struct CureRequest {
     responses(
         (status = 200, description = "Cured and decided again", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -463,10 +555,26 @@ struct ReviewRequest {
     responses(
         (status = 200, description = "The contest upheld or dismissed", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -498,10 +606,26 @@ struct ReasonRequest {
     responses(
         (status = 200, description = "Withdrawn; unspent funds returned", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -526,10 +650,26 @@ async fn withdraw(
     responses(
         (status = 200, description = "Completed", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -560,10 +700,26 @@ struct ReassignRequest {
     responses(
         (status = 200, description = "Reassigned; the funds follow", body = OutcomeView),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused: the access policy's violations for the new community, with `mandate`", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused: the access policy's violations for the new community, with `mandate`",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -610,10 +766,26 @@ struct Recorded {
     responses(
         (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
-        (status = 404, description = "No such mandate, or an organisation it names is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -649,10 +821,22 @@ struct AllocateRequest {
     responses(
         (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "An organisation is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -691,7 +875,11 @@ struct BalancesView {
     tag = "ledger",
     responses(
         (status = 200, description = "Every account's balance in the caller's district", body = BalancesView),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -739,8 +927,16 @@ struct InclusionView {
     ),
     responses(
         (status = 200, description = "An RFC 6962 inclusion proof", body = InclusionView),
-        (status = 400, description = "Missing or malformed parameters, or a position outside the tree", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 400,
+            description = "Missing or malformed parameters, or a position outside the tree",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -792,8 +988,16 @@ struct ConsistencyView {
     ),
     responses(
         (status = 200, description = "An RFC 6962 consistency proof", body = ConsistencyView),
-        (status = 400, description = "Missing or malformed parameters, or sizes outside the log", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 400,
+            description = "Missing or malformed parameters, or sizes outside the log",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -832,7 +1036,11 @@ struct PublicKeyView {
     path = "/audit/public-key",
     tag = "audit",
     responses(
-        (status = 200, description = "The Ed25519 key that signs checkpoints; public, no token needed", body = PublicKeyView)
+        (
+            status = 200,
+            description = "The Ed25519 key that signs checkpoints; public, no token needed",
+            body = PublicKeyView
+        )
     )
 )]
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {

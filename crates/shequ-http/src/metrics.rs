@@ -84,7 +84,12 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     path = "/metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain; version=0.0.4"),
+        (
+            status = 200,
+            description = "Prometheus text exposition format 0.0.4",
+            body = String,
+            content_type = "text/plain; version=0.0.4"
+        ),
         (status = 500, description = "The metrics could not be encoded (empty body)")
     )
 )]

@@ -47,12 +47,12 @@ a client chooses the id of what it creates, and a retry with the same id returns
     ),
     tags(
         (name = "operations", description = "Liveness, readiness and metrics"),
-        (name = "catalogue", description = "The catalogue of community public-service matters (`plan:5.1-C`)"),
+        (name = "catalogue", description = "The catalogue of community public-service matters"),
         (name = "organisations", description = "The district, its departments, streets and communities"),
-        (name = "mandates", description = "Tasks delegated to communities, decided by the access rules, and their contests"),
+        (name = "mandates", description = "Tasks delegated to communities, and their contests"),
         (name = "requests", description = "Residents' service requests at the one-stop station"),
         (name = "ledger", description = "The funding ledger: allocations, reservations, postings, spending"),
-        (name = "audit", description = "Inspectors' views: state and balances as of a point, timelines, Merkle proofs")
+        (name = "audit", description = "Inspectors' views: the past, timelines, Merkle proofs")
     ),
     components(schemas(ErrorBody))
 )]

@@ -91,8 +91,16 @@ struct OrganisationQuery {
         OrganisationQuery
     ),
     responses(
-        (status = 200, description = "Organisations the caller may see, in id order", body = Page<OrganisationView>),
-        (status = 400, description = "A malformed filter, cursor or limit (1–500), naming it", body = ErrorBody)
+        (
+            status = 200,
+            description = "Organisations the caller may see, in id order",
+            body = Page<OrganisationView>
+        ),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -119,7 +127,11 @@ async fn list_organisations(
     ),
     responses(
         (status = 200, description = "The organisation", body = OrganisationView),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "No such organisation", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -161,7 +173,11 @@ struct MandateQuery {
     ),
     responses(
         (status = 200, description = "Mandates the caller may see, in id order", body = Page<MandateView>),
-        (status = 400, description = "A malformed filter, cursor or limit (1–500), naming it", body = ErrorBody)
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -204,8 +220,16 @@ struct ContestQuery {
         ContestQuery
     ),
     responses(
-        (status = 200, description = "Open contests the caller may see, in mandate id order", body = Page<MandateView>),
-        (status = 400, description = "A malformed filter, cursor or limit (1–500), naming it", body = ErrorBody)
+        (
+            status = 200,
+            description = "Open contests the caller may see, in mandate id order",
+            body = Page<MandateView>
+        ),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -266,12 +290,28 @@ fn request_out(view: RequestView, today: &str) -> RequestOut {
     tag = "requests",
     request_body = FileRequestBody,
     responses(
-        (status = 201, description = "Filed and routed (or the first answer to a retry with the same `request_id`)", body = RequestOut),
+        (
+            status = 201,
+            description = "Filed and routed (or the first answer to a retry with the same `request_id`)",
+            body = RequestOut
+        ),
         (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The station or the matter is unknown", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Refused by a business rule or the access policy, citing it", body = ErrorBody)
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -333,7 +373,11 @@ struct RequestQuery {
     ),
     responses(
         (status = 200, description = "Requests the caller may see, in id order", body = Page<RequestOut>),
-        (status = 400, description = "A malformed filter, cursor or limit (1–500), naming it", body = ErrorBody)
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -371,7 +415,11 @@ async fn list_requests(
     ),
     responses(
         (status = 200, description = "The request, its routing and its history", body = RequestOut),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "No such request", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -407,16 +455,40 @@ struct ActionBody {
     tag = "requests",
     params(
         ("id" = Uuid, Path, description = "The request's id"),
-        ("action" = String, Path, description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`")
+        (
+            "action" = String,
+            Path,
+            description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"
+        )
     ),
     request_body = ActionBody,
     responses(
-        (status = 200, description = "The request after the action, with the events it appended", body = RequestOut),
-        (status = 400, description = "Malformed input, naming the field (`rate` needs `rating`)", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 200,
+            description = "The request after the action, with the events it appended",
+            body = RequestOut
+        ),
+        (
+            status = 400,
+            description = "Malformed input, naming the field (`rate` needs `rating`)",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "No such request, or an unknown action", body = ErrorBody),
-        (status = 409, description = "The record changed meanwhile: read it again and retry", body = ErrorBody),
-        (status = 422, description = "Not allowed in the request's status, or not by its holder", body = ErrorBody)
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Not allowed in the request's status, or not by its holder",
+            body = ErrorBody
+        )
     ),
     security(("bearer" = []))
 )]
@@ -467,8 +539,16 @@ struct TransferQuery {
     ),
     responses(
         (status = 200, description = "The district's transfers in log order", body = Page<TransferEntry>),
-        (status = 400, description = "A malformed filter, cursor or limit (1–500), naming it", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -516,9 +596,21 @@ struct DistrictState {
         AsOfQuery
     ),
     responses(
-        (status = 200, description = "The district's state as of the point asked, rebuilt from the log", body = DistrictState),
-        (status = 400, description = "`as_of` is neither a position, an RFC 3339 time nor `head`", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 200,
+            description = "The district's state as of the point asked, rebuilt from the log",
+            body = DistrictState
+        ),
+        (
+            status = 400,
+            description = "`as_of` is neither a position, an RFC 3339 time nor `head`",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -541,8 +633,16 @@ async fn state_as_of(
         ("id" = Uuid, Path, description = "The mandate's id")
     ),
     responses(
-        (status = 200, description = "Every event of the mandate and every transfer made for it", body = Timeline),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 200,
+            description = "Every event of the mandate and every transfer made for it",
+            body = Timeline
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "No such mandate", body = ErrorBody)
     ),
     security(("bearer" = []))
@@ -573,8 +673,16 @@ struct BalancesAsOf {
     ),
     responses(
         (status = 200, description = "The district's balances as of the point asked", body = BalancesAsOf),
-        (status = 400, description = "`as_of` is neither a position, an RFC 3339 time nor `head`", body = ErrorBody),
-        (status = 403, description = "Outside the caller's role or place (`policies/authz`)", body = ErrorBody),
+        (
+            status = 400,
+            description = "`as_of` is neither a position, an RFC 3339 time nor `head`",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
         (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
     ),
     security(("bearer" = []))
