@@ -94,6 +94,8 @@ impl Client {
         };
         let response = self.http.request(request.unwrap()).await.unwrap();
         let status = response.status();
+        let content_type = response.headers().get("content-type").and_then(|value| value.to_str().ok());
+        let content_type = content_type.map(str::to_owned);
         let bytes = http_body_util::BodyExt::collect(http_body_util::Limited::new(
             response.into_body(),
             BODY_BYTES_MAX,
@@ -101,6 +103,8 @@ impl Client {
         .await
         .unwrap()
         .to_bytes();
+        // Every answer any test gets is one the OpenAPI document describes.
+        crate::schemas::check_answer(method, path, status, content_type.as_deref(), &bytes);
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 

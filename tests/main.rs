@@ -14,6 +14,7 @@ mod http;
 mod open311;
 mod processes;
 mod requests;
+mod schemas;
 mod service;
 mod store;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         ("api", api::tests()),
         ("export", export::tests()),
         ("open311", open311::tests()),
+        ("schemas", schemas::tests()),
     ] {
         for (name, test) in tests {
             for backend in [BackendUnderTest::Sqlite, BackendUnderTest::Postgres] {

@@ -15,7 +15,9 @@ pub const CATALOGUE_ID: uuid::Uuid = uuid::Uuid::from_u128(0x0000_0000_0000_7000
 pub const MATTERS_MAX: usize = 10_000;
 
 /// The service categories of `plan:3.1.1-S`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceCategory {
     Employment,
@@ -35,7 +37,7 @@ pub enum ServiceCategory {
 }
 
 /// The level of government that owns a matter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerLevel {
     DistrictDepartment,
@@ -44,7 +46,7 @@ pub enum OwnerLevel {
 }
 
 /// What kind of matter it is under the access rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatterNature {
     /// Within government's own duties: never shifted onto the community (`plan:3.4.2-R2`).
@@ -57,21 +59,21 @@ pub enum MatterNature {
     SelfGovernance,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CostPer {
     Case,
     Month,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CostStandard {
     pub amount_fen: Fen,
     pub per: CostPer,
 }
 
 /// One catalogue entry. Its JSON form is the one in `policies/data/catalogue.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Matter {
     pub code: String,
@@ -132,7 +134,7 @@ pub enum CatalogueCommand {
     Publish { matters: Vec<Matter> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "eventType", content = "data")]
 pub enum CatalogueEvent {
     MatterPublished { matter: Matter },

@@ -23,7 +23,9 @@ pub const MEMO_CHARS_MAX: usize = 500;
 /// An account. `Fiscal` is where allocations come from and `Expenditure` where spending
 /// goes: they stand for the world outside the ledger. Every other account holds money and is
 /// never below zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Account {
     Fiscal,
@@ -62,7 +64,7 @@ impl fmt::Display for Account {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     Allocation,
@@ -74,7 +76,7 @@ pub enum TransferKind {
 }
 
 /// One transfer: `amount` leaves `debit` and arrives in `credit`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transfer {
     /// Chosen by the client: a retry with the same id and content records nothing.
     pub transfer_id: Uuid,
@@ -131,7 +133,7 @@ pub enum LedgerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "eventType", content = "data")]
 pub enum LedgerEvent {
     TransferRecorded { transfer: Transfer },

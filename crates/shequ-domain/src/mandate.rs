@@ -24,7 +24,7 @@ pub const TEXT_CHARS_MAX: usize = 2_000;
 
 /// What a delegating unit proposes, or what a community records of a task that reached it
 /// outside the access process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Proposal {
     pub matter_code: String,
     pub delegating_unit: Uuid,
@@ -40,7 +40,7 @@ pub struct Proposal {
 }
 
 /// One broken rule, as the access policy reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     pub rule: String,
     /// The plan clause, e.g. `plan:3.4.2-R4`.
@@ -50,7 +50,7 @@ pub struct Violation {
 }
 
 /// A recorded policy decision: which bundle and catalogue decided, and what it found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     pub decision_id: Uuid,
     /// The SHA-256 content digest of the policy bundle, hex.
@@ -68,7 +68,7 @@ impl Decision {
 }
 
 /// Why a community contests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContestGround {
     Unfunded,
@@ -82,7 +82,7 @@ pub enum ContestGround {
     OutsideAccessProcess,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReviewOutcome {
     /// The contest stands: the mandate is withdrawn and its funds go back.
@@ -92,7 +92,7 @@ pub enum ReviewOutcome {
 }
 
 /// What a cure adds to the mandate.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Cure {
     pub funds_added_fen: Fen,
     pub powers_added: Vec<String>,
@@ -150,7 +150,7 @@ pub enum MandateCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "eventType", content = "data")]
 pub enum MandateEvent {
     MandateProposed {
@@ -226,7 +226,7 @@ impl DomainEvent for MandateEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MandateStatus {
     /// Only between the two events of a `Propose` command.

@@ -4,10 +4,26 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A non-negative amount of money in fen.
+/// A non-negative amount of money in fen (分): a JSON integer, 0 to 10^15.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Fen(i64);
+
+/// In JSON a plain integer of fen, which the schema bounds as [`Fen::parse`] does.
+impl utoipa::PartialSchema for Fen {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(FEN_MAX))
+            .description(Some("An amount of money in fen (分, 1/100 yuan): an integer, never a float."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Fen {}
 
 impl TryFrom<i64> for Fen {
     type Error = FenError;

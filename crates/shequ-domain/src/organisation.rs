@@ -10,7 +10,7 @@ use crate::event::DomainEvent;
 /// The longest organisation name we accept, in characters.
 pub const NAME_LENGTH_MAX: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrganisationKind {
     District,
@@ -52,7 +52,7 @@ pub enum OrganisationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "eventType", content = "data")]
 pub enum OrganisationEvent {
     OrganisationRegistered {

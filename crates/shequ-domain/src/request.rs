@@ -23,7 +23,7 @@ pub const ATTRIBUTES_MAX: usize = 64;
 pub const FIELD_CHARS_MAX: usize = 500;
 
 /// How the request reached the station.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Counter,
@@ -40,7 +40,9 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     Received,
@@ -79,7 +81,7 @@ impl RequestStatus {
 }
 
 /// Where the routing policy sends a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Route {
     /// The community handles it: it holds an active, funded mandate, or it is a
@@ -92,7 +94,7 @@ pub enum Route {
 }
 
 /// What a resident asks for, as the station took it down.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Filing {
     pub matter_code: String,
     /// The community whose service station received the request.
@@ -116,7 +118,7 @@ impl Filing {
 }
 
 /// The routing policy's decision, recorded with its input so it can be re-run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Routing {
     pub route: Route,
     /// The organisation that acts next: the community, the owner the station forwards to, or
@@ -169,7 +171,7 @@ pub enum RequestCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "eventType", content = "data")]
 pub enum RequestEvent {
     RequestFiled { filing: Filing },

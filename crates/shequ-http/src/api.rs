@@ -4,41 +4,43 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::{ContestGround, MandateError, MandateRecord, MandateStatus, Proposal, Violation};
 use shequ_domain::Fen;
 use shequ_service::{MandateOutcome, ServiceError};
 use shequ_store::RecordedRef;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 mod reads;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Every `/api/v1` route with its OpenAPI operation: what is routed is what is documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(reads::router())
-        .route("/catalogue", get(catalogue))
-        .route("/mandates", post(propose))
-        .route("/mandates/{id}", get(read_mandate))
-        .route("/mandates/outside-process", post(record_outside_process))
-        .route("/mandates/{id}/accept", post(accept))
-        .route("/mandates/{id}/contest", post(contest))
-        .route("/mandates/{id}/cure", post(cure))
-        .route("/mandates/{id}/review", post(review))
-        .route("/mandates/{id}/withdraw", post(withdraw))
-        .route("/mandates/{id}/complete", post(complete))
-        .route("/mandates/{id}/reassign", post(reassign))
-        .route("/mandates/{id}/spending", post(spend))
-        .route("/ledger/allocations", post(allocate))
-        .route("/ledger/balances", get(balances))
-        .route("/audit/proof/inclusion", get(inclusion_proof))
-        .route("/audit/proof/consistency", get(consistency_proof))
-        .route("/audit/public-key", get(public_key))
+        .routes(routes!(catalogue))
+        .routes(routes!(propose))
+        .routes(routes!(read_mandate))
+        .routes(routes!(record_outside_process))
+        .routes(routes!(accept))
+        .routes(routes!(contest))
+        .routes(routes!(cure))
+        .routes(routes!(review))
+        .routes(routes!(withdraw))
+        .routes(routes!(complete))
+        .routes(routes!(reassign))
+        .routes(routes!(spend))
+        .routes(routes!(allocate))
+        .routes(routes!(balances))
+        .routes(routes!(inclusion_proof))
+        .routes(routes!(consistency_proof))
+        .routes(routes!(public_key))
 }
 
 /// The bearer of a valid token.
@@ -74,12 +76,28 @@ where
     }
 }
 
-#[derive(Serialize)]
+/// The catalogue of community public-service matters.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Catalogue)]
 struct CatalogueView {
+    /// The number of catalogue events so far: every decision names the version it used.
     version: u64,
     matters: Vec<shequ_domain::catalogue::Matter>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/catalogue",
+    tag = "catalogue",
+    responses(
+        (
+            status = 200,
+            description = "The catalogue of community public-service matters and its version",
+            body = CatalogueView
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn catalogue(
     State(state): State<AppState>,
     Authenticated(_): Authenticated,
@@ -88,7 +106,7 @@ async fn catalogue(
     Ok(Json(CatalogueView { version, matters: matters.into_values().collect() }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProposeRequest {
     /// Chosen by the client: a retried request with the same id returns the first result.
@@ -105,7 +123,9 @@ struct ProposeRequest {
     working_conditions: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// What became of a mandate after a command.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateOutcome)]
 struct OutcomeView {
     mandate: Uuid,
     status: MandateStatus,
@@ -128,6 +148,37 @@ impl OutcomeView {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates",
+    tag = "mandates",
+    request_body = ProposeRequest,
+    responses(
+        (
+            status = 201,
+            description = "Admitted (or the first answer to a retry with the same `mandate_id`)",
+            body = OutcomeView
+        ),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The community is unknown", body = ErrorBody),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused: recorded, and answered with `mandate` and every violation",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn propose(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -175,7 +226,9 @@ async fn propose(
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One mandate as its aggregate holds it: the proposal, the decision, the funds, any contest.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateDetail)]
 struct MandateView {
     mandate: Uuid,
     status: MandateStatus,
@@ -189,7 +242,9 @@ struct MandateView {
     recorded_outside_process: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// A mandate's open contest.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateContest)]
 struct ContestView {
     contest_id: Uuid,
     grounds: Vec<ContestGround>,
@@ -217,6 +272,24 @@ fn mandate_view(mandate: Uuid, record: MandateRecord) -> MandateView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/mandates/{id}",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    responses(
+        (status = 200, description = "The mandate, its decision and any open contest", body = MandateView),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "No such mandate", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn read_mandate(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -226,6 +299,39 @@ async fn read_mandate(
     Ok(Json(mandate_view(id, record)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/accept",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    responses(
+        (status = 200, description = "Accepted by the community", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn accept(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -236,13 +342,47 @@ async fn accept(
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ContestRequest {
     grounds: Vec<ContestGround>,
     statement: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/contest",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = ContestRequest,
+    responses(
+        (status = 200, description = "Contested", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn contest(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -258,7 +398,7 @@ fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
     Fen::parse(amount).map_err(|error| ApiError::BadRequest(format!("{field}: {error}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OutsideProcessRequest {
     mandate_id: Uuid,
@@ -278,6 +418,41 @@ struct OutsideProcessRequest {
     statement: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/outside-process",
+    tag = "mandates",
+    request_body = OutsideProcessRequest,
+    responses(
+        (
+            status = 201,
+            description = "Recorded, contested on the ground `outside_access_process`",
+            body = OutcomeView
+        ),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn record_outside_process(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -301,7 +476,7 @@ async fn record_outside_process(
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CureRequest {
     #[serde(default)]
@@ -312,6 +487,40 @@ struct CureRequest {
     working_conditions_added: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/cure",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = CureRequest,
+    responses(
+        (status = 200, description = "Cured and decided again", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn cure(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -328,13 +537,47 @@ async fn cure(
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReviewRequest {
     outcome: shequ_domain::mandate::ReviewOutcome,
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/review",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = ReviewRequest,
+    responses(
+        (status = 200, description = "The contest upheld or dismissed", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn review(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -346,12 +589,46 @@ async fn review(
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonRequest {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/withdraw",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Withdrawn; unspent funds returned", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn withdraw(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -363,6 +640,39 @@ async fn withdraw(
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/complete",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    responses(
+        (status = 200, description = "Completed", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn complete(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -373,12 +683,46 @@ async fn complete(
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReassignRequest {
     community: Uuid,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/reassign",
+    tag = "mandates",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = ReassignRequest,
+    responses(
+        (status = 200, description = "Reassigned; the funds follow", body = OutcomeView),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused: the access policy's violations for the new community, with `mandate`",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn reassign(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -393,7 +737,7 @@ async fn reassign(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpendRequest {
     /// Chosen by the client: a retry records nothing new.
@@ -402,13 +746,49 @@ struct SpendRequest {
     memo: String,
 }
 
-#[derive(Debug, Serialize)]
+/// A transfer recorded, and what the call appended.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TransferRecorded)]
 struct Recorded {
     transfer_id: Uuid,
     /// What this call appended (none for a retry of a recorded transfer).
     events: Vec<RecordedRef>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/spending",
+    tag = "ledger",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    request_body = SpendRequest,
+    responses(
+        (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (
+            status = 404,
+            description = "No such mandate, or an organisation it names is unknown",
+            body = ErrorBody
+        ),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn spend(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -421,7 +801,7 @@ async fn spend(
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AllocateRequest {
     transfer_id: Uuid,
@@ -433,6 +813,33 @@ struct AllocateRequest {
     memo: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/ledger/allocations",
+    tag = "ledger",
+    request_body = AllocateRequest,
+    responses(
+        (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "An organisation is unknown", body = ErrorBody),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn allocate(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -445,19 +852,38 @@ async fn allocate(
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
-#[derive(Debug, Serialize)]
+/// One account's balance; the account as text (`organisation:{id}`, `mandate:{id}@{community}`, …).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AccountBalance)]
 struct BalanceView {
     account: String,
     balance_fen: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// The balances of the caller's district's ledger.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LedgerBalances)]
 struct BalancesView {
     district: Uuid,
     transfers: usize,
     balances: Vec<BalanceView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ledger/balances",
+    tag = "ledger",
+    responses(
+        (status = 200, description = "Every account's balance in the caller's district", body = BalancesView),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn balances(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -471,14 +897,18 @@ async fn balances(
     Ok(Json(BalancesView { district, transfers: ledger.transfers.len(), balances }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InclusionQuery {
+    /// The event's position in the log (its leaf index + 1).
     position: u64,
+    /// The size of the tree to prove inclusion in: at least `position`, at most the log's head.
     tree_size: u64,
 }
 
 /// RFC 6962 / 9162 field meanings; hashes in hex. Leaf index = position − 1.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = InclusionProof)]
 struct InclusionView {
     position: u64,
     leaf_index: u64,
@@ -488,6 +918,29 @@ struct InclusionView {
     root_hash: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit/proof/inclusion",
+    tag = "audit",
+    params(
+        InclusionQuery
+    ),
+    responses(
+        (status = 200, description = "An RFC 6962 inclusion proof", body = InclusionView),
+        (
+            status = 400,
+            description = "Missing or malformed parameters, or a position outside the tree",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn inclusion_proof(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -506,13 +959,18 @@ async fn inclusion_proof(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ConsistencyQuery {
+    /// The smaller tree size.
     first: u64,
+    /// The larger tree size, at most the log's head.
     second: u64,
 }
 
-#[derive(Debug, Serialize)]
+/// RFC 6962 / 9162 field meanings; hashes in hex.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ConsistencyProof)]
 struct ConsistencyView {
     first: u64,
     second: u64,
@@ -521,6 +979,29 @@ struct ConsistencyView {
     consistency: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit/proof/consistency",
+    tag = "audit",
+    params(
+        ConsistencyQuery
+    ),
+    responses(
+        (status = 200, description = "An RFC 6962 consistency proof", body = ConsistencyView),
+        (
+            status = 400,
+            description = "Missing or malformed parameters, or sizes outside the log",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn consistency_proof(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -538,14 +1019,30 @@ async fn consistency_proof(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// The key that signs checkpoints (`docs/audit-format.md`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CheckpointPublicKey)]
 struct PublicKeyView {
+    /// Always `Ed25519`.
     algorithm: &'static str,
+    /// The public key, hex.
     public_key: String,
 }
 
 /// The key that signs checkpoints, so anyone holding a published checkpoint can check it.
 /// Public by nature: no token needed.
+#[utoipa::path(
+    get,
+    path = "/audit/public-key",
+    tag = "audit",
+    responses(
+        (
+            status = 200,
+            description = "The Ed25519 key that signs checkpoints; public, no token needed",
+            body = PublicKeyView
+        )
+    )
+)]
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {
     Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.clone() })
 }

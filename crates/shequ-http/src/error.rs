@@ -26,26 +26,56 @@ pub enum ApiError {
     },
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: String,
+/// The body of every error answer under `/api/v1`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// For people: what was wrong, naming the field or the rule where there is one.
+    pub message: String,
+    /// The mandate a refused proposal or reassignment was recorded under.
     #[serde(skip_serializing_if = "Option::is_none")]
-    mandate: Option<uuid::Uuid>,
+    pub mandate: Option<uuid::Uuid>,
+    /// Every access rule a refusal broke, with its plan clause.
     #[serde(skip_serializing_if = "Option::is_none")]
-    violations: Option<&'a [Violation]>,
+    pub violations: Option<Vec<Violation>>,
+}
+
+/// What kind of error, for programs: one per status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: malformed input, naming the field.
+    BadRequest,
+    /// 401: no token, or not a valid one.
+    Unauthorized,
+    /// 403: outside the caller's role or place.
+    Forbidden,
+    /// 404
+    NotFound,
+    /// 409: the record changed meanwhile; read it again and retry.
+    Conflict,
+    /// 413: the body is larger than 64 KiB.
+    TooLarge,
+    /// 422: a business rule refused, citing the rule.
+    Refused,
+    /// 500: logged, with no internals shown.
+    Internal,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error, message) = match &self {
-            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+            ApiError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
+            }
             ApiError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("the body is larger than {} bytes", crate::BODY_BYTES_MAX),
             ),
-            ApiError::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message.clone()),
+            ApiError::Unauthorized(message) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message.clone())
+            }
             ApiError::Refused { violations, .. } => {
                 let rules: Vec<String> = violations
                     .iter()
@@ -53,50 +83,58 @@ impl IntoResponse for ApiError {
                     .collect();
                 (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "refused",
+                    ErrorCode::Refused,
                     format!("refused by the access rules: {}", rules.join(", ")),
                 )
             }
             ApiError::Service(error) => match error {
-                ServiceError::Forbidden(reason) => (StatusCode::FORBIDDEN, "forbidden", reason.clone()),
-                ServiceError::NotFound(what) => {
-                    (StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+                ServiceError::Forbidden(reason) => {
+                    (StatusCode::FORBIDDEN, ErrorCode::Forbidden, reason.clone())
                 }
-                ServiceError::Invalid(message) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+                ServiceError::NotFound(what) => {
+                    (StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("{what} not found"))
+                }
+                ServiceError::Invalid(message) => {
+                    (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
+                }
                 ServiceError::Store(StoreError::Conflict { .. }) => (
                     StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::Conflict,
                     "the record changed meanwhile; read it again and retry".to_owned(),
                 ),
                 ServiceError::Request(shequ_domain::request::RequestError::Invalid(message)) => {
-                    (StatusCode::BAD_REQUEST, "bad_request", message.clone())
+                    (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
                 }
-                ServiceError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused", error.to_string()),
+                ServiceError::Refused(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Refused, error.to_string())
+                }
                 ServiceError::Organisation(_)
                 | ServiceError::Request(_)
                 | ServiceError::Catalogue(_)
                 | ServiceError::Mandate(_)
-                | ServiceError::Ledger(_) => (StatusCode::UNPROCESSABLE_ENTITY, "refused", error.to_string()),
+                | ServiceError::Ledger(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Refused, error.to_string())
+                }
                 ServiceError::Store(
                     StoreError::InvalidAppend(message) | StoreError::InvalidRequest(message),
-                ) => (StatusCode::BAD_REQUEST, "bad_request", message.clone()),
+                ) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone()),
                 ServiceError::Policy(_) | ServiceError::Projection(_) | ServiceError::Store(_) => {
                     // Logged once here, shown to nobody: it may carry internals.
                     tracing::error!(%error, "internal error");
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        ErrorCode::Internal,
                         "internal error; it has been logged".to_owned(),
                     )
                 }
             },
         };
         let (mandate, violations) = match &self {
-            ApiError::Refused { mandate, violations } => (Some(*mandate), Some(violations.as_slice())),
-            ApiError::Service(ServiceError::Refused(violations)) => (None, Some(violations.as_slice())),
+            ApiError::Refused { mandate, violations } => (Some(*mandate), Some(violations.clone())),
+            ApiError::Service(ServiceError::Refused(violations)) => (None, Some(violations.clone())),
             _ => (None, None),
         };
-        (status, Json(Body { error, message, mandate, violations })).into_response()
+        (status, Json(ErrorBody { error, message, mandate, violations })).into_response()
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 mod error;
 pub mod metrics;
 pub mod open311;
+pub mod openapi;
 
 use std::time::Duration;
 
@@ -37,11 +38,10 @@ pub struct AppState {
 
 /// The whole HTTP application, built once; serving it is the caller's business.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics::render))
-        .nest("/api/v1", api::router())
+    let (router, document) = openapi::routes();
+    router
+        .route("/openapi.json", get(move || openapi::serve(document.clone())))
+        // The Open311 face follows its own spec (docs/open311.md), not this OpenAPI document.
         .nest("/open311/v2", open311::router())
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -52,25 +52,44 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Health {
+    /// Always `ok`.
     status: &'static str,
 }
 
 /// Liveness: the process answers. Never touches the database.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Health))
+)]
 async fn health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ready {
+    /// `ready` or `unavailable`.
     status: &'static str,
+    /// The event log's backend: `SQLite` or `PostgreSQL`.
     store: String,
+    /// The log's head position, when the database answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<u64>,
 }
 
 /// Readiness: the event log's database answers within `READY_TIMEOUT_MS`.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The event log's database answers", body = Ready),
+        (status = 503, description = "The database did not answer, or not within 2 s", body = Ready)
+    )
+)]
 async fn ready(State(state): State<AppState>) -> Response {
     let store = state.log.kind().to_string();
     let head = tokio::time::timeout(Duration::from_millis(READY_TIMEOUT_MS), state.log.head()).await;

@@ -78,6 +78,21 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     response
 }
 
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (
+            status = 200,
+            description = "Prometheus text exposition format 0.0.4",
+            body = String,
+            content_type = "text/plain; version=0.0.4"
+        ),
+        (status = 500, description = "The metrics could not be encoded (empty body)")
+    )
+)]
 pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(head) = state.log.head().await {
         state.metrics.head.set(i64::try_from(head.position).unwrap_or(i64::MAX));

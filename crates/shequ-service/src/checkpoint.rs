@@ -18,7 +18,7 @@ pub const CHECKPOINT_EVENT: &str = "CheckpointSigned";
 const KEY_BYTES: usize = 32;
 
 /// A signed statement of the log's size and root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     pub tree_size: u64,
     /// Hex.

@@ -11,6 +11,7 @@ pub mod checkpoint;
 mod clock;
 pub mod demo;
 mod error;
+pub mod event_schemas;
 pub mod key_file;
 pub mod projection;
 pub mod read_model;
@@ -21,6 +22,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use read_model::ReadModel;
 pub use service::{
-    FileRequest, MandateFilter, MandateOutcome, RequestAction, RequestFilter, Service, Timeline,
-    TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
+    FileRequest, MandateFilter, MandateOutcome, PolicyBundleRecorded, RequestAction, RequestFilter, Service,
+    Timeline, TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
 };

@@ -75,7 +75,7 @@ impl AsOf {
 }
 
 /// One organisation as the projection holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrganisationView {
     pub id: Uuid,
     pub kind: OrganisationKind,
@@ -92,7 +92,7 @@ struct MandateRow {
 }
 
 /// A step in a request's status history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     pub position: u64,
     pub status: RequestStatus,
@@ -402,7 +402,7 @@ fn time(at: DateTime<Utc>) -> String {
 }
 
 /// The whole state at one point of the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StateDocument {
     pub as_of: AsOfView,
     pub organisations: Vec<OrganisationView>,
@@ -413,20 +413,20 @@ pub struct StateDocument {
     pub requests: Vec<RequestView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AsOfView {
     pub position: u64,
     pub recorded_at: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CatalogueView {
     /// The number of catalogue events so far: every decision names the version it used.
     pub version: u64,
     pub matters: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MandateView {
     pub mandate: Uuid,
     pub matter_code: String,
@@ -446,7 +446,7 @@ pub struct MandateView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ContestView {
     pub mandate: Uuid,
     pub contest_id: Uuid,
@@ -457,14 +457,14 @@ pub struct ContestView {
     pub escalated: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BalanceView {
     pub district: Uuid,
     pub account: Account,
     pub balance_fen: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     pub request: Uuid,
     pub matter_code: String,

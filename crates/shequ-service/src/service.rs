@@ -56,6 +56,16 @@ pub struct Service {
     recorder: Option<Recorder>,
 }
 
+/// The data of a `PolicyBundleRecorded` event (stream `policy-{digest}`): the policy bundle's
+/// every file, so that any decision citing the digest can be re-run from the log alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PolicyBundleRecorded {
+    /// The SHA-256 content digest of the bundle, hex (`docs/audit-format.md`).
+    pub digest: String,
+    /// Each file's text by its path in the bundle.
+    pub files: BTreeMap<String, String>,
+}
+
 /// What became of a mandate after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MandateOutcome {
@@ -131,7 +141,9 @@ impl Service {
 
     async fn record_bundle(&self) -> Result<(), ServiceError> {
         let bundle = self.policies.bundle();
-        let data = json!({ "digest": bundle.digest(), "files": bundle.files() }).to_string();
+        let recorded =
+            PolicyBundleRecorded { digest: bundle.digest().to_owned(), files: bundle.files().clone() };
+        let data = serde_json::to_string(&recorded).expect("a bundle is plain text");
         let metadata = CommandContext::new("system").metadata(self.clock.now()).to_json();
         // The id is derived from the digest, so every process records one and the same event.
         let event_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, bundle.digest().as_bytes());

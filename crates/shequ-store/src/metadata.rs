@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Where one event a command produced landed: what a client is told back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecordedRef {
     pub stream: String,
     pub event_id: Uuid,
@@ -94,7 +94,7 @@ impl CommandContext {
 }
 
 /// An event's metadata, in KurrentDB/EventStoreDB's well-known names where it has them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventMetadata {
     #[serde(rename = "$correlationId")]
     pub correlation_id: Uuid,

@@ -4,8 +4,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::MandateStatus;
 use shequ_domain::organisation::OrganisationKind;
@@ -15,10 +14,12 @@ use shequ_service::projection::{
 };
 use shequ_service::{FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry};
 use shequ_store::RecordedRef;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{ApiJson, Authenticated};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// Items per page when the caller does not say.
@@ -26,25 +27,26 @@ pub const PAGE_LIMIT_DEFAULT: usize = 50;
 /// The most items one page may hold.
 pub const PAGE_LIMIT_MAX: usize = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/organisations", get(list_organisations))
-        .route("/organisations/{id}", get(read_organisation))
-        .route("/mandates", get(list_mandates))
-        .route("/contests", get(list_contests))
-        .route("/requests", post(file_request).get(list_requests))
-        .route("/requests/{id}", get(read_request))
-        .route("/requests/{id}/{action}", post(act_on_request))
-        .route("/ledger/transfers", get(list_transfers))
-        .route("/audit/state", get(state_as_of))
-        .route("/audit/mandates/{id}/timeline", get(mandate_timeline))
-        .route("/audit/balances", get(balances_as_of))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_organisations))
+        .routes(routes!(read_organisation))
+        .routes(routes!(list_mandates))
+        .routes(routes!(list_contests))
+        .routes(routes!(file_request, list_requests))
+        .routes(routes!(read_request))
+        .routes(routes!(act_on_request))
+        .routes(routes!(list_transfers))
+        .routes(routes!(state_as_of))
+        .routes(routes!(mandate_timeline))
+        .routes(routes!(balances_as_of))
 }
 
-/// One page of a list, and the cursor that continues it (absent on the last page).
-#[derive(Debug, Serialize)]
+/// One page of a list, and the cursor that continues it (null on the last page).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -67,15 +69,41 @@ fn page<T>(items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Pag
     Page { items, next_cursor }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct OrganisationQuery {
+    /// Only organisations of this kind.
     kind: Option<OrganisationKind>,
+    /// Only the children of this organisation.
     parent: Option<Uuid>,
+    /// The `next_cursor` of the page before: the last id it held.
     cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/organisations",
+    tag = "organisations",
+    params(
+        OrganisationQuery
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Organisations the caller may see, in id order",
+            body = Page<OrganisationView>
+        ),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn list_organisations(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -90,6 +118,24 @@ async fn list_organisations(
     Ok(Json(page(items, limit, |view| view.id.to_string())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/organisations/{id}",
+    tag = "organisations",
+    params(
+        ("id" = Uuid, Path, description = "The organisation's id")
+    ),
+    responses(
+        (status = 200, description = "The organisation", body = OrganisationView),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "No such organisation", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn read_organisation(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -98,18 +144,43 @@ async fn read_organisation(
     Ok(Json(state.service.read_organisation(claims.actor(), id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MandateQuery {
+    /// Only mandates in this status.
     status: Option<MandateStatus>,
+    /// Only mandates carried by this community.
     community: Option<Uuid>,
+    /// Only mandates from this street office or department.
     delegating_unit: Option<Uuid>,
+    /// Only mandates for this catalogue matter, e.g. `EMP-001`.
     matter_code: Option<String>,
+    /// Only mandates with (true) or without (false) an open contest.
     contested: Option<bool>,
+    /// The `next_cursor` of the page before: the last id it held.
     cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/mandates",
+    tag = "mandates",
+    params(
+        MandateQuery
+    ),
+    responses(
+        (status = 200, description = "Mandates the caller may see, in id order", body = Page<MandateView>),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn list_mandates(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -128,15 +199,40 @@ async fn list_mandates(
     Ok(Json(page(items, limit, |view| view.mandate.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ContestQuery {
+    /// Only contests by this community.
     community: Option<Uuid>,
+    /// The `next_cursor` of the page before: the last mandate id it held.
     cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
     limit: Option<usize>,
 }
 
 /// Open contests: mandates whose community contests them and that nobody has decided yet.
+#[utoipa::path(
+    get,
+    path = "/contests",
+    tag = "mandates",
+    params(
+        ContestQuery
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Open contests the caller may see, in mandate id order",
+            body = Page<MandateView>
+        ),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn list_contests(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -150,7 +246,9 @@ async fn list_contests(
     Ok(Json(page(items, limit, |view| view.mandate.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+/// A service request brought to a community's one-stop station.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FileRequest)]
 #[serde(deny_unknown_fields)]
 struct FileRequestBody {
     /// Chosen by the client: a retried request with the same id returns the first result.
@@ -170,11 +268,14 @@ struct FileRequestBody {
 }
 
 /// A request and whether it is overdue today; after a command, what the command appended.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ServiceRequest)]
 struct RequestOut {
     #[serde(flatten)]
     request: RequestView,
+    /// Past its expected date and not yet resolved, as of today.
     overdue: bool,
+    /// What this call appended (only in the answer to a command).
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<RecordedRef>>,
 }
@@ -183,6 +284,37 @@ fn request_out(view: RequestView, today: &str) -> RequestOut {
     RequestOut { overdue: view.is_overdue(today), request: view, events: None }
 }
 
+#[utoipa::path(
+    post,
+    path = "/requests",
+    tag = "requests",
+    request_body = FileRequestBody,
+    responses(
+        (
+            status = 201,
+            description = "Filed and routed (or the first answer to a retry with the same `request_id`)",
+            body = RequestOut
+        ),
+        (status = 400, description = "Malformed input, naming the field", body = ErrorBody),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The station or the matter is unknown", body = ErrorBody),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Refused by a business rule or the access policy, citing it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn file_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -206,21 +338,49 @@ async fn file_request(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RequestQuery {
+    /// Only requests in this status.
     status: Option<RequestStatus>,
+    /// Only requests for this catalogue matter.
     matter_code: Option<String>,
+    /// Only requests filed at this community's station.
     station: Option<Uuid>,
+    /// Only requests this organisation holds now.
     holder: Option<Uuid>,
+    /// Only requests past (true) or not past (false) their expected date and not yet resolved.
     overdue: Option<bool>,
+    /// Only call-assistance requests (true) or the others (false).
     priority: Option<bool>,
+    /// Only requests filed at or after this time (RFC 3339).
     filed_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only requests filed before this time (RFC 3339).
     filed_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `next_cursor` of the page before: the last id it held.
     cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/requests",
+    tag = "requests",
+    params(
+        RequestQuery
+    ),
+    responses(
+        (status = 200, description = "Requests the caller may see, in id order", body = Page<RequestOut>),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn list_requests(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -246,6 +406,24 @@ async fn list_requests(
     Ok(Json(page(items, limit, |out| out.request.request.to_string())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/requests/{id}",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "The request's id")
+    ),
+    responses(
+        (status = 200, description = "The request, its routing and its history", body = RequestOut),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "No such request", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn read_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -255,18 +433,65 @@ async fn read_request(
     Ok(Json(request_out(view, &state.service.today())))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What an action on a request says: `note` for most, `reason` for `reject`, `rating` (1–5)
+/// and `comment` for `rate`; the others are ignored.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = RequestAction)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
     #[serde(default)]
     note: String,
     #[serde(default)]
     reason: String,
+    /// 1–5; required by `rate`.
     rating: Option<u8>,
     #[serde(default)]
     comment: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/requests/{id}/{action}",
+    tag = "requests",
+    params(
+        ("id" = Uuid, Path, description = "The request's id"),
+        (
+            "action" = String,
+            Path,
+            description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"
+        )
+    ),
+    request_body = ActionBody,
+    responses(
+        (
+            status = 200,
+            description = "The request after the action, with the events it appended",
+            body = RequestOut
+        ),
+        (
+            status = 400,
+            description = "Malformed input, naming the field (`rate` needs `rating`)",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "No such request, or an unknown action", body = ErrorBody),
+        (
+            status = 409,
+            description = "The record changed meanwhile: read it again and retry",
+            body = ErrorBody
+        ),
+        (
+            status = 422,
+            description = "Not allowed in the request's status, or not by its holder",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
 async fn act_on_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -295,14 +520,39 @@ async fn act_on_request(
     Ok(Json(RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TransferQuery {
-    /// The position after which to continue.
+    /// The position after which to continue: the `next_cursor` of the page before.
     cursor: Option<u64>,
+    /// Items per page, 1–500 (default 50).
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ledger/transfers",
+    tag = "ledger",
+    params(
+        TransferQuery
+    ),
+    responses(
+        (status = 200, description = "The district's transfers in log order", body = Page<TransferEntry>),
+        (
+            status = 400,
+            description = "A malformed filter, cursor or limit (1–500), naming it",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn list_transfers(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -314,7 +564,8 @@ async fn list_transfers(
     Ok(Json(page(items, limit, |entry| entry.position.to_string())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AsOfQuery {
     /// A position, an RFC 3339 time, or `head` (the default).
@@ -328,7 +579,8 @@ fn as_of(raw: Result<Query<AsOfQuery>, QueryRejection>) -> Result<AsOf, ApiError
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The caller's district's state at one point of the log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DistrictState {
     district: Uuid,
     #[serde(flatten)]
@@ -336,6 +588,33 @@ struct DistrictState {
 }
 
 /// The district's whole state as of a time or position, rebuilt from the log (inspectors).
+#[utoipa::path(
+    get,
+    path = "/audit/state",
+    tag = "audit",
+    params(
+        AsOfQuery
+    ),
+    responses(
+        (
+            status = 200,
+            description = "The district's state as of the point asked, rebuilt from the log",
+            body = DistrictState
+        ),
+        (
+            status = 400,
+            description = "`as_of` is neither a position, an RFC 3339 time nor `head`",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn state_as_of(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -346,6 +625,28 @@ async fn state_as_of(
     Ok(Json(DistrictState { district, state: document }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit/mandates/{id}/timeline",
+    tag = "audit",
+    params(
+        ("id" = Uuid, Path, description = "The mandate's id")
+    ),
+    responses(
+        (
+            status = 200,
+            description = "Every event of the mandate and every transfer made for it",
+            body = Timeline
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "No such mandate", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn mandate_timeline(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -354,7 +655,8 @@ async fn mandate_timeline(
     Ok(Json(state.service.mandate_timeline(claims.actor(), id).await?))
 }
 
-#[derive(Debug, Serialize)]
+/// The district's balances at one point of the log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct BalancesAsOf {
     district: Uuid,
     position: u64,
@@ -362,6 +664,29 @@ struct BalancesAsOf {
 }
 
 /// The ledger's balances as of a date (or position), for inspectors and the district.
+#[utoipa::path(
+    get,
+    path = "/audit/balances",
+    tag = "audit",
+    params(
+        AsOfQuery
+    ),
+    responses(
+        (status = 200, description = "The district's balances as of the point asked", body = BalancesAsOf),
+        (
+            status = 400,
+            description = "`as_of` is neither a position, an RFC 3339 time nor `head`",
+            body = ErrorBody
+        ),
+        (
+            status = 403,
+            description = "Outside the caller's role or place (`policies/authz`)",
+            body = ErrorBody
+        ),
+        (status = 404, description = "The caller's organisation is unknown", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
 async fn balances_as_of(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,

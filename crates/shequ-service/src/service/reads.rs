@@ -37,7 +37,7 @@ impl MandateFilter {
 }
 
 /// One event of a mandate's timeline, with who did it and what was decided.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub position: u64,
     pub revision: u64,
@@ -52,14 +52,14 @@ pub struct TimelineEntry {
 }
 
 /// A mandate's whole history: its events, and the money that moved for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
     pub mandate: Uuid,
     pub events: Vec<TimelineEntry>,
     pub transfers: Vec<TransferEntry>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TransferEntry {
     pub position: u64,
     pub recorded_at: String,
