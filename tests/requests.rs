@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         replaying_the_whole_log_gives_the_live_state,
         a_replay_as_of_a_position_or_time_stops_there,
         shequ_replay_writes_the_live_state_as_json,
+        redecide_reruns_routing_decisions_too,
     ]
 }
 
@@ -274,4 +275,52 @@ async fn shequ_replay_writes_the_live_state_as_json(db: Db) {
     assert_eq!(earlier["requests"], serde_json::json!([]));
     assert_eq!(earlier["mandates"], live["mandates"]);
     assert!(shequ::Cli::try_parse_from(arguments(&["--as-of", "last tuesday"])).is_err());
+}
+
+async fn redecide_reruns_routing_decisions_too(db: Db) {
+    use clap::Parser;
+    let (service, places) = demo_service(&db).await;
+    let station = places.communities[0].0;
+    let agent = service
+        .file_request(
+            resident_of(station),
+            "r1",
+            Uuid::now_v7(),
+            filing("EMP-001", places.communities[1].0, Channel::Web),
+        )
+        .await;
+    assert!(matches!(agent, Err(ServiceError::Forbidden(_))), "a resident files at their own station only");
+    let mut ids = Vec::new();
+    for code in ["EMP-001", "SSV-012", "SSV-006"] {
+        let view = service
+            .file_request(resident_of(station), "r1", Uuid::now_v7(), filing(code, station, Channel::Web))
+            .await
+            .unwrap();
+        ids.push(view.request);
+    }
+    let redecide = || async {
+        let cli = shequ::Cli::try_parse_from(["shequ", "--db", &db.url, "audit", "redecide"]).unwrap();
+        let mut out = Vec::new();
+        let outcome = shequ::run(cli, &mut out).await.unwrap();
+        (outcome, String::from_utf8(out).unwrap())
+    };
+    let (outcome, out) = redecide().await;
+    assert_eq!(outcome, shequ::Outcome::Success, "{out}");
+    assert!(
+        out.starts_with("16 decisions, 16 identical, 0 differ"),
+        "13 access decisions and 3 routings: {out}"
+    );
+
+    // Someone rewrites where a request was routed.
+    let stream = format!("request-{}", ids[2]);
+    let tamper = format!(
+        "{} UPDATE events SET data = replace(data, '\"route\":\"agent\"', '\"route\":\"community\"') \
+         WHERE stream = '{stream}' AND event_type = 'RequestRouted';",
+        crate::helpers::disable_append_only(&db)
+    );
+    crate::helpers::execute_directly(&db, &tamper).await.unwrap();
+    let (outcome, out) = redecide().await;
+    assert_eq!(outcome, shequ::Outcome::Failure);
+    assert!(out.starts_with("16 decisions, 15 identical, 1 differ"), "{out}");
+    assert!(out.contains(&format!("(RequestRouted in {stream}): recorded route")), "{out}");
 }

@@ -64,7 +64,11 @@ impl Policies {
         // evaluate once here so that no decision pays for it.
         let mut prepared = policies.clone();
         prepared.engine.set_input(Value::new_object());
-        for rule in [ACCESS_RULE, AUTHZ_ALLOW_RULE, ROUTING_ROUTE_RULE] {
+        // A bundle recorded before service requests existed has no routing package; it still
+        // loads, so its access decisions can be re-run.
+        let routes = policies.bundle.files().keys().any(|path| path.starts_with("routing/"));
+        let rules = [ACCESS_RULE, AUTHZ_ALLOW_RULE].into_iter().chain(routes.then_some(ROUTING_ROUTE_RULE));
+        for rule in rules {
             prepared
                 .engine
                 .eval_rule(rule.to_owned())

@@ -51,6 +51,20 @@ pub async fn redecide(log: &EventLog, mut progress: impl FnMut(u64)) -> Result<R
             Ok(data) => data,
             Err(_) => continue,
         };
+        if let Some(routing) = data.get("routing") {
+            let outcome = redecide_routing(&bundles, routing);
+            report.decisions += 1;
+            match outcome {
+                Ok(()) => report.identical += 1,
+                Err(reason) => report.differing.push(Difference {
+                    position: event.position,
+                    stream: event.stream.clone(),
+                    event_type: event.event_type.clone(),
+                    reason,
+                }),
+            }
+            continue;
+        }
         let Some(decision) = data.get("decision") else { continue };
         report.decisions += 1;
         let differ = |reason: String| Difference {
@@ -92,6 +106,44 @@ pub async fn redecide(log: &EventLog, mut progress: impl FnMut(u64)) -> Result<R
     }
     progress(read);
     Ok(report)
+}
+
+/// Re-runs one recorded routing decision (`policies/routing`) and compares where it sends the
+/// request: route, handler, mandate and clause.
+fn redecide_routing(
+    bundles: &BTreeMap<String, Result<Policies, String>>,
+    routing: &serde_json::Value,
+) -> Result<(), String> {
+    let digest = routing["bundle_digest"].as_str().unwrap_or_default();
+    let policies = match bundles.get(digest) {
+        Some(Ok(policies)) => policies,
+        Some(Err(reason)) => return Err(format!("bundle {digest} cannot be loaded: {reason}")),
+        None => return Err(format!("bundle {digest} is not in the log before this decision")),
+    };
+    let again = match policies.route(&routing["input"]) {
+        Ok(Ok(route)) => route,
+        Ok(Err(refusal)) => {
+            return Err(format!("re-decided: refused ({}, {})", refusal.rule, refusal.clause))
+        }
+        Err(error) => return Err(format!("re-decision failed: {error}")),
+    };
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    let recorded = (
+        text(&routing["route"]),
+        text(&routing["handler"]),
+        text(&routing["mandate"]),
+        text(&routing["clause"]),
+    );
+    let redecided = (
+        Some(again.route.clone()),
+        again.handler.map(|handler| handler.to_string()),
+        again.mandate.map(|mandate| mandate.to_string()),
+        Some(again.clause.clone()),
+    );
+    match recorded == redecided {
+        true => Ok(()),
+        false => Err(format!("recorded route {recorded:?}, re-decided {redecided:?}")),
+    }
 }
 
 /// The bundle of a `PolicyBundleRecorded` event, checked against its recorded digest.

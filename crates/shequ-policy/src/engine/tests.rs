@@ -143,6 +143,19 @@ fn routes_requests_from_rust_and_names_the_clause_of_a_refusal() {
 }
 
 #[test]
+fn a_bundle_from_before_routing_still_loads_and_decides() {
+    let embedded = PolicyBundle::embedded();
+    let files = embedded
+        .files()
+        .iter()
+        .filter(|(path, _)| !path.starts_with("routing/"))
+        .map(|(path, text)| (path.clone(), text.clone()))
+        .collect();
+    let policies = Policies::new(PolicyBundle::from_files(files).unwrap()).unwrap();
+    assert!(policies.decide_access(&json!({"catalogue_version": 1, "matter": null, "proposal": {}})).is_ok());
+}
+
+#[test]
 fn a_broken_bundle_is_refused_at_load() {
     let files = std::collections::BTreeMap::from([(
         "access/access.rego".to_owned(),
