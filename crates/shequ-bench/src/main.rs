@@ -26,6 +26,7 @@ use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 mod decide;
+mod load;
 use uuid::Uuid;
 
 /// Rows the raw writer takes into one transaction at most (as shequ's writer).
@@ -41,6 +42,8 @@ enum Bench {
     /// Policy decisions: one proposal through the access rules, alone and through the
     /// whole command path.
     Decide(DecideArguments),
+    /// Commands over HTTP (proposals, service requests) beside a bare append of their events.
+    Load(load::LoadArguments),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +151,9 @@ fn main() {
     let result = match Bench::parse() {
         Bench::Append(arguments) => runtime.block_on(run(arguments)),
         Bench::Decide(arguments) => runtime.block_on(decide::run(arguments)),
+        Bench::Load(arguments) => {
+            runtime.block_on(load::run(arguments)).map_err(|error| error as Box<dyn std::error::Error>)
+        }
     };
     if let Err(error) = result {
         eprintln!("shequ-bench: error: {error}");

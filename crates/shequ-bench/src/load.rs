@@ -1,0 +1,386 @@
+//! Load over HTTP: commands per second and latency for proposing mandates and filing service
+//! requests, through the whole server (authentication, `policies/authz`, look-ups in the live
+//! projection, the access or routing policy, esrs, the durable append), on SQLite and on
+//! PostgreSQL; beside it, a bare append of the same events through the store, the limit.
+//!
+//! The server runs in this process on 127.0.0.1 and is driven over real sockets, one
+//! HTTP/1.1 connection per client; server, clients and database share the machine.
+//!
+//! `cargo run --release -p shequ-bench -- load --connections 64 --seconds 10`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use shequ_domain::Fen;
+use shequ_http::auth::TokenKeys;
+use shequ_http::AppState;
+use shequ_policy::Policies;
+use shequ_service::demo::{self, DemoPlaces};
+use shequ_service::{Actor, Role, Service, SystemClock};
+use shequ_store::{EventLog, ExpectedRevision, NewEvent};
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// Budget each street office gets before the run, so no proposal is refused for want of funds.
+const STREET_BUDGET_FEN: i64 = 1_000_000_000_000;
+
+#[derive(Debug, clap::Args)]
+pub struct LoadArguments {
+    /// Concurrent connections, as a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    connections: Vec<usize>,
+    /// How long each measurement runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// How long each runs before the measurement starts.
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
+    /// sqlite, postgres, as a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<String>,
+    /// A PostgreSQL server where the benchmark may create and drop databases.
+    #[arg(
+        long,
+        env = "SHEQU_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Propose,
+    File,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Propose => "propose mandate",
+            Kind::File => "file request",
+        }
+    }
+}
+
+/// One measured run.
+struct Run {
+    commands: u64,
+    failures: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.commands as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, fraction: f64) -> f64 {
+        let index = ((self.latencies_us.len() as f64 * fraction).ceil() as usize).saturating_sub(1);
+        self.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0
+    }
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
+    println!("| backend | what | connections | commands/s | p50 ms | p99 ms | failed | bare append commands/s | ratio |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for backend in &arguments.backends {
+        for &connections in &arguments.connections {
+            for kind in [Kind::Propose, Kind::File] {
+                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
+                let (served, samples) = measure_http(&url, kind, connections, &arguments).await?;
+                cleanup.run().await?;
+                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
+                let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
+                cleanup.run().await?;
+                println!(
+                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2}× |",
+                    kind.name(),
+                    served.per_second(),
+                    served.percentile_ms(0.5),
+                    served.percentile_ms(0.99),
+                    served.failures,
+                    bare.per_second(),
+                    served.per_second() / bare.per_second(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What to drop after a run.
+enum Cleanup {
+    Directory(tempfile::TempDir),
+    Database { admin: String, name: String },
+}
+
+impl Cleanup {
+    async fn run(self) -> Result<(), Failure> {
+        match self {
+            Cleanup::Directory(directory) => drop(directory),
+            Cleanup::Database { admin, name } => {
+                let mut connection = sqlx::PgConnection::connect(&admin).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup), Failure> {
+    match backend {
+        "sqlite" => {
+            let directory = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", directory.path().join("load.db").display());
+            Ok((url, Cleanup::Directory(directory)))
+        }
+        "postgres" => {
+            // The name is ours (a UUID's hex), never input: safe to put in DDL, which cannot
+            // take bind parameters.
+            let name = format!("shequ_load_{}", Uuid::new_v4().simple());
+            let mut connection = sqlx::PgConnection::connect(postgres).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await?;
+            let base = postgres.rsplit_once('/').map_or(postgres, |(base, _)| base);
+            Ok((format!("{base}/{name}"), Cleanup::Database { admin: postgres.to_owned(), name }))
+        }
+        other => Err(format!("unknown backend `{other}`: sqlite or postgres").into()),
+    }
+}
+
+/// The demo world, budgets topped up, served on 127.0.0.1.
+async fn serve(url: &str) -> Result<(AppState, String, DemoPlaces, tokio::task::JoinHandle<()>), Failure> {
+    let log = EventLog::open(url).await?;
+    let policies = Policies::embedded()?;
+    demo::load(&log, &policies).await?;
+    let places = demo::places();
+    let service = Service::new(log.clone(), policies, Arc::new(SystemClock)).await?;
+    let district = Actor { role: Role::District, organisation: places.district };
+    for (street, _) in &places.streets {
+        let amount = Fen::parse(STREET_BUDGET_FEN)?;
+        service.allocate(Some(district), Uuid::now_v7(), None, *street, amount, "load budget").await?;
+    }
+    let state = AppState {
+        log,
+        service,
+        keys: TokenKeys::from_secret(&[9; 32])?,
+        metrics: shequ_http::metrics::Metrics::new(),
+        checkpoint_public_key: String::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = shequ_http::app(state.clone());
+    let server = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the server stopped: {error}");
+        }
+    });
+    Ok((state, base, places, server))
+}
+
+/// One command's request: the path, the token and a fresh body.
+fn command(kind: Kind, client: usize, places: &DemoPlaces, keys: &TokenKeys) -> (String, String, String) {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
+    let (street, community) = {
+        let (community, street, _) = &places.communities[client % places.communities.len()];
+        (*street, *community)
+    };
+    match kind {
+        Kind::Propose => {
+            let token = keys.issue(Role::StreetOffice, street, "load", now, 3600);
+            let body = json!({
+                "mandate_id": Uuid::now_v7(), "matter_code": "EMP-001", "community": community,
+                "scope": "Unemployment registration assistance", "volume": 1, "deadline": "2027-12-31",
+                "funds_offered_fen": 3000, "powers_granted": ["collect-resident-data"],
+                "working_conditions": ["service-counter", "information-terminal"],
+            });
+            ("/api/v1/mandates".to_owned(), token, body.to_string())
+        }
+        Kind::File => {
+            let token = keys.issue(Role::Resident, community, &format!("resident-{client}"), now, 3600);
+            let body = json!({
+                "request_id": Uuid::now_v7(), "matter_code": "SSV-012", "channel": "counter",
+                "description": "A dispute between neighbours about a shared courtyard",
+            });
+            ("/api/v1/requests".to_owned(), token, body.to_string())
+        }
+    }
+}
+
+/// Real events of each type, as the served commands recorded them: data and metadata.
+type Samples = std::collections::HashMap<String, (String, String)>;
+
+async fn measure_http(
+    url: &str,
+    kind: Kind,
+    connections: usize,
+    arguments: &LoadArguments,
+) -> Result<(Run, Samples), Failure> {
+    let (state, base, places, server) = serve(url).await?;
+    let started = Instant::now();
+    let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
+    let until = warmup_until + Duration::from_secs(arguments.seconds);
+    let mut clients = Vec::new();
+    for client in 0..connections {
+        let base = base.clone();
+        let places = places.clone();
+        let keys = state.keys.clone();
+        clients.push(tokio::spawn(async move {
+            // One client (and so one keep-alive connection) per task.
+            let http =
+                Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http::<Full<Bytes>>();
+            let (mut commands, mut failures, mut latencies) = (0u64, 0u64, Vec::new());
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let (path, token, body) = command(kind, client, &places, &keys);
+                let request = Request::post(format!("{base}{path}"))
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)));
+                let Ok(request) = request else { break };
+                let sent = Instant::now();
+                let ok = match http.request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.into_body().collect().await;
+                        status == StatusCode::CREATED
+                    }
+                    Err(_) => false,
+                };
+                if sent >= warmup_until {
+                    match ok {
+                        true => {
+                            commands += 1;
+                            latencies.push(sent.elapsed().as_micros() as u64);
+                        }
+                        false => failures += 1,
+                    }
+                }
+            }
+            (commands, failures, latencies)
+        }));
+    }
+    let mut run = Run { commands: 0, failures: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    for client in clients {
+        let (commands, failures, latencies) = client.await?;
+        run.commands += commands;
+        run.failures += failures;
+        run.latencies_us.extend(latencies);
+    }
+    run.elapsed = Duration::from_secs(arguments.seconds);
+    run.latencies_us.sort_unstable();
+    server.abort();
+    let report = state.log.verify(|_| {}).await?;
+    if let Some(failure) = report.failure {
+        return Err(format!("the log does not verify after the run: {failure:?}").into());
+    }
+    let head = state.log.head().await?.position;
+    let samples = state
+        .log
+        .read_all(head.saturating_sub(50), 100)
+        .await?
+        .into_iter()
+        .map(|event| (event.event_type, (event.data, event.metadata)))
+        .collect();
+    state.log.close().await;
+    Ok((run, samples))
+}
+
+/// The same events a command records, appended straight to the store by as many clients:
+/// a proposal is its mandate's two events and the reservation on the district's ledger; a
+/// request is its two events.
+async fn measure_bare(
+    url: &str,
+    kind: Kind,
+    connections: usize,
+    samples: &Samples,
+    arguments: &LoadArguments,
+) -> Result<Run, Failure> {
+    let log = EventLog::open(url).await?;
+    let types: &[&str] = match kind {
+        Kind::Propose => &["MandateProposed", "MandateAdmitted", "TransferRecorded"],
+        Kind::File => &["RequestFiled", "RequestRouted"],
+    };
+    let mut recorded = Vec::new();
+    for event_type in types {
+        let (data, metadata) =
+            samples.get(*event_type).ok_or_else(|| format!("the served run recorded no {event_type}"))?;
+        recorded.push((event_type.to_string(), data.clone(), metadata.clone()));
+    }
+    let recorded = Arc::new(recorded);
+    let started = Instant::now();
+    let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
+    let until = warmup_until + Duration::from_secs(arguments.seconds);
+    let mut clients = Vec::new();
+    for _ in 0..connections {
+        let log = log.clone();
+        let recorded = recorded.clone();
+        clients.push(tokio::spawn(async move {
+            let event = |index: usize| {
+                let (event_type, data, metadata): &(String, String, String) = &recorded[index];
+                NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event_type.clone(),
+                    event_version: 1,
+                    data: data.clone(),
+                    metadata: metadata.clone(),
+                }
+            };
+            let (mut commands, mut latencies) = (0u64, Vec::new());
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let id = Uuid::now_v7();
+                let result = match kind {
+                    Kind::Propose => {
+                        let events = vec![event(0), event(1)];
+                        match log.append(&format!("mandate-{id}"), ExpectedRevision::NoStream, events).await {
+                            Ok(_) => log.append("ledger-bench", ExpectedRevision::Any, vec![event(2)]).await,
+                            Err(error) => Err(error),
+                        }
+                    }
+                    Kind::File => {
+                        log.append(
+                            &format!("request-{id}"),
+                            ExpectedRevision::NoStream,
+                            vec![event(0), event(1)],
+                        )
+                        .await
+                    }
+                };
+                if result.is_ok() && sent >= warmup_until {
+                    commands += 1;
+                    latencies.push(sent.elapsed().as_micros() as u64);
+                }
+            }
+            (commands, latencies)
+        }));
+    }
+    let mut run = Run {
+        commands: 0,
+        failures: 0,
+        elapsed: Duration::from_secs(arguments.seconds),
+        latencies_us: vec![],
+    };
+    for client in clients {
+        let (commands, latencies) = client.await?;
+        run.commands += commands;
+        run.latencies_us.extend(latencies);
+    }
+    run.latencies_us.sort_unstable();
+    log.close().await;
+    Ok(run)
+}
