@@ -292,6 +292,7 @@ fn print_demo_tokens(
         ("STREET", Role::StreetOffice, places.streets[0].0, places.streets[0].1.as_str()),
         ("COMMUNITY", Role::Community, places.communities[0].0, places.communities[0].2.as_str()),
         ("INSPECTOR", Role::Inspector, places.district, "东城区"),
+        ("RESIDENT", Role::Resident, places.communities[0].0, places.communities[0].2.as_str()),
     ];
     let mut text = String::from("Demo tokens (valid 1 day), for example `export STREET=…`:\n");
     for (name, role, organisation, label) in holders {
