@@ -17,6 +17,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_service_request_over_http,
         inspectors_read_the_past_and_the_timeline,
         every_role_against_every_endpoint,
+        the_district_registers_its_organisations,
     ]
 }
 
@@ -292,6 +293,14 @@ async fn every_role_against_every_endpoint(db: Db) {
     let rows: Vec<(&str, String, Option<Value>, Vec<Role>)> = vec![
         ("GET", "/api/v1/catalogue".into(), None, all.to_vec()),
         ("GET", "/api/v1/organisations".into(), None, all.to_vec()),
+        (
+            "POST",
+            "/api/v1/organisations".into(),
+            Some(
+                json!({"id": FRESH, "kind": "community", "name": "新社区", "parent_id": places.streets[0].0}),
+            ),
+            vec![D],
+        ),
         ("GET", format!("/api/v1/organisations/{}", places.district), None, readers_of_district.to_vec()),
         ("GET", "/api/v1/mandates".into(), None, all.to_vec()),
         ("GET", "/api/v1/contests".into(), None, all.to_vec()),
@@ -398,4 +407,61 @@ async fn every_role_against_every_endpoint(db: Db) {
         rows.len() * 7,
         failures.join("\n")
     );
+}
+
+async fn the_district_registers_its_organisations(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let district = client.token(Role::District, places.district);
+    let street = Uuid::now_v7();
+    let body = json!({"id": street, "kind": "street", "name": "北新桥街道", "parent_id": places.district});
+    let (status, registered) =
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    assert_eq!(
+        (registered["kind"].as_str(), registered["name"].as_str()),
+        (Some("street"), Some("北新桥街道"))
+    );
+    let (status, again) =
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(body.to_string())).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &registered), "a retry answers as the first time");
+    let other = json!({"id": street, "kind": "street", "name": "另一个", "parent_id": places.district});
+    let (status, body) =
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(other.to_string())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("id:"), "{body}");
+
+    // A community under the new street; its worker then sees it, and can file for residents.
+    let community = Uuid::now_v7();
+    let body = json!({"id": community, "kind": "community", "name": "香饵社区", "parent_id": street});
+    assert_eq!(
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(body.to_string())).await.0,
+        StatusCode::CREATED
+    );
+    let worker = client.token(Role::Community, community);
+    let (status, own) =
+        client.call("GET", &format!("/api/v1/organisations/{community}"), Some(&worker), None).await;
+    assert_eq!((status, own["parent_id"].clone()), (StatusCode::OK, json!(street)));
+    // A community cannot hang under the district; a department's code must be well formed.
+    let wrong = json!({"id": Uuid::now_v7(), "kind": "community", "name": "x", "parent_id": places.district});
+    let (status, body) =
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(wrong.to_string())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let coded = json!({"id": Uuid::now_v7(), "kind": "department", "name": "司法局", "parent_id": places.district, "code": "Justice!"});
+    let (status, body) =
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(coded.to_string())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // A department registered with its code receives the requests for its matters.
+    let justice = Uuid::now_v7();
+    let coded = json!({"id": justice, "kind": "department", "name": "东城区司法局", "parent_id": places.district, "code": "justice"});
+    assert_eq!(
+        client.call("POST", "/api/v1/organisations", Some(&district), Some(coded.to_string())).await.0,
+        StatusCode::CREATED
+    );
+    let resident = client.token(Role::Resident, places.communities[0].0);
+    let request = json!({"request_id": Uuid::now_v7(), "matter_code": "LSV-001", "channel": "web", "description": "legal services"});
+    let (status, filed) =
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(request.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    assert_eq!(filed["handler"], json!(justice), "{filed}");
 }

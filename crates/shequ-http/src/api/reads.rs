@@ -29,7 +29,7 @@ pub const PAGE_LIMIT_MAX: usize = 500;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_organisations))
+        .routes(routes!(list_organisations, register_organisation))
         .routes(routes!(read_organisation))
         .routes(routes!(list_mandates))
         .routes(routes!(list_contests))
@@ -116,6 +116,82 @@ async fn list_organisations(
         .list_organisations(claims.actor(), request.kind, request.parent, request.cursor, limit)
         .await?;
     Ok(Json(page(items, limit, |view| view.id.to_string())))
+}
+
+/// A new organisation in the caller's district.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RegisterOrganisationBody {
+    /// Chosen by the client: a retried registration with the same id and content returns the
+    /// organisation as it is.
+    id: Uuid,
+    /// `department`, `street` or `community` (a district is set up by the operator).
+    kind: OrganisationKind,
+    name: String,
+    /// The district for a department or street; the street for a community.
+    parent_id: Uuid,
+    /// A department's code in the catalogue (`owner_department`, e.g. `civil_affairs`), so
+    /// requests for its matters reach it.
+    code: Option<String>,
+}
+
+/// The district registers a department, street or community under itself.
+#[utoipa::path(
+    post,
+    path = "/organisations",
+    tag = "organisations",
+    request_body = RegisterOrganisationBody,
+    responses(
+        (status = 201, description = "Registered (or a retry of the same registration)", body = OrganisationView),
+        (status = 400, description = "Malformed body, naming the field", body = ErrorBody),
+        (status = 403, description = "Not the district of the parent (`policies/authz`)", body = ErrorBody),
+        (status = 404, description = "No such parent", body = ErrorBody),
+        (
+            status = 422,
+            description = "Refused: the id is taken, the name is blank, the parent is of the wrong kind",
+            body = ErrorBody
+        )
+    ),
+    security(("bearer" = []))
+)]
+async fn register_organisation(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiJson(body): ApiJson<RegisterOrganisationBody>,
+) -> Result<(StatusCode, Json<OrganisationView>), ApiError> {
+    let actor = claims.actor();
+    let registered = state
+        .service
+        .register_organisation(
+            Some(actor),
+            body.id,
+            body.kind,
+            &body.name,
+            Some(body.parent_id),
+            body.code.as_deref(),
+        )
+        .await;
+    match registered {
+        Ok(()) => {}
+        // A retry of the same registration answers as the first time.
+        Err(shequ_service::ServiceError::Organisation(
+            shequ_domain::organisation::OrganisationError::AlreadyRegistered,
+        )) => {
+            let existing = state.service.read_organisation(actor, body.id).await?;
+            let same = existing.kind == body.kind
+                && existing.name == body.name.trim()
+                && existing.parent_id == Some(body.parent_id)
+                && existing.code == body.code;
+            if !same {
+                return Err(ApiError::Service(shequ_service::ServiceError::Invalid(format!(
+                    "id: {} is taken by another organisation",
+                    body.id
+                ))));
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok((StatusCode::CREATED, Json(state.service.read_organisation(actor, body.id).await?)))
 }
 
 #[utoipa::path(
