@@ -84,6 +84,12 @@ async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("status"), "{body}");
 
+    // A malformed id in the path is a 400 in the JSON error body, naming the parameter.
+    let (status, body) = client.call("GET", "/api/v1/mandates/not-a-uuid", Some(&inspector), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "bad_request", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not-a-uuid"), "{body}");
+
     // Organisations: the district sees its 18, a community only itself.
     let (_, organisations) =
         client.call("GET", "/api/v1/organisations?limit=100", Some(&inspector), None).await;

@@ -60,6 +60,23 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// A path parameter, with a malformed one answered 400 in the JSON error body naming it
+/// (axum's own answer is plain text).
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}
+
 /// JSON in, with malformed input answered 400 naming the field (axum's own answer is 422).
 pub struct ApiJson<T>(pub T);
 
@@ -293,7 +310,7 @@ fn mandate_view(mandate: Uuid, record: MandateRecord) -> MandateView {
 async fn read_mandate(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<MandateView>, ApiError> {
     let record = state.service.read_mandate(claims.actor(), id).await?;
     Ok(Json(mandate_view(id, record)))
@@ -335,7 +352,7 @@ async fn read_mandate(
 async fn accept(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
     let outcome = service.accept(claims.actor(), id).await?;
@@ -386,7 +403,7 @@ struct ContestRequest {
 async fn contest(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
@@ -524,7 +541,7 @@ struct CureRequest {
 async fn cure(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let cure = shequ_domain::mandate::Cure {
@@ -581,7 +598,7 @@ struct ReviewRequest {
 async fn review(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
@@ -632,7 +649,7 @@ struct ReasonRequest {
 async fn withdraw(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
@@ -676,7 +693,7 @@ async fn withdraw(
 async fn complete(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
     let outcome = service.complete(claims.actor(), id).await?;
@@ -726,7 +743,7 @@ struct ReassignRequest {
 async fn reassign(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
     let (service, recorder) = state.service.recording();
@@ -792,7 +809,7 @@ struct Recorded {
 async fn spend(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<SpendRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;

@@ -2,8 +2,8 @@
 //! `#[utoipa::path]`, the types' `ToSchema` derives (and so their serde attributes), and the
 //! router itself. A route is added together with its operation (`utoipa_axum::routes!`), so
 //! what is routed is what is documented. The statuses that every operation of a kind can give
-//! (401 and 500 behind a token, 413 with a body, 408 anywhere, axum's plain-text 400 for a
-//! malformed path parameter) are added here from the operation's shape, once.
+//! (401 and 500 behind a token, 413 with a body, 408 anywhere, a JSON 400 for a malformed
+//! path parameter) are added here from the operation's shape, once.
 //!
 //! Served at `GET /openapi.json` and committed as `schemas/openapi.json` (`docs/api.md`); the
 //! suite fails when the two drift.
@@ -17,7 +17,6 @@ use axum::Router;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
 use utoipa::OpenApi;
@@ -134,16 +133,14 @@ fn complete_operation(operation: &mut Operation) {
         operation.parameters.iter().flatten().any(|parameter| parameter.parameter_in == ParameterIn::Path);
     let responses = &mut operation.responses.responses;
     if path_parameters {
-        let plain = Content::new(Some(RefOr::T(Object::with_type(Type::String).into())));
-        let description = "A malformed path parameter, answered by axum in plain text";
-        let bad_request = responses
-            .entry("400".into())
-            .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(description).build()));
-        if let RefOr::T(response) = bad_request {
-            if !response.content.is_empty() {
+        let description = "A malformed path parameter, naming it";
+        match responses.get_mut("400") {
+            Some(RefOr::T(response)) => {
                 response.description = format!("{}; {}", response.description, lowercase_first(description));
             }
-            response.content.insert("text/plain; charset=utf-8".into(), plain);
+            _ => {
+                responses.insert("400".into(), error(description));
+            }
         }
     }
     if secured {

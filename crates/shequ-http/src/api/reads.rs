@@ -2,7 +2,7 @@
 //! service requests at the one-stop station, and the inspectors' views of the past.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiJson, Authenticated};
+use super::{ApiJson, ApiPath, Authenticated};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -215,7 +215,7 @@ async fn register_organisation(
 async fn read_organisation(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OrganisationView>, ApiError> {
     Ok(Json(state.service.read_organisation(claims.actor(), id).await?))
 }
@@ -503,7 +503,7 @@ async fn list_requests(
 async fn read_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<RequestOut>, ApiError> {
     let view = state.service.read_request(claims.actor(), &claims.sub, id).await?;
     Ok(Json(request_out(view, &state.service.today())))
@@ -571,7 +571,7 @@ struct ActionBody {
 async fn act_on_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path((id, action)): Path<(Uuid, String)>,
+    ApiPath((id, action)): ApiPath<(Uuid, String)>,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
     let action = match action.as_str() {
@@ -726,7 +726,7 @@ async fn state_as_of(
 async fn mandate_timeline(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Timeline>, ApiError> {
     Ok(Json(state.service.mandate_timeline(claims.actor(), id).await?))
 }
