@@ -256,10 +256,19 @@ async fn measure_http(
                 let ok = match http.request(request).await {
                     Ok(response) => {
                         let status = response.status();
-                        let _ = response.into_body().collect().await;
+                        let body = response.into_body().collect().await.map(|body| body.to_bytes());
+                        if status != StatusCode::CREATED && failures == 0 {
+                            let body = body.map(|body| String::from_utf8_lossy(&body).into_owned());
+                            eprintln!("client {client}: {status}: {}", body.unwrap_or_default());
+                        }
                         status == StatusCode::CREATED
                     }
-                    Err(_) => false,
+                    Err(error) => {
+                        if failures == 0 {
+                            eprintln!("client {client}: {error}");
+                        }
+                        false
+                    }
                 };
                 if sent >= warmup_until {
                     match ok {
@@ -291,7 +300,7 @@ async fn measure_http(
     let head = state.log.head().await?.position;
     let samples = state
         .log
-        .read_all(head.saturating_sub(50), 100)
+        .read_all(head.saturating_sub(2_000), 2_000)
         .await?
         .into_iter()
         .map(|event| (event.event_type, (event.data, event.metadata)))
@@ -317,8 +326,10 @@ async fn measure_bare(
     };
     let mut recorded = Vec::new();
     for event_type in types {
-        let (data, metadata) =
-            samples.get(*event_type).ok_or_else(|| format!("the served run recorded no {event_type}"))?;
+        let (data, metadata) = samples.get(*event_type).ok_or_else(|| {
+            let seen: Vec<&String> = samples.keys().collect();
+            format!("the served run's last events hold no {event_type}, only {seen:?}")
+        })?;
         recorded.push((event_type.to_string(), data.clone(), metadata.clone()));
     }
     let recorded = Arc::new(recorded);

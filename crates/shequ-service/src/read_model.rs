@@ -1,12 +1,14 @@
 //! The live read model: the [`Projection`] kept in memory and brought up to the log's head
 //! before each read, and replays of the log up to a point in time or position.
 //!
-//! Catching up reads only what was appended since the last read, so a read sees every command
-//! that finished before it began (read-your-writes), in this process or any other writing the
-//! same store. Replays stream the log page by page: memory follows the size of the state, not
+//! Catching up reads only what was appended since the last read. A read sees every command
+//! this process finished before it began (read-your-writes: the writer tells the position it
+//! committed, so a read behind it always asks the database), and every other process's
+//! command that finished `FOREIGN_APPENDS_STALE_MS` before it. Replays stream the log page by page: memory follows the size of the state, not
 //! the length of the log.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use shequ_store::EventLog;
@@ -17,6 +19,10 @@ use crate::ServiceError;
 
 /// Events read per page while catching up or replaying.
 pub const PAGE_EVENTS: u32 = 5_000;
+/// How stale the projection may be about other processes' appends, at most: a read within this
+/// long of the last look at the database, and with nothing new committed by this process, is
+/// answered from memory.
+pub const FOREIGN_APPENDS_STALE_MS: u64 = 50;
 
 /// The live projection. Cheap to clone: clones share one state.
 #[derive(Debug, Clone)]
@@ -24,7 +30,8 @@ pub struct ReadModel {
     log: EventLog,
     state: Arc<RwLock<Projection>>,
     /// One catch-up at a time; readers wait for it rather than each reading the same events.
-    catching_up: Arc<Mutex<()>>,
+    /// It holds when the database was last asked.
+    catching_up: Arc<Mutex<Option<Instant>>>,
 }
 
 impl ReadModel {
@@ -32,15 +39,30 @@ impl ReadModel {
         Self { log, state: Arc::default(), catching_up: Arc::default() }
     }
 
-    /// The projection, caught up with everything the log held when this was called.
+    /// The projection, caught up with everything this process committed before the call, and
+    /// with other processes' appends up to `FOREIGN_APPENDS_STALE_MS` before it.
     pub async fn read(&self) -> Result<RwLockReadGuard<'_, Projection>, ServiceError> {
+        let state = self.state.read().await;
+        if state.position() >= self.log.committed_position() && self.looked_recently() {
+            return Ok(state);
+        }
+        drop(state);
         self.catch_up().await?;
         Ok(self.state.read().await)
     }
 
-    /// Folds in what was appended since the last catch-up.
+    fn looked_recently(&self) -> bool {
+        match self.catching_up.try_lock() {
+            Ok(looked) => looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS)),
+            // Someone is catching up right now: wait for it through `catch_up`.
+            Err(_) => false,
+        }
+    }
+
+    /// Folds in what was appended since the last catch-up, by any process.
     pub async fn catch_up(&self) -> Result<u64, ServiceError> {
-        let _one_at_a_time = self.catching_up.lock().await;
+        let mut looked = self.catching_up.lock().await;
+        let asked = Instant::now();
         let mut next = self.state.read().await.position() + 1;
         loop {
             let page = self.log.read_all(next, PAGE_EVENTS).await?;
@@ -54,6 +76,7 @@ impl ReadModel {
                 break;
             }
         }
+        *looked = Some(asked);
         Ok(next - 1)
     }
 }

@@ -157,6 +157,12 @@ impl EventLog {
     pub(crate) fn committed(&self) -> watch::Receiver<u64> {
         self.inner.head.clone()
     }
+
+    /// The last position this process's writer committed (or found at open): every append
+    /// this process acknowledged lies at or below it. Other processes' appends may lie above.
+    pub fn committed_position(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
 }
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
