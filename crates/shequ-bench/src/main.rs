@@ -10,7 +10,10 @@
 //! Every client appends to its own stream as fast as it can for the given time. Durability
 //! is the same for all: SQLite WAL with synchronous=FULL, PostgreSQL synchronous_commit=on.
 //!
-//! `cargo run --release -p shequ-bench -- --clients 16,64 --seconds 10`
+//! `cargo run --release -p shequ-bench -- append --clients 16,64 --seconds 10`
+//!
+//! `decide` times policy decisions (see `decide.rs`); `replay` times replaying, verifying
+//! and exporting a long log (see `replay.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 mod decide;
+mod generate;
+mod replay;
 use uuid::Uuid;
 
 /// Rows the raw writer takes into one transaction at most (as shequ's writer).
@@ -41,6 +46,12 @@ enum Bench {
     /// Policy decisions: one proposal through the access rules, alone and through the
     /// whole command path.
     Decide(DecideArguments),
+    /// Reading a long log of real domain events: replay, verify and export rates and peak
+    /// memory, on SQLite and PostgreSQL.
+    Replay(replay::ReplayArguments),
+    /// One phase of `replay`, in its own process (run by `replay`).
+    #[command(hide = true)]
+    Phase(replay::PhaseArguments),
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,6 +159,8 @@ fn main() {
     let result = match Bench::parse() {
         Bench::Append(arguments) => runtime.block_on(run(arguments)),
         Bench::Decide(arguments) => runtime.block_on(decide::run(arguments)),
+        Bench::Replay(arguments) => runtime.block_on(replay::run(arguments)),
+        Bench::Phase(arguments) => runtime.block_on(replay::phase(arguments)),
     };
     if let Err(error) = result {
         eprintln!("shequ-bench: error: {error}");
