@@ -33,6 +33,10 @@ mod generate;
 mod replay;
 use uuid::Uuid;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Rows the raw writer takes into one transaction at most (as shequ's writer).
 const RAW_BATCH_ROWS_MAX: usize = 1_024;
 /// SQLite binds at most 32,766 values per statement; 10 per row.
