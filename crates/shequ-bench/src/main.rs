@@ -10,7 +10,10 @@
 //! Every client appends to its own stream as fast as it can for the given time. Durability
 //! is the same for all: SQLite WAL with synchronous=FULL, PostgreSQL synchronous_commit=on.
 //!
-//! `cargo run --release -p shequ-bench -- --clients 16,64 --seconds 10`
+//! `cargo run --release -p shequ-bench -- append --clients 16,64 --seconds 10`
+//!
+//! `decide` times policy decisions (see `decide.rs`); `replay` times replaying, verifying
+//! and exporting a long log (see `replay.rs`).
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,8 +29,14 @@ use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 mod decide;
+mod generate;
 mod load;
+mod replay;
 use uuid::Uuid;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Rows the raw writer takes into one transaction at most (as shequ's writer).
 const RAW_BATCH_ROWS_MAX: usize = 1_024;
@@ -44,6 +53,12 @@ enum Bench {
     Decide(DecideArguments),
     /// Commands over HTTP (proposals, service requests) beside a bare append of their events.
     Load(load::LoadArguments),
+    /// Reading a long log of real domain events: replay, verify and export rates and peak
+    /// memory, on SQLite and PostgreSQL.
+    Replay(replay::ReplayArguments),
+    /// One phase of `replay`, in its own process (run by `replay`).
+    #[command(hide = true)]
+    Phase(replay::PhaseArguments),
 }
 
 #[derive(Debug, clap::Args)]
@@ -154,6 +169,8 @@ fn main() {
         Bench::Load(arguments) => {
             runtime.block_on(load::run(arguments)).map_err(|error| error as Box<dyn std::error::Error>)
         }
+        Bench::Replay(arguments) => runtime.block_on(replay::run(arguments)),
+        Bench::Phase(arguments) => runtime.block_on(replay::phase(arguments)),
     };
     if let Err(error) = result {
         eprintln!("shequ-bench: error: {error}");

@@ -61,7 +61,23 @@ pub fn data_of<E: Serialize>(event: &E, event_type: &str) -> Result<String, Deco
 }
 
 /// The inverse of [`data_of`].
+///
+/// The event enum first reads the map `{"eventType": event_type, "data": data}` straight
+/// from the text of `data` (one whole JSON document), with no intermediate
+/// `serde_json::Value`: the tag comes first, so serde decodes the variant's data in place.
+/// Whatever that does not read (a unit variant's `{}`, keys given twice, text that is not
+/// JSON) goes the way through `Value`, [`event_from_value`], which decides; where the direct
+/// read succeeds, it gives what that would (see the tests).
 pub fn event_from<E: DeserializeOwned>(event_type: &str, data: &str) -> Result<E, DecodeError> {
+    match E::deserialize(Tagged { event_type, data }) {
+        Ok(event) => Ok(event),
+        Err(_) => event_from_value(event_type, data),
+    }
+}
+
+/// The inverse of [`data_of`], through `serde_json::Value`: the data is parsed, tagged and
+/// converted. The reference for [`event_from`].
+pub fn event_from_value<E: DeserializeOwned>(event_type: &str, data: &str) -> Result<E, DecodeError> {
     let json_error = |source| DecodeError::Json { event_type: event_type.to_owned(), source };
     let data: serde_json::Value = serde_json::from_str(data).map_err(json_error)?;
     // A unit variant (`MandateAccepted`) has no data member; `data_of` writes `{}` for it.
@@ -74,3 +90,63 @@ pub fn event_from<E: DeserializeOwned>(event_type: &str, data: &str) -> Result<E
         result => result.map_err(json_error),
     }
 }
+
+/// `{"eventType": …, "data": …}` as a serde map, `data` read from its own JSON text.
+struct Tagged<'a> {
+    event_type: &'a str,
+    data: &'a str,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedEntries { tagged: self, next: 0 })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+struct TaggedEntries<'a> {
+    tagged: Tagged<'a>,
+    /// How many entries were read: the tag first, then the data.
+    next: u8,
+}
+
+impl<'de> serde::de::MapAccess<'de> for TaggedEntries<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "eventType",
+            1 => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        match self.next {
+            1 => seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(self.tagged.event_type)),
+            _ => {
+                let mut deserializer = serde_json::Deserializer::from_str(self.tagged.data);
+                let value = seed.deserialize(&mut deserializer)?;
+                deserializer.end()?;
+                Ok(value)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,8 @@
 //! cannot drift from the command side. Balances are summed from the transfers; the transfers
 //! themselves stay in the log (`ledger-{district}`), so the projection's size follows the
 //! number of things (organisations, mandates, requests, accounts), not the number of events.
+//! The policy inputs recorded with decisions and routings (kilobytes each, for re-deciding
+//! from the log) are not kept: no view shows them.
 
 use std::collections::BTreeMap;
 
@@ -165,6 +167,10 @@ impl Projection {
                     .map_err(decode)?;
                 let row = self.mandates.entry(id_of_stream()?).or_default();
                 row.state = Mandate::apply_event(std::mem::take(&mut row.state), decoded);
+                // The policy input stays in the log for re-deciding; no view shows it.
+                if let Some(record) = row.state.mandate.as_mut() {
+                    record.decision.input = serde_json::Value::Null;
+                }
                 row.revision = event.revision;
                 row.updated_at = Some(event.recorded_at);
             }
@@ -181,12 +187,7 @@ impl Projection {
                 let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
                     .map_err(decode)?;
                 let row = self.requests.entry(id_of_stream()?).or_default();
-                let actor = serde_json::from_str::<serde_json::Value>(&event.metadata)
-                    .ok()
-                    .and_then(|metadata| {
-                        metadata.get("actor").and_then(|actor| actor.as_str()).map(str::to_owned)
-                    })
-                    .unwrap_or_default();
+                let actor = actor_of(&event.metadata);
                 if let Some(status) = decoded.status() {
                     row.history.push(HistoryEntry {
                         position: event.position,
@@ -202,6 +203,10 @@ impl Projection {
                     _ => {}
                 }
                 row.state = Request::apply_event(std::mem::take(&mut row.state), decoded);
+                // As for mandates: the routing input is in the log, and no view shows it.
+                if let Some(record) = row.state.request.as_mut() {
+                    record.routing.input = serde_json::Value::Null;
+                }
                 row.updated_at = Some(event.recorded_at);
             }
             // Policy bundles, checkpoints and other bookkeeping streams hold no state shown here.
@@ -397,6 +402,67 @@ impl Projection {
     }
 }
 
+/// The `actor` of an event's metadata, or `""` when the metadata is not a JSON object or
+/// its `actor` (the last, if given twice) is not a string: what reading the metadata into a
+/// `serde_json::Value` and taking `actor` gives, without building the `Value`.
+fn actor_of(metadata: &str) -> String {
+    struct Actor(Option<String>);
+
+    impl<'de> serde::Deserialize<'de> for Actor {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(ActorVisitor)
+        }
+    }
+
+    struct ActorVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for ActorVisitor {
+        type Value = Actor;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Actor, M::Error> {
+            let mut actor = None;
+            while let Some(IsActor(is_actor)) = map.next_key()? {
+                match is_actor {
+                    true => actor = map.next_value::<serde_json::Value>()?.as_str().map(str::to_owned),
+                    false => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Actor(actor))
+        }
+    }
+
+    /// Whether a key is `actor`, read without copying it.
+    struct IsActor(bool);
+
+    impl<'de> serde::Deserialize<'de> for IsActor {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_str(IsActorVisitor)
+        }
+    }
+
+    struct IsActorVisitor;
+
+    impl serde::de::Visitor<'_> for IsActorVisitor {
+        type Value = IsActor;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a key")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<IsActor, E> {
+            Ok(IsActor(key == "actor"))
+        }
+    }
+
+    serde_json::from_str::<Actor>(metadata).ok().and_then(|actor| actor.0).unwrap_or_default()
+}
+
 fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -499,5 +565,51 @@ impl RequestView {
     /// Past its expected date and not yet resolved, as of `today` (`YYYY-MM-DD`).
     pub fn is_overdue(&self, today: &str) -> bool {
         !self.status.stops_the_clock() && self.expected_date.as_str() < today
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::actor_of;
+
+    /// What the projection read before `actor_of`: the metadata as a `serde_json::Value`.
+    fn through_value(metadata: &str) -> String {
+        serde_json::from_str::<serde_json::Value>(metadata)
+            .ok()
+            .and_then(|metadata| metadata.get("actor").and_then(|actor| actor.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn actor_of_reads_what_a_value_gives() {
+        let real = r#"{"$correlationId":"0190f3c4-7d1e-7c3a-9a1b-000000000001","$causationId":"0190f3c4-7d1e-7c3a-9a1b-000000000001","actor":"resident:0190f3c4-7d1e-7c3a-9a1b-000000000002","occurredAt":"2026-11-29T08:00:00.000000Z","decisionId":"0190f3c4-7d1e-7c3a-9a1b-000000000003"}"#;
+        let cases = [
+            real,
+            r#"{"actor":"community:1"}"#,
+            r#" { "actor" : "街道 \"东华门\" \u0041" } "#,
+            r#"{"act\u006fr":"escaped key"}"#,
+            r#"{"actor":"first","actor":"second"}"#,
+            r#"{"actor":"first","actor":7}"#,
+            r#"{"actor":7,"actor":"second"}"#,
+            r#"{"actor":null}"#,
+            r#"{"actor":["a"]}"#,
+            r#"{"actor":{"actor":"inner"}}"#,
+            r#"{"other":{"actor":"nested"}}"#,
+            r#"{"other":[1,2,{"x":null}],"actor":"after"}"#,
+            r#"{}"#,
+            r#"["actor"]"#,
+            r#""actor""#,
+            "null",
+            "",
+            r#"{"actor":"a"} x"#,
+            r#"{"actor":"a",}"#,
+            r#"{"actor":"a""#,
+            r#"{"actor":"a","other":tru}"#,
+            r#"{"actor":"\ud800"}"#,
+        ];
+        for metadata in cases {
+            assert_eq!(actor_of(metadata), through_value(metadata), "{metadata}");
+        }
+        assert_eq!(actor_of(real), "resident:0190f3c4-7d1e-7c3a-9a1b-000000000002");
     }
 }

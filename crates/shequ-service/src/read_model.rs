@@ -53,7 +53,9 @@ impl ReadModel {
 
     fn looked_recently(&self) -> bool {
         match self.catching_up.try_lock() {
-            Ok(looked) => looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS)),
+            Ok(looked) => {
+                looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
+            }
             // Someone is catching up right now: wait for it through `catch_up`.
             Err(_) => false,
         }

@@ -53,14 +53,42 @@ pub fn canonical_bytes(event: &RecordedEvent) -> Vec<u8> {
 pub fn chain_hash(previous: &[u8; 32], event: &RecordedEvent) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
-    hasher.update(canonical_bytes(event));
+    update_canonical(&mut hasher, event);
     hasher.finalize().into()
 }
 
-fn push_text(bytes: &mut Vec<u8>, text: &[u8]) {
+/// The Merkle leaf hash of an event: SHA-256(0x00 ‖ canonical bytes), as
+/// `merkle::leaf_hash(&canonical_bytes(event))`.
+pub fn leaf_hash(event: &RecordedEvent) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update([0x00]);
+    update_canonical(&mut hasher, event);
+    hasher.finalize().into()
+}
+
+/// Feeds `hasher` the canonical bytes of `event`, field by field, without building them.
+fn update_canonical(hasher: &mut Sha256, event: &RecordedEvent) {
+    hasher.update(event.position.to_be_bytes());
+    hasher.update(text_length(event.stream.as_bytes()));
+    hasher.update(event.stream.as_bytes());
+    hasher.update(event.revision.to_be_bytes());
+    hasher.update(event.event_id.as_bytes());
+    hasher.update(text_length(event.event_type.as_bytes()));
+    hasher.update(event.event_type.as_bytes());
+    hasher.update(event.event_version.to_be_bytes());
+    hasher.update(text_length(event.data.as_bytes()));
+    hasher.update(event.data.as_bytes());
+    hasher.update(text_length(event.metadata.as_bytes()));
+    hasher.update(event.metadata.as_bytes());
+}
+
+fn text_length(text: &[u8]) -> [u8; 4] {
     // Texts are bounded by `EVENT_TEXT_BYTES_MAX` long before they reach u32::MAX.
-    let length = u32::try_from(text.len()).expect("event texts are far below 4 GiB");
-    bytes.extend_from_slice(&length.to_be_bytes());
+    u32::try_from(text.len()).expect("event texts are far below 4 GiB").to_be_bytes()
+}
+
+fn push_text(bytes: &mut Vec<u8>, text: &[u8]) {
+    bytes.extend_from_slice(&text_length(text));
     bytes.extend_from_slice(text);
 }
 
@@ -95,6 +123,34 @@ mod tests {
         assert_eq!(&bytes[61..69], &0u64.to_be_bytes());
         assert_eq!(&bytes[69..85], Uuid::from_u128(0x0102).as_bytes());
         assert_eq!(bytes.len(), 8 + 4 + 49 + 8 + 16 + 4 + 22 + 4 + 4 + 20 + 4 + 2);
+    }
+
+    #[test]
+    fn hashes_are_of_the_canonical_bytes() {
+        let mut events = vec![event()];
+        let mut long = event();
+        long.position = u64::MAX - 7;
+        long.revision = 1 << 40;
+        long.event_version = 0x0102_0304;
+        long.stream = format!("request-{}", "é".repeat(300));
+        long.data = format!("[\"{}\"]", "数据".repeat(10_000));
+        long.metadata = String::new();
+        events.push(long);
+        let mut empty = event();
+        empty.data = String::new();
+        empty.event_type = String::new();
+        events.push(empty);
+        for event in &events {
+            let bytes = canonical_bytes(event);
+            for previous in [GENESIS_HASH, [0xa5; 32]] {
+                let mut hasher = Sha256::new();
+                hasher.update(previous);
+                hasher.update(&bytes);
+                let expected: [u8; 32] = hasher.finalize().into();
+                assert_eq!(chain_hash(&previous, event), expected);
+            }
+            assert_eq!(leaf_hash(event), crate::merkle::leaf_hash(&bytes));
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aggregate_store::AggregateStore;
@@ -107,21 +107,44 @@ impl EventLog {
 
     /// The whole log from `from_position` on, read lazily in pages of `page_events`, so memory
     /// stays bounded however long the log is.
+    ///
+    /// Once polled, a task reads one page ahead while the caller works through the one before
+    /// (at most three pages are in memory: one being read, one waiting, one being consumed),
+    /// so that reading from the database and the caller's work overlap. The stream ends at
+    /// the first empty page, or after the first error; dropping it stops the task.
     pub fn stream_all(
         &self,
         from_position: u64,
         page_events: u32,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
-        let log = self.clone();
-        futures::stream::try_unfold((log, from_position.max(1)), move |(log, next)| async move {
-            let page = log.read_all(next, page_events).await?;
-            let Some(last) = page.last() else {
-                return Ok::<_, StoreError>(None);
+        let start = ReadAhead::NotStarted { log: self.clone(), next: from_position.max(1), page_events };
+        futures::stream::unfold(start, |state| async move {
+            let (mut pages, mut task) = match state {
+                ReadAhead::NotStarted { log, next, page_events } => {
+                    let (sender, pages) = mpsc::channel(1);
+                    let task = tokio::spawn(read_ahead(log, next, page_events, sender));
+                    (pages, AbortOnDrop(task))
+                }
+                ReadAhead::Reading { pages, task } => (pages, task),
+                ReadAhead::Finished => return None,
             };
-            let next = last.position + 1;
-            Ok(Some((futures::stream::iter(page.into_iter().map(Ok)), (log, next))))
+            match pages.recv().await {
+                Some(Ok(page)) => Some((Ok(page), ReadAhead::Reading { pages, task })),
+                Some(Err(error)) => Some((Err(error), ReadAhead::Finished)),
+                None => {
+                    // The task ended: at the end of the log, or by a panic, which goes on here.
+                    if let Err(error) = (&mut task.0).await {
+                        if error.is_panic() {
+                            std::panic::resume_unwind(error.into_panic());
+                        }
+                    }
+                    None
+                }
+            }
         })
+        .map_ok(|page: Vec<RecordedEvent>| futures::stream::iter(page.into_iter().map(Ok)))
         .try_flatten()
+        .fuse()
     }
 
     pub async fn head(&self) -> Result<LogHead, StoreError> {
@@ -162,6 +185,46 @@ impl EventLog {
     /// this process acknowledged lies at or below it. Other processes' appends may lie above.
     pub fn committed_position(&self) -> u64 {
         *self.inner.head.borrow()
+    }
+}
+
+/// Where `stream_all` is.
+enum ReadAhead {
+    NotStarted { log: EventLog, next: u64, page_events: u32 },
+    Reading { pages: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>, task: AbortOnDrop },
+    Finished,
+}
+
+/// The read-ahead task, stopped when the stream that started it is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads pages from `next` on and hands them over one at a time, until a page is empty, an
+/// error (handed over too), or nobody takes them any more.
+async fn read_ahead(
+    log: EventLog,
+    mut next: u64,
+    page_events: u32,
+    pages: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+) {
+    loop {
+        let page = match log.read_all(next, page_events).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _ = pages.send(Err(error)).await;
+                return;
+            }
+        };
+        let Some(last) = page.last() else { return };
+        next = last.position + 1;
+        if pages.send(Ok(page)).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use futures::TryStreamExt;
 
-use crate::canonical::canonical_bytes;
+use crate::canonical;
 use crate::error::StoreError;
 use crate::log::EventLog;
 use crate::merkle::{self, Hash};
@@ -39,7 +39,7 @@ impl EventLog {
         let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
         while leaves.len() < capacity {
             match events.try_next().await? {
-                Some(event) => leaves.push(merkle::leaf_hash(&canonical_bytes(&event))),
+                Some(event) => leaves.push(canonical::leaf_hash(&event)),
                 None => break,
             }
         }
@@ -59,7 +59,7 @@ impl EventLog {
         let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
         while builder.size() < tree_size {
             match events.try_next().await? {
-                Some(event) => builder.push(merkle::leaf_hash(&canonical_bytes(&event))),
+                Some(event) => builder.push(canonical::leaf_hash(&event)),
                 None => {
                     return Err(StoreError::InvalidRequest(format!(
                         "the log holds {} events, fewer than {tree_size}",

@@ -24,8 +24,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use shequ_store::canonical::{canonical_bytes, chain_hash, GENESIS_HASH};
-use shequ_store::merkle::{leaf_hash, RootBuilder};
+use shequ_store::canonical::{chain_hash, leaf_hash, GENESIS_HASH};
+use shequ_store::merkle::RootBuilder;
 use shequ_store::{ChainCheck, EventLog, LogHead, RecordedEvent, StoreError};
 use uuid::Uuid;
 
@@ -179,7 +179,7 @@ pub async fn export(
             return Err(corrupt("the stored hash does not match the event").into());
         }
         previous = LogHead { position: event.position, hash: event.hash };
-        merkle.push(leaf_hash(&canonical_bytes(&event)));
+        merkle.push(leaf_hash(&event));
         let json = EventJson::of(&event)?;
         write_log_line(&mut lines, &event, &json).map_err(file_error("write", &log_path))?;
         documents.append(&event, &json)?;
@@ -238,7 +238,7 @@ pub async fn import(log: &EventLog, dir: &Path, out: &mut (dyn Write + Send)) ->
     for event in LogLines::open(dir)? {
         let event = event?;
         check.check(&event)?;
-        merkle.push(leaf_hash(&canonical_bytes(&event)));
+        merkle.push(leaf_hash(&event));
         streams += u64::from(event.revision == 0);
         bar.inc(1);
     }

@@ -295,21 +295,23 @@ fn read_head(row: &PgRow) -> Result<Head, StoreError> {
     Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
 }
 
+/// An event from a `select_event!` row, by column index (its columns' order), borrowing
+/// the hash rather than allocating it.
 fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get("position")?;
-    let event_version: i32 = row.try_get("event_version")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
+    let position: i64 = row.try_get(0)?;
+    let event_version: i32 = row.try_get(5)?;
+    let hash: &[u8] = row.try_get(9)?;
     Ok(RecordedEvent {
         position: to_u64(position, position, "position")?,
-        stream: row.try_get("stream")?,
-        revision: to_u64(row.try_get("revision")?, position, "revision")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
+        stream: row.try_get(1)?,
+        revision: to_u64(row.try_get(2)?, position, "revision")?,
+        event_id: row.try_get(3)?,
+        event_type: row.try_get(4)?,
         event_version: u32::try_from(event_version)
             .map_err(|_| super::corrupt(position, format!("event_version {event_version}")))?,
-        data: row.try_get("data")?,
-        metadata: row.try_get("metadata")?,
-        recorded_at: row.try_get("recorded_at")?,
-        hash: to_hash(&hash, position)?,
+        data: row.try_get(6)?,
+        metadata: row.try_get(7)?,
+        recorded_at: row.try_get(8)?,
+        hash: to_hash(hash, position)?,
     })
 }

@@ -1,0 +1,169 @@
+//! The direct decode (`event_from`) gives exactly what the decode through
+//! `serde_json::Value` (`event_from_value`) gives: the same event, or the same error.
+
+use std::fmt::Debug;
+
+use proptest::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::{event_from, event_from_value, DecodeError, Tagged};
+use crate::catalogue::CatalogueEvent;
+use crate::ledger::LedgerEvent;
+use crate::mandate::MandateEvent;
+use crate::organisation::OrganisationEvent;
+use crate::request::RequestEvent;
+
+/// Real events' data as the log stores it, one line per event type that the demo and the
+/// benchmark's episodes record (`shequ-bench replay`): stream category, type, data text.
+const CORPUS: &str = include_str!("corpus.jsonl");
+
+struct Sample {
+    category: String,
+    event_type: String,
+    data: String,
+}
+
+fn corpus() -> Vec<Sample> {
+    CORPUS
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a corpus line is JSON");
+            let field = |name: &str| value[name].as_str().expect("corpus fields are strings").to_owned();
+            Sample { category: field("category"), event_type: field("eventType"), data: field("data") }
+        })
+        .collect()
+}
+
+/// Decodes both ways as `E`; they must agree. Returns whether the decode succeeded.
+fn agree_as<E: DeserializeOwned + PartialEq + Debug>(event_type: &str, data: &str) -> bool {
+    let direct: Result<E, DecodeError> = event_from(event_type, data);
+    let reference: Result<E, DecodeError> = event_from_value(event_type, data);
+    match (direct, reference) {
+        (Ok(direct), Ok(reference)) => {
+            assert_eq!(direct, reference, "{event_type} {data:?}");
+            true
+        }
+        (Err(direct), Err(reference)) => {
+            assert_eq!(direct.to_string(), reference.to_string(), "{event_type} {data:?}");
+            false
+        }
+        (direct, reference) => {
+            panic!("{event_type} {data:?}: direct {direct:?}, through Value {reference:?}")
+        }
+    }
+}
+
+fn agree(category: &str, event_type: &str, data: &str) -> bool {
+    match category {
+        "organisation" => agree_as::<OrganisationEvent>(event_type, data),
+        "catalogue" => agree_as::<CatalogueEvent>(event_type, data),
+        "mandate" => agree_as::<MandateEvent>(event_type, data),
+        "ledger" => agree_as::<LedgerEvent>(event_type, data),
+        "request" => agree_as::<RequestEvent>(event_type, data),
+        other => panic!("no event enum for `{other}`"),
+    }
+}
+
+/// Whether the direct read alone (no fallback) decodes it.
+fn direct_reads(category: &str, event_type: &str, data: &str) -> bool {
+    fn read<'a, E: Deserialize<'a>>(event_type: &'a str, data: &'a str) -> bool {
+        E::deserialize(Tagged { event_type, data }).is_ok()
+    }
+    match category {
+        "organisation" => read::<OrganisationEvent>(event_type, data),
+        "catalogue" => read::<CatalogueEvent>(event_type, data),
+        "mandate" => read::<MandateEvent>(event_type, data),
+        "ledger" => read::<LedgerEvent>(event_type, data),
+        "request" => read::<RequestEvent>(event_type, data),
+        other => panic!("no event enum for `{other}`"),
+    }
+}
+
+#[test]
+fn real_events_decode_the_same_and_directly() {
+    let samples = corpus();
+    assert!(samples.len() >= 20, "the corpus holds {} samples", samples.len());
+    for sample in &samples {
+        assert!(agree(&sample.category, &sample.event_type, &sample.data), "{}", sample.event_type);
+        // Only a unit variant's `{}` needs the way through `Value`.
+        let unit = sample.data == "{}";
+        assert_eq!(
+            direct_reads(&sample.category, &sample.event_type, &sample.data),
+            !unit,
+            "{}",
+            sample.event_type
+        );
+    }
+}
+
+#[test]
+fn unit_variants_decode_the_same() {
+    for data in ["{}", "{ }", " {}\n", "null", "[]", "", "{\"x\":1}", "{}}", "0"] {
+        agree_as::<MandateEvent>("MandateAccepted", data);
+    }
+    assert!(agree_as::<MandateEvent>("MandateAccepted", "{}"));
+    assert!(agree_as::<MandateEvent>("MandateAccepted", "{ }"));
+}
+
+#[test]
+fn odd_texts_decode_the_same() {
+    for sample in corpus() {
+        let (category, event_type, data) = (&sample.category, &sample.event_type, &sample.data);
+        for odd in [
+            format!(" {data}\n"),
+            format!("{data} x"),
+            format!("{data}}}"),
+            format!("[{data}]"),
+            data.chars().take(data.chars().count() / 2).collect(),
+            "null".to_owned(),
+            "\"text\"".to_owned(),
+        ] {
+            agree(category, event_type, &odd);
+        }
+        // An unknown type, and another category's type.
+        agree(category, "NoSuchEvent", data);
+        agree(if category == "request" { "mandate" } else { "request" }, event_type, data);
+        // A key given twice: through `Value` the last one counts; the direct read refuses it
+        // and leaves the decision to the way through `Value`.
+        if let Ok(serde_json::Value::Object(members)) = serde_json::from_str(data) {
+            if let Some((key, value)) = members.iter().next() {
+                let rest = data.trim_start().strip_prefix('{').expect("an object");
+                let twice = format!("{{{}:{value},{rest}", serde_json::to_string(key).expect("a key"));
+                assert_eq!(agree(category, event_type, &twice), agree(category, event_type, data), "{twice}");
+            }
+        }
+    }
+}
+
+/// Characters that matter to JSON, and a few that do not.
+const EDITS: &[char] =
+    &['{', '}', '[', ']', '"', ':', ',', '0', '1', '-', '.', 'e', 'n', '\\', ' ', 'a', 'é'];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn edited_data_decodes_the_same(
+        sample in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        edit in 0..3u8,
+        with in any::<prop::sample::Index>(),
+    ) {
+        let samples = corpus();
+        let sample = &samples[sample.index(samples.len())];
+        let mut characters: Vec<char> = sample.data.chars().collect();
+        let at = at.index(characters.len() + 1);
+        let with = EDITS[with.index(EDITS.len())];
+        match (edit, at < characters.len()) {
+            (0, true) => {
+                characters.remove(at);
+            }
+            (1, true) => characters[at] = with,
+            _ => characters.insert(at, with),
+        }
+        let edited: String = characters.into_iter().collect();
+        agree(&sample.category, &sample.event_type, &edited);
+    }
+}
