@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,13 @@ pub struct RouteDecision {
 pub struct Policies {
     engine: Engine,
     bundle: Arc<PolicyBundle>,
+    /// Authorisation answers by input: `policies/authz` is a pure function of its input and
+    /// the bundle never changes, so an answer once given is the answer (shared by clones).
+    authz_answers: Arc<Mutex<HashMap<String, AuthzDecision>>>,
 }
+
+/// The most authorisation answers remembered; past it the memory starts again.
+const AUTHZ_ANSWERS_MAX: usize = 65_536;
 
 impl Policies {
     /// Loads and prepares `bundle`. Parsing and rule analysis happen here, once; each decision
@@ -59,7 +66,7 @@ impl Policies {
                 .add_policy(path.clone(), text.clone())
                 .map_err(|error| PolicyError::Bundle(format!("{path}: {error}")))?;
         }
-        let policies = Self { engine, bundle: Arc::new(bundle) };
+        let policies = Self { engine, bundle: Arc::new(bundle), authz_answers: Arc::default() };
         // regorus prepares an engine on its first evaluation, and a clone keeps that work:
         // evaluate once here so that no decision pays for it.
         let mut prepared = policies.clone();
@@ -74,7 +81,7 @@ impl Policies {
                 .eval_rule(rule.to_owned())
                 .map_err(|error| PolicyError::Bundle(format!("{rule}: {error}")))?;
         }
-        Ok(Self { engine: prepared.engine, bundle: policies.bundle })
+        Ok(Self { engine: prepared.engine, bundle: policies.bundle, authz_answers: policies.authz_answers })
     }
 
     /// The bundle shipped in this build, prepared.
@@ -101,16 +108,25 @@ impl Policies {
 
     /// Whether the actor may take the action on the target (`policies/authz`).
     pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
-        let allow = self.evaluate(AUTHZ_ALLOW_RULE, input)?;
-        let reason = self.evaluate(AUTHZ_REASON_RULE, input)?;
-        match (allow, reason) {
-            (Value::Bool(allow), Value::String(reason)) => {
-                Ok(AuthzDecision { allow, reason: reason.to_string() })
-            }
-            (allow, reason) => {
-                Err(PolicyError::Shape(format!("authz answered allow={allow:?}, reason={reason:?}")))
-            }
+        let key = input.to_string();
+        if let Some(known) = self.authz_answers.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(known.clone());
         }
+        let decision = match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
+            Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
+            // Why not is asked only when not.
+            Value::Bool(false) => match self.evaluate(AUTHZ_REASON_RULE, input)? {
+                Value::String(reason) => AuthzDecision { allow: false, reason: reason.to_string() },
+                reason => return Err(PolicyError::Shape(format!("authz answered reason={reason:?}"))),
+            },
+            allow => return Err(PolicyError::Shape(format!("authz answered allow={allow:?}"))),
+        };
+        let mut answers = self.authz_answers.lock().unwrap_or_else(PoisonError::into_inner);
+        if answers.len() >= AUTHZ_ANSWERS_MAX {
+            answers.clear();
+        }
+        answers.insert(key, decision.clone());
+        Ok(decision)
     }
 
     /// Where a service request goes (`policies/routing`): the route, or the refusal (a

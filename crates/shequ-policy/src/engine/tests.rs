@@ -119,6 +119,13 @@ fn authorizes_by_role_and_place() {
     let denied = policies.authorize(&input("s2")).unwrap();
     assert!(!denied.allow);
     assert_eq!(denied.reason, "street_office may not mandate.propose here");
+    // Answers are remembered by input, and a clone shares them: the same questions give the
+    // same answers, and different ones are not confused.
+    let clone = policies.clone();
+    for _ in 0..3 {
+        assert!(clone.authorize(&input("s1")).unwrap().allow);
+        assert_eq!(clone.authorize(&input("s2")).unwrap(), denied);
+    }
 }
 
 #[test]
