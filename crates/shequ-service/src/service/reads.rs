@@ -7,6 +7,7 @@ use shequ_domain::ledger::{LedgerEvent, Transfer};
 use shequ_domain::mandate::MandateStatus;
 use shequ_domain::organisation::OrganisationKind;
 use shequ_domain::DomainEvent;
+use shequ_store::RecordedEvent;
 use uuid::Uuid;
 
 use super::{Service, Target};
@@ -66,6 +67,22 @@ pub struct TransferEntry {
     pub actor: String,
     #[serde(flatten)]
     pub transfer: Transfer,
+}
+
+impl TransferEntry {
+    /// A `TransferRecorded` event of a ledger stream, with who made it.
+    fn from_event(event: &RecordedEvent) -> Result<Self, ServiceError> {
+        let LedgerEvent::TransferRecorded { transfer } =
+            LedgerEvent::from_data(&event.event_type, event.event_version, &event.data)
+                .map_err(|error| ServiceError::Projection(format!("position {}: {error}", event.position)))?;
+        let metadata: serde_json::Value = serde_json::from_str(&event.metadata).unwrap_or_default();
+        Ok(TransferEntry {
+            position: event.position,
+            recorded_at: event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            actor: metadata.get("actor").and_then(|actor| actor.as_str()).unwrap_or_default().to_owned(),
+            transfer,
+        })
+    }
 }
 
 impl Service {
@@ -190,24 +207,10 @@ impl Service {
             });
         }
         let mut transfers = Vec::new();
-        let ledger = self.log.read_stream(&format!("ledger-{district}")).await?;
-        for event in ledger {
-            let LedgerEvent::TransferRecorded { transfer } =
-                LedgerEvent::from_data(&event.event_type, event.event_version, &event.data).map_err(
-                    |error| ServiceError::Projection(format!("position {}: {error}", event.position)),
-                )?;
-            if transfer.mandate == Some(mandate) {
-                let metadata: serde_json::Value = serde_json::from_str(&event.metadata).unwrap_or_default();
-                transfers.push(TransferEntry {
-                    position: event.position,
-                    recorded_at: event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                    actor: metadata
-                        .get("actor")
-                        .and_then(|actor| actor.as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    transfer,
-                });
+        for event in self.log.read_stream(&format!("ledger-{district}")).await? {
+            let entry = TransferEntry::from_event(&event)?;
+            if entry.transfer.mandate == Some(mandate) {
+                transfers.push(entry);
             }
         }
         Ok(Timeline { mandate, events, transfers })
@@ -226,17 +229,7 @@ impl Service {
             if event.position <= after {
                 continue;
             }
-            let LedgerEvent::TransferRecorded { transfer } =
-                LedgerEvent::from_data(&event.event_type, event.event_version, &event.data).map_err(
-                    |error| ServiceError::Projection(format!("position {}: {error}", event.position)),
-                )?;
-            let metadata: serde_json::Value = serde_json::from_str(&event.metadata).unwrap_or_default();
-            transfers.push(TransferEntry {
-                position: event.position,
-                recorded_at: event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                actor: metadata.get("actor").and_then(|actor| actor.as_str()).unwrap_or_default().to_owned(),
-                transfer,
-            });
+            transfers.push(TransferEntry::from_event(&event)?);
             if transfers.len() == limit {
                 break;
             }

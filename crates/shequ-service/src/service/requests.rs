@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Service, Target};
 use crate::actor::{Actor, Role};
-use crate::projection::RequestView;
+use crate::projection::{Projection, RequestView};
 use crate::ServiceError;
 
 /// What a resident or a community worker takes down at the station.
@@ -215,14 +215,7 @@ impl Service {
         action: RequestAction,
     ) -> Result<RequestView, ServiceError> {
         let view = self.request_view(request).await?;
-        let target = Target {
-            district: self.read_model.read().await?.district_of(view.station),
-            street: self.read_model.read().await?.street_of(view.station),
-            community: Some(view.station),
-            handler: Some(view.holder),
-            resident: Some(view.resident.clone()),
-            ..Target::default()
-        };
+        let target = request_target(&*self.read_model.read().await?, &view);
         self.authorize_subject(&actor, Some(subject), action.authz_action(), target).await?;
         let by = actor.organisation;
         let command = match action {
@@ -247,14 +240,7 @@ impl Service {
     ) -> Result<RequestView, ServiceError> {
         let view = self.request_view(request).await?;
         let projection = self.read_model.read().await?;
-        let target = Target {
-            district: projection.district_of(view.station),
-            street: projection.street_of(view.station),
-            community: Some(view.station),
-            handler: Some(view.holder),
-            resident: Some(view.resident.clone()),
-            ..Target::default()
-        };
+        let target = request_target(&projection, &view);
         drop(projection);
         self.authorize_subject(&actor, Some(subject), "read.request", target).await?;
         Ok(view)
@@ -276,14 +262,7 @@ impl Service {
             if after.is_some_and(|after| view.request <= after) || !filter.matches(&view, &today) {
                 continue;
             }
-            let target = Target {
-                district: projection.district_of(view.station),
-                street: projection.street_of(view.station),
-                community: Some(view.station),
-                handler: Some(view.holder),
-                resident: Some(view.resident.clone()),
-                ..Target::default()
-            };
+            let target = request_target(&projection, &view);
             if self.permits(&actor, Some(subject), "read.request", target).await? {
                 page.push(view);
                 if page.len() == limit {
@@ -305,6 +284,19 @@ impl Service {
     /// Today's date on the service's clock, `YYYY-MM-DD`, for overdue checks.
     pub fn today(&self) -> String {
         self.clock.now().date_naive().to_string()
+    }
+}
+
+/// Where a request lands in the hierarchy, for `policies/authz`: its station's place, who
+/// holds it and whom it is for.
+fn request_target(projection: &Projection, view: &RequestView) -> Target {
+    Target {
+        district: projection.district_of(view.station),
+        street: projection.street_of(view.station),
+        community: Some(view.station),
+        handler: Some(view.holder),
+        resident: Some(view.resident.clone()),
+        ..Target::default()
     }
 }
 
