@@ -963,8 +963,7 @@ async fn inclusion_proof(
     Authenticated(claims): Authenticated,
     query: Result<axum::extract::Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InclusionView>, ApiError> {
-    let axum::extract::Query(query) =
-        query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let query = reads::query(query)?;
     let proof = state.service.inclusion_proof(claims.actor(), query.position, query.tree_size).await?;
     Ok(Json(InclusionView {
         position: proof.position,
@@ -1024,8 +1023,7 @@ async fn consistency_proof(
     Authenticated(claims): Authenticated,
     query: Result<axum::extract::Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ConsistencyView>, ApiError> {
-    let axum::extract::Query(query) =
-        query.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let query = reads::query(query)?;
     let proof = state.service.consistency_proof(claims.actor(), query.first, query.second).await?;
     Ok(Json(ConsistencyView {
         first: proof.first,

@@ -889,6 +889,7 @@ impl Service {
         let recorder = Recorder::new();
         let store = self.log.aggregate_store::<A>(context.with_recorder(Some(recorder.clone())));
         let stream = shequ_store::AggregateStore::<A>::stream(id);
+        let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
         let mut attempt = 1;
         loop {
             let guard = store.lock(id).await?;
@@ -912,7 +913,6 @@ impl Service {
             let sequence_before = *state.sequence_number();
             let mut state = state;
             state.set_lock(guard);
-            let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
             let result = manager.handle_command(state, command.clone()).await;
             let appended = recorder.take();
             if let Some(outer) = &outer {

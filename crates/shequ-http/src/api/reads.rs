@@ -50,7 +50,8 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+/// A query string, with a malformed one answered 400 naming the parameter.
+pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(query)| query).map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
 }
 
