@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_replay_as_of_a_position_or_time_stops_there,
         shequ_replay_writes_the_live_state_as_json,
         redecide_reruns_routing_decisions_too,
+        a_request_filed_by_another_process_is_not_filed_twice,
     ]
 }
 
@@ -323,4 +324,38 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
     assert_eq!(outcome, shequ::Outcome::Failure);
     assert!(out.starts_with("16 decisions, 15 identical, 1 differ"), "{out}");
     assert!(out.contains(&format!("(RequestRouted in {stream}): recorded route")), "{out}");
+}
+
+/// Two services on one store stand for two processes. A new request is filed without reading
+/// its (presumed empty) stream first; when another process filed the same id a moment ago,
+/// the append must conflict and the answer be the other's request, or a refusal if it differs.
+async fn a_request_filed_by_another_process_is_not_filed_twice(db: Db) {
+    let (first, places) = demo_service(&db).await;
+    let policies = Policies::embedded().unwrap();
+    let second =
+        Service::new(EventLog::open(&db.url).await.unwrap(), policies, Arc::new(SystemClock)).await.unwrap();
+    let station = places.communities[0].0;
+    let resident = resident_of(station);
+    // The first process has just looked at the log, so the second's filing is news to it.
+    let id = Uuid::now_v7();
+    first
+        .file_request(resident, "r1", Uuid::now_v7(), filing("EMP-001", station, Channel::Web))
+        .await
+        .unwrap();
+    let filed =
+        second.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
+    let again =
+        first.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
+    assert_eq!(again, filed);
+    let mut other = filing("EMP-001", station, Channel::Web);
+    other.description = "Something else".into();
+    let taken = first.file_request(resident, "r1", Uuid::now_v7(), other.clone()).await.unwrap();
+    let clash =
+        second.file_request(resident, "r1", taken.request, filing("EMP-001", station, Channel::Web)).await;
+    assert!(matches!(clash, Err(ServiceError::Invalid(_))), "{clash:?}");
+    // One stream each, of the two events a filing appends.
+    for request in [id, taken.request] {
+        let events = first.log().read_stream(&format!("request-{request}")).await.unwrap();
+        assert_eq!(events.len(), 2, "{events:?}");
+    }
 }

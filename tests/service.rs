@@ -332,6 +332,13 @@ async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
     assert!(matches!(refused, Err(ServiceError::Ledger(_))), "{refused:?}");
     pay(&first, 10, 2).await.unwrap();
     assert_eq!(balance(&second).await, 0);
+    // The other way round: the first keeps the ledger at 0 for the street, the second tops
+    // it up; the first's payment is refused by its memory, and must not be refused for it.
+    let district = Actor { role: Role::District, organisation: places.district };
+    second.allocate(Some(district), Uuid::now_v7(), None, street, fen(500), "top-up").await.unwrap();
+    pay(&first, 400, 0).await.unwrap();
+    assert_eq!(balance(&first).await, 100);
+    assert_eq!(balance(&second).await, 100);
     let books = second.ledger(places.district).await.unwrap();
     assert_eq!(books.balances.values().sum::<i64>(), 0);
     assert!(books

@@ -51,9 +51,12 @@ pub struct LoadArguments {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres: String,
+    /// Which commands to measure, as a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "propose,file")]
+    commands: Vec<Kind>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Kind {
     Propose,
     File,
@@ -94,7 +97,7 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for backend in &arguments.backends {
         for &connections in &arguments.connections {
-            for kind in [Kind::Propose, Kind::File] {
+            for &kind in &arguments.commands {
                 let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
                 let (served, samples) = measure_http(&url, kind, connections, &arguments).await?;
                 cleanup.run().await?;

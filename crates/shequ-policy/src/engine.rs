@@ -50,11 +50,51 @@ pub struct Policies {
     bundle: Arc<PolicyBundle>,
     /// Authorisation answers by input: `policies/authz` is a pure function of its input and
     /// the bundle never changes, so an answer once given is the answer (shared by clones).
-    authz_answers: Arc<Mutex<HashMap<String, AuthzDecision>>>,
+    authz_answers: Answers<AuthzDecision>,
+    /// Routing answers by input, for the same reason: requests for one matter at one station
+    /// in one state of its mandates all route alike.
+    route_answers: Answers<Result<RouteDecision, Violation>>,
 }
 
-/// The most authorisation answers remembered; past it the memory starts again.
-const AUTHZ_ANSWERS_MAX: usize = 65_536;
+/// The most answers of one kind remembered; past it the memory starts again.
+const ANSWERS_MAX: usize = 65_536;
+
+/// Answers of a pure rule by the text of its input, shared by clones.
+#[derive(Debug)]
+struct Answers<T>(Arc<Mutex<HashMap<String, T>>>);
+
+impl<T> Clone for Answers<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Default for Answers<T> {
+    fn default() -> Self {
+        Self(Arc::default())
+    }
+}
+
+impl<T: Clone> Answers<T> {
+    /// The answer remembered for `input`, or `decide`'s, remembered.
+    fn get_or_decide(
+        &self,
+        input: &serde_json::Value,
+        decide: impl FnOnce() -> Result<T, PolicyError>,
+    ) -> Result<T, PolicyError> {
+        let key = input.to_string();
+        if let Some(known) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(known.clone());
+        }
+        let answer = decide()?;
+        let mut answers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if answers.len() >= ANSWERS_MAX {
+            answers.clear();
+        }
+        answers.insert(key, answer.clone());
+        Ok(answer)
+    }
+}
 
 impl Policies {
     /// Loads and prepares `bundle`. Parsing and rule analysis happen here, once; each decision
@@ -66,7 +106,12 @@ impl Policies {
                 .add_policy(path.clone(), text.clone())
                 .map_err(|error| PolicyError::Bundle(format!("{path}: {error}")))?;
         }
-        let policies = Self { engine, bundle: Arc::new(bundle), authz_answers: Arc::default() };
+        let policies = Self {
+            engine,
+            bundle: Arc::new(bundle),
+            authz_answers: Answers::default(),
+            route_answers: Answers::default(),
+        };
         // regorus prepares an engine on its first evaluation, and a clone keeps that work:
         // evaluate once here so that no decision pays for it.
         let mut prepared = policies.clone();
@@ -81,7 +126,7 @@ impl Policies {
                 .eval_rule(rule.to_owned())
                 .map_err(|error| PolicyError::Bundle(format!("{rule}: {error}")))?;
         }
-        Ok(Self { engine: prepared.engine, bundle: policies.bundle, authz_answers: policies.authz_answers })
+        Ok(Self { engine: prepared.engine, ..policies })
     }
 
     /// The bundle shipped in this build, prepared.
@@ -108,43 +153,39 @@ impl Policies {
 
     /// Whether the actor may take the action on the target (`policies/authz`).
     pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
-        let key = input.to_string();
-        if let Some(known) = self.authz_answers.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-            return Ok(known.clone());
-        }
-        let decision = match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
-            Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
-            // Why not is asked only when not.
-            Value::Bool(false) => match self.evaluate(AUTHZ_REASON_RULE, input)? {
-                Value::String(reason) => AuthzDecision { allow: false, reason: reason.to_string() },
-                reason => return Err(PolicyError::Shape(format!("authz answered reason={reason:?}"))),
-            },
-            allow => return Err(PolicyError::Shape(format!("authz answered allow={allow:?}"))),
-        };
-        let mut answers = self.authz_answers.lock().unwrap_or_else(PoisonError::into_inner);
-        if answers.len() >= AUTHZ_ANSWERS_MAX {
-            answers.clear();
-        }
-        answers.insert(key, decision.clone());
-        Ok(decision)
+        self.authz_answers.get_or_decide(input, || {
+            Ok(match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
+                Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
+                // Why not is asked only when not.
+                Value::Bool(false) => match self.evaluate(AUTHZ_REASON_RULE, input)? {
+                    Value::String(reason) => AuthzDecision { allow: false, reason: reason.to_string() },
+                    reason => return Err(PolicyError::Shape(format!("authz answered reason={reason:?}"))),
+                },
+                allow => return Err(PolicyError::Shape(format!("authz answered allow={allow:?}"))),
+            })
+        })
     }
 
     /// Where a service request goes (`policies/routing`): the route, or the refusal (a
     /// violation with its clause) when the policy takes the request nowhere.
     pub fn route(&self, input: &serde_json::Value) -> Result<Result<RouteDecision, Violation>, PolicyError> {
-        let shape = |error: serde_json::Error| PolicyError::Shape(format!("routing: {error}"));
-        let refusal = self.evaluate(ROUTING_REFUSAL_RULE, input)?;
-        if refusal != Value::Undefined {
-            let json = serde_json::to_value(&refusal).map_err(shape)?;
-            return Ok(Err(serde_json::from_value(json).map_err(shape)?));
-        }
-        match self.evaluate(ROUTING_ROUTE_RULE, input)? {
-            Value::Undefined => Err(PolicyError::Shape("routing gave neither a route nor a refusal".into())),
-            route => {
-                let json = serde_json::to_value(&route).map_err(shape)?;
-                Ok(Ok(serde_json::from_value(json).map_err(shape)?))
+        self.route_answers.get_or_decide(input, || {
+            let shape = |error: serde_json::Error| PolicyError::Shape(format!("routing: {error}"));
+            let refusal = self.evaluate(ROUTING_REFUSAL_RULE, input)?;
+            if refusal != Value::Undefined {
+                let json = serde_json::to_value(&refusal).map_err(shape)?;
+                return Ok(Err(serde_json::from_value(json).map_err(shape)?));
             }
-        }
+            match self.evaluate(ROUTING_ROUTE_RULE, input)? {
+                Value::Undefined => {
+                    Err(PolicyError::Shape("routing gave neither a route nor a refusal".into()))
+                }
+                route => {
+                    let json = serde_json::to_value(&route).map_err(shape)?;
+                    Ok(Ok(serde_json::from_value(json).map_err(shape)?))
+                }
+            }
+        })
     }
 
     /// The access rules compiled for regorus's bytecode VM (`rvm`), and the input converted

@@ -273,6 +273,11 @@ impl Projection {
         &self.catalogue
     }
 
+    /// Whether mandate `id`'s stream has any event folded in.
+    pub fn has_mandate(&self, id: Uuid) -> bool {
+        self.mandates.contains_key(&id)
+    }
+
     pub fn mandate(&self, id: Uuid) -> Option<MandateView> {
         let row = self.mandates.get(&id)?;
         let record = row.state.mandate.as_ref()?;

@@ -47,7 +47,7 @@ impl ReadModel {
             return Ok(state);
         }
         drop(state);
-        self.catch_up().await?;
+        self.follow().await?;
         Ok(self.state.read().await)
     }
 
@@ -61,25 +61,48 @@ impl ReadModel {
         }
     }
 
-    /// Folds in what was appended since the last catch-up, by any process.
+    /// Folds in this process's own commits since the last read, from the log's memory of
+    /// them, while the last look at the database is recent (`FOREIGN_APPENDS_STALE_MS`);
+    /// otherwise, or when they are no longer all in memory, asks the database.
+    async fn follow(&self) -> Result<u64, ServiceError> {
+        {
+            let looked = self.catching_up.lock().await;
+            let next = self.state.read().await.position() + 1;
+            let recent = looked
+                .is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
+                .then(|| self.log.committed_since(next))
+                .flatten();
+            if let Some(events) = recent {
+                return Ok(self.apply(next, &events).await? - 1);
+            }
+        }
+        self.catch_up().await
+    }
+
+    /// Folds in what was appended since the last catch-up, by any process: asks the database.
     pub async fn catch_up(&self) -> Result<u64, ServiceError> {
         let mut looked = self.catching_up.lock().await;
         let asked = Instant::now();
         let mut next = self.state.read().await.position() + 1;
         loop {
             let page = self.log.read_all(next, PAGE_EVENTS).await?;
-            let Some(last) = page.last() else { break };
-            next = last.position + 1;
-            let mut state = self.state.write().await;
-            for event in &page {
-                state.apply(event).map_err(|error| ServiceError::Projection(error.to_string()))?;
-            }
+            next = self.apply(next, &page).await?;
             if page.len() < PAGE_EVENTS as usize {
                 break;
             }
         }
         *looked = Some(asked);
         Ok(next - 1)
+    }
+
+    /// Folds in `events`, which follow position `next - 1`; returns the position after them.
+    async fn apply(&self, next: u64, events: &[shequ_store::RecordedEvent]) -> Result<u64, ServiceError> {
+        let Some(last) = events.last() else { return Ok(next) };
+        let mut state = self.state.write().await;
+        for event in events {
+            state.apply(event).map_err(|error| ServiceError::Projection(error.to_string()))?;
+        }
+        Ok(last.position + 1)
     }
 }
 

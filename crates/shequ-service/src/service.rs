@@ -259,7 +259,7 @@ impl Service {
             self.authorize(&actor, "ledger.allocate", target).await?;
         }
         let command = LedgerCommand::Allocate { transfer_id, from, to, amount_fen, memo: memo.to_owned() };
-        self.execute::<Ledger>(self.context(actor), district, command).await?;
+        self.execute_quietly::<Ledger>(self.context(actor), district, command).await?;
         Ok(())
     }
 
@@ -334,9 +334,11 @@ impl Service {
         let admitted = decision.admits();
         let funds = proposal.funds_offered_fen;
         let context = self.context(Some(actor)).with_decision(decision_id);
-        let state = self
-            .execute::<Mandate>(context.clone(), mandate, MandateCommand::Propose { proposal, decision })
-            .await?;
+        let command = MandateCommand::Propose { proposal, decision };
+        let state = match self.read_model.read().await?.has_mandate(mandate) {
+            true => self.execute::<Mandate>(context.clone(), mandate, command).await?,
+            false => self.create::<Mandate>(context.clone(), mandate, command).await?,
+        };
         if admitted && funds > Fen::ZERO {
             let reserve = LedgerCommand::Reserve {
                 transfer_id: derived(mandate, "reserve"),
@@ -344,7 +346,7 @@ impl Service {
                 from: delegating_unit,
                 amount_fen: funds,
             };
-            if let Err(error) = self.execute::<Ledger>(context.clone(), district, reserve).await {
+            if let Err(error) = self.execute_quietly::<Ledger>(context.clone(), district, reserve).await {
                 // The balance moved between the decision and the reservation: the mandate
                 // cannot be funded, so it does not stand.
                 tracing::warn!(%mandate, %error, "funds could not be reserved; withdrawing the mandate");
@@ -422,7 +424,7 @@ impl Service {
             // funds post again.
             let purpose = format!("post/{}", record.proposal.funds_offered_fen.get());
             let post = LedgerCommand::Post { transfer_id: derived(mandate, &purpose), mandate, community };
-            self.execute::<Ledger>(context.clone(), district, post).await?;
+            self.execute_quietly::<Ledger>(context.clone(), district, post).await?;
         }
         let posted = self.balance(district, Account::Mandate { mandate, community }).await?;
         let posted = Fen::parse(posted).map_err(|error| ServiceError::Invalid(error.to_string()))?;
@@ -487,7 +489,7 @@ impl Service {
                 from: record.proposal.delegating_unit,
                 amount_fen: cure.funds_added_fen,
             };
-            self.execute::<Ledger>(context.clone(), district, reserve).await?;
+            self.execute_quietly::<Ledger>(context.clone(), district, reserve).await?;
         }
         let command = MandateCommand::Cure { cure, decision };
         let mut state = self.execute::<Mandate>(context.clone(), mandate, command).await?;
@@ -598,7 +600,7 @@ impl Service {
             from_community,
             to_community: community,
         };
-        self.execute::<Ledger>(context, district, move_funds).await?;
+        self.execute_quietly::<Ledger>(context, district, move_funds).await?;
         Ok(outcome(mandate, &state, Some(decision_id)))
     }
 
@@ -624,7 +626,7 @@ impl Service {
             amount_fen,
             memo: memo.to_owned(),
         };
-        self.execute::<Ledger>(self.context(Some(actor)), district, command).await?;
+        self.execute_quietly::<Ledger>(self.context(Some(actor)), district, command).await?;
         Ok(())
     }
 
@@ -726,7 +728,7 @@ impl Service {
                 community,
                 to: record.proposal.delegating_unit,
             };
-            match self.execute::<Ledger>(self.context(actor), district, command).await {
+            match self.execute_quietly::<Ledger>(self.context(actor), district, command).await {
                 Ok(_) | Err(ServiceError::Ledger(LedgerError::NothingToTransfer(_))) => {}
                 Err(error) => return Err(error),
             }
@@ -869,13 +871,79 @@ impl Service {
         Ok(manager.load(id).await?.map(AggregateState::into_inner).unwrap_or_default())
     }
 
-    /// Runs one command on one aggregate through esrs, under the in-process aggregate lock.
+    /// Runs one command on one aggregate through esrs, under the in-process aggregate lock,
+    /// and returns the state it leaves.
     async fn execute<A>(
         &self,
         context: CommandContext,
         id: Uuid,
         command: A::Command,
     ) -> Result<A::State, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default + Clone + 'static,
+        A::Event: DomainEvent + Send + Sync,
+        A::Command: Send + Clone,
+        ServiceError: From<A::Error>,
+    {
+        let state = self.run::<A>(context, id, command, Known::Stored, Answer::State).await?;
+        Ok(state.expect("asked for the state"))
+    }
+
+    /// [`Self::execute`] for a stream that does not exist yet as far as the live projection
+    /// knows: nothing is read before deciding (see [`Known::New`]).
+    async fn create<A>(
+        &self,
+        context: CommandContext,
+        id: Uuid,
+        command: A::Command,
+    ) -> Result<A::State, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default + Clone + 'static,
+        A::Event: DomainEvent + Send + Sync,
+        A::Command: Send + Clone,
+        ServiceError: From<A::Error>,
+    {
+        let state = self.run::<A>(context, id, command, Known::New, Answer::State).await?;
+        Ok(state.expect("asked for the state"))
+    }
+
+    /// [`Self::execute`] for a caller that does not need the state back: a long stream's state
+    /// (a district's ledger) is then kept without a copy.
+    async fn execute_quietly<A>(
+        &self,
+        context: CommandContext,
+        id: Uuid,
+        command: A::Command,
+    ) -> Result<(), ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default + Clone + 'static,
+        A::Event: DomainEvent + Send + Sync,
+        A::Command: Send + Clone,
+        ServiceError: From<A::Error>,
+    {
+        self.run::<A>(context, id, command, Known::Stored, Answer::Nothing).await?;
+        Ok(())
+    }
+
+    /// The one command path: state from memory where this process has it, or from the log;
+    /// the decision; the durable append; conflicts retried.
+    ///
+    /// A state from memory (a kept state of a long stream, or the empty state of a stream
+    /// presumed new) is not checked against the database first: if another process wrote the
+    /// stream meanwhile, the append's expected revision no longer matches, the store answers
+    /// a conflict, and the command runs again on the state read from the log. A refusal is
+    /// never given on memory alone: the stream's tail is read and the command decided again.
+    async fn run<A>(
+        &self,
+        context: CommandContext,
+        id: Uuid,
+        command: A::Command,
+        known: Known,
+        answer: Answer,
+    ) -> Result<Option<A::State>, ServiceError>
     where
         A: Aggregate + Send + Sync,
         A::State: Send + Default + Clone + 'static,
@@ -891,11 +959,14 @@ impl Service {
         let stream = shequ_store::AggregateStore::<A>::stream(id);
         let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
         let mut attempt = 1;
+        // Whether the state may come from memory unchecked; false once memory was wrong or a
+        // refusal needs the database's word.
+        let mut trust_memory = true;
         loop {
             let guard = store.lock(id).await?;
-            // A long stream's state is kept from its last command: only what was appended since
-            // (by another process) is read and applied.
+            // A long stream's state is kept from its last command.
             let (cached, cached_sequence) = self.states.take::<A::State>(&stream).unwrap_or_default();
+            let from_memory = trust_memory && (cached_sequence > 0 || known == Known::New);
             let mut state = AggregateState::with_id(id);
             if cached_sequence > 0 {
                 let snapshot = StoreEvent {
@@ -908,10 +979,26 @@ impl Service {
                 };
                 state = state.apply_store_events(vec![snapshot], |_, cached| cached);
             }
-            let from_revision = u64::try_from(cached_sequence).unwrap_or(0);
-            let state = state.apply_store_events(store.events_from(id, from_revision).await?, A::apply_event);
+            if !from_memory {
+                let from_revision = u64::try_from(cached_sequence).unwrap_or(0);
+                state = state.apply_store_events(store.events_from(id, from_revision).await?, A::apply_event);
+            }
             let sequence_before = *state.sequence_number();
-            let mut state = state;
+            // Decided here first (esrs decides again below; deciding is pure) so that a refusal
+            // keeps the state, which esrs would drop.
+            if let Err(refusal) = A::handle_command(state.inner(), command.clone()) {
+                if sequence_before >= CACHED_STREAM_EVENTS_MIN {
+                    self.states.put(stream.clone(), state.into_inner(), sequence_before);
+                }
+                match from_memory {
+                    // Refused on memory: decide again on the log's tail.
+                    true => {
+                        trust_memory = false;
+                        continue;
+                    }
+                    false => return Err(refusal.into()),
+                }
+            }
             state.set_lock(guard);
             let result = manager.handle_command(state, command.clone()).await;
             let appended = recorder.take();
@@ -924,18 +1011,43 @@ impl Service {
                         .last()
                         .and_then(|event| i32::try_from(event.revision + 1).ok())
                         .unwrap_or(sequence_before);
-                    if sequence >= CACHED_STREAM_EVENTS_MIN {
-                        self.states.put(stream, new_state.clone(), sequence);
+                    if sequence < CACHED_STREAM_EVENTS_MIN {
+                        return Ok(Some(new_state));
                     }
-                    return Ok(new_state);
+                    let answer = match answer {
+                        Answer::State => Some(new_state.clone()),
+                        Answer::Nothing => None,
+                    };
+                    self.states.put(stream, new_state, sequence);
+                    return Ok(answer);
                 }
                 // Another process wrote the stream meanwhile: load again and decide again.
-                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => attempt += 1,
-                // A refusal or a failure: nothing is kept, the next command reads the stream.
-                result => return Ok(result??),
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => {
+                    attempt += 1;
+                    trust_memory = false;
+                }
+                // A failure: nothing is kept, the next command reads the stream.
+                result => return Ok(Some(result??)),
             }
         }
     }
+}
+
+/// What the caller knows of a stream before a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// It may hold events: read them (or what was appended since a kept state).
+    Stored,
+    /// The live projection has never seen it: start from the empty state without a read.
+    /// Wrong only if another process created it meanwhile; then the append conflicts.
+    New,
+}
+
+/// Whether the caller wants the state a command leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    State,
+    Nothing,
 }
 
 fn outcome(

@@ -23,6 +23,7 @@ mod plan;
 mod proofs;
 mod record;
 mod subscription;
+mod tail;
 mod verify;
 mod writer;
 

@@ -11,6 +11,7 @@ use crate::locks::AggregateLocks;
 use crate::metadata::CommandContext;
 use crate::plan::AppendRequest;
 use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent};
+use crate::tail::Tail;
 use crate::writer::{self, Pending};
 use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
 
@@ -29,6 +30,8 @@ struct Inner {
     backend: Backend,
     queue: mpsc::Sender<Pending>,
     head: watch::Receiver<u64>,
+    /// The newest events this process committed.
+    tail: Arc<Tail>,
     locks: AggregateLocks,
 }
 
@@ -54,9 +57,16 @@ impl EventLog {
         let head = backend.head().await?;
         let (queue, receiver) = mpsc::channel(QUEUE_LENGTH_MAX);
         let (head_sender, head_receiver) = watch::channel(head.position);
-        tokio::spawn(writer::run(backend.clone(), receiver, head_sender));
+        let tail = Arc::new(Tail::default());
+        tokio::spawn(writer::run(backend.clone(), receiver, head_sender, Arc::clone(&tail)));
         Ok(Self {
-            inner: Arc::new(Inner { backend, queue, head: head_receiver, locks: AggregateLocks::default() }),
+            inner: Arc::new(Inner {
+                backend,
+                queue,
+                head: head_receiver,
+                tail,
+                locks: AggregateLocks::default(),
+            }),
         })
     }
 
@@ -185,6 +195,14 @@ impl EventLog {
     /// this process acknowledged lies at or below it. Other processes' appends may lie above.
     pub fn committed_position(&self) -> u64 {
         *self.inner.head.borrow()
+    }
+
+    /// The events from `from_position` through the last one this process committed, from
+    /// memory, without asking the database; `None` when they are no longer all in memory (the
+    /// newest few thousand are kept) or another process wrote in between: read them then.
+    /// Other processes' appends after this process's last commit are not in the answer.
+    pub fn committed_since(&self, from_position: u64) -> Option<Vec<RecordedEvent>> {
+        self.inner.tail.since(from_position)
     }
 }
 

@@ -6,12 +6,15 @@
 //! processes sharing a PostgreSQL database, the head row lock takes over (see `backend`).
 
 use chrono::{SubsecRound, Utc};
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Backend;
 use crate::error::StoreError;
 use crate::plan::{AppendRequest, WriterCache};
 use crate::record::Appended;
+use crate::tail::Tail;
 use crate::BATCH_EVENTS_MAX;
 
 pub(crate) struct Pending {
@@ -19,9 +22,14 @@ pub(crate) struct Pending {
     pub reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
-/// Runs until every sender is gone. `head` is told the last committed position after each
-/// batch, which wakes catch-up subscriptions in this process.
-pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, head: watch::Sender<u64>) {
+/// Runs until every sender is gone. After each batch, `tail` keeps its events and `head` is
+/// told the last committed position, which wakes catch-up subscriptions in this process.
+pub(crate) async fn run(
+    backend: Backend,
+    mut queue: mpsc::Receiver<Pending>,
+    head: watch::Sender<u64>,
+    tail: Arc<Tail>,
+) {
     let mut batch: Vec<Pending> = Vec::new();
     let mut cache = WriterCache::default();
     // An append that did not fit the last batch opens the next one.
@@ -50,7 +58,7 @@ pub(crate) async fn run(backend: Backend, mut queue: mpsc::Receiver<Pending>, he
                 Err(_) => break,
             }
         }
-        commit(&backend, &mut batch, &head, &mut cache).await;
+        commit(&backend, &mut batch, &head, &tail, &mut cache).await;
     }
 }
 
@@ -58,6 +66,7 @@ async fn commit(
     backend: &Backend,
     batch: &mut Vec<Pending>,
     head: &watch::Sender<u64>,
+    tail: &Tail,
     cache: &mut WriterCache,
 ) {
     let requests: Vec<AppendRequest> = batch.iter().map(|pending| pending.request.clone()).collect();
@@ -66,6 +75,8 @@ async fn commit(
     match backend.commit_batch(&requests, recorded_at, cache).await {
         Ok(planned) => {
             debug_assert_eq!(planned.outcomes.len(), batch.len());
+            // Kept before the head moves: whoever sees the new head finds its events here.
+            tail.extend(planned.base.position, &planned.rows);
             head.send_if_modified(|position| {
                 let moved = planned.head.position > *position;
                 *position = (*position).max(planned.head.position);

@@ -147,6 +147,16 @@ fn routes_requests_from_rust_and_names_the_clause_of_a_refusal() {
     assert_eq!(route.clause, "plan:3.2.2-ST");
     let refusal = policies.route(&input(serde_json::Value::Null)).unwrap().unwrap_err();
     assert_eq!((refusal.rule.as_str(), refusal.clause.as_str()), ("catalogue", "plan:5.1-C"));
+    // Remembered by input, shared by clones, and not confused: a self-governance matter at the
+    // same station is the community's, the refusal stays a refusal.
+    let clone = policies.clone();
+    for _ in 0..3 {
+        let again = clone.route(&input(json!({"owner_level": "street", "nature": "entrustable"}))).unwrap();
+        assert_eq!(again.unwrap(), route);
+        let own = clone.route(&input(json!({"owner_level": "community", "nature": "self_governance"})));
+        assert_eq!(own.unwrap().unwrap().route, "community");
+        assert_eq!(clone.route(&input(serde_json::Value::Null)).unwrap().unwrap_err(), refusal);
+    }
 }
 
 #[test]

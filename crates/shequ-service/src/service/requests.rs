@@ -105,17 +105,19 @@ impl Service {
         let (district, street) = self.community_place(filing.station).await?;
         let resident = resident
             .ok_or_else(|| ServiceError::Invalid("resident: whom the request is for is required".into()))?;
+        // A retry with the same id and content gets the request as it stands.
+        let asked = (filing.station, filing.matter_code.clone(), filing.description.trim().to_owned());
+        let for_whom = resident.clone();
+        let same = move |existing: RequestView| match existing.station == asked.0
+            && existing.matter_code == asked.1
+            && existing.description == asked.2
+            && existing.resident == for_whom
+        {
+            true => Ok(existing),
+            false => Err(ServiceError::Invalid(format!("request id {request} is taken by another request"))),
+        };
         if let Some(existing) = self.read_model.read().await?.request(request) {
-            return match existing.station == filing.station
-                && existing.matter_code == filing.matter_code
-                && existing.description == filing.description.trim()
-                && existing.resident == resident
-            {
-                true => Ok(existing),
-                false => {
-                    Err(ServiceError::Invalid(format!("request id {request} is taken by another request")))
-                }
-            };
+            return same(existing);
         }
         let (routing, sla_days) = self.route(&filing.matter_code, filing.station, street, district).await?;
         let expected_date = (self.clock.now() + Duration::days(i64::from(sla_days))).date_naive().to_string();
@@ -133,18 +135,22 @@ impl Service {
         };
         let context = self.context(Some(actor)).with_decision(routing.decision_id);
         match self
-            .execute::<Request>(
+            .create::<Request>(
                 context,
                 request,
                 RequestCommand::File { filing: Box::new(filing), routing: Box::new(routing) },
             )
             .await
         {
-            // Filed by a concurrent retry with the same id: answer as it stands.
-            Ok(_) | Err(ServiceError::Request(RequestError::AlreadyExists)) => {}
-            Err(error) => return Err(error),
+            Ok(_) => self.request_view(request).await,
+            // Filed meanwhile, here or by another process the projection has not heard from
+            // yet: ask the log, then answer as for any retry.
+            Err(ServiceError::Request(RequestError::AlreadyExists)) => {
+                self.read_model.catch_up().await?;
+                same(self.request_view(request).await?)
+            }
+            Err(error) => Err(error),
         }
-        self.request_view(request).await
     }
 
     /// Asks `policies/routing` where a request for `matter_code` at `station` goes.
