@@ -21,14 +21,14 @@ pub(crate) struct Tail {
 
 impl Tail {
     /// Keeps `rows`, just committed on top of position `base`.
-    pub fn extend(&self, base: u64, rows: &[RecordedEvent]) {
+    pub fn extend(&self, base: u64, rows: Vec<RecordedEvent>) {
         let Some(first) = rows.first() else { return };
         debug_assert_eq!(first.position, base + 1, "a batch's rows follow its base");
         let mut events = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if events.back().is_some_and(|last| last.position != base) {
             events.clear();
         }
-        events.extend(rows.iter().cloned());
+        events.extend(rows);
         let excess = events.len().saturating_sub(TAIL_EVENTS_MAX);
         events.drain(..excess);
     }
@@ -80,14 +80,14 @@ mod tests {
     fn answers_only_what_it_holds_without_a_gap() {
         let tail = Tail::default();
         assert_eq!(positions(tail.since(1)), None, "an empty tail knows nothing");
-        tail.extend(10, &[event(11), event(12)]);
-        tail.extend(12, &[event(13)]);
+        tail.extend(10, vec![event(11), event(12)]);
+        tail.extend(12, vec![event(13)]);
         assert_eq!(positions(tail.since(12)), Some(vec![12, 13]));
         assert_eq!(positions(tail.since(11)), Some(vec![11, 12, 13]));
         assert_eq!(positions(tail.since(14)), Some(vec![]));
         assert_eq!(positions(tail.since(10)), None, "position 10 was never kept");
         // Another process wrote 14 and 15: the run starts again at this batch.
-        tail.extend(15, &[event(16)]);
+        tail.extend(15, vec![event(16)]);
         assert_eq!(positions(tail.since(16)), Some(vec![16]));
         assert_eq!(positions(tail.since(14)), None);
         assert_eq!(positions(tail.since(13)), None);
@@ -97,7 +97,7 @@ mod tests {
     fn keeps_at_most_its_limit() {
         let tail = Tail::default();
         let rows: Vec<RecordedEvent> = (1..=TAIL_EVENTS_MAX as u64 + 10).map(event).collect();
-        tail.extend(0, &rows);
+        tail.extend(0, rows);
         assert_eq!(positions(tail.since(10)), None);
         let kept = tail.since(11).expect("the newest are kept");
         assert_eq!(kept.len(), TAIL_EVENTS_MAX);

@@ -69,28 +69,29 @@ async fn commit(
     tail: &Tail,
     cache: &mut WriterCache,
 ) {
-    let requests: Vec<AppendRequest> = batch.iter().map(|pending| pending.request.clone()).collect();
+    let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
+        batch.drain(..).map(|pending| (pending.request, pending.reply)).unzip();
     // Microseconds: what both databases keep, so an append's answer equals what is read back.
     let recorded_at = Utc::now().trunc_subsecs(6);
     match backend.commit_batch(&requests, recorded_at, cache).await {
         Ok(planned) => {
-            debug_assert_eq!(planned.outcomes.len(), batch.len());
+            debug_assert_eq!(planned.outcomes.len(), replies.len());
             // Kept before the head moves: whoever sees the new head finds its events here.
-            tail.extend(planned.base.position, &planned.rows);
+            tail.extend(planned.base.position, planned.rows);
             head.send_if_modified(|position| {
                 let moved = planned.head.position > *position;
                 *position = (*position).max(planned.head.position);
                 moved
             });
-            for (pending, outcome) in batch.drain(..).zip(planned.outcomes) {
+            for (reply, outcome) in replies.into_iter().zip(planned.outcomes) {
                 // A caller that stopped waiting does not undo a commit; nothing to do.
-                let _ = pending.reply.send(outcome);
+                let _ = reply.send(outcome);
             }
         }
         Err(error) => {
-            tracing::error!(%error, appends = batch.len(), "event log batch failed; nothing of it was written");
-            for pending in batch.drain(..) {
-                let _ = pending.reply.send(Err(error.clone()));
+            tracing::error!(%error, appends = replies.len(), "event log batch failed; nothing of it was written");
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
             }
         }
     }
