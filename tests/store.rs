@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
+
 use esrs::manager::AggregateManager;
 use esrs::store::EventStore;
 use esrs::AggregateState;
@@ -29,6 +31,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         verify_names_the_first_deleted_row,
         verify_names_the_first_deleted_tail_row,
         verify_names_swapped_rows,
+        stream_all_reads_what_page_after_page_reads,
     ]
 }
 
@@ -418,4 +421,34 @@ async fn verify_names_swapped_rows(db: Db) {
     );
     execute_directly(&db, &swap).await.unwrap();
     assert_eq!(log.verify(|_| {}).await.unwrap().failure.unwrap().position, 3);
+}
+
+/// `stream_all` reads several pages at once on a long log; whatever the page size and start,
+/// and with gaps in the positions, it must give what reading one page after another gives.
+async fn stream_all_reads_what_page_after_page_reads(db: Db) {
+    async fn page_after_page(log: &EventLog, from: u64, page_events: u32) -> Vec<shequ_store::RecordedEvent> {
+        let (mut events, mut next) = (Vec::new(), from);
+        loop {
+            let page = log.read_all(next, page_events).await.unwrap();
+            let Some(last) = page.last() else { return events };
+            next = last.position + 1;
+            events.extend(page);
+        }
+    }
+    let log = ten_events(&db).await;
+    for gaps in [false, true] {
+        if gaps {
+            let delete =
+                format!("{} DELETE FROM events WHERE position IN (4, 8, 9);", disable_append_only(&db));
+            execute_directly(&db, &delete).await.unwrap();
+        }
+        for from in [1, 2, 3, 5, 10, 11] {
+            for page_events in 1..=11 {
+                let streamed: Vec<_> = log.stream_all(from, page_events).try_collect().await.unwrap();
+                let expected = page_after_page(&log, from, page_events).await;
+                assert_eq!(streamed, expected, "from {from}, pages of {page_events}, gaps {gaps}");
+            }
+        }
+        assert_eq!(page_after_page(&log, 1, 3).await.len(), if gaps { 7 } else { 10 });
+    }
 }

@@ -34,7 +34,7 @@ mod load;
 mod replay;
 use uuid::Uuid;
 
-#[cfg(feature = "mimalloc")]
+/// The same allocator as the `shequ` binary (docs/adr/0009-mimalloc-global-allocator.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -118,10 +118,11 @@ impl EventLog {
     /// The whole log from `from_position` on, read lazily in pages of `page_events`, so memory
     /// stays bounded however long the log is.
     ///
-    /// Once polled, a task reads one page ahead while the caller works through the one before
-    /// (at most three pages are in memory: one being read, one waiting, one being consumed),
-    /// so that reading from the database and the caller's work overlap. The stream ends at
-    /// the first empty page, or after the first error; dropping it stops the task.
+    /// Once polled, a task reads ahead while the caller works through the page before, so that
+    /// reading from the database and the caller's work overlap; on a long log it reads several
+    /// pages at once (see `read_ahead`). At most `READ_AHEAD_PAGES_MAX` + 2 pages are in
+    /// memory. The stream ends at the first empty page, or after the first error; dropping it
+    /// stops the task.
     pub fn stream_all(
         &self,
         from_position: u64,
@@ -206,6 +207,12 @@ impl EventLog {
     }
 }
 
+/// The most pages `stream_all` reads at once. Reading a page is mostly the database driver's
+/// work on one thread (sqlx's SQLite thread, a PostgreSQL backend) and then ours on another;
+/// three at once keep two cores busy (BENCHMARKS.md, issue 5). With the page waiting to be
+/// taken and the one being consumed, at most five pages are in memory.
+const READ_AHEAD_PAGES_MAX: usize = 3;
+
 /// Where `stream_all` is.
 enum ReadAhead {
     NotStarted { log: EventLog, next: u64, page_events: u32 },
@@ -224,14 +231,43 @@ impl Drop for AbortOnDrop {
 
 /// Reads pages from `next` on and hands them over one at a time, until a page is empty, an
 /// error (handed over too), or nobody takes them any more.
+///
+/// Once a page comes back full, up to `READ_AHEAD_PAGES_MAX` pages are read at once, each on
+/// its own connection: the page that starts where the last one handed over ended, and the
+/// pages that follow it if every page before them is full and gap-free (positions are never
+/// skipped). A page is handed over only if it starts exactly where the previous one ended, so
+/// what comes out is the same pages, from the same queries, as reading one after another; a
+/// short page (the end of the log) or a gap (a tampered log) drops the guesses after it, and
+/// reading goes on one page at a time from where that page ended.
 async fn read_ahead(
     log: EventLog,
     mut next: u64,
     page_events: u32,
     pages: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
 ) {
+    let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
+    // Dropping a handle lets its read run to its end, unwanted, rather than cancelling it in
+    // the middle of a query.
+    let mut in_flight: VecDeque<(u64, PageRead)> = VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
+    let mut guess = next;
+    let mut readers = 1;
     loop {
-        let page = match log.read_all(next, page_events).await {
+        while in_flight.len() < readers {
+            let reader = log.clone();
+            let read = tokio::spawn(async move { reader.read_all(guess, page_events).await });
+            in_flight.push_back((guess, read));
+            guess += u64::from(page_events);
+        }
+        let (start, read) = in_flight.pop_front().expect("at least one page is being read");
+        let page = match read.await {
+            Ok(page) => page,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => return,
+        };
+        // Guesses that no longer follow on are dropped as soon as a page ends short.
+        assert_eq!(start, next, "a page is handed over only where the previous one ended");
+        let page = match page {
             Ok(page) => page,
             Err(error) => {
                 let _ = pages.send(Err(error)).await;
@@ -240,11 +276,22 @@ async fn read_ahead(
         };
         let Some(last) = page.last() else { return };
         next = last.position + 1;
+        match next == start + u64::from(page_events) {
+            true => readers = READ_AHEAD_PAGES_MAX,
+            false => {
+                in_flight.clear();
+                guess = next;
+                readers = 1;
+            }
+        }
         if pages.send(Ok(page)).await.is_err() {
             return;
         }
     }
 }
+
+/// A page being read by `read_ahead`, in its own task.
+type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     let invalid = |message: String| Err(StoreError::InvalidAppend(message));

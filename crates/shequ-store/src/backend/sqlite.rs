@@ -18,6 +18,11 @@ use crate::record::RecordedEvent;
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 const CONNECTIONS_MAX: u32 = 8;
+/// How many rows sqlx's SQLite thread may hand over before the reader takes them (sqlx's
+/// default is 50). With 50 the thread stops and is woken again every few dozen rows of a
+/// 5,000-row page; a page is collected whole anyway, so a longer queue costs no memory that
+/// the page does not (BENCHMARKS.md, issue 5).
+const ROW_BUFFER_ROWS: usize = 2_000;
 
 async fn connect_once(url: &str) -> Result<SqlitePool, StoreError> {
     // WAL with synchronous=FULL: an append is acknowledged only after its commit is on disk.
@@ -26,7 +31,8 @@ async fn connect_once(url: &str) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        .row_buffer_size(ROW_BUFFER_ROWS);
     let pool = SqlitePoolOptions::new().max_connections(CONNECTIONS_MAX).connect_with(options).await?;
     Ok(pool)
 }
