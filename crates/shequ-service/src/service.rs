@@ -304,7 +304,7 @@ impl Service {
     }
 
     pub async fn ledger(&self, district: Uuid) -> Result<LedgerState, ServiceError> {
-        self.load::<Ledger>(district).await
+        self.load_kept::<Ledger>(district).await
     }
 
     // ----- Mandates ---------------------------------------------------------------------------
@@ -869,6 +869,32 @@ impl Service {
     {
         let manager = AggregateManager::new(self.log.aggregate_store::<A>(self.context(None)));
         Ok(manager.load(id).await?.map(AggregateState::into_inner).unwrap_or_default())
+    }
+
+    /// [`Self::load`] for a long stream (a district's ledger): from its kept state, if any,
+    /// and what the log appended after it, under the aggregate's lock; the state read is kept
+    /// in turn. A read sees every append that finished before it, by any process.
+    async fn load_kept<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default + Clone + 'static,
+        A::Event: DomainEvent + Send + Sync,
+    {
+        let store = self.log.aggregate_store::<A>(self.context(None));
+        let stream = shequ_store::AggregateStore::<A>::stream(id);
+        let _guard = store.lock(id).await?;
+        let (kept, kept_sequence) = self.states.take::<A::State>(&stream).unwrap_or_default();
+        let from_revision = u64::try_from(kept_sequence).unwrap_or(0);
+        let mut state = kept;
+        let mut sequence = kept_sequence;
+        for event in store.events_from(id, from_revision).await? {
+            state = A::apply_event(state, event.payload);
+            sequence = event.sequence_number;
+        }
+        if sequence >= CACHED_STREAM_EVENTS_MIN {
+            self.states.put(stream, state.clone(), sequence);
+        }
+        Ok(state)
     }
 
     /// Runs one command on one aggregate through esrs, under the in-process aggregate lock,
