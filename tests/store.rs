@@ -68,10 +68,25 @@ async fn appends_and_reads_back_byte_exact(db: Db) {
 
     let all = log.read_all(2, 10).await.unwrap();
     assert_eq!(all.iter().map(|event| event.position).collect::<Vec<_>>(), [2, 3]);
+    // One stream's page after a position, among another stream's events.
+    let other = stream("mandate");
+    log.append(&other, ExpectedRevision::NoStream, vec![event("MandateProposed", "{}")]).await.unwrap();
+    log.append(&mandate, ExpectedRevision::Exact(2), vec![event("FundsPosted", "{}")]).await.unwrap();
+    let page = |after: u64, limit: u32| {
+        let (log, mandate) = (log.clone(), mandate.clone());
+        async move {
+            let events = log.read_stream_after(&mandate, after, limit).await.unwrap();
+            events.iter().map(|event| (event.position, event.revision)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(0, 2).await, [(1, 0), (2, 1)]);
+    assert_eq!(page(2, 10).await, [(3, 2), (5, 3)]);
+    assert_eq!(page(3, 10).await, [(5, 3)]);
+    assert_eq!(page(5, 10).await, []);
     assert!(log.read_stream(&stream("mandate")).await.unwrap().is_empty());
     let report = log.verify(|_| {}).await.unwrap();
-    assert_eq!((report.events, report.failure), (3, None));
-    assert_eq!(report.head.hash, read[2].hash);
+    assert_eq!((report.events, report.failure), (5, None));
+    assert_eq!(report.head.hash, log.read_all(5, 1).await.unwrap()[0].hash);
 }
 
 async fn expected_revision_is_checked(db: Db) {

@@ -292,10 +292,16 @@ impl Service {
 
     /// The district's ledger, for an actor allowed to read it (district, department, inspector).
     pub async fn read_ledger(&self, actor: Actor) -> Result<(Uuid, LedgerState), ServiceError> {
+        let district = self.ledger_district(actor).await?;
+        Ok((district, self.ledger(district).await?))
+    }
+
+    /// The district whose ledger `actor` may read: their own.
+    async fn ledger_district(&self, actor: Actor) -> Result<Uuid, ServiceError> {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(&actor, "read.ledger", Target { district: Some(district), ..Target::default() })
             .await?;
-        Ok((district, self.ledger(district).await?))
+        Ok(district)
     }
 
     /// One account's balance, from the live projection.

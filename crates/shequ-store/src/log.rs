@@ -104,6 +104,22 @@ impl EventLog {
         self.inner.backend.read_stream(stream, from_revision).await
     }
 
+    /// One page of one stream: at most `limit` (capped at `READ_PAGE_EVENTS_MAX`) of its events
+    /// after position `after_position`, in revision order (which is position order).
+    pub async fn read_stream_after(
+        &self,
+        stream: &str,
+        after_position: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = limit.clamp(1, READ_PAGE_EVENTS_MAX);
+        // As in `read_all`: past 2^63 there is nothing to read.
+        if i64::try_from(after_position).is_err() {
+            return Ok(vec![]);
+        }
+        self.inner.backend.read_stream_after(stream, after_position, limit).await
+    }
+
     /// One page of the log: events at `from_position` and after, in position order; at
     /// most `limit` (capped at `READ_PAGE_EVENTS_MAX`).
     pub async fn read_all(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {

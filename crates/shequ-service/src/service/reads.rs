@@ -223,18 +223,10 @@ impl Service {
         after: u64,
         limit: usize,
     ) -> Result<Vec<TransferEntry>, ServiceError> {
-        let district = self.read_ledger(actor).await?.0;
-        let mut transfers = Vec::new();
-        for event in self.log.read_stream(&format!("ledger-{district}")).await? {
-            if event.position <= after {
-                continue;
-            }
-            transfers.push(TransferEntry::from_event(&event)?);
-            if transfers.len() == limit {
-                break;
-            }
-        }
-        Ok(transfers)
+        let district = self.ledger_district(actor).await?;
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let events = self.log.read_stream_after(&format!("ledger-{district}"), after, limit).await?;
+        events.iter().map(TransferEntry::from_event).collect()
     }
 
     async fn audit_district(&self, actor: &Actor) -> Result<Uuid, ServiceError> {

@@ -134,6 +134,19 @@ impl Backend {
         }
     }
 
+    /// At most `limit` of one stream's events after `after_position`, in revision order.
+    pub async fn read_stream_after(
+        &self,
+        stream: &str,
+        after_position: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::read_stream_after(pool, stream, after_position, limit).await,
+            Backend::Postgres(pool) => postgres::read_stream_after(pool, stream, after_position, limit).await,
+        }
+    }
+
     /// Events with `position >= from_position`, in position order, at most `limit`.
     pub async fn read_page(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {

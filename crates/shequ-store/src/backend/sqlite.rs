@@ -294,6 +294,21 @@ pub(super) async fn read_stream(
     rows.iter().map(read_event).collect()
 }
 
+pub(super) async fn read_stream_after(
+    pool: &SqlitePool,
+    stream: &str,
+    after_position: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE stream = ? AND position > ? ORDER BY revision LIMIT ?"))
+        .bind(stream)
+        .bind(to_i64(after_position))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(read_event).collect()
+}
+
 pub(super) async fn read_page(
     pool: &SqlitePool,
     from_position: u64,
