@@ -1,11 +1,12 @@
 //! The live read model: the [`Projection`] kept in memory and brought up to the log's head
 //! before each read, and replays of the log up to a point in time or position.
 //!
-//! Catching up reads only what was appended since the last read. A read sees every command
+//! Catching up folds only what was appended since the last read. A read sees every command
 //! this process finished before it began (read-your-writes: the writer tells the position it
-//! committed, so a read behind it always asks the database), and every other process's
-//! command that finished `FOREIGN_APPENDS_STALE_MS` before it. Replays stream the log page by page: memory follows the size of the state, not
-//! the length of the log.
+//! committed, and a read behind it folds the events up to there, from the writer's memory of
+//! its newest events or else from the database), and every other process's command that
+//! finished `FOREIGN_APPENDS_STALE_MS` before it. Replays stream the log page by page: memory
+//! follows the size of the state, not the length of the log.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
