@@ -889,18 +889,48 @@ impl Service {
         let store = self.log.aggregate_store::<A>(self.context(None));
         let stream = shequ_store::AggregateStore::<A>::stream(id);
         let _guard = store.lock(id).await?;
-        let (kept, kept_sequence) = self.states.take::<A::State>(&stream).unwrap_or_default();
-        let from_revision = u64::try_from(kept_sequence).unwrap_or(0);
-        let mut state = kept;
-        let mut sequence = kept_sequence;
-        for event in store.events_from(id, from_revision).await? {
-            state = A::apply_event(state, event.payload);
-            sequence = event.sequence_number;
-        }
+        let (state, _) = self.take_kept(id, &stream);
+        let state = Self::with_tail(&store, state).await?;
+        let sequence = *state.sequence_number();
+        let state = state.into_inner();
         if sequence >= CACHED_STREAM_EVENTS_MIN {
             self.states.put(stream, state.clone(), sequence);
         }
         Ok(state)
+    }
+
+    /// A stream's kept state, taken out (the caller holds the aggregate's lock), or the empty
+    /// state; and whether anything was kept.
+    fn take_kept<S: Send + Default + 'static>(&self, id: Uuid, stream: &str) -> (AggregateState<S>, bool) {
+        let (kept, kept_sequence) = self.states.take::<S>(stream).unwrap_or_default();
+        let state = AggregateState::with_id(id);
+        if kept_sequence == 0 {
+            return (state, false);
+        }
+        let snapshot = StoreEvent {
+            id: Uuid::nil(),
+            aggregate_id: id,
+            payload: kept,
+            occurred_on: chrono::Utc::now(),
+            sequence_number: kept_sequence,
+            version: None,
+        };
+        (state.apply_store_events(vec![snapshot], |_, kept| kept), true)
+    }
+
+    /// `state` with what the log appended to its stream after it.
+    async fn with_tail<A>(
+        store: &shequ_store::AggregateStore<A>,
+        state: AggregateState<A::State>,
+    ) -> Result<AggregateState<A::State>, ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send,
+        A::Event: DomainEvent + Send + Sync,
+    {
+        let from_revision = u64::try_from(*state.sequence_number()).unwrap_or(0);
+        let events = store.events_from(*state.id(), from_revision).await?;
+        Ok(state.apply_store_events(events, A::apply_event))
     }
 
     /// Runs one command on one aggregate through esrs, under the in-process aggregate lock,
@@ -996,24 +1026,12 @@ impl Service {
         let mut trust_memory = true;
         loop {
             let guard = store.lock(id).await?;
-            // A long stream's state is kept from its last command.
-            let (cached, cached_sequence) = self.states.take::<A::State>(&stream).unwrap_or_default();
-            let from_memory = trust_memory && (cached_sequence > 0 || known == Known::New);
-            let mut state = AggregateState::with_id(id);
-            if cached_sequence > 0 {
-                let snapshot = StoreEvent {
-                    id: Uuid::nil(),
-                    aggregate_id: id,
-                    payload: cached,
-                    occurred_on: chrono::Utc::now(),
-                    sequence_number: cached_sequence,
-                    version: None,
-                };
-                state = state.apply_store_events(vec![snapshot], |_, cached| cached);
-            }
+            // A long stream's state is kept from its last command; with nothing kept, memory
+            // knows only a new stream (empty).
+            let (mut state, kept) = self.take_kept(id, &stream);
+            let from_memory = trust_memory && (kept || known == Known::New);
             if !from_memory {
-                let from_revision = u64::try_from(cached_sequence).unwrap_or(0);
-                state = state.apply_store_events(store.events_from(id, from_revision).await?, A::apply_event);
+                state = Self::with_tail(&store, state).await?;
             }
             let sequence_before = *state.sequence_number();
             // Decided here first (esrs decides again below; deciding is pure) so that a refusal
