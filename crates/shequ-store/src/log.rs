@@ -112,23 +112,19 @@ impl EventLog {
         after_position: u64,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let limit = limit.clamp(1, READ_PAGE_EVENTS_MAX);
-        // As in `read_all`: past 2^63 there is nothing to read.
-        if i64::try_from(after_position).is_err() {
-            return Ok(vec![]);
+        match page_limit(after_position, limit) {
+            Some(limit) => self.inner.backend.read_stream_after(stream, after_position, limit).await,
+            None => Ok(vec![]),
         }
-        self.inner.backend.read_stream_after(stream, after_position, limit).await
     }
 
     /// One page of the log: events at `from_position` and after, in position order; at
     /// most `limit` (capped at `READ_PAGE_EVENTS_MAX`).
     pub async fn read_all(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
-        let limit = limit.clamp(1, READ_PAGE_EVENTS_MAX);
-        // No log reaches 2^63 events: past that there is simply nothing to read.
-        if i64::try_from(from_position).is_err() {
-            return Ok(vec![]);
+        match page_limit(from_position, limit) {
+            Some(limit) => self.inner.backend.read_page(from_position.max(1), limit).await,
+            None => Ok(vec![]),
         }
-        self.inner.backend.read_page(from_position.max(1), limit).await
     }
 
     /// The whole log from `from_position` on, read lazily in pages of `page_events`, so memory
@@ -221,6 +217,12 @@ impl EventLog {
     pub fn committed_since(&self, from_position: u64) -> Option<Vec<RecordedEvent>> {
         self.inner.tail.since(from_position)
     }
+}
+
+/// The row limit of a page read from `position`, capped at `READ_PAGE_EVENTS_MAX`; `None` past
+/// 2^63: no log reaches that many events, so there is simply nothing to read.
+fn page_limit(position: u64, limit: u32) -> Option<u32> {
+    i64::try_from(position).ok().map(|_| limit.clamp(1, READ_PAGE_EVENTS_MAX))
 }
 
 /// The most pages `stream_all` reads at once. Reading a page is mostly the database driver's
