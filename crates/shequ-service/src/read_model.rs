@@ -54,9 +54,7 @@ impl ReadModel {
 
     fn looked_recently(&self) -> bool {
         match self.catching_up.try_lock() {
-            Ok(looked) => {
-                looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
-            }
+            Ok(looked) => is_recent(*looked),
             // Someone is catching up right now: wait for it through `catch_up`.
             Err(_) => false,
         }
@@ -69,10 +67,7 @@ impl ReadModel {
         {
             let looked = self.catching_up.lock().await;
             let next = self.state.read().await.position() + 1;
-            let recent = looked
-                .is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
-                .then(|| self.log.committed_since(next))
-                .flatten();
+            let recent = is_recent(*looked).then(|| self.log.committed_since(next)).flatten();
             if let Some(events) = recent {
                 return Ok(self.apply(next, &events).await? - 1);
             }
@@ -105,6 +100,11 @@ impl ReadModel {
         }
         Ok(last.position + 1)
     }
+}
+
+/// Whether the database was last asked (`looked`) within `FOREIGN_APPENDS_STALE_MS`.
+fn is_recent(looked: Option<Instant>) -> bool {
+    looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
 }
 
 /// Rebuilds the projection from the log up to `as_of`, streaming. `progress` is called with
