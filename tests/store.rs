@@ -32,6 +32,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         verify_names_the_first_deleted_tail_row,
         verify_names_swapped_rows,
         stream_all_reads_what_page_after_page_reads,
+        a_category_is_read_stream_by_stream_up_to_a_position,
+        the_first_event_recorded_after_a_time_is_found_at_any_precision,
     ]
 }
 
@@ -465,5 +467,102 @@ async fn stream_all_reads_what_page_after_page_reads(db: Db) {
             }
         }
         assert_eq!(page_after_page(&log, 1, 3).await.len(), if gaps { 7 } else { 10 });
+    }
+}
+
+/// A log written by `import` with chosen streams and times: for each `(stream, offset)`, an
+/// event at 2026-11-29T08:00:00Z plus `offset` microseconds.
+async fn imported(db: &Db, events: &[(&str, i64)]) -> (EventLog, Vec<shequ_store::RecordedEvent>) {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-29T08:00:00Z").unwrap().to_utc();
+    let mut revisions: HashMap<&str, u64> = HashMap::new();
+    let mut previous = shequ_store::canonical::GENESIS_HASH;
+    let mut recorded = Vec::new();
+    for (index, (stream, offset)) in events.iter().enumerate() {
+        let revision = revisions.entry(stream).or_default();
+        let new = event("Step", &format!("{{\"n\":{index}}}"));
+        let mut event = shequ_store::RecordedEvent {
+            position: index as u64 + 1,
+            stream: (*stream).to_owned(),
+            revision: *revision,
+            event_id: new.event_id,
+            event_type: new.event_type,
+            event_version: 1,
+            data: new.data,
+            metadata: new.metadata,
+            recorded_at: start + chrono::Duration::microseconds(*offset),
+            hash: [0; 32],
+        };
+        *revision += 1;
+        event.hash = shequ_store::canonical::chain_hash(&previous, &event);
+        previous = event.hash;
+        recorded.push(event);
+    }
+    let log = EventLog::open(&db.url).await.unwrap();
+    let stream = futures::stream::iter(recorded.clone().into_iter().map(Ok::<_, StoreError>));
+    log.import(stream, |_| {}).await.unwrap();
+    (log, recorded)
+}
+
+async fn a_category_is_read_stream_by_stream_up_to_a_position(db: Db) {
+    let ids: Vec<String> = (1..=3).map(|n| format!("0190f3c4-7d1e-7c3a-9a1b-00000000000{n}")).collect();
+    let (a, b, c) =
+        (format!("mandate-{}", ids[1]), format!("mandate-{}", ids[0]), format!("mandate-{}", ids[2]));
+    // Neighbours in byte order that are not the category: `mandat-`, `mandate_note-`,
+    // `mandates-`; and another category between the mandate's events.
+    let (shorter, underscore, longer) =
+        (format!("mandat-{}", ids[0]), format!("mandate_note-{}", ids[0]), format!("mandates-{}", ids[0]));
+    let request = format!("request-{}", ids[0]);
+    let streams = [&a, &shorter, &b, &a, &request, &underscore, &c, &b, &longer, &a, &c, &request, &b];
+    let events: Vec<(&str, i64)> = streams.iter().map(|stream| (stream.as_str(), 0)).collect();
+    let (log, recorded) = imported(&db, &events).await;
+    let category = shequ_domain::Category::parse("mandate").unwrap();
+    for up_to in 0..=recorded.len() as u64 + 1 {
+        let mut expected: Vec<_> = recorded
+            .iter()
+            .filter(|event| event.stream.starts_with("mandate-") && event.position <= up_to)
+            .cloned()
+            .collect();
+        expected.sort_by(|x, y| (&x.stream, x.revision).cmp(&(&y.stream, y.revision)));
+        for page_events in 1..=4 {
+            let read: Vec<_> =
+                log.stream_category(&category, up_to, page_events).try_collect().await.unwrap();
+            assert_eq!(read, expected, "up to {up_to}, pages of {page_events}");
+        }
+    }
+    let all: Vec<_> = log.stream_category(&category, u64::MAX, 5_000).try_collect().await.unwrap();
+    let order: Vec<(&str, u64)> = all.iter().map(|event| (event.stream.as_str(), event.revision)).collect();
+    assert_eq!(
+        order,
+        [
+            (b.as_str(), 0),
+            (b.as_str(), 1),
+            (b.as_str(), 2),
+            (a.as_str(), 0),
+            (a.as_str(), 1),
+            (a.as_str(), 2),
+            (c.as_str(), 0),
+            (c.as_str(), 1)
+        ],
+        "streams in id order, each in revision order"
+    );
+}
+
+async fn the_first_event_recorded_after_a_time_is_found_at_any_precision(db: Db) {
+    // Whole seconds, milliseconds, microseconds; equal times; a clock that stepped back.
+    let offsets = [0, 500_000, 500_001, 500_001, 1_000_000, 1_000_100, 990_000, 2_000_000];
+    let stream = stream("mandate");
+    let events: Vec<(&str, i64)> = offsets.iter().map(|offset| (stream.as_str(), *offset)).collect();
+    let (log, recorded) = imported(&db, &events).await;
+    let start = recorded[0].recorded_at;
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> = Vec::new();
+    for event in &recorded {
+        for nanos in [-1_000, -1, 0, 1, 999, 1_000] {
+            times.push(event.recorded_at + chrono::Duration::nanoseconds(nanos));
+        }
+    }
+    times.extend([start - chrono::Duration::days(1), start + chrono::Duration::days(1)]);
+    for time in times {
+        let expected = recorded.iter().find(|event| event.recorded_at > time).map(|event| event.position);
+        assert_eq!(log.first_recorded_after(time).await.unwrap(), expected, "after {time:?}");
     }
 }

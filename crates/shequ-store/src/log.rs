@@ -1,11 +1,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aggregate_store::AggregateStore;
-use crate::backend::{Backend, BackendKind};
+use crate::backend::{to_i64, Backend, BackendKind, StreamRange};
 use crate::error::StoreError;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandContext;
@@ -140,34 +142,52 @@ impl EventLog {
         from_position: u64,
         page_events: u32,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
-        let start = ReadAhead::NotStarted { log: self.clone(), next: from_position.max(1), page_events };
-        futures::stream::unfold(start, |state| async move {
-            let (mut pages, mut task) = match state {
-                ReadAhead::NotStarted { log, next, page_events } => {
-                    let (sender, pages) = mpsc::channel(1);
-                    let task = tokio::spawn(read_ahead(log, next, page_events, sender));
-                    (pages, AbortOnDrop(task))
-                }
-                ReadAhead::Reading { pages, task } => (pages, task),
-                ReadAhead::Finished => return None,
-            };
-            match pages.recv().await {
-                Some(Ok(page)) => Some((Ok(page), ReadAhead::Reading { pages, task })),
-                Some(Err(error)) => Some((Err(error), ReadAhead::Finished)),
-                None => {
-                    // The task ended: at the end of the log, or by a panic, which goes on here.
-                    if let Err(error) = (&mut task.0).await {
-                        if error.is_panic() {
-                            std::panic::resume_unwind(error.into_panic());
-                        }
+        let log = self.clone();
+        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages))
+    }
+
+    /// Every event of one category's streams (`category-…`) up to and including position
+    /// `up_to`, ordered by stream name (byte order) and then revision, read lazily in pages of
+    /// `page_events`: one stream's events come together, so its state can be folded, used and
+    /// dropped before the next stream's. A task reads the next page while the caller works
+    /// through the one before; at most three pages are in memory.
+    pub fn stream_category(
+        &self,
+        category: &shequ_domain::Category,
+        up_to: u64,
+        page_events: u32,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let log = self.clone();
+        let range = StreamRange::category(category);
+        let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
+        let up_to = up_to.min(i64::MAX.unsigned_abs());
+        pages_read_by(move |pages| async move {
+            // Keyset paging: each page starts after the last (stream, revision) handed over.
+            let mut after = (range.from.clone(), -1_i64);
+            loop {
+                let page =
+                    log.inner.backend.read_category_page(&range, (&after.0, after.1), up_to, page_events);
+                let page = match page.await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = pages.send(Err(error)).await;
+                        return;
                     }
-                    None
+                };
+                let Some(last) = page.last() else { return };
+                after = (last.stream.clone(), to_i64(last.revision));
+                let full = page.len() == page_events as usize;
+                if pages.send(Ok(page)).await.is_err() || !full {
+                    return;
                 }
             }
         })
-        .map_ok(|page: Vec<RecordedEvent>| futures::stream::iter(page.into_iter().map(Ok)))
-        .try_flatten()
-        .fuse()
+    }
+
+    /// The position of the first event recorded after `time`, if there is one: where a replay
+    /// as of `time` stops (positions and times grow together, up to clock steps).
+    pub async fn first_recorded_after(&self, time: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
+        self.inner.backend.first_recorded_after(time).await
     }
 
     pub async fn head(&self) -> Result<LogHead, StoreError> {
@@ -231,11 +251,48 @@ fn page_limit(position: u64, limit: u32) -> Option<u32> {
 /// taken and the one being consumed, at most five pages are in memory.
 const READ_AHEAD_PAGES_MAX: usize = 3;
 
-/// Where `stream_all` is.
-enum ReadAhead {
-    NotStarted { log: EventLog, next: u64, page_events: u32 },
+/// Where a stream of pages read by a task is.
+enum PagesFrom<F> {
+    NotStarted(F),
     Reading { pages: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>, task: AbortOnDrop },
     Finished,
+}
+
+/// The events of the pages that the task `start` hands over, one page at a time through a
+/// channel of one. The task is spawned at the first poll and aborted when the stream is
+/// dropped; the stream ends when the task drops its sender, or after the first error.
+fn pages_read_by<F, Task>(start: F) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static
+where
+    F: FnOnce(mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>) -> Task + Send + 'static,
+    Task: std::future::Future<Output = ()> + Send + 'static,
+{
+    futures::stream::unfold(PagesFrom::NotStarted(start), |state| async move {
+        let (mut pages, mut task) = match state {
+            PagesFrom::NotStarted(start) => {
+                let (sender, pages) = mpsc::channel(1);
+                let task = tokio::spawn(start(sender));
+                (pages, AbortOnDrop(task))
+            }
+            PagesFrom::Reading { pages, task } => (pages, task),
+            PagesFrom::Finished => return None,
+        };
+        match pages.recv().await {
+            Some(Ok(page)) => Some((Ok(page), PagesFrom::Reading { pages, task })),
+            Some(Err(error)) => Some((Err(error), PagesFrom::Finished)),
+            None => {
+                // The task ended: at the end of the log, or by a panic, which goes on here.
+                if let Err(error) = (&mut task.0).await {
+                    if error.is_panic() {
+                        std::panic::resume_unwind(error.into_panic());
+                    }
+                }
+                None
+            }
+        }
+    })
+    .map_ok(|page: Vec<RecordedEvent>| futures::stream::iter(page.into_iter().map(Ok)))
+    .try_flatten()
+    .fuse()
 }
 
 /// The read-ahead task, stopped when the stream that started it is dropped.

@@ -147,6 +147,29 @@ impl Backend {
         }
     }
 
+    /// At most `limit` events of the streams in `range` with `position <= up_to`, ordered by
+    /// stream name and revision, after the event `after` (stream, revision).
+    pub async fn read_category_page(
+        &self,
+        range: &StreamRange,
+        after: (&str, i64),
+        up_to: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::read_category_page(pool, range, after, up_to, limit).await,
+            Backend::Postgres(pool) => postgres::read_category_page(pool, range, after, up_to, limit).await,
+        }
+    }
+
+    /// The first position recorded after `time`, if any.
+    pub async fn first_recorded_after(&self, time: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::first_recorded_after(pool, time).await,
+            Backend::Postgres(pool) => postgres::first_recorded_after(pool, time).await,
+        }
+    }
+
     /// Events with `position >= from_position`, in position order, at most `limit`.
     pub async fn read_page(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
@@ -210,6 +233,20 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
 
 /// Positions and revisions are u64 in the code and BIGINT in the databases; a log never gets
 /// near 2^63 events, so a failure here is a bug, not an input error.
+/// The stream names of one category, `category-…`, as a range of names in byte order: from
+/// `category-` up to, not including, `category.` (`.` is the byte after `-`).
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRange {
+    pub from: String,
+    pub to: String,
+}
+
+impl StreamRange {
+    pub fn category(category: &shequ_domain::Category) -> Self {
+        Self { from: format!("{}-", category.as_str()), to: format!("{}.", category.as_str()) }
+    }
+}
+
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).expect("positions and revisions stay below 2^63")
 }

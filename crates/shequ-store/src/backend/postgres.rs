@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use super::{is_unique_violation, to_hash, to_i64, to_u64};
+use super::{is_unique_violation, to_hash, to_i64, to_u64, StreamRange};
 use crate::error::StoreError;
 use crate::import::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
@@ -253,6 +253,39 @@ pub(super) async fn read_stream_after(
         .fetch_all(pool)
         .await?;
     rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn read_category_page(
+    pool: &PgPool,
+    range: &StreamRange,
+    after: (&str, i64),
+    up_to: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!(
+        "WHERE stream >= $1 AND stream < $2 AND (stream, revision) > ($3, $4) AND position <= $5 \
+         ORDER BY stream, revision LIMIT $6"
+    ))
+    .bind(&range.from)
+    .bind(&range.to)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(to_i64(up_to))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn first_recorded_after(
+    pool: &PgPool,
+    time: DateTime<Utc>,
+) -> Result<Option<u64>, StoreError> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > $1")
+        .bind(time)
+        .fetch_one(pool)
+        .await?;
+    position.map(|position| to_u64(position, position, "position")).transpose()
 }
 
 pub(super) async fn read_page(

@@ -9,7 +9,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SQLITE_ROWS_PER_INSERT_MAX};
+use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, StreamRange, SQLITE_ROWS_PER_INSERT_MAX};
 use crate::error::StoreError;
 use crate::import::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
@@ -307,6 +307,41 @@ pub(super) async fn read_stream_after(
         .fetch_all(pool)
         .await?;
     rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn read_category_page(
+    pool: &SqlitePool,
+    range: &StreamRange,
+    after: (&str, i64),
+    up_to: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(select_event!(
+        "WHERE stream >= ? AND stream < ? AND (stream, revision) > (?, ?) AND position <= ? \
+         ORDER BY stream, revision LIMIT ?"
+    ))
+    .bind(&range.from)
+    .bind(&range.to)
+    .bind(after.0)
+    .bind(after.1)
+    .bind(to_i64(up_to))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(read_event).collect()
+}
+
+pub(super) async fn first_recorded_after(
+    pool: &SqlitePool,
+    time: DateTime<Utc>,
+) -> Result<Option<u64>, StoreError> {
+    // `recorded_at` is sqlx's RFC 3339 text in UTC (0, 3, 6 or 9 fraction digits, `+00:00`),
+    // whose byte order is time order; the bound time is written the same way.
+    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > ?")
+        .bind(time)
+        .fetch_one(pool)
+        .await?;
+    position.map(|position| to_u64(position, position, "position")).transpose()
 }
 
 pub(super) async fn read_page(
