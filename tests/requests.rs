@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use shequ_domain::request::{Channel, RequestStatus, Route};
 use shequ_policy::Policies;
 use shequ_service::demo::{self, demo_id, DemoOutcome, DemoPlaces};
-use shequ_service::projection::AsOf;
+use shequ_service::projection::{AsOf, Projection};
 use shequ_service::{
-    read_model, Actor, FileRequest, RequestAction, RequestFilter, Role, Service, ServiceError, SystemClock,
+    replay, Actor, FileRequest, RequestAction, RequestFilter, Role, Service, ServiceError, SystemClock,
 };
 use shequ_store::EventLog;
 use uuid::Uuid;
@@ -22,6 +23,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         requests_are_routed_by_catalogue_and_live_mandates,
         a_request_runs_its_course_and_residents_see_only_their_own,
         replaying_the_whole_log_gives_the_live_state,
+        a_replay_stream_by_stream_is_the_fold_in_position_order,
         a_replay_as_of_a_position_or_time_stops_there,
         shequ_replay_writes_the_live_state_as_json,
         redecide_reruns_routing_decisions_too,
@@ -201,15 +203,58 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
         )
         .await
         .unwrap();
-    let live = serde_json::to_value(service.read_model().read().await.unwrap().document()).unwrap();
-    let replayed = read_model::replay(service.log(), AsOf::Head, |_| {}).await.unwrap();
+    for (index, channel) in [Channel::Counter, Channel::CallAssistance].into_iter().enumerate() {
+        let station = places.communities[1 + index].0;
+        let filing = filing("EMP-001", station, channel);
+        service.file_request(resident_of(station), "r2", Uuid::now_v7(), filing).await.unwrap();
+    }
+    let document = service.read_model().read().await.unwrap().document();
+    let live = serde_json::to_value(&document).unwrap();
+    let replayed = replay::replay(service.log(), AsOf::Head, |_| {}).await.unwrap();
     assert_eq!(serde_json::to_value(replayed.document()).unwrap(), live);
+    // Written one mandate and one request at a time, byte for byte the same document.
+    let mut written = Vec::new();
+    let cut = replay::write_state(service.log(), AsOf::Head, |_| {}, &mut written).await.unwrap();
+    assert_eq!(cut.position, service.log().head().await.unwrap().position);
+    assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string_pretty(&document).unwrap());
     assert_eq!(live["organisations"].as_array().unwrap().len(), 1 + 2 + 3 + 12);
-    assert_eq!(live["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(live["requests"].as_array().unwrap().len(), 3);
     assert!(!live["open_contests"].as_array().unwrap().is_empty());
     let balances: i64 =
         live["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
     assert_eq!(balances, 0, "the books balance in the projection too");
+}
+
+/// A replay reads the log stream by stream; the live projection folds it in position order.
+/// As of every point of the log, both give the same state, and `write_state` the same bytes.
+async fn a_replay_stream_by_stream_is_the_fold_in_position_order(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    for (index, community) in places.communities.iter().take(3).enumerate() {
+        let station = community.0;
+        let filing = filing("EMP-001", station, Channel::Web);
+        service
+            .file_request(resident_of(station), &format!("r{index}"), Uuid::now_v7(), filing)
+            .await
+            .unwrap();
+    }
+    let events: Vec<_> = service.log().stream_all(1, 1_000).try_collect().await.unwrap();
+    let mut in_order = Projection::default();
+    let step = (events.len() / 25).max(1);
+    for (index, event) in events.iter().enumerate() {
+        in_order.apply(event).unwrap();
+        if index % step != 0 && index + 1 != events.len() {
+            continue;
+        }
+        let as_of = AsOf::Position(event.position);
+        let expected = in_order.document();
+        let replayed = replay::replay(service.log(), as_of, |_| {}).await.unwrap();
+        assert_eq!(replayed.document(), expected, "as of position {}", event.position);
+        let mut written = Vec::new();
+        replay::write_state(service.log(), as_of, |_| {}, &mut written).await.unwrap();
+        let expected = serde_json::to_string_pretty(&expected).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), expected, "as of position {}", event.position);
+    }
+    assert!(in_order.requests().count() == 3 && in_order.mandates().count() > 0);
 }
 
 async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
@@ -225,15 +270,14 @@ async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
         )
         .await
         .unwrap();
-    let at_position =
-        read_model::replay(service.log(), AsOf::Position(before.position), |_| {}).await.unwrap();
+    let at_position = replay::replay(service.log(), AsOf::Position(before.position), |_| {}).await.unwrap();
     assert_eq!(at_position.position(), before.position);
     assert_eq!(at_position.requests().count(), 0);
     let recorded_at = service.log().read_all(before.position, 1).await.unwrap()[0].recorded_at;
-    let at_time = read_model::replay(service.log(), AsOf::Time(recorded_at), |_| {}).await.unwrap();
+    let at_time = replay::replay(service.log(), AsOf::Time(recorded_at), |_| {}).await.unwrap();
     assert_eq!(at_time.requests().count(), 0);
     assert!(at_time.position() >= before.position);
-    assert_eq!(read_model::replay(service.log(), AsOf::Head, |_| {}).await.unwrap().requests().count(), 1);
+    assert_eq!(replay::replay(service.log(), AsOf::Head, |_| {}).await.unwrap().requests().count(), 1);
     assert!(AsOf::parse("yesterday").is_err());
     assert_eq!(AsOf::parse("42"), Ok(AsOf::Position(42)));
 }

@@ -15,6 +15,7 @@ pub mod event_schemas;
 pub mod key_file;
 pub mod projection;
 pub mod read_model;
+pub mod replay;
 mod service;
 
 pub use actor::{Actor, Role};

@@ -86,11 +86,59 @@ pub struct OrganisationView {
     pub code: Option<String>,
 }
 
+/// One mandate as the projection holds it: the fold of its stream.
 #[derive(Debug, Clone, Default)]
-struct MandateRow {
+pub(crate) struct MandateRow {
     state: MandateState,
     revision: u64,
     updated_at: Option<DateTime<Utc>>,
+}
+
+impl MandateRow {
+    /// Folds the next event of the mandate's stream in.
+    pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let decoded = MandateEvent::from_data(&event.event_type, event.event_version, &event.data)
+            .map_err(|error| failed(event, error.to_string()))?;
+        self.state = Mandate::apply_event(std::mem::take(&mut self.state), decoded);
+        // The policy input stays in the log for re-deciding; no view shows it.
+        if let Some(record) = self.state.mandate.as_mut() {
+            record.decision.input = serde_json::Value::Null;
+        }
+        self.revision = event.revision;
+        self.updated_at = Some(event.recorded_at);
+        Ok(())
+    }
+
+    /// The mandate's view, once it has been proposed.
+    pub(crate) fn view(&self, id: Uuid) -> Option<MandateView> {
+        let record = self.state.mandate.as_ref()?;
+        Some(MandateView {
+            mandate: id,
+            matter_code: record.proposal.matter_code.clone(),
+            delegating_unit: record.proposal.delegating_unit,
+            community: record.proposal.community,
+            status: record.status,
+            scope: record.proposal.scope.clone(),
+            volume: record.proposal.volume,
+            deadline: record.proposal.deadline.clone(),
+            funds_offered_fen: record.proposal.funds_offered_fen,
+            funds_posted_fen: record.funds_posted_fen,
+            recorded_outside_process: record.recorded_outside_process,
+            decision_id: record.decision.decision_id,
+            violations: record.decision.violations.clone(),
+            contest: record.contest.as_ref().map(|contest| ContestView {
+                mandate: id,
+                contest_id: contest.contest_id,
+                community: record.proposal.community,
+                delegating_unit: record.proposal.delegating_unit,
+                grounds: contest.grounds.clone(),
+                deadline: contest.deadline.clone(),
+                escalated: contest.escalated,
+            }),
+            revision: self.revision,
+            updated_at: self.updated_at.map(time).unwrap_or_default(),
+        })
+    }
 }
 
 /// A step in a request's status history.
@@ -103,13 +151,94 @@ pub struct HistoryEntry {
     pub at: String,
 }
 
+/// One request as the projection holds it: the fold of its stream.
 #[derive(Debug, Clone, Default)]
-struct RequestRow {
+pub(crate) struct RequestRow {
     state: RequestState,
     history: Vec<HistoryEntry>,
     filed_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
     comment: Option<String>,
+}
+
+impl RequestRow {
+    /// Folds the next event of the request's stream in.
+    pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
+            .map_err(|error| failed(event, error.to_string()))?;
+        if let Some(status) = decoded.status() {
+            self.history.push(HistoryEntry {
+                position: event.position,
+                status,
+                note: decoded.note().to_owned(),
+                actor: actor_of(&event.metadata),
+                at: time(event.recorded_at),
+            });
+        }
+        match &decoded {
+            RequestEvent::RequestFiled { .. } => self.filed_at = Some(event.recorded_at),
+            RequestEvent::SatisfactionRated { comment, .. } => self.comment = Some(comment.clone()),
+            _ => {}
+        }
+        self.state = Request::apply_event(std::mem::take(&mut self.state), decoded);
+        // As for mandates: the routing input is in the log, and no view shows it.
+        if let Some(record) = self.state.request.as_mut() {
+            record.routing.input = serde_json::Value::Null;
+        }
+        self.updated_at = Some(event.recorded_at);
+        Ok(())
+    }
+
+    /// The request's view, once it has been filed.
+    pub(crate) fn view(&self, id: Uuid) -> Option<RequestView> {
+        let record: &RequestRecord = self.state.request.as_ref()?;
+        Some(RequestView {
+            request: id,
+            matter_code: record.filing.matter_code.clone(),
+            station: record.filing.station,
+            channel: record.filing.channel,
+            priority: record.filing.is_priority(),
+            resident: record.filing.resident.clone(),
+            description: record.filing.description.clone(),
+            address: record.filing.address.clone(),
+            lat: record.filing.lat,
+            long: record.filing.long,
+            attributes: record.filing.attributes.clone(),
+            status: record.status,
+            route: record.routing.route,
+            holder: record.holder,
+            handler: record.routing.handler,
+            mandate: record.routing.mandate,
+            routing_reason: record.routing.reason.clone(),
+            routing_clause: record.routing.clause.clone(),
+            expected_date: record.filing.expected_date.clone(),
+            filed_at: self.filed_at.map(time).unwrap_or_default(),
+            updated_at: self.updated_at.map(time).unwrap_or_default(),
+            rating: record.rating,
+            rating_comment: self.comment.clone(),
+            history: self.history.clone(),
+        })
+    }
+}
+
+/// What a fold says of an event it cannot take.
+fn failed(event: &RecordedEvent, reason: String) -> ProjectionError {
+    ProjectionError {
+        position: event.position,
+        stream: event.stream.clone(),
+        event_type: event.event_type.clone(),
+        reason,
+    }
+}
+
+const NOT_AN_ENTITY_STREAM: &str = "the stream name does not end in a UUID (lower-case, hyphenated)";
+
+/// The UUID of an entity stream's id (`mandate-{id}`), written as the domain writes it:
+/// lower-case and hyphenated. Other spellings of a UUID are refused rather than read, so that
+/// one entity has one stream and streams in name order are entities in id order.
+pub(crate) fn entity_id(id: &str) -> Option<Uuid> {
+    let canonical = id.len() == 36 && !id.bytes().any(|byte| byte.is_ascii_uppercase());
+    canonical.then(|| Uuid::try_parse(id).ok()).flatten()
 }
 
 /// The state folded from the log up to `position`.
@@ -133,21 +262,27 @@ impl Projection {
 
     /// Folds one event in. Events must come in position order, each once.
     pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let failed = |reason: String| ProjectionError {
-            position: event.position,
-            stream: event.stream.clone(),
-            event_type: event.event_type.clone(),
-            reason,
-        };
         if event.position <= self.position {
-            return Err(failed(format!("already folded up to position {}", self.position)));
+            return Err(failed(event, format!("already folded up to position {}", self.position)));
         }
+        self.fold(event)?;
+        self.position = event.position;
+        self.recorded_at = Some(event.recorded_at);
+        Ok(())
+    }
+
+    /// Folds one event into its own stream's state. Every part of the projection is the
+    /// fold of one stream (an organisation, the catalogue, a mandate, a district's ledger, a
+    /// request) and reads no other stream, so streams may be folded one after another, each
+    /// in revision order, with the same result as the whole log in position order: what
+    /// `crate::replay` does. Where the fold has got to is [`Self::stop_at`]'s to set.
+    pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let (category, id) = match event.stream.split_once('-') {
-            Some((category, id)) => (category, Uuid::parse_str(id).ok()),
+            Some((category, id)) => (category, entity_id(id)),
             None => (event.stream.as_str(), None),
         };
-        let decode = |error: shequ_domain::DecodeError| failed(error.to_string());
-        let id_of_stream = || id.ok_or_else(|| failed("the stream name does not end in a UUID".into()));
+        let decode = |error: shequ_domain::DecodeError| failed(event, error.to_string());
+        let id_of_stream = || id.ok_or_else(|| failed(event, NOT_AN_ENTITY_STREAM.into()));
         match category {
             "organisation" => {
                 let decoded =
@@ -162,18 +297,7 @@ impl Projection {
                 self.catalogue = Catalogue::apply_event(std::mem::take(&mut self.catalogue), decoded);
                 self.catalogue_version = event.revision + 1;
             }
-            "mandate" => {
-                let decoded = MandateEvent::from_data(&event.event_type, event.event_version, &event.data)
-                    .map_err(decode)?;
-                let row = self.mandates.entry(id_of_stream()?).or_default();
-                row.state = Mandate::apply_event(std::mem::take(&mut row.state), decoded);
-                // The policy input stays in the log for re-deciding; no view shows it.
-                if let Some(record) = row.state.mandate.as_mut() {
-                    record.decision.input = serde_json::Value::Null;
-                }
-                row.revision = event.revision;
-                row.updated_at = Some(event.recorded_at);
-            }
+            "mandate" => self.mandates.entry(id_of_stream()?).or_default().fold(event)?,
             "ledger" => {
                 let LedgerEvent::TransferRecorded { transfer } =
                     LedgerEvent::from_data(&event.event_type, event.event_version, &event.data)
@@ -183,38 +307,28 @@ impl Projection {
                 *balances.entry(transfer.debit).or_default() -= amount;
                 *balances.entry(transfer.credit).or_default() += amount;
             }
-            "request" => {
-                let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
-                    .map_err(decode)?;
-                let row = self.requests.entry(id_of_stream()?).or_default();
-                let actor = actor_of(&event.metadata);
-                if let Some(status) = decoded.status() {
-                    row.history.push(HistoryEntry {
-                        position: event.position,
-                        status,
-                        note: decoded.note().to_owned(),
-                        actor,
-                        at: time(event.recorded_at),
-                    });
-                }
-                match &decoded {
-                    RequestEvent::RequestFiled { .. } => row.filed_at = Some(event.recorded_at),
-                    RequestEvent::SatisfactionRated { comment, .. } => row.comment = Some(comment.clone()),
-                    _ => {}
-                }
-                row.state = Request::apply_event(std::mem::take(&mut row.state), decoded);
-                // As for mandates: the routing input is in the log, and no view shows it.
-                if let Some(record) = row.state.request.as_mut() {
-                    record.routing.input = serde_json::Value::Null;
-                }
-                row.updated_at = Some(event.recorded_at);
-            }
+            "request" => self.requests.entry(id_of_stream()?).or_default().fold(event)?,
             // Policy bundles, checkpoints and other bookkeeping streams hold no state shown here.
             _ => {}
         }
-        self.position = event.position;
-        self.recorded_at = Some(event.recorded_at);
         Ok(())
+    }
+
+    /// Marks the fold as reaching `position`, recorded at `recorded_at`: for a replay that
+    /// folded the streams one by one up to that position.
+    pub(crate) fn stop_at(&mut self, position: u64, recorded_at: Option<DateTime<Utc>>) {
+        self.position = position;
+        self.recorded_at = recorded_at;
+    }
+
+    /// Keeps `row`, folded elsewhere, as mandate `id`'s.
+    pub(crate) fn insert_mandate(&mut self, id: Uuid, row: MandateRow) {
+        self.mandates.insert(id, row);
+    }
+
+    /// Keeps `row`, folded elsewhere, as request `id`'s.
+    pub(crate) fn insert_request(&mut self, id: Uuid, row: RequestRow) {
+        self.requests.insert(id, row);
     }
 
     // ----- Queries ------------------------------------------------------------------------------
@@ -279,34 +393,7 @@ impl Projection {
     }
 
     pub fn mandate(&self, id: Uuid) -> Option<MandateView> {
-        let row = self.mandates.get(&id)?;
-        let record = row.state.mandate.as_ref()?;
-        Some(MandateView {
-            mandate: id,
-            matter_code: record.proposal.matter_code.clone(),
-            delegating_unit: record.proposal.delegating_unit,
-            community: record.proposal.community,
-            status: record.status,
-            scope: record.proposal.scope.clone(),
-            volume: record.proposal.volume,
-            deadline: record.proposal.deadline.clone(),
-            funds_offered_fen: record.proposal.funds_offered_fen,
-            funds_posted_fen: record.funds_posted_fen,
-            recorded_outside_process: record.recorded_outside_process,
-            decision_id: record.decision.decision_id,
-            violations: record.decision.violations.clone(),
-            contest: record.contest.as_ref().map(|contest| ContestView {
-                mandate: id,
-                contest_id: contest.contest_id,
-                community: record.proposal.community,
-                delegating_unit: record.proposal.delegating_unit,
-                grounds: contest.grounds.clone(),
-                deadline: contest.deadline.clone(),
-                escalated: contest.escalated,
-            }),
-            revision: row.revision,
-            updated_at: row.updated_at.map(time).unwrap_or_default(),
-        })
+        self.mandates.get(&id)?.view(id)
     }
 
     /// Mandates in id order (ids are UUID v7 in the API, so roughly in time order).
@@ -337,34 +424,7 @@ impl Projection {
     }
 
     pub fn request(&self, id: Uuid) -> Option<RequestView> {
-        let row = self.requests.get(&id)?;
-        let record: &RequestRecord = row.state.request.as_ref()?;
-        Some(RequestView {
-            request: id,
-            matter_code: record.filing.matter_code.clone(),
-            station: record.filing.station,
-            channel: record.filing.channel,
-            priority: record.filing.is_priority(),
-            resident: record.filing.resident.clone(),
-            description: record.filing.description.clone(),
-            address: record.filing.address.clone(),
-            lat: record.filing.lat,
-            long: record.filing.long,
-            attributes: record.filing.attributes.clone(),
-            status: record.status,
-            route: record.routing.route,
-            holder: record.holder,
-            handler: record.routing.handler,
-            mandate: record.routing.mandate,
-            routing_reason: record.routing.reason.clone(),
-            routing_clause: record.routing.clause.clone(),
-            expected_date: record.filing.expected_date.clone(),
-            filed_at: row.filed_at.map(time).unwrap_or_default(),
-            updated_at: row.updated_at.map(time).unwrap_or_default(),
-            rating: record.rating,
-            rating_comment: row.comment.clone(),
-            history: row.history.clone(),
-        })
+        self.requests.get(&id)?.view(id)
     }
 
     pub fn requests(&self) -> impl Iterator<Item = RequestView> + '_ {
@@ -373,23 +433,32 @@ impl Projection {
 
     /// Everything, as one JSON document: what `shequ replay` writes.
     pub fn document(&self) -> StateDocument {
-        let mut balances = Vec::new();
-        for district in self.balances.keys() {
-            balances.extend(self.balances(*district));
-        }
         let mandates: Vec<MandateView> = self.mandates().collect();
         StateDocument {
-            as_of: AsOfView { position: self.position, recorded_at: self.recorded_at.map(time) },
+            as_of: self.as_of(),
             organisations: self.organisations().collect(),
-            catalogue: CatalogueView {
-                version: self.catalogue_version,
-                matters: self.catalogue.matters.keys().cloned().collect(),
-            },
+            catalogue: self.catalogue_view(),
             open_contests: mandates.iter().filter_map(|view| view.contest.clone()).collect(),
             mandates,
-            balances,
+            balances: self.all_balances(),
             requests: self.requests().collect(),
         }
+    }
+
+    pub(crate) fn as_of(&self) -> AsOfView {
+        AsOfView { position: self.position, recorded_at: self.recorded_at.map(time) }
+    }
+
+    pub(crate) fn catalogue_view(&self) -> CatalogueView {
+        CatalogueView {
+            version: self.catalogue_version,
+            matters: self.catalogue.matters.keys().cloned().collect(),
+        }
+    }
+
+    /// Every district's balances, district by district.
+    pub(crate) fn all_balances(&self) -> Vec<BalanceView> {
+        self.balances.keys().flat_map(|district| self.balances(*district)).collect()
     }
 }
 

@@ -1,24 +1,23 @@
 //! The live read model: the [`Projection`] kept in memory and brought up to the log's head
-//! before each read, and replays of the log up to a point in time or position.
+//! before each read. Replays of the log up to a point in time or position are in
+//! [`crate::replay`].
 //!
 //! Catching up folds only what was appended since the last read. A read sees every command
 //! this process finished before it began (read-your-writes: the writer tells the position it
 //! committed, and a read behind it folds the events up to there, from the writer's memory of
 //! its newest events or else from the database), and every other process's command that
-//! finished `FOREIGN_APPENDS_STALE_MS` before it. Replays stream the log page by page: memory
-//! follows the size of the state, not the length of the log.
+//! finished `FOREIGN_APPENDS_STALE_MS` before it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use shequ_store::EventLog;
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 
-use crate::projection::{AsOf, Projection};
+use crate::projection::Projection;
 use crate::ServiceError;
 
-/// Events read per page while catching up or replaying.
+/// Events read per page while catching up.
 pub const PAGE_EVENTS: u32 = 5_000;
 /// How stale the projection may be about other processes' appends, at most: a read within this
 /// long of the last look at the database, and with nothing new committed by this process, is
@@ -105,26 +104,4 @@ impl ReadModel {
 /// Whether the database was last asked (`looked`) within `FOREIGN_APPENDS_STALE_MS`.
 fn is_recent(looked: Option<Instant>) -> bool {
     looked.is_some_and(|at| at.elapsed() < Duration::from_millis(FOREIGN_APPENDS_STALE_MS))
-}
-
-/// Rebuilds the projection from the log up to `as_of`, streaming. `progress` is called with
-/// the position reached, every page.
-pub async fn replay(
-    log: &EventLog,
-    as_of: AsOf,
-    mut progress: impl FnMut(u64),
-) -> Result<Projection, ServiceError> {
-    let mut projection = Projection::default();
-    let mut events = std::pin::pin!(log.stream_all(1, PAGE_EVENTS));
-    while let Some(event) = events.try_next().await? {
-        if as_of.excludes(&event) {
-            break;
-        }
-        projection.apply(&event).map_err(|error| ServiceError::Projection(error.to_string()))?;
-        if event.position % u64::from(PAGE_EVENTS) == 0 {
-            progress(event.position);
-        }
-    }
-    progress(projection.position());
-    Ok(projection)
 }

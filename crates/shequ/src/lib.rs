@@ -362,33 +362,52 @@ async fn replay(
 ) -> Result<Outcome, CliError> {
     let head = log.head().await?.position;
     let bar = export::progress_bar(head, "replay");
-    let projection =
-        shequ_service::read_model::replay(log, as_of, |position| bar.set_position(position)).await?;
-    bar.finish_and_clear();
-    let mut json = serde_json::to_vec_pretty(&projection.document())
-        .map_err(|error| CliError::Output(std::io::Error::other(error)))?;
-    json.push(b'\n');
+    let progress = |folded: u64| bar.set_position(folded);
+    // One mandate or request at a time is held; the JSON goes out as it is made.
     match file {
-        None => out.write_all(&json).map_err(CliError::Output)?,
+        None => {
+            let mut output = std::io::BufWriter::new(&mut *out);
+            write_state(log, as_of, progress, &mut output).await?;
+            output.write_all(b"\n").and_then(|()| output.flush()).map_err(CliError::Output)?;
+            bar.finish_and_clear();
+        }
         Some(path) => {
-            // Written beside the target and renamed over it: a reader never sees half a state.
+            // Written beside the target and renamed over it: a reader never sees half a state,
+            // and a replay that fails leaves the target as it was.
             let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty());
-            let mut temporary =
-                tempfile::NamedTempFile::new_in(directory.unwrap_or(std::path::Path::new(".")))
-                    .map_err(CliError::Output)?;
-            temporary.write_all(&json).map_err(CliError::Output)?;
-            temporary.persist(path).map_err(|error| CliError::Output(error.error))?;
+            let temporary = tempfile::NamedTempFile::new_in(directory.unwrap_or(std::path::Path::new(".")))
+                .map_err(CliError::Output)?;
+            let mut output = std::io::BufWriter::new(temporary);
+            let cut = write_state(log, as_of, progress, &mut output).await?;
+            output.write_all(b"\n").map_err(CliError::Output)?;
+            let temporary = output.into_inner().map_err(|error| CliError::Output(error.into_error()))?;
+            let file = temporary.persist(path).map_err(|error| CliError::Output(error.error))?;
+            let bytes = file.metadata().map_err(CliError::Output)?.len();
+            bar.finish_and_clear();
             writeln!(
                 out,
-                "State as of position {} written to {} ({} bytes).",
-                projection.position(),
-                path.display(),
-                json.len()
+                "State as of position {} written to {} ({bytes} bytes).",
+                cut.position,
+                path.display()
             )
             .map_err(CliError::Output)?;
         }
     }
     Ok(Outcome::Success)
+}
+
+/// [`shequ_service::replay::write_state`], its errors told apart: the log's or the output's.
+async fn write_state(
+    log: &EventLog,
+    as_of: shequ_service::projection::AsOf,
+    progress: impl FnMut(u64) + Send,
+    output: &mut (dyn Write + Send),
+) -> Result<shequ_service::replay::Cut, CliError> {
+    use shequ_service::replay::WriteStateError;
+    shequ_service::replay::write_state(log, as_of, progress, output).await.map_err(|error| match error {
+        WriteStateError::Replay(error) => CliError::Service(error),
+        WriteStateError::Output(error) => CliError::Output(error),
+    })
 }
 
 async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Service, Target};
 use crate::actor::Actor;
 use crate::projection::{AsOf, BalanceView, MandateView, OrganisationView, Projection, StateDocument};
-use crate::read_model;
+use crate::replay;
 use crate::ServiceError;
 
 /// What a list of mandates is narrowed to.
@@ -171,7 +171,7 @@ impl Service {
         as_of: AsOf,
     ) -> Result<(Uuid, StateDocument), ServiceError> {
         let district = self.audit_district(&actor).await?;
-        let projection = read_model::replay(&self.log, as_of, |_| {}).await?;
+        let projection = replay::replay(&self.log, as_of, |_| {}).await?;
         Ok((district, projection.document_for_district(district)))
     }
 
@@ -182,7 +182,7 @@ impl Service {
         as_of: AsOf,
     ) -> Result<(Uuid, u64, Vec<BalanceView>), ServiceError> {
         let district = self.read_ledger(actor).await?.0;
-        let projection = read_model::replay(&self.log, as_of, |_| {}).await?;
+        let projection = replay::replay_ledgers(&self.log, as_of).await?;
         Ok((district, projection.position(), projection.balances(district)))
     }
 
