@@ -10,6 +10,7 @@ use shequ_domain::request::{Channel, RequestStatus, Route};
 use shequ_policy::Policies;
 use shequ_service::demo::{self, demo_id, DemoOutcome, DemoPlaces};
 use shequ_service::projection::{AsOf, Projection};
+use shequ_service::replay::JsonStyle;
 use shequ_service::{
     replay, Actor, FileRequest, RequestAction, RequestFilter, Role, Service, ServiceError, SystemClock,
 };
@@ -203,8 +204,10 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
         )
         .await
         .unwrap();
-    for (index, channel) in [Channel::Counter, Channel::CallAssistance].into_iter().enumerate() {
-        let station = places.communities[1 + index].0;
+    // Enough requests for the written state to take several chunks.
+    for index in 0..60 {
+        let channel = [Channel::Counter, Channel::CallAssistance][index % 2];
+        let station = places.communities[1 + index % 3].0;
         let filing = filing("EMP-001", station, channel);
         service.file_request(resident_of(station), "r2", Uuid::now_v7(), filing).await.unwrap();
     }
@@ -213,12 +216,12 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
     let replayed = replay::replay(service.log(), AsOf::Head, |_| {}).await.unwrap();
     assert_eq!(serde_json::to_value(replayed.document()).unwrap(), live);
     // Written one mandate and one request at a time, byte for byte the same document.
-    let mut written = Vec::new();
-    let cut = replay::write_state(service.log(), AsOf::Head, |_| {}, &mut written).await.unwrap();
-    assert_eq!(cut.position, service.log().head().await.unwrap().position);
-    assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string_pretty(&document).unwrap());
+    let written = written_state(service.log(), AsOf::Head, None, JsonStyle::Pretty).await;
+    assert!(written.len() > replay::CHUNK_BYTES, "{} bytes", written.len());
+    assert_eq!(written, serde_json::to_string_pretty(&document).unwrap());
+    assert_eq!(replay::cut(service.log(), AsOf::Head).await.unwrap().position, replayed.position());
     assert_eq!(live["organisations"].as_array().unwrap().len(), 1 + 2 + 3 + 12);
-    assert_eq!(live["requests"].as_array().unwrap().len(), 3);
+    assert_eq!(live["requests"].as_array().unwrap().len(), 61);
     assert!(!live["open_contests"].as_array().unwrap().is_empty());
     let balances: i64 =
         live["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
@@ -249,12 +252,33 @@ async fn a_replay_stream_by_stream_is_the_fold_in_position_order(db: Db) {
         let expected = in_order.document();
         let replayed = replay::replay(service.log(), as_of, |_| {}).await.unwrap();
         assert_eq!(replayed.document(), expected, "as of position {}", event.position);
-        let mut written = Vec::new();
-        replay::write_state(service.log(), as_of, |_| {}, &mut written).await.unwrap();
-        let expected = serde_json::to_string_pretty(&expected).unwrap();
-        assert_eq!(String::from_utf8(written).unwrap(), expected, "as of position {}", event.position);
+        let written = written_state(service.log(), as_of, None, JsonStyle::Pretty).await;
+        assert_eq!(written, serde_json::to_string_pretty(&expected).unwrap(), "as of {}", event.position);
+        // One district's, compact, as the inspectors' HTTP view sends it: its id, then the
+        // fields of the district's document.
+        let state = serde_json::to_string(&in_order.document_for_district(places.district)).unwrap();
+        let expected = format!("{{\"district\":\"{}\",{}", places.district, &state[1..]);
+        let written = written_state(service.log(), as_of, Some(places.district), JsonStyle::Compact).await;
+        assert_eq!(written, expected, "district, as of {}", event.position);
     }
     assert!(in_order.requests().count() == 3 && in_order.mandates().count() > 0);
+}
+
+/// What `replay::write_state` writes as of `as_of`, collected.
+async fn written_state(log: &EventLog, as_of: AsOf, district: Option<Uuid>, style: JsonStyle) -> String {
+    let cut = replay::cut(log, as_of).await.unwrap();
+    let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let writing = replay::write_state(log, cut, district, style, |_| {}, chunks);
+    let collecting = async move {
+        let mut written = Vec::new();
+        while let Some(chunk) = receiver.recv().await {
+            written.extend(chunk);
+        }
+        written
+    };
+    let (outcome, written) = tokio::join!(writing, collecting);
+    outcome.unwrap();
+    String::from_utf8(written).unwrap()
 }
 
 async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {

@@ -412,10 +412,24 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
             }
         }
         Phase::Replay => {
-            // What `shequ replay` does, the JSON thrown away instead of written to a file.
-            let cut = replay::write_state(&log, AsOf::Head, |_| {}, &mut std::io::sink()).await?;
+            // What `shequ replay` does, the JSON counted and dropped instead of written to a file.
+            let cut = replay::cut(&log, AsOf::Head).await?;
             if cut.position != arguments.events {
-                return Err(format!("replay stopped at position {}", cut.position).into());
+                return Err(format!("replay stops at position {}", cut.position).into());
+            }
+            let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+            let writing = replay::write_state(&log, cut, None, replay::JsonStyle::Pretty, |_| {}, chunks);
+            let counting = async move {
+                let mut bytes = 0;
+                while let Some(chunk) = receiver.recv().await {
+                    bytes += chunk.len();
+                }
+                bytes
+            };
+            let (written, bytes) = tokio::join!(writing, counting);
+            written?;
+            if bytes == 0 {
+                return Err("the replay wrote nothing".into());
             }
         }
         Phase::Verify => {

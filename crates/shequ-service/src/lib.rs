@@ -24,5 +24,5 @@ pub use error::ServiceError;
 pub use read_model::ReadModel;
 pub use service::{
     FileRequest, MandateFilter, MandateOutcome, PolicyBundleRecorded, RequestAction, RequestFilter, Service,
-    Timeline, TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
+    StateAsOf, Timeline, TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
 };

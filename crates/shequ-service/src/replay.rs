@@ -8,13 +8,12 @@
 //! stream has been read, and keeps in memory only organisations, the catalogue, balances and
 //! open contests. Memory follows those, not the length of the log (BENCHMARKS.md, issue 5).
 
-use std::io::Write;
-
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
 use serde::Serialize;
 use shequ_domain::Category;
-use shequ_store::{EventLog, RecordedEvent};
+use shequ_store::{EventLog, RecordedEvent, StoreError};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::projection::{entity_id, AsOf, ContestView, MandateRow, Projection, ProjectionError, RequestRow};
@@ -59,8 +58,8 @@ pub async fn cut(log: &EventLog, as_of: AsOf) -> Result<Cut, ServiceError> {
     Ok(Cut { position, recorded_at })
 }
 
-/// The whole state as of `as_of`, in memory: for the inspectors' views over HTTP and for
-/// tests. `progress` is called with the number of events folded so far, every page.
+/// The whole state as of `as_of`, in memory: for tests and small logs. `progress` is called
+/// with the number of events folded so far, every page.
 pub async fn replay(
     log: &EventLog,
     as_of: AsOf,
@@ -69,16 +68,14 @@ pub async fn replay(
     let cut = cut(log, as_of).await?;
     let mut folded = Folded { count: 0, progress: &mut progress };
     let mut projection = kept_state(log, cut, &mut folded).await?;
-    rows::<MandateRow>(log, MANDATE, cut, &mut folded, |id, row| {
+    let mut mandates = Rows::<MandateRow>::new(log, MANDATE, cut);
+    while let Some((id, row)) = mandates.next(&mut folded).await? {
         projection.insert_mandate(id, row);
-        Ok(())
-    })
-    .await?;
-    rows::<RequestRow>(log, REQUEST, cut, &mut folded, |id, row| {
+    }
+    let mut requests = Rows::<RequestRow>::new(log, REQUEST, cut);
+    while let Some((id, row)) = requests.next(&mut folded).await? {
         projection.insert_request(id, row);
-        Ok(())
-    })
-    .await?;
+    }
     Ok(projection)
 }
 
@@ -89,53 +86,81 @@ pub async fn replay_ledgers(log: &EventLog, as_of: AsOf) -> Result<Projection, S
     kept_state(log, cut, &mut Folded { count: 0, progress: &mut |_| {} }).await
 }
 
+/// How [`write_state`] lays its JSON out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonStyle {
+    /// `serde_json::to_vec_pretty`'s bytes: for files and terminals (`shequ replay`).
+    Pretty,
+    /// `serde_json::to_vec`'s bytes: for HTTP.
+    Compact,
+}
+
 /// Why [`write_state`] stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteStateError {
     #[error(transparent)]
     Replay(#[from] ServiceError),
-    #[error("cannot write the state: {0}")]
-    Output(#[from] std::io::Error),
+    /// Whoever took the chunks went away (a client that hung up).
+    #[error("the reader of the state went away")]
+    Closed,
 }
 
-/// Writes the state as of `as_of` to `out` as pretty JSON, byte for byte what
-/// `serde_json::to_writer_pretty(&replay(..).document())` writes, holding one mandate or one
-/// request at a time. Returns where it stopped. On an error, what was written so far is not
-/// a whole document: write to a temporary file and keep it only on success.
+/// The bytes of JSON handed over at a time by [`write_state`], at least.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Writes the state at `cut` as JSON into `chunks`, byte for byte what `serde_json` writes
+/// for [`Projection::document`] in the given style, and holds one mandate or one request at a
+/// time while doing so. With `district`, it is [`Projection::document_for_district`] with a
+/// first field `"district"`, the district's id.
+/// Chunks are handed over as they fill, so a slow reader slows the replay rather than the
+/// state piling up. On an error, what was handed over is not a whole document: write to a
+/// temporary file and keep it only on success.
 pub async fn write_state(
     log: &EventLog,
-    as_of: AsOf,
+    cut: Cut,
+    district: Option<Uuid>,
+    style: JsonStyle,
     mut progress: impl FnMut(u64) + Send,
-    out: &mut (dyn Write + Send),
-) -> Result<Cut, WriteStateError> {
-    let cut = cut(log, as_of).await?;
+    chunks: mpsc::Sender<Vec<u8>>,
+) -> Result<(), WriteStateError> {
     let mut folded = Folded { count: 0, progress: &mut progress };
     let kept = kept_state(log, cut, &mut folded).await?;
+    let inside = |organisation: Uuid| district.is_none() || kept.district_of(organisation) == district;
+    let mut json = JsonWriter { style, out: Vec::with_capacity(2 * CHUNK_BYTES), chunks, first: true };
 
-    let mut document = PrettyObject::begin(out)?;
-    document.field("as_of", &kept.as_of())?;
-    document.field("organisations", &kept.organisations().collect::<Vec<_>>())?;
-    document.field("catalogue", &kept.catalogue_view())?;
+    json.begin(b'{');
+    if let Some(district) = district {
+        json.field("district", &district, 1);
+    }
+    json.field("as_of", &kept.as_of(), 1);
+    let organisations: Vec<_> = kept.organisations().filter(|view| inside(view.id)).collect();
+    json.field("organisations", &organisations, 1);
+    json.field("catalogue", &kept.catalogue_view(), 1);
+    json.key("mandates", 1);
+    json.begin(b'[');
     let mut contests: Vec<ContestView> = Vec::new();
-    let mut mandates = document.array("mandates")?;
-    let written = rows::<MandateRow>(log, MANDATE, cut, &mut folded, |id, row| {
-        let Some(view) = row.view(id) else { return Ok(()) };
+    let mut mandates = Rows::<MandateRow>::new(log, MANDATE, cut);
+    while let Some((id, row)) = mandates.next(&mut folded).await? {
+        let Some(view) = row.view(id).filter(|view| inside(view.community)) else { continue };
         contests.extend(view.contest.clone());
-        mandates.item(&view)
-    })
-    .await;
-    mandates.end(written)?;
-    document.field("balances", &kept.all_balances())?;
-    document.field("open_contests", &contests)?;
-    let mut requests = document.array("requests")?;
-    let written = rows::<RequestRow>(log, REQUEST, cut, &mut folded, |id, row| match row.view(id) {
-        Some(view) => requests.item(&view),
-        None => Ok(()),
-    })
-    .await;
-    requests.end(written)?;
-    document.end()?;
-    Ok(cut)
+        json.item(&view, 2);
+        json.hand_over_full().await?;
+    }
+    json.end(b']', 2);
+    let balances: Vec<_> = kept.all_balances().into_iter().filter(|view| inside(view.district)).collect();
+    json.field("balances", &balances, 1);
+    json.field("open_contests", &contests, 1);
+    json.key("requests", 1);
+    json.begin(b'[');
+    let mut requests = Rows::<RequestRow>::new(log, REQUEST, cut);
+    while let Some((id, row)) = requests.next(&mut folded).await? {
+        let Some(view) = row.view(id).filter(|view| inside(view.station)) else { continue };
+        json.item(&view, 2);
+        json.hand_over_full().await?;
+    }
+    json.end(b']', 2);
+    json.end(b'}', 1);
+    json.hand_over().await
 }
 
 /// How many events a replay has folded, told to its `progress` every page.
@@ -186,66 +211,51 @@ impl Row for RequestRow {
     }
 }
 
-/// Folds each stream of `category` up to the cut and hands its state to `each` as soon as the
-/// stream ends, in id order. One stream's state is in memory at a time.
-async fn rows<R: Row>(
-    log: &EventLog,
-    category: &str,
-    cut: Cut,
-    folded: &mut Folded<'_>,
-    mut each: impl FnMut(Uuid, R) -> std::io::Result<()> + Send,
-) -> Result<(), RowsError> {
-    let mut events = std::pin::pin!(log.stream_category(&category_of(category), cut.position, PAGE_EVENTS));
-    let mut current: Option<(String, Uuid, R)> = None;
-    while let Some(event) = events.try_next().await.map_err(|error| RowsError::Replay(error.into()))? {
-        let same_stream = current.as_ref().is_some_and(|(stream, ..)| *stream == event.stream);
-        if !same_stream {
-            if let Some((_, id, row)) = current.take() {
-                each(id, row).map_err(RowsError::Output)?;
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<RecordedEvent, StoreError>> + Send>>;
+
+/// The streams of one category folded one at a time, in id order, up to the cut.
+struct Rows<R> {
+    events: Events,
+    /// The stream being folded: its name, its id, its state so far.
+    current: Option<(String, Uuid, R)>,
+}
+
+impl<R: Row> Rows<R> {
+    fn new(log: &EventLog, category: &str, cut: Cut) -> Self {
+        let events = log.stream_category(&category_of(category), cut.position, PAGE_EVENTS);
+        Self { events: Box::pin(events), current: None }
+    }
+
+    /// The next stream's id and state, once its last event up to the cut is folded in.
+    async fn next(&mut self, folded: &mut Folded<'_>) -> Result<Option<(Uuid, R)>, ServiceError> {
+        while let Some(event) = self.events.try_next().await? {
+            let same_stream = self.current.as_ref().is_some_and(|(stream, ..)| *stream == event.stream);
+            let finished = match same_stream {
+                true => None,
+                false => {
+                    let id = event.stream.split_once('-').and_then(|(_, id)| entity_id(id));
+                    let id = id.ok_or_else(|| projection_error(not_an_entity_stream(&event)))?;
+                    self.current.replace((event.stream.clone(), id, R::default()))
+                }
+            };
+            let (_, _, row) = self.current.as_mut().expect("a stream is being folded");
+            row.fold(&event).map_err(projection_error)?;
+            folded.one();
+            if let Some((_, id, row)) = finished {
+                return Ok(Some((id, row)));
             }
-            let id = event.stream.split_once('-').and_then(|(_, id)| entity_id(id)).ok_or_else(|| {
-                RowsError::Replay(projection_error(ProjectionError {
-                    position: event.position,
-                    stream: event.stream.clone(),
-                    event_type: event.event_type.clone(),
-                    reason: "the stream name does not end in a UUID (lower-case, hyphenated)".into(),
-                }))
-            })?;
-            current = Some((event.stream.clone(), id, R::default()));
         }
-        let (_, _, row) = current.as_mut().expect("a stream is being folded");
-        row.fold(&event).map_err(|error| RowsError::Replay(projection_error(error)))?;
-        folded.one();
-    }
-    if let Some((_, id, row)) = current {
-        each(id, row).map_err(RowsError::Output)?;
-    }
-    (folded.progress)(folded.count);
-    Ok(())
-}
-
-/// Why [`rows`] stopped.
-enum RowsError {
-    Replay(ServiceError),
-    Output(std::io::Error),
-}
-
-impl From<RowsError> for ServiceError {
-    fn from(error: RowsError) -> Self {
-        match error {
-            RowsError::Replay(error) => error,
-            // Only `write_state` writes rows out; the others keep them.
-            RowsError::Output(error) => ServiceError::Invalid(format!("cannot write the state: {error}")),
-        }
+        (folded.progress)(folded.count);
+        Ok(self.current.take().map(|(_, id, row)| (id, row)))
     }
 }
 
-impl From<RowsError> for WriteStateError {
-    fn from(error: RowsError) -> Self {
-        match error {
-            RowsError::Replay(error) => WriteStateError::Replay(error),
-            RowsError::Output(error) => WriteStateError::Output(error),
-        }
+fn not_an_entity_stream(event: &RecordedEvent) -> ProjectionError {
+    ProjectionError {
+        position: event.position,
+        stream: event.stream.clone(),
+        event_type: event.event_type.clone(),
+        reason: "the stream name does not end in a UUID (lower-case, hyphenated)".into(),
     }
 }
 
@@ -257,78 +267,100 @@ fn projection_error(error: ProjectionError) -> ServiceError {
     ServiceError::Projection(error.to_string())
 }
 
-/// A JSON object written field by field as `serde_json`'s pretty printer writes it (two
-/// spaces an indent, `"key": value`), so that a long array can be written one item at a time.
-/// Each value is pretty-printed on its own and indented to its depth: pretty JSON holds no
-/// line break inside a string, so indenting every line is exact.
-struct PrettyObject<'a> {
-    out: &'a mut (dyn Write + Send),
-    fields: usize,
+/// JSON written piece by piece as `serde_json` writes a whole value, compact or pretty (two
+/// spaces an indent, `"key": value`), so that long arrays can be written one item at a time.
+/// Each value is serialized on its own; a pretty one is indented to its depth, which is exact
+/// because pretty JSON holds no line break inside a string.
+struct JsonWriter {
+    style: JsonStyle,
+    out: Vec<u8>,
+    chunks: mpsc::Sender<Vec<u8>>,
+    /// Whether the innermost open object or array has nothing in it yet.
+    first: bool,
 }
 
-impl<'a> PrettyObject<'a> {
-    fn begin(out: &'a mut (dyn Write + Send)) -> std::io::Result<Self> {
-        out.write_all(b"{")?;
-        Ok(Self { out, fields: 0 })
+impl JsonWriter {
+    fn begin(&mut self, bracket: u8) {
+        self.out.push(bracket);
+        self.first = true;
     }
 
-    fn key(&mut self, key: &str) -> std::io::Result<()> {
-        self.out.write_all(if self.fields == 0 { b"\n  " } else { b",\n  " })?;
-        self.fields += 1;
-        serde_json::to_writer(&mut *self.out, key)?;
-        self.out.write_all(b": ")
+    /// What goes before a member at `depth`: a comma after the first, and in pretty JSON a
+    /// new line and the indent.
+    fn separate(&mut self, depth: usize) {
+        if !std::mem::replace(&mut self.first, false) {
+            self.out.push(b',');
+        }
+        self.newline(depth);
     }
 
-    fn field(&mut self, key: &str, value: &impl Serialize) -> std::io::Result<()> {
-        self.key(key)?;
-        write_indented(&mut *self.out, value, b"\n  ")
+    fn newline(&mut self, depth: usize) {
+        if self.style == JsonStyle::Pretty {
+            self.out.push(b'\n');
+            self.out.extend(std::iter::repeat_n(b' ', 2 * depth));
+        }
     }
 
-    fn array(&mut self, key: &str) -> std::io::Result<PrettyArray<'_>> {
-        self.key(key)?;
-        self.out.write_all(b"[")?;
-        Ok(PrettyArray { out: &mut *self.out, items: 0 })
+    fn key(&mut self, key: &str, depth: usize) {
+        self.separate(depth);
+        self.value(key, depth);
+        self.out.extend_from_slice(match self.style {
+            JsonStyle::Pretty => b": ",
+            JsonStyle::Compact => b":",
+        });
     }
 
-    fn end(self) -> std::io::Result<()> {
-        self.out.write_all(if self.fields == 0 { b"}" } else { b"\n}" })
-    }
-}
-
-/// An array inside a [`PrettyObject`], written one item at a time.
-struct PrettyArray<'a> {
-    out: &'a mut (dyn Write + Send),
-    items: usize,
-}
-
-impl PrettyArray<'_> {
-    fn item(&mut self, value: &impl Serialize) -> std::io::Result<()> {
-        self.out.write_all(if self.items == 0 { b"\n    " } else { b",\n    " })?;
-        self.items += 1;
-        write_indented(&mut *self.out, value, b"\n    ")
+    fn field(&mut self, key: &str, value: &impl Serialize, depth: usize) {
+        self.key(key, depth);
+        self.value(value, depth);
     }
 
-    /// Closes the array once `written`, the filling of it, went through.
-    fn end(self, written: Result<(), RowsError>) -> Result<(), WriteStateError> {
-        written?;
-        self.out.write_all(if self.items == 0 { b"]" } else { b"\n  ]" })?;
-        Ok(())
+    fn item(&mut self, value: &impl Serialize, depth: usize) {
+        self.separate(depth);
+        self.value(value, depth);
     }
-}
 
-fn write_indented(
-    out: &mut (dyn Write + Send),
-    value: &impl Serialize,
-    newline: &[u8],
-) -> std::io::Result<()> {
-    let pretty = serde_json::to_vec_pretty(value)?;
-    let mut lines = pretty.split(|byte| *byte == b'\n');
-    if let Some(first) = lines.next() {
-        out.write_all(first)?;
+    /// Closes the innermost object or array, opened at `depth - 1`.
+    fn end(&mut self, bracket: u8, depth: usize) {
+        if !std::mem::replace(&mut self.first, false) {
+            self.newline(depth - 1);
+        }
+        self.out.push(bracket);
     }
-    for line in lines {
-        out.write_all(newline)?;
-        out.write_all(line)?;
+
+    /// `value` as JSON, its lines indented to `depth`.
+    fn value(&mut self, value: &(impl Serialize + ?Sized), depth: usize) {
+        // Our views serialize infallibly: no maps with non-string keys, no failing impls.
+        let written = match self.style {
+            JsonStyle::Compact => serde_json::to_writer(&mut self.out, value),
+            JsonStyle::Pretty => {
+                let pretty = serde_json::to_vec_pretty(value);
+                pretty.map(|pretty| {
+                    let mut lines = pretty.split(|byte| *byte == b'\n');
+                    self.out.extend_from_slice(lines.next().unwrap_or_default());
+                    for line in lines {
+                        self.newline(depth);
+                        self.out.extend_from_slice(line);
+                    }
+                })
+            }
+        };
+        written.expect("views serialize to JSON");
     }
-    Ok(())
+
+    /// Hands over what is written once it fills a chunk.
+    async fn hand_over_full(&mut self) -> Result<(), WriteStateError> {
+        match self.out.len() >= CHUNK_BYTES {
+            true => self.hand_over().await,
+            false => Ok(()),
+        }
+    }
+
+    async fn hand_over(&mut self) -> Result<(), WriteStateError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.out, Vec::with_capacity(2 * CHUNK_BYTES));
+        self.chunks.send(chunk).await.map_err(|_| WriteStateError::Closed)
+    }
 }

@@ -30,7 +30,7 @@ use crate::read_model::ReadModel;
 mod reads;
 mod requests;
 
-pub use reads::{MandateFilter, Timeline, TimelineEntry, TransferEntry};
+pub use reads::{MandateFilter, StateAsOf, Timeline, TimelineEntry, TransferEntry};
 pub use requests::{FileRequest, RequestAction, RequestFilter};
 
 /// Days a contest may stay unanswered before it escalates to the district by itself.

@@ -360,14 +360,12 @@ async fn replay(
     file: Option<&std::path::Path>,
     out: &mut (dyn Write + Send),
 ) -> Result<Outcome, CliError> {
-    let head = log.head().await?.position;
-    let bar = export::progress_bar(head, "replay");
-    let progress = |folded: u64| bar.set_position(folded);
-    // One mandate or request at a time is held; the JSON goes out as it is made.
+    let cut = shequ_service::replay::cut(log, as_of).await?;
+    let bar = export::progress_bar(cut.position, "replay");
     match file {
         None => {
             let mut output = std::io::BufWriter::new(&mut *out);
-            write_state(log, as_of, progress, &mut output).await?;
+            write_state(log, cut, &bar, &mut output).await?;
             output.write_all(b"\n").and_then(|()| output.flush()).map_err(CliError::Output)?;
             bar.finish_and_clear();
         }
@@ -378,7 +376,7 @@ async fn replay(
             let temporary = tempfile::NamedTempFile::new_in(directory.unwrap_or(std::path::Path::new(".")))
                 .map_err(CliError::Output)?;
             let mut output = std::io::BufWriter::new(temporary);
-            let cut = write_state(log, as_of, progress, &mut output).await?;
+            write_state(log, cut, &bar, &mut output).await?;
             output.write_all(b"\n").map_err(CliError::Output)?;
             let temporary = output.into_inner().map_err(|error| CliError::Output(error.into_error()))?;
             let file = temporary.persist(path).map_err(|error| CliError::Output(error.error))?;
@@ -396,18 +394,33 @@ async fn replay(
     Ok(Outcome::Success)
 }
 
-/// [`shequ_service::replay::write_state`], its errors told apart: the log's or the output's.
+/// Replays the log up to `cut` and writes the state, pretty, into `output` as it comes: one
+/// mandate or request in memory at a time.
 async fn write_state(
     log: &EventLog,
-    as_of: shequ_service::projection::AsOf,
-    progress: impl FnMut(u64) + Send,
+    cut: shequ_service::replay::Cut,
+    bar: &indicatif::ProgressBar,
     output: &mut (dyn Write + Send),
-) -> Result<shequ_service::replay::Cut, CliError> {
-    use shequ_service::replay::WriteStateError;
-    shequ_service::replay::write_state(log, as_of, progress, output).await.map_err(|error| match error {
-        WriteStateError::Replay(error) => CliError::Service(error),
-        WriteStateError::Output(error) => CliError::Output(error),
-    })
+) -> Result<(), CliError> {
+    use shequ_service::replay::{self, JsonStyle, WriteStateError};
+    let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let writing =
+        replay::write_state(log, cut, None, JsonStyle::Pretty, |folded| bar.set_position(folded), chunks);
+    // The receiver goes with this block: an output error drops it, which stops the replay.
+    let copying = async move {
+        while let Some(chunk) = receiver.recv().await {
+            output.write_all(&chunk)?;
+        }
+        Ok(())
+    };
+    match tokio::join!(writing, copying) {
+        (_, Err(error)) => Err(CliError::Output(error)),
+        (Err(WriteStateError::Replay(error)), Ok(())) => Err(CliError::Service(error)),
+        (Err(WriteStateError::Closed), Ok(())) => {
+            Err(CliError::Output(std::io::Error::other("output closed")))
+        }
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {

@@ -1,9 +1,11 @@
 //! `/api/v1` lists from the projections (filters, cursor pagination, a page size limit),
 //! service requests at the one-stop station, and the inspectors' views of the past.
 
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::MandateStatus;
@@ -12,6 +14,7 @@ use shequ_domain::request::{Channel, RequestStatus};
 use shequ_service::projection::{
     AsOf, BalanceView, MandateView, OrganisationView, RequestView, StateDocument,
 };
+use shequ_service::replay::JsonStyle;
 use shequ_service::{FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
@@ -657,6 +660,7 @@ fn as_of(raw: Result<Query<AsOfQuery>, QueryRejection>) -> Result<AsOf, ApiError
 }
 
 /// The caller's district's state at one point of the log.
+// What `state_as_of` streams, as `replay::write_state` writes it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DistrictState {
     district: Uuid,
@@ -696,11 +700,33 @@ async fn state_as_of(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     raw: Result<Query<AsOfQuery>, QueryRejection>,
-) -> Result<Json<DistrictState>, ApiError> {
+) -> Result<Response, ApiError> {
     let as_of = as_of(raw)?;
-    let (district, document) = state.service.state_as_of(claims.actor(), as_of).await?;
-    Ok(Json(DistrictState { district, state: document }))
+    // Refusals and a bad `as_of` are answered before the first byte of the state.
+    let district_state = state.service.state_as_of(claims.actor(), as_of).await?;
+    // The state is replayed and sent a chunk at a time, one mandate or request in memory at a
+    // time, however long the log; a client that hangs up stops the replay.
+    let (chunks, receiver) = tokio::sync::mpsc::channel(STATE_CHUNKS_QUEUED);
+    let writing = tokio::spawn(district_state.write(JsonStyle::Compact, chunks));
+    let body = futures::stream::unfold((receiver, Some(writing)), |(mut receiver, writing)| async move {
+        if let Some(chunk) = receiver.recv().await {
+            return Some((Ok(Bytes::from(chunk)), (receiver, writing)));
+        }
+        // Every chunk is out. A replay that failed half-way must not look like a whole state:
+        // the error ends the body, and the connection with it, before its end.
+        let failed = match writing?.await {
+            Ok(Ok(())) => return None,
+            Ok(Err(error)) => std::io::Error::other(error.to_string()),
+            Err(error) => std::io::Error::other(error.to_string()),
+        };
+        tracing::error!(error = %failed, "the state as of a point of the log stopped half-way");
+        Some((Err(failed), (receiver, None)))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
 }
+
+/// Chunks of the state waiting for the client, at most (`replay::CHUNK_BYTES` each).
+const STATE_CHUNKS_QUEUED: usize = 2;
 
 #[utoipa::path(
     get,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Service, Target};
 use crate::actor::Actor;
-use crate::projection::{AsOf, BalanceView, MandateView, OrganisationView, Projection, StateDocument};
+use crate::projection::{AsOf, BalanceView, MandateView, OrganisationView, Projection};
 use crate::replay;
 use crate::ServiceError;
 
@@ -164,15 +164,13 @@ impl Service {
         Ok(page)
     }
 
-    /// The state of the actor's district as of a point of the log, rebuilt by replaying it.
-    pub async fn state_as_of(
-        &self,
-        actor: Actor,
-        as_of: AsOf,
-    ) -> Result<(Uuid, StateDocument), ServiceError> {
+    /// The state of the actor's district as of a point of the log, to be rebuilt by replaying
+    /// it: the caller is authorised and the point found now, the JSON written by
+    /// [`StateAsOf::write`].
+    pub async fn state_as_of(&self, actor: Actor, as_of: AsOf) -> Result<StateAsOf, ServiceError> {
         let district = self.audit_district(&actor).await?;
-        let projection = replay::replay(&self.log, as_of, |_| {}).await?;
-        Ok((district, projection.document_for_district(district)))
+        let cut = replay::cut(&self.log, as_of).await?;
+        Ok(StateAsOf { district, cut, log: self.log.clone() })
     }
 
     /// The district's balances as of a point of the log.
@@ -233,5 +231,25 @@ impl Service {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await?;
         Ok(district)
+    }
+}
+
+/// One district's state at one point of the log, authorised and ready to be written.
+#[derive(Debug, Clone)]
+pub struct StateAsOf {
+    pub district: Uuid,
+    pub cut: replay::Cut,
+    log: shequ_store::EventLog,
+}
+
+impl StateAsOf {
+    /// Writes the state as JSON into `chunks`: `{"district": …, "as_of": …, …}`, one mandate
+    /// or request in memory at a time (see [`replay::write_state`]).
+    pub async fn write(
+        self,
+        style: replay::JsonStyle,
+        chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), replay::WriteStateError> {
+        replay::write_state(&self.log, self.cut, Some(self.district), style, |_| {}, chunks).await
     }
 }
