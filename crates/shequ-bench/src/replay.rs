@@ -1,6 +1,7 @@
-//! Reading a long log: replay (every event folded into the projection), verify (the hash
-//! chain walked) and export (`shequ export`'s code path), in events per second, with the
-//! peak memory of each.
+//! Reading a long log: replay (every event folded into the projection, held in memory), state
+//! (`shequ replay`'s code path: the state written as JSON, one mandate or request held at a
+//! time), verify (the hash chain walked) and export (`shequ export`'s code path), in events per
+//! second, with the peak memory of each.
 //!
 //! Each log is generated once (see `generate`) and kept: SQLite files under `--dir`,
 //! PostgreSQL databases `shequ_bench_log_<events>` on `--postgres`; a rerun reuses a log that
@@ -28,7 +29,7 @@ pub struct ReplayArguments {
     #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
     backends: Vec<BackendName>,
     /// Which phases, as a comma-separated list.
-    #[arg(long, value_delimiter = ',', default_value = "scan,replay,verify,export")]
+    #[arg(long, value_delimiter = ',', default_value = "scan,replay,state,verify,export")]
     phases: Vec<Phase>,
     /// Where the SQLite logs are kept between runs and exports are written (default: a
     /// `shequ-bench` directory in the system's temporary directory).
@@ -93,6 +94,7 @@ enum Phase {
     /// The limit: the same pages of the same query through sqlx, rows read and dropped.
     Scan,
     Replay,
+    State,
     Verify,
     Export,
 }
@@ -104,9 +106,10 @@ impl FromStr for Phase {
         match text {
             "scan" => Ok(Phase::Scan),
             "replay" => Ok(Phase::Replay),
+            "state" => Ok(Phase::State),
             "verify" => Ok(Phase::Verify),
             "export" => Ok(Phase::Export),
-            other => Err(format!("unknown phase `{other}`: scan, replay, verify or export")),
+            other => Err(format!("unknown phase `{other}`: scan, replay, state, verify or export")),
         }
     }
 }
@@ -116,6 +119,7 @@ impl Phase {
         match self {
             Phase::Scan => "scan",
             Phase::Replay => "replay",
+            Phase::State => "state",
             Phase::Verify => "verify",
             Phase::Export => "export",
         }
@@ -124,7 +128,7 @@ impl Phase {
     /// The rate the issue asks for, in events per second.
     fn goal(self) -> Option<f64> {
         match self {
-            Phase::Replay => Some(200_000.0),
+            Phase::Replay | Phase::State => Some(200_000.0),
             Phase::Verify => Some(1_000_000.0),
             Phase::Scan | Phase::Export => None,
         }
@@ -412,6 +416,12 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
             }
         }
         Phase::Replay => {
+            let projection = replay::replay(&log, AsOf::Head, |_| {}).await?;
+            if projection.position() != arguments.events {
+                return Err(format!("replay stopped at position {}", projection.position()).into());
+            }
+        }
+        Phase::State => {
             // What `shequ replay` does, the JSON counted and dropped instead of written to a file.
             let cut = replay::cut(&log, AsOf::Head).await?;
             if cut.position != arguments.events {

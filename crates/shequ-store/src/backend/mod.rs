@@ -148,7 +148,8 @@ impl Backend {
     }
 
     /// At most `limit` events of the streams in `range` with `position <= up_to`, ordered by
-    /// stream name and revision, after the event `after` (stream, revision).
+    /// stream name and revision, after the event `after` (stream, revision), which is never
+    /// before `range.from`.
     pub async fn read_category_page(
         &self,
         range: &StreamRange,

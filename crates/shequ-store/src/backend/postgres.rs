@@ -263,13 +263,12 @@ pub(super) async fn read_category_page(
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(select_event!(
-        "WHERE stream >= $1 AND stream < $2 AND (stream, revision) > ($3, $4) AND position <= $5 \
-         ORDER BY stream, revision LIMIT $6"
+        "WHERE (stream, revision) > ($1, $2) AND stream < $3 AND position <= $4 \
+         ORDER BY stream, revision LIMIT $5"
     ))
-    .bind(&range.from)
-    .bind(&range.to)
     .bind(after.0)
     .bind(after.1)
+    .bind(&range.to)
     .bind(to_i64(up_to))
     .bind(i64::from(limit))
     .fetch_all(pool)
