@@ -7,7 +7,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::aggregate_store::AggregateStore;
-use crate::backend::{to_i64, Backend, BackendKind, StreamRange};
+use crate::backend::{Backend, BackendKind, StreamRange};
 use crate::error::StoreError;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandContext;
@@ -148,9 +148,13 @@ impl EventLog {
 
     /// Every event of one category's streams (`category-…`) up to and including position
     /// `up_to`, ordered by stream name (byte order) and then revision, read lazily in pages of
-    /// `page_events`: one stream's events come together, so its state can be folded, used and
-    /// dropped before the next stream's. A task reads the next page while the caller works
-    /// through the one before; at most three pages are in memory.
+    /// about `page_events`: one stream's events come together, so its state can be folded, used
+    /// and dropped before the next stream's.
+    ///
+    /// A page is a range of (stream, revision) keys whose end is found from the index alone;
+    /// up to `READ_AHEAD_PAGES_MAX` pages are read at once, each on its own connection, and
+    /// handed over in order, so reading and the caller's work overlap. Events after `up_to`,
+    /// or appended after the stream started, are left out. At most `READ_AHEAD_PAGES_MAX` + 2 pages are in memory.
     pub fn stream_category(
         &self,
         category: &shequ_domain::Category,
@@ -162,23 +166,60 @@ impl EventLog {
         let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
         let up_to = up_to.min(i64::MAX.unsigned_abs());
         pages_read_by(move |pages| async move {
-            // Keyset paging: each page starts after the last (stream, revision) handed over.
-            let mut after = (range.from.clone(), -1_i64);
+            // Nothing after the head as it is now: a page's range then holds no more events up
+            // to `up_to` than it held keys when its end was found, whatever is appended later.
+            let up_to = match log.inner.backend.head().await {
+                Ok(head) => up_to.min(head.position),
+                Err(error) => {
+                    let _ = pages.send(Err(error)).await;
+                    return;
+                }
+            };
+            // Where the next page starts (after this key), if there is a next page.
+            let mut next = Some((range.from.clone(), -1_i64));
+            let mut in_flight: VecDeque<PageRead> = VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
             loop {
-                let page =
-                    log.inner.backend.read_category_page(&range, (&after.0, after.1), up_to, page_events);
-                let page = match page.await {
+                while in_flight.len() < READ_AHEAD_PAGES_MAX {
+                    let Some(after) = next.take() else { break };
+                    let end = log.inner.backend.category_page_end(&range, (&after.0, after.1), page_events);
+                    let end = match end.await {
+                        Ok(end) => end,
+                        Err(error) => {
+                            let _ = pages.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    // The last page runs to the end of the category: no stream is `category.`.
+                    let until = end.clone().unwrap_or_else(|| (range.to.clone(), -1));
+                    next = end;
+                    let reader = log.clone();
+                    in_flight.push_back(tokio::spawn(async move {
+                        let backend = &reader.inner.backend;
+                        // The range held `page_events` keys when its end was found; keys
+                        // added since are appends, after the head and so after `up_to`.
+                        let (after, until) = ((after.0.as_str(), after.1), (until.0.as_str(), until.1));
+                        backend.read_category_range(after, until, up_to, page_events).await
+                    }));
+                }
+                let Some(read) = in_flight.pop_front() else { return };
+                let page = match read.await {
                     Ok(page) => page,
+                    Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                    // Only a runtime shutting down cancels the task.
+                    Err(_) => return,
+                };
+                match page {
                     Err(error) => {
                         let _ = pages.send(Err(error)).await;
                         return;
                     }
-                };
-                let Some(last) = page.last() else { return };
-                after = (last.stream.clone(), to_i64(last.revision));
-                let full = page.len() == page_events as usize;
-                if pages.send(Ok(page)).await.is_err() || !full {
-                    return;
+                    // A page may be empty: every event in its range is after `up_to`.
+                    Ok(page) if page.is_empty() => {}
+                    Ok(page) => {
+                        if pages.send(Ok(page)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
         })

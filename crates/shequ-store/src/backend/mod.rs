@@ -147,19 +147,33 @@ impl Backend {
         }
     }
 
-    /// At most `limit` events of the streams in `range` with `position <= up_to`, ordered by
-    /// stream name and revision, after the event `after` (stream, revision), which is never
-    /// before `range.from`.
-    pub async fn read_category_page(
+    /// The last (stream, revision) of the page of `page_events` that follows `after` in the
+    /// streams of `range`, in (stream, revision) order; none if fewer are left. `after` is
+    /// never before `range.from`.
+    pub async fn category_page_end(
         &self,
         range: &StreamRange,
         after: (&str, i64),
+        page_events: u32,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        match self {
+            Backend::Sqlite(pool) => sqlite::category_page_end(pool, range, after, page_events).await,
+            Backend::Postgres(pool) => postgres::category_page_end(pool, range, after, page_events).await,
+        }
+    }
+
+    /// The events after `after` up to and including `until`, in (stream, revision) order,
+    /// with `position <= up_to`: at most `limit`, which the caller knows the range holds.
+    pub async fn read_category_range(
+        &self,
+        after: (&str, i64),
+        until: (&str, i64),
         up_to: u64,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_category_page(pool, range, after, up_to, limit).await,
-            Backend::Postgres(pool) => postgres::read_category_page(pool, range, after, up_to, limit).await,
+            Backend::Sqlite(pool) => sqlite::read_category_range(pool, after, until, up_to, limit).await,
+            Backend::Postgres(pool) => postgres::read_category_range(pool, after, until, up_to, limit).await,
         }
     }
 

@@ -255,20 +255,43 @@ pub(super) async fn read_stream_after(
     rows.iter().map(read_event).collect()
 }
 
-pub(super) async fn read_category_page(
+pub(super) async fn category_page_end(
     pool: &PgPool,
     range: &StreamRange,
     after: (&str, i64),
-    up_to: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!(
-        "WHERE (stream, revision) > ($1, $2) AND stream < $3 AND position <= $4 \
-         ORDER BY stream, revision LIMIT $5"
-    ))
+    page_events: u32,
+) -> Result<Option<(String, i64)>, StoreError> {
+    let end = sqlx::query(
+        "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) AND stream < $3 \
+         ORDER BY stream, revision LIMIT 1 OFFSET $4",
+    )
     .bind(after.0)
     .bind(after.1)
     .bind(&range.to)
+    .bind(i64::from(page_events) - 1)
+    .fetch_optional(pool)
+    .await?;
+    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+}
+
+pub(super) async fn read_category_range(
+    pool: &PgPool,
+    after: (&str, i64),
+    until: (&str, i64),
+    up_to: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    // The LIMIT never cuts the range short (it holds at most `limit` events up to `up_to`), but
+    // without it the planner misjudges how many rows a row-value range holds and picks a
+    // parallel bitmap scan, a sort and JIT: ten times slower than walking the index.
+    let rows = sqlx::query(select_event!(
+        "WHERE (stream, revision) > ($1, $2) AND (stream, revision) <= ($3, $4) AND position <= $5 \
+         ORDER BY stream, revision LIMIT $6"
+    ))
+    .bind(after.0)
+    .bind(after.1)
+    .bind(until.0)
+    .bind(until.1)
     .bind(to_i64(up_to))
     .bind(i64::from(limit))
     .fetch_all(pool)

@@ -309,26 +309,46 @@ pub(super) async fn read_stream_after(
     rows.iter().map(read_event).collect()
 }
 
-pub(super) async fn read_category_page(
+pub(super) async fn category_page_end(
     pool: &SqlitePool,
     range: &StreamRange,
     after: (&str, i64),
+    page_events: u32,
+) -> Result<Option<(String, i64)>, StoreError> {
+    // From the (stream, revision) index alone. The row value alone is the lower bound, so the
+    // search starts there; `stream >= ?` besides would start it at the category's first stream.
+    let end = sqlx::query(
+        "SELECT stream, revision FROM events WHERE (stream, revision) > (?, ?) AND stream < ? \
+         ORDER BY stream, revision LIMIT 1 OFFSET ?",
+    )
+    .bind(after.0)
+    .bind(after.1)
+    .bind(&range.to)
+    .bind(i64::from(page_events) - 1)
+    .fetch_optional(pool)
+    .await?;
+    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+}
+
+pub(super) async fn read_category_range(
+    pool: &SqlitePool,
+    after: (&str, i64),
+    until: (&str, i64),
     up_to: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    // The page's positions come from the (stream, revision) index alone (it holds the rowid),
-    // and its rows are then read in position order, which is table order, and sorted here:
-    // less system time than reading rows in index order (BENCHMARKS.md, issue 5). The row
-    // value alone is the lower bound, so the index search starts there; `stream >= ?` besides
-    // would make SQLite start every page at the category's first stream.
+    // The positions come from the (stream, revision) index alone (it holds the rowid); the
+    // rows are then read in position order, which is table order, and sorted here: less
+    // system time than reading rows in index order (BENCHMARKS.md, issue 5).
     let rows = sqlx::query(select_event!(
         "WHERE position IN (SELECT position FROM events \
-         WHERE (stream, revision) > (?, ?) AND stream < ? AND position <= ? \
+         WHERE (stream, revision) > (?, ?) AND (stream, revision) <= (?, ?) AND position <= ? \
          ORDER BY stream, revision LIMIT ?)"
     ))
     .bind(after.0)
     .bind(after.1)
-    .bind(&range.to)
+    .bind(until.0)
+    .bind(until.1)
     .bind(to_i64(up_to))
     .bind(i64::from(limit))
     .fetch_all(pool)
