@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_request_runs_its_course_and_residents_see_only_their_own,
         replaying_the_whole_log_gives_the_live_state,
         a_replay_stream_by_stream_is_the_fold_in_position_order,
+        a_replay_refuses_an_entity_stream_not_named_as_the_domain_names_it,
         a_replay_as_of_a_position_or_time_stops_there,
         shequ_replay_writes_the_live_state_as_json,
         redecide_reruns_routing_decisions_too,
@@ -262,6 +263,39 @@ async fn a_replay_stream_by_stream_is_the_fold_in_position_order(db: Db) {
         assert_eq!(written, expected, "district, as of {}", event.position);
     }
     assert!(in_order.requests().count() == 3 && in_order.mandates().count() > 0);
+}
+
+/// `request-{ID}` and `request-{id}` would be one request to a UUID parser but two streams to
+/// the log; the projection reads only the spelling the domain writes, and says so.
+async fn a_replay_refuses_an_entity_stream_not_named_as_the_domain_names_it(db: Db) {
+    let (service, _) = demo_service(&db).await;
+    let shouting = format!("request-{}", Uuid::now_v7().to_string().to_uppercase());
+    let event = shequ_store::NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "RequestFiled".into(),
+        event_version: 1,
+        data: "{}".into(),
+        metadata: "{}".into(),
+    };
+    service.log().append(&shouting, shequ_store::ExpectedRevision::NoStream, vec![event]).await.unwrap();
+    for outcome in [
+        replay::replay(service.log(), AsOf::Head, |_| {}).await.map(drop),
+        service.read_model().catch_up().await.map(drop),
+    ] {
+        match outcome {
+            Err(ServiceError::Projection(message)) => {
+                assert!(message.contains(&shouting) && message.contains("lower-case"), "{message}")
+            }
+            other => panic!("expected a projection error, got {other:?}"),
+        }
+    }
+    let cut = replay::cut(service.log(), AsOf::Head).await.unwrap();
+    let (chunks, _receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let written = replay::write_state(service.log(), cut, None, JsonStyle::Pretty, |_| {}, chunks).await;
+    assert!(
+        matches!(written, Err(replay::WriteStateError::Replay(ServiceError::Projection(_)))),
+        "{written:?}"
+    );
 }
 
 /// What `replay::write_state` writes as of `as_of`, collected.
