@@ -16,7 +16,9 @@ use shequ_store::{EventLog, RecordedEvent, StoreError};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::projection::{entity_id, AsOf, ContestView, MandateRow, Projection, ProjectionError, RequestRow};
+use crate::projection::{
+    entity_id, AsOf, BalanceView, ContestView, MandateRow, Projection, ProjectionError, RequestRow,
+};
 use crate::ServiceError;
 
 /// Events read per page.
@@ -147,7 +149,8 @@ pub async fn write_state(
         json.hand_over_full().await?;
     }
     json.end(b']', 2);
-    let balances: Vec<_> = kept.all_balances().into_iter().filter(|view| inside(view.district)).collect();
+    let in_district = |view: &BalanceView| district.is_none_or(|district| view.district == district);
+    let balances: Vec<_> = kept.all_balances().into_iter().filter(in_district).collect();
     json.field("balances", &balances, 1);
     json.field("open_contests", &contests, 1);
     json.key("requests", 1);

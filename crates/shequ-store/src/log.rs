@@ -181,7 +181,8 @@ impl EventLog {
             loop {
                 while in_flight.len() < READ_AHEAD_PAGES_MAX {
                     let Some(after) = next.take() else { break };
-                    let end = log.inner.backend.category_page_end(&range, (&after.0, after.1), page_events);
+                    let backend = &log.inner.backend;
+                    let end = backend.category_page_end(&range, (&after.0, after.1), up_to, page_events);
                     let end = match end.await {
                         Ok(end) => end,
                         Err(error) => {

@@ -14,7 +14,7 @@ use shequ_domain::request::{Channel, RequestStatus};
 use shequ_service::projection::{
     AsOf, BalanceView, MandateView, OrganisationView, RequestView, StateDocument,
 };
-use shequ_service::replay::JsonStyle;
+use shequ_service::replay::{JsonStyle, WriteStateError};
 use shequ_service::{FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
@@ -706,27 +706,48 @@ async fn state_as_of(
     let district_state = state.service.state_as_of(claims.actor(), as_of).await?;
     // The state is replayed and sent a chunk at a time, one mandate or request in memory at a
     // time, however long the log; a client that hangs up stops the replay.
+    let body = streamed(|chunks| district_state.write(JsonStyle::Compact, chunks));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A response body of the chunks that `write` hands over, written by a task of its own. The
+/// task is stopped when the body is dropped; if it fails, the body ends with an error, so the
+/// client sees a broken response rather than a shorter document that parses.
+fn streamed<Write, Writing>(write: Write) -> Body
+where
+    Write: FnOnce(tokio::sync::mpsc::Sender<Vec<u8>>) -> Writing,
+    Writing: std::future::Future<Output = Result<(), WriteStateError>> + Send + 'static,
+{
     let (chunks, receiver) = tokio::sync::mpsc::channel(STATE_CHUNKS_QUEUED);
-    let writing = tokio::spawn(district_state.write(JsonStyle::Compact, chunks));
+    let writing = WritingTask(tokio::spawn(write(chunks)));
     let body = futures::stream::unfold((receiver, Some(writing)), |(mut receiver, writing)| async move {
         if let Some(chunk) = receiver.recv().await {
             return Some((Ok(Bytes::from(chunk)), (receiver, writing)));
         }
-        // Every chunk is out. A replay that failed half-way must not look like a whole state:
-        // the error ends the body, and the connection with it, before its end.
-        let failed = match writing?.await {
+        // Every chunk is out: the body ends here if the writing went through.
+        let failed = match (&mut writing?.0).await {
             Ok(Ok(())) => return None,
             Ok(Err(error)) => std::io::Error::other(error.to_string()),
             Err(error) => std::io::Error::other(error.to_string()),
         };
-        tracing::error!(error = %failed, "the state as of a point of the log stopped half-way");
+        tracing::error!(error = %failed, "a streamed response stopped half-way");
         Some((Err(failed), (receiver, None)))
     });
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response())
+    Body::from_stream(body)
 }
 
 /// Chunks of the state waiting for the client, at most (`replay::CHUNK_BYTES` each).
 const STATE_CHUNKS_QUEUED: usize = 2;
+
+/// The task that writes a response body. Dropping the body (a client that hung up, a server
+/// shutting down) stops it at once, not at its next chunk.
+struct WritingTask(tokio::task::JoinHandle<Result<(), WriteStateError>>);
+
+impl Drop for WritingTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 #[utoipa::path(
     get,
@@ -798,4 +819,50 @@ async fn balances_as_of(
     let as_of = as_of(raw)?;
     let (district, position, balances) = state.service.balances_as_of(claims.actor(), as_of).await?;
     Ok(Json(BalancesAsOf { district, position, balances }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collected(body: Body) -> Vec<Result<Bytes, String>> {
+        use futures::StreamExt;
+        body.into_data_stream().map(|chunk| chunk.map_err(|error| error.to_string())).collect().await
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_every_chunk_then_its_end_or_an_error() {
+        let whole = streamed(|chunks| async move {
+            for chunk in [b"{\"a\":".to_vec(), b"1}".to_vec()] {
+                chunks.send(chunk).await.map_err(|_| WriteStateError::Closed)?;
+            }
+            Ok(())
+        });
+        assert_eq!(collected(whole).await, [Ok(Bytes::from("{\"a\":")), Ok(Bytes::from("1}"))]);
+
+        let broken = streamed(|chunks| async move {
+            chunks.send(b"{\"a\":".to_vec()).await.map_err(|_| WriteStateError::Closed)?;
+            Err(shequ_service::ServiceError::Projection("position 7: unreadable".into()).into())
+        });
+        let parts = collected(broken).await;
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert_eq!(parts[0], Ok(Bytes::from("{\"a\":")));
+        assert!(parts[1].as_ref().is_err_and(|error| error.contains("position 7")), "{parts:?}");
+    }
+
+    #[tokio::test]
+    async fn dropping_a_streamed_body_stops_its_writer() {
+        let (stopped, is_stopped) = tokio::sync::oneshot::channel::<()>();
+        let body = streamed(|_chunks| async move {
+            // Held until the task is dropped: aborted, or finished.
+            let _stopped = stopped;
+            std::future::pending::<Result<(), WriteStateError>>().await
+        });
+        tokio::task::yield_now().await;
+        drop(body);
+        tokio::time::timeout(std::time::Duration::from_secs(5), is_stopped)
+            .await
+            .expect("the writer stops when the body is dropped")
+            .expect_err("the writer never finishes by itself");
+    }
 }

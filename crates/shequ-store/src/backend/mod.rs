@@ -147,18 +147,21 @@ impl Backend {
         }
     }
 
-    /// The last (stream, revision) of the page of `page_events` that follows `after` in the
-    /// streams of `range`, in (stream, revision) order; none if fewer are left. `after` is
-    /// never before `range.from`.
+    /// The last (stream, revision) of the page of `page_events` events with `position <= up_to`
+    /// that follows `after` in the streams of `range`, in (stream, revision) order; none if
+    /// fewer are left. `after` is never before `range.from`.
     pub async fn category_page_end(
         &self,
         range: &StreamRange,
         after: (&str, i64),
+        up_to: u64,
         page_events: u32,
     ) -> Result<Option<(String, i64)>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::category_page_end(pool, range, after, page_events).await,
-            Backend::Postgres(pool) => postgres::category_page_end(pool, range, after, page_events).await,
+            Backend::Sqlite(pool) => sqlite::category_page_end(pool, range, after, up_to, page_events).await,
+            Backend::Postgres(pool) => {
+                postgres::category_page_end(pool, range, after, up_to, page_events).await
+            }
         }
     }
 

@@ -259,15 +259,17 @@ pub(super) async fn category_page_end(
     pool: &PgPool,
     range: &StreamRange,
     after: (&str, i64),
+    up_to: u64,
     page_events: u32,
 ) -> Result<Option<(String, i64)>, StoreError> {
     let end = sqlx::query(
         "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) AND stream < $3 \
-         ORDER BY stream, revision LIMIT 1 OFFSET $4",
+         AND position <= $4 ORDER BY stream, revision LIMIT 1 OFFSET $5",
     )
     .bind(after.0)
     .bind(after.1)
     .bind(&range.to)
+    .bind(to_i64(up_to))
     .bind(i64::from(page_events) - 1)
     .fetch_optional(pool)
     .await?;

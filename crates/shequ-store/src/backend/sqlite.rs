@@ -313,17 +313,19 @@ pub(super) async fn category_page_end(
     pool: &SqlitePool,
     range: &StreamRange,
     after: (&str, i64),
+    up_to: u64,
     page_events: u32,
 ) -> Result<Option<(String, i64)>, StoreError> {
     // From the (stream, revision) index alone. The row value alone is the lower bound, so the
     // search starts there; `stream >= ?` besides would start it at the category's first stream.
     let end = sqlx::query(
         "SELECT stream, revision FROM events WHERE (stream, revision) > (?, ?) AND stream < ? \
-         ORDER BY stream, revision LIMIT 1 OFFSET ?",
+         AND position <= ? ORDER BY stream, revision LIMIT 1 OFFSET ?",
     )
     .bind(after.0)
     .bind(after.1)
     .bind(&range.to)
+    .bind(to_i64(up_to))
     .bind(i64::from(page_events) - 1)
     .fetch_optional(pool)
     .await?;
