@@ -291,7 +291,8 @@ async fn a_replay_refuses_an_entity_stream_not_named_as_the_domain_names_it(db: 
     }
     let cut = replay::cut(service.log(), AsOf::Head).await.unwrap();
     let (chunks, _receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let written = replay::write_state(service.log(), cut, None, JsonStyle::Pretty, |_| {}, chunks).await;
+    let kept = replay::kept(service.log(), cut).await.unwrap();
+    let written = replay::write_state(service.log(), kept, None, JsonStyle::Pretty, |_| {}, chunks).await;
     assert!(
         matches!(written, Err(replay::WriteStateError::Replay(ServiceError::Projection(_)))),
         "{written:?}"
@@ -302,7 +303,8 @@ async fn a_replay_refuses_an_entity_stream_not_named_as_the_domain_names_it(db: 
 async fn written_state(log: &EventLog, as_of: AsOf, district: Option<Uuid>, style: JsonStyle) -> String {
     let cut = replay::cut(log, as_of).await.unwrap();
     let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-    let writing = replay::write_state(log, cut, district, style, |_| {}, chunks);
+    let kept = replay::kept(log, cut).await.unwrap();
+    let writing = replay::write_state(log, kept, district, style, |_| {}, chunks);
     let collecting = async move {
         let mut written = Vec::new();
         while let Some(chunk) = receiver.recv().await {

@@ -428,7 +428,8 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
                 return Err(format!("replay stops at position {}", cut.position).into());
             }
             let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-            let writing = replay::write_state(&log, cut, None, replay::JsonStyle::Pretty, |_| {}, chunks);
+            let kept = replay::kept(&log, cut).await?;
+            let writing = replay::write_state(&log, kept, None, replay::JsonStyle::Pretty, |_| {}, chunks);
             let counting = async move {
                 let mut bytes = 0;
                 while let Some(chunk) = receiver.recv().await {

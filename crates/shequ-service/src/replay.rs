@@ -110,23 +110,42 @@ pub enum WriteStateError {
 /// The bytes of JSON handed over at a time by [`write_state`], at least.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
-/// Writes the state at `cut` as JSON into `chunks`, byte for byte what `serde_json` writes
-/// for [`Projection::document`] in the given style, and holds one mandate or one request at a
-/// time while doing so. With `district`, it is [`Projection::document_for_district`] with a
-/// first field `"district"`, the district's id.
+/// What a replay keeps in memory: organisations, the catalogue and the ledgers folded up to
+/// the cut. Built before a state is written, so that a failure here is reported before the
+/// first byte (an HTTP status, not a broken body).
+#[derive(Debug, Clone)]
+pub struct Kept {
+    cut: Cut,
+    projection: Projection,
+    /// Events folded into it.
+    folded: u64,
+}
+
+/// Folds organisations, the catalogue and the ledgers up to `cut`.
+pub async fn kept(log: &EventLog, cut: Cut) -> Result<Kept, ServiceError> {
+    let mut folded = Folded { count: 0, progress: &mut |_| {} };
+    let projection = kept_state(log, cut, &mut folded).await?;
+    Ok(Kept { cut, projection, folded: folded.count })
+}
+
+/// Writes the state at `kept`'s cut as JSON into `chunks`, byte for byte what `serde_json`
+/// writes for [`Projection::document`] in the given style, and holds one mandate or one
+/// request at a time while doing so. With `district`, it is
+/// [`Projection::document_for_district`] with a first field `"district"`, the district's id.
 /// Chunks are handed over as they fill, so a slow reader slows the replay rather than the
 /// state piling up. On an error, what was handed over is not a whole document: write to a
-/// temporary file and keep it only on success.
+/// temporary file and keep it only on success. `progress` is told the events folded so far.
 pub async fn write_state(
     log: &EventLog,
-    cut: Cut,
+    kept: Kept,
     district: Option<Uuid>,
     style: JsonStyle,
     mut progress: impl FnMut(u64) + Send,
     chunks: mpsc::Sender<Vec<u8>>,
 ) -> Result<(), WriteStateError> {
-    let mut folded = Folded { count: 0, progress: &mut progress };
-    let kept = kept_state(log, cut, &mut folded).await?;
+    let Kept { cut, projection: kept, folded } = kept;
+    let mut folded = Folded { count: folded, progress: &mut progress };
+    (folded.progress)(folded.count);
     let inside = |organisation: Uuid| district.is_none() || kept.district_of(organisation) == district;
     let mut json = JsonWriter { style, out: Vec::with_capacity(2 * CHUNK_BYTES), chunks, first: true };
 

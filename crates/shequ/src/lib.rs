@@ -403,9 +403,10 @@ async fn write_state(
     output: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     use shequ_service::replay::{self, JsonStyle, WriteStateError};
+    let kept = replay::kept(log, cut).await?;
     let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let writing =
-        replay::write_state(log, cut, None, JsonStyle::Pretty, |folded| bar.set_position(folded), chunks);
+        replay::write_state(log, kept, None, JsonStyle::Pretty, |folded| bar.set_position(folded), chunks);
     // The receiver goes with this block: an output error drops it, which stops the replay.
     let copying = async move {
         while let Some(chunk) = receiver.recv().await {

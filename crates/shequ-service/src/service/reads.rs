@@ -165,12 +165,13 @@ impl Service {
     }
 
     /// The state of the actor's district as of a point of the log, to be rebuilt by replaying
-    /// it: the caller is authorised and the point found now, the JSON written by
-    /// [`StateAsOf::write`].
+    /// it: the caller is authorised, the point found and the kept state folded now; the
+    /// mandates and requests are folded and written by [`StateAsOf::write`].
     pub async fn state_as_of(&self, actor: Actor, as_of: AsOf) -> Result<StateAsOf, ServiceError> {
         let district = self.audit_district(&actor).await?;
         let cut = replay::cut(&self.log, as_of).await?;
-        Ok(StateAsOf { district, cut, log: self.log.clone() })
+        let kept = replay::kept(&self.log, cut).await?;
+        Ok(StateAsOf { district, kept, log: self.log.clone() })
     }
 
     /// The district's balances as of a point of the log.
@@ -238,7 +239,7 @@ impl Service {
 #[derive(Debug, Clone)]
 pub struct StateAsOf {
     pub district: Uuid,
-    pub cut: replay::Cut,
+    kept: replay::Kept,
     log: shequ_store::EventLog,
 }
 
@@ -250,6 +251,6 @@ impl StateAsOf {
         style: replay::JsonStyle,
         chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> Result<(), replay::WriteStateError> {
-        replay::write_state(&self.log, self.cut, Some(self.district), style, |_| {}, chunks).await
+        replay::write_state(&self.log, self.kept, Some(self.district), style, |_| {}, chunks).await
     }
 }
