@@ -220,7 +220,25 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
     let written = written_state(service.log(), AsOf::Head, None, JsonStyle::Pretty).await;
     assert!(written.len() > replay::CHUNK_BYTES, "{} bytes", written.len());
     assert_eq!(written, serde_json::to_string_pretty(&document).unwrap());
-    assert_eq!(replay::cut(service.log(), AsOf::Head).await.unwrap().position, replayed.position());
+    let cut = replay::cut(service.log(), AsOf::Head).await.unwrap();
+    assert_eq!(cut.position, replayed.position());
+    // An output that fails stops the replay, and its error is the one reported.
+    struct Full;
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let kept = replay::kept(service.log(), cut).await.unwrap();
+    let failed =
+        replay::write_state_into(service.log(), kept, None, JsonStyle::Pretty, |_| {}, &mut Full).await;
+    assert!(
+        matches!(&failed, Err(replay::WriteStateError::Output(error)) if error.to_string() == "disk full"),
+        "{failed:?}"
+    );
     assert_eq!(live["organisations"].as_array().unwrap().len(), 1 + 2 + 3 + 12);
     assert_eq!(live["requests"].as_array().unwrap().len(), 61);
     assert!(!live["open_contests"].as_array().unwrap().is_empty());
@@ -302,18 +320,9 @@ async fn a_replay_refuses_an_entity_stream_not_named_as_the_domain_names_it(db: 
 /// What `replay::write_state` writes as of `as_of`, collected.
 async fn written_state(log: &EventLog, as_of: AsOf, district: Option<Uuid>, style: JsonStyle) -> String {
     let cut = replay::cut(log, as_of).await.unwrap();
-    let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let kept = replay::kept(log, cut).await.unwrap();
-    let writing = replay::write_state(log, kept, district, style, |_| {}, chunks);
-    let collecting = async move {
-        let mut written = Vec::new();
-        while let Some(chunk) = receiver.recv().await {
-            written.extend(chunk);
-        }
-        written
-    };
-    let (outcome, written) = tokio::join!(writing, collecting);
-    outcome.unwrap();
+    let mut written = Vec::new();
+    replay::write_state_into(log, kept, district, style, |_| {}, &mut written).await.unwrap();
     String::from_utf8(written).unwrap()
 }
 

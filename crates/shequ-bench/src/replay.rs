@@ -427,19 +427,11 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
             if cut.position != arguments.events {
                 return Err(format!("replay stops at position {}", cut.position).into());
             }
-            let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
             let kept = replay::kept(&log, cut).await?;
-            let writing = replay::write_state(&log, kept, None, replay::JsonStyle::Pretty, |_| {}, chunks);
-            let counting = async move {
-                let mut bytes = 0;
-                while let Some(chunk) = receiver.recv().await {
-                    bytes += chunk.len();
-                }
-                bytes
-            };
-            let (written, bytes) = tokio::join!(writing, counting);
-            written?;
-            if bytes == 0 {
+            let mut counted = Counted(0);
+            replay::write_state_into(&log, kept, None, replay::JsonStyle::Pretty, |_| {}, &mut counted)
+                .await?;
+            if counted.0 == 0 {
                 return Err("the replay wrote nothing".into());
             }
         }
@@ -533,4 +525,18 @@ fn proc_status_kib(field: &str) -> Result<u64, Box<dyn std::error::Error>> {
         .and_then(|value| value.trim().strip_suffix("kB"))
         .and_then(|value| value.trim().parse().ok())
         .ok_or_else(|| format!("no {field} in /proc/self/status").into())
+}
+
+/// A writer that counts the bytes written to it and keeps none.
+struct Counted(u64);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

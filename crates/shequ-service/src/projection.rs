@@ -94,9 +94,15 @@ pub(crate) struct MandateRow {
     updated_at: Option<DateTime<Utc>>,
 }
 
-impl MandateRow {
-    /// Folds the next event of the mandate's stream in.
-    pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+/// A mandate's or a request's state: the fold of its stream alone, event by event in revision
+/// order. The live projection keeps one per stream; a replay holds one at a time.
+pub(crate) trait StreamFold: Default + Send {
+    /// Folds the next event of the stream in.
+    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError>;
+}
+
+impl StreamFold for MandateRow {
+    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let decoded = MandateEvent::from_data(&event.event_type, event.event_version, &event.data)
             .map_err(|error| failed(event, error.to_string()))?;
         self.state = Mandate::apply_event(std::mem::take(&mut self.state), decoded);
@@ -108,7 +114,9 @@ impl MandateRow {
         self.updated_at = Some(event.recorded_at);
         Ok(())
     }
+}
 
+impl MandateRow {
     /// The mandate's view, once it has been proposed.
     pub(crate) fn view(&self, id: Uuid) -> Option<MandateView> {
         let record = self.state.mandate.as_ref()?;
@@ -161,9 +169,8 @@ pub(crate) struct RequestRow {
     comment: Option<String>,
 }
 
-impl RequestRow {
-    /// Folds the next event of the request's stream in.
-    pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+impl StreamFold for RequestRow {
+    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
             .map_err(|error| failed(event, error.to_string()))?;
         if let Some(status) = decoded.status() {
@@ -188,7 +195,9 @@ impl RequestRow {
         self.updated_at = Some(event.recorded_at);
         Ok(())
     }
+}
 
+impl RequestRow {
     /// The request's view, once it has been filed.
     pub(crate) fn view(&self, id: Uuid) -> Option<RequestView> {
         let record: &RequestRecord = self.state.request.as_ref()?;
@@ -231,14 +240,16 @@ fn failed(event: &RecordedEvent, reason: String) -> ProjectionError {
     }
 }
 
-const NOT_AN_ENTITY_STREAM: &str = "the stream name does not end in a UUID (lower-case, hyphenated)";
-
-/// The UUID of an entity stream's id (`mandate-{id}`), written as the domain writes it:
-/// lower-case and hyphenated. Other spellings of a UUID are refused rather than read, so that
-/// one entity has one stream and streams in name order are entities in id order.
-pub(crate) fn entity_id(id: &str) -> Option<Uuid> {
+/// The UUID that ends the name of `event`'s stream (`mandate-{id}`), written as the domain
+/// writes it: lower-case and hyphenated. Other spellings of a UUID are refused rather than
+/// read, so that one entity has one stream and streams in name order are entities in id order.
+pub(crate) fn entity_id(event: &RecordedEvent) -> Result<Uuid, ProjectionError> {
+    let id = event.stream.split_once('-').map_or("", |(_, id)| id);
     let canonical = id.len() == 36 && !id.bytes().any(|byte| byte.is_ascii_uppercase());
-    canonical.then(|| Uuid::try_parse(id).ok()).flatten()
+    let parsed = canonical.then(|| Uuid::try_parse(id).ok()).flatten();
+    parsed.ok_or_else(|| {
+        failed(event, "the stream name does not end in a UUID (lower-case, hyphenated)".into())
+    })
 }
 
 /// The state folded from the log up to `position`.
@@ -277,12 +288,9 @@ impl Projection {
     /// in revision order, with the same result as the whole log in position order: what
     /// `crate::replay` does. Where the fold has got to is [`Self::stop_at`]'s to set.
     pub(crate) fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let (category, id) = match event.stream.split_once('-') {
-            Some((category, id)) => (category, entity_id(id)),
-            None => (event.stream.as_str(), None),
-        };
+        let category = event.stream.split_once('-').map_or(event.stream.as_str(), |(category, _)| category);
         let decode = |error: shequ_domain::DecodeError| failed(event, error.to_string());
-        let id_of_stream = || id.ok_or_else(|| failed(event, NOT_AN_ENTITY_STREAM.into()));
+        let id_of_stream = || entity_id(event);
         match category {
             "organisation" => {
                 let decoded =

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::projection::{
     entity_id, AsOf, BalanceView, ContestView, MandateRow, Projection, ProjectionError, RequestRow,
+    StreamFold,
 };
 use crate::ServiceError;
 
@@ -85,7 +86,7 @@ pub async fn replay(
 /// without reading a single mandate or request.
 pub async fn replay_ledgers(log: &EventLog, as_of: AsOf) -> Result<Projection, ServiceError> {
     let cut = cut(log, as_of).await?;
-    kept_state(log, cut, &mut Folded { count: 0, progress: &mut |_| {} }).await
+    Ok(kept(log, cut).await?.projection)
 }
 
 /// How [`write_state`] lays its JSON out.
@@ -105,6 +106,9 @@ pub enum WriteStateError {
     /// Whoever took the chunks went away (a client that hung up).
     #[error("the reader of the state went away")]
     Closed,
+    /// [`write_state_into`] could not write its output.
+    #[error("cannot write the state: {0}")]
+    Output(std::io::Error),
 }
 
 /// The bytes of JSON handed over at a time by [`write_state`], at least.
@@ -185,6 +189,31 @@ pub async fn write_state(
     json.hand_over().await
 }
 
+/// [`write_state`] into `out`, each chunk written as it comes: a file or a terminal. An error
+/// writing `out` stops the replay and is the one returned.
+pub async fn write_state_into(
+    log: &EventLog,
+    kept: Kept,
+    district: Option<Uuid>,
+    style: JsonStyle,
+    progress: impl FnMut(u64) + Send,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), WriteStateError> {
+    let (chunks, mut receiver) = mpsc::channel::<Vec<u8>>(2);
+    let writing = write_state(log, kept, district, style, progress, chunks);
+    // The receiver goes with this block: an output error drops it, which stops the replay.
+    let copying = async move {
+        while let Some(chunk) = receiver.recv().await {
+            out.write_all(&chunk)?;
+        }
+        Ok(())
+    };
+    match tokio::join!(writing, copying) {
+        (_, Err(error)) => Err(WriteStateError::Output(error)),
+        (written, Ok(())) => written,
+    }
+}
+
 /// How many events a replay has folded, told to its `progress` every page.
 struct Folded<'a> {
     count: u64,
@@ -216,23 +245,6 @@ async fn kept_state(log: &EventLog, cut: Cut, folded: &mut Folded<'_>) -> Result
     Ok(projection)
 }
 
-/// A mandate's or a request's state, folded from its stream alone.
-trait Row: Default + Send {
-    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError>;
-}
-
-impl Row for MandateRow {
-    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        MandateRow::fold(self, event)
-    }
-}
-
-impl Row for RequestRow {
-    fn fold(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        RequestRow::fold(self, event)
-    }
-}
-
 type Events = std::pin::Pin<Box<dyn Stream<Item = Result<RecordedEvent, StoreError>> + Send>>;
 
 /// The streams of one category folded one at a time, in id order, up to the cut.
@@ -242,7 +254,7 @@ struct Rows<R> {
     current: Option<(String, Uuid, R)>,
 }
 
-impl<R: Row> Rows<R> {
+impl<R: StreamFold> Rows<R> {
     fn new(log: &EventLog, category: &str, cut: Cut) -> Self {
         let events = log.stream_category(&category_of(category), cut.position, PAGE_EVENTS);
         Self { events: Box::pin(events), current: None }
@@ -255,8 +267,7 @@ impl<R: Row> Rows<R> {
             let finished = match same_stream {
                 true => None,
                 false => {
-                    let id = event.stream.split_once('-').and_then(|(_, id)| entity_id(id));
-                    let id = id.ok_or_else(|| projection_error(not_an_entity_stream(&event)))?;
+                    let id = entity_id(&event).map_err(projection_error)?;
                     self.current.replace((event.stream.clone(), id, R::default()))
                 }
             };
@@ -269,15 +280,6 @@ impl<R: Row> Rows<R> {
         }
         (folded.progress)(folded.count);
         Ok(self.current.take().map(|(_, id, row)| (id, row)))
-    }
-}
-
-fn not_an_entity_stream(event: &RecordedEvent) -> ProjectionError {
-    ProjectionError {
-        position: event.position,
-        stream: event.stream.clone(),
-        event_type: event.event_type.clone(),
-        reason: "the stream name does not end in a UUID (lower-case, hyphenated)".into(),
     }
 }
 

@@ -404,23 +404,13 @@ async fn write_state(
 ) -> Result<(), CliError> {
     use shequ_service::replay::{self, JsonStyle, WriteStateError};
     let kept = replay::kept(log, cut).await?;
-    let (chunks, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-    let writing =
-        replay::write_state(log, kept, None, JsonStyle::Pretty, |folded| bar.set_position(folded), chunks);
-    // The receiver goes with this block: an output error drops it, which stops the replay.
-    let copying = async move {
-        while let Some(chunk) = receiver.recv().await {
-            output.write_all(&chunk)?;
-        }
-        Ok(())
-    };
-    match tokio::join!(writing, copying) {
-        (_, Err(error)) => Err(CliError::Output(error)),
-        (Err(WriteStateError::Replay(error)), Ok(())) => Err(CliError::Service(error)),
-        (Err(WriteStateError::Closed), Ok(())) => {
-            Err(CliError::Output(std::io::Error::other("output closed")))
-        }
-        (Ok(()), Ok(())) => Ok(()),
+    let progress = |folded| bar.set_position(folded);
+    match replay::write_state_into(log, kept, None, JsonStyle::Pretty, progress, output).await {
+        Ok(()) => Ok(()),
+        Err(WriteStateError::Replay(error)) => Err(CliError::Service(error)),
+        Err(WriteStateError::Output(error)) => Err(CliError::Output(error)),
+        // The output is written here, in this process: it cannot go away by itself.
+        Err(WriteStateError::Closed) => Err(CliError::Output(std::io::Error::other("output closed"))),
     }
 }
 
