@@ -20,6 +20,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         appends_and_reads_back_byte_exact,
         expected_revision_is_checked,
         reappending_the_same_ids_returns_the_original_result,
+        an_append_queued_on_another_commits_only_on_top_of_it,
         bad_appends_are_refused_and_write_nothing,
         sixteen_writers_on_one_stream_one_winner_per_revision,
         sixteen_writers_on_different_streams_keep_positions_gap_free,
@@ -156,6 +157,74 @@ async fn reappending_the_same_ids_returns_the_original_result(db: Db) {
     assert!(answers.windows(2).all(|pair| pair[0] == pair[1]), "{answers:?}");
     assert_eq!(answers[0].events[0].revision, 2);
     assert_eq!(log.read_stream(&mandate).await.unwrap().len(), 3);
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+async fn an_append_queued_on_another_commits_only_on_top_of_it(db: Db) {
+    use ExpectedRevision::Exact;
+    let log = EventLog::open(&db.url).await.unwrap();
+    let ledger = stream("ledger");
+    let first = event("A", "{}");
+    log.append(&ledger, ExpectedRevision::NoStream, vec![first.clone()]).await.unwrap();
+
+    // Three appends queued one on top of the other, none awaited before the next is queued.
+    let (b, c, d) = (event("B", "{}"), event("C", "{}"), event("D", "{}"));
+    let queued_b = log.enqueue(&ledger, Exact(0), Some(first.event_id), vec![b.clone()]).await.unwrap();
+    let queued_c = log.enqueue(&ledger, Exact(1), Some(b.event_id), vec![c.clone()]).await.unwrap();
+    let queued_d = log.enqueue(&ledger, Exact(2), Some(c.event_id), vec![d.clone()]).await.unwrap();
+    let appended_d = queued_d.await.unwrap();
+    assert_eq!(appended_d.events[0].revision, 3);
+    // The outcome is decided whether or not anyone awaited it, and clones share it.
+    assert_eq!(queued_b.outcome_now().unwrap().unwrap().events[0].revision, 1);
+    assert_eq!(queued_c.clone().await.unwrap(), queued_c.outcome_now().unwrap().unwrap());
+
+    // An append queued on one that fails is refused, even though another append filled the
+    // revision it expected meanwhile: it would otherwise stand on an event that never was.
+    let failing = event("E", "{}");
+    let queued_failing = log.enqueue(&ledger, Exact(0), None, vec![failing.clone()]).await.unwrap();
+    let queued_other = log.enqueue(&ledger, Exact(3), None, vec![event("F", "{}")]).await.unwrap();
+    let phantom = event("G", "{}");
+    let queued_phantom =
+        log.enqueue(&ledger, Exact(4), Some(failing.event_id), vec![phantom.clone()]).await.unwrap();
+    let queued_on_phantom =
+        log.enqueue(&ledger, Exact(5), Some(phantom.event_id), vec![event("H", "{}")]).await.unwrap();
+    assert!(matches!(queued_failing.await, Err(StoreError::Conflict { actual: Some(3), .. })));
+    let other = queued_other.await.unwrap();
+    assert_eq!(other.events[0].revision, 4);
+    let refused = queued_phantom.await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Unfounded { stream, after } if *stream == ledger && *after == failing.event_id),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("not the stream's last committed event"), "{refused}");
+    // And what was queued on the refused one finds the stream short of what it expected.
+    assert!(matches!(queued_on_phantom.await, Err(StoreError::Conflict { actual: Some(4), .. })));
+
+    // Building on a committed event that is not the stream's last, or on another stream's.
+    let stale = log.enqueue(&ledger, Exact(4), Some(d.event_id), vec![event("I", "{}")]).await.unwrap();
+    assert!(matches!(stale.await, Err(StoreError::Unfounded { .. })));
+    let elsewhere_stream = stream("ledger");
+    let elsewhere = event("J", "{}");
+    log.append(&elsewhere_stream, ExpectedRevision::NoStream, vec![elsewhere.clone()]).await.unwrap();
+    let crossed = log.enqueue(&ledger, Exact(4), Some(elsewhere.event_id), vec![event("K", "{}")]).await;
+    assert!(matches!(crossed.unwrap().await, Err(StoreError::Unfounded { .. })));
+    let loose = log.enqueue(&ledger, ExpectedRevision::Any, Some(d.event_id), vec![event("L", "{}")]).await;
+    assert!(matches!(loose, Err(StoreError::InvalidAppend(_))), "{loose:?}");
+
+    // Another process's writes send this writer to the database to look the event up.
+    let other_process = EventLog::open(&db.url).await.unwrap();
+    let theirs = event("M", "{}");
+    other_process.append(&ledger, Exact(4), vec![theirs.clone()]).await.unwrap();
+    let ours = event("N", "{}");
+    let on_theirs = log.enqueue(&ledger, Exact(5), Some(theirs.event_id), vec![ours.clone()]).await.unwrap();
+    assert_eq!(on_theirs.await.unwrap().events[0].revision, 6);
+    other_process.append(&ledger, Exact(6), vec![event("O", "{}")]).await.unwrap();
+    let behind = log.enqueue(&ledger, Exact(7), Some(ours.event_id), vec![event("P", "{}")]).await.unwrap();
+    assert!(matches!(behind.await, Err(StoreError::Unfounded { .. })));
+
+    let types: Vec<String> =
+        log.read_stream(&ledger).await.unwrap().into_iter().map(|event| event.event_type).collect();
+    assert_eq!(types, ["A", "B", "C", "D", "F", "M", "N", "O"]);
     assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
 }
 

@@ -10,6 +10,13 @@ pub enum StoreError {
     /// The stream moved on since the writer read it; reload and retry.
     #[error("stream `{stream}` is at {}, but the append expected {expected}", describe_revision(*.actual))]
     Conflict { stream: String, expected: ExpectedRevision, actual: Option<u64> },
+    /// The append builds on an event that is not its stream's last committed event: an
+    /// earlier append it followed failed, or another writer came between. Reload and retry.
+    #[error(
+        "the append to stream `{stream}` builds on event {after}, which is not the stream's last \
+         committed event (an append before it failed, or another writer came between)"
+    )]
+    Unfounded { stream: String, after: Uuid },
     /// An event id that is already in the log, for a different event or stream.
     #[error("event id {event_id} is already in the log for a different append")]
     EventIdReused { event_id: Uuid },

@@ -31,7 +31,7 @@ pub use aggregate_store::AggregateStore;
 pub use backend::BackendKind;
 pub use error::StoreError;
 pub use import::{ChainCheck, ImportReport, IMPORT_BATCH_BYTES_MAX, IMPORT_BATCH_EVENTS_MAX};
-pub use log::{EventLog, LogHead};
+pub use log::{EventLog, LogHead, QueuedAppend};
 pub use metadata::{CommandContext, EventMetadata, RecordedRef, Recorder};
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent};

@@ -1,10 +1,15 @@
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, Utc};
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
 
 use crate::aggregate_store::AggregateStore;
 use crate::backend::{Backend, BackendKind, StreamRange};
@@ -35,6 +40,32 @@ struct Inner {
     /// The newest events this process committed.
     tail: Arc<Tail>,
     locks: AggregateLocks,
+}
+
+/// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.
+/// Clones share the outcome, and the writer decides it whether or not anyone awaits it.
+#[derive(Clone)]
+pub struct QueuedAppend(Shared<BoxFuture<'static, Result<Appended, StoreError>>>);
+
+impl QueuedAppend {
+    /// The outcome, if the writer has decided it yet.
+    pub fn outcome_now(&self) -> Option<Result<Appended, StoreError>> {
+        self.0.clone().now_or_never()
+    }
+}
+
+impl std::fmt::Debug for QueuedAppend {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("QueuedAppend").finish_non_exhaustive()
+    }
+}
+
+impl Future for QueuedAppend {
+    type Output = Result<Appended, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll_unpin(context)
+    }
 }
 
 /// The last position of the log and its chain hash.
@@ -84,11 +115,36 @@ impl EventLog {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
+        self.enqueue(stream, expected, None, events).await?.await
+    }
+
+    /// Puts an append in the writer's queue and returns as soon as it is there; the
+    /// [`QueuedAppend`] then resolves when the append is durable, or refused.
+    ///
+    /// Appends are committed in the order they were queued, so a caller may queue an append
+    /// that builds on one it queued before, without waiting for it: `after` names the event
+    /// it builds on, which must then be the stream's last committed event, at revision
+    /// `expected` (which must be exact). If the earlier append failed, or another process
+    /// wrote the stream between, this one is refused with [`StoreError::Unfounded`]: no
+    /// append is ever committed on top of events that never were.
+    pub async fn enqueue(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        after: Option<Uuid>,
+        events: Vec<NewEvent>,
+    ) -> Result<QueuedAppend, StoreError> {
         validate_append(stream, &events)?;
+        if after.is_some() && !matches!(expected, ExpectedRevision::Exact(_)) {
+            return Err(StoreError::InvalidAppend(format!(
+                "an append that builds on an event expects an exact revision, not {expected}"
+            )));
+        }
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, events };
+        let request = AppendRequest { stream: stream.to_owned(), expected, after, events };
         self.inner.queue.send(Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+        let outcome = answer.map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped)));
+        Ok(QueuedAppend(outcome.boxed().shared()))
     }
 
     /// Every event of one stream, in revision order.

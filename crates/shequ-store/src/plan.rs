@@ -18,6 +18,9 @@ use crate::record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, Recorde
 pub(crate) struct AppendRequest {
     pub stream: String,
     pub expected: ExpectedRevision,
+    /// The event the append builds on: it must be the stream's last event, at the expected
+    /// revision (see [`crate::EventLog::enqueue`]).
+    pub after: Option<Uuid>,
     pub events: Vec<NewEvent>,
 }
 
@@ -60,8 +63,9 @@ pub(crate) fn plan_batch(
     for request in requests {
         let outcome = match replayed(request, &existing) {
             Some(result) => result,
-            None => check_expected(request, stream_revisions.get(&request.stream).copied()).map(
-                |first_revision| {
+            None => check_expected(request, stream_revisions.get(&request.stream).copied())
+                .and_then(|first_revision| check_builds_on(request, &existing).map(|()| first_revision))
+                .map(|first_revision| {
                     let mut appended = Vec::with_capacity(request.events.len());
                     for (offset, event) in request.events.iter().enumerate() {
                         let mut row = RecordedEvent {
@@ -97,8 +101,7 @@ pub(crate) fn plan_batch(
                     let last = appended.last().expect("appends are checked to carry events").revision;
                     stream_revisions.insert(request.stream.clone(), last);
                     Appended { stream: request.stream.clone(), events: appended, recorded_at }
-                },
-            ),
+                }),
         };
         outcomes.push(outcome);
     }
@@ -116,7 +119,16 @@ pub(crate) fn plan_batch(
 #[derive(Debug, Default)]
 pub(crate) struct WriterCache {
     head: Option<Head>,
-    streams: HashMap<String, u64>,
+    streams: HashMap<String, LastEvent>,
+}
+
+/// The last event this writer committed to a stream.
+#[derive(Debug, Clone, Copy)]
+struct LastEvent {
+    revision: u64,
+    event_id: Uuid,
+    position: u64,
+    recorded_at: DateTime<Utc>,
 }
 
 /// Streams remembered at most; past this the memory starts again from empty.
@@ -127,10 +139,22 @@ impl WriterCache {
     pub fn plan(&self, requests: &[AppendRequest], recorded_at: DateTime<Utc>) -> Option<Planned> {
         let head = self.head?;
         let mut stream_revisions = HashMap::new();
+        // The events appends build on, where they are the last this writer committed; one
+        // committed earlier in the batch is found as the batch is planned.
+        let mut existing = HashMap::new();
         for request in requests {
             match self.streams.get(&request.stream) {
-                Some(revision) => {
-                    stream_revisions.insert(request.stream.clone(), *revision);
+                Some(last) => {
+                    stream_revisions.insert(request.stream.clone(), last.revision);
+                    if request.after == Some(last.event_id) {
+                        let found = Existing {
+                            stream: request.stream.clone(),
+                            position: last.position,
+                            revision: last.revision,
+                            recorded_at: last.recorded_at,
+                        };
+                        existing.insert(last.event_id, found);
+                    }
                 }
                 // A stream we have not seen is taken to be new only when the append says so; if
                 // it exists after all, its revision 0 is taken and the insert fails.
@@ -138,9 +162,10 @@ impl WriterCache {
                 None => return None,
             }
         }
-        let planned = plan_batch(head, stream_revisions, HashMap::new(), requests, recorded_at);
-        // A refusal may be a retry whose ids are already in the log: only the slow path, which
-        // looks the ids up, can tell.
+        let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+        // A refusal may be a retry whose ids are already in the log, or an append building on
+        // an event this writer does not remember: only the slow path, which looks the ids up,
+        // can tell.
         match planned.outcomes.iter().all(Result::is_ok) {
             true => Some(planned),
             false => None,
@@ -161,8 +186,17 @@ impl WriterCache {
         self.head = Some(planned.head);
         for appended in planned.outcomes.iter().flatten() {
             if let Some(last) = appended.events.last() {
-                let revision = self.streams.entry(appended.stream.clone()).or_insert(last.revision);
-                *revision = (*revision).max(last.revision);
+                let event = LastEvent {
+                    revision: last.revision,
+                    event_id: last.event_id,
+                    position: last.position,
+                    recorded_at: appended.recorded_at,
+                };
+                let remembered = self.streams.entry(appended.stream.clone()).or_insert(event);
+                // A retried append answers with its original, older events.
+                if event.revision >= remembered.revision {
+                    *remembered = event;
+                }
             }
         }
     }
@@ -202,6 +236,26 @@ fn replayed(
         .collect();
     let recorded_at = found[0].expect("a retry has every id").recorded_at;
     Some(Ok(Appended { stream: request.stream.clone(), events, recorded_at }))
+}
+
+/// Checks that the event an append builds on, if it names one, is its stream's last: in the
+/// stream at the expected revision. `existing` holds the ids looked up for the batch and
+/// every event planned before this append.
+fn check_builds_on(request: &AppendRequest, existing: &HashMap<Uuid, Existing>) -> Result<(), StoreError> {
+    let Some(after) = request.after else {
+        return Ok(());
+    };
+    let found = existing.get(&after);
+    let is_last = match (found, request.expected) {
+        (Some(found), ExpectedRevision::Exact(expected)) => {
+            found.stream == request.stream && found.revision == expected
+        }
+        _ => false,
+    };
+    match is_last {
+        true => Ok(()),
+        false => Err(StoreError::Unfounded { stream: request.stream.clone(), after }),
+    }
 }
 
 /// Checks the expected revision and returns the revision of the first new event.

@@ -110,8 +110,11 @@ impl Backend {
         recorded_at: DateTime<Utc>,
     ) -> Result<Planned, StoreError> {
         let streams: BTreeSet<&str> = requests.iter().map(|request| request.stream.as_str()).collect();
-        let event_ids: Vec<Uuid> =
-            requests.iter().flat_map(|request| request.events.iter().map(|event| event.event_id)).collect();
+        // Each append's own ids (is it a retry?) and the event it builds on (is it there?).
+        let event_ids: Vec<Uuid> = requests
+            .iter()
+            .flat_map(|request| request.events.iter().map(|event| event.event_id).chain(request.after))
+            .collect();
         match self {
             Backend::Sqlite(pool) => {
                 sqlite::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
