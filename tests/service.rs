@@ -26,6 +26,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         redecide_reruns_every_decision_and_names_a_rewritten_one,
         cures_withdrawals_and_spending_move_money_once_and_only_when_allowed,
         a_kept_ledger_state_sees_what_another_process_appended,
+        a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_events,
     ]
 }
 
@@ -346,4 +347,85 @@ async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
         .values()
         .zip(books.balances.keys())
         .all(|(balance, account)| !account.is_holding() || *balance >= 0));
+}
+
+async fn a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_events(db: Db) {
+    use std::collections::BTreeSet;
+    let (log, policies, places) = demo_world(&db).await;
+    let clock = Arc::new(shequ_service::SystemClock);
+    let first = Service::new(log.clone(), policies.clone(), clock.clone()).await.unwrap();
+    let other_log = EventLog::open(&db.url).await.unwrap();
+    let second = Service::new(other_log, policies.clone(), clock.clone()).await.unwrap();
+    let street = places.streets[0].0;
+    let office = Actor { role: Role::StreetOffice, organisation: street };
+    let communities: Vec<Uuid> = places.communities.iter().map(|community| community.0).collect();
+    let pay = |service: &Service, transfer: Uuid, amount: i64, to: usize| {
+        let service = service.clone();
+        let to = communities[to % 2];
+        async move { service.allocate(Some(office), transfer, Some(street), to, fen(amount), "m").await }
+    };
+    let ledger_stream = format!("ledger-{}", places.district);
+
+    // One process, 48 payments at once: their appends are queued one on the other, so they
+    // are committed in fewer batches (one time of record each) than there are payments.
+    let transfers: Vec<Uuid> = (0..48).map(|_| Uuid::now_v7()).collect();
+    let tasks: Vec<_> = transfers
+        .iter()
+        .enumerate()
+        .map(|(index, transfer)| tokio::spawn(pay(&first, *transfer, 1, index)))
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let events = log.read_stream(&ledger_stream).await.unwrap();
+    let batches: BTreeSet<_> = events
+        .iter()
+        .filter(|event| transfers.iter().any(|transfer| event.data.contains(&transfer.to_string())))
+        .map(|event| event.recorded_at)
+        .collect();
+    let paid = events.iter().filter(|event| transfers.iter().any(|t| event.data.contains(&t.to_string())));
+    assert_eq!(paid.count(), 48, "every payment recorded once");
+    assert!(batches.len() < 48, "48 payments in {} commits: not pipelined", batches.len());
+
+    // Two processes pay from one street with 40 fen left, 32 payments each, at once. The
+    // first's queued appends meet the second's writes: they are refused (a conflict, or
+    // built on one that was) and run again on the log's state. Whatever happens, no payment
+    // stands on an event that never was, and no payment is refused while funds are left.
+    let left =
+        first.ledger(places.district).await.unwrap().balance(Account::Organisation { organisation: street });
+    pay(&first, Uuid::now_v7(), left - 40, 0).await.unwrap();
+    // Both keep the ledger's state, so both queue their payments without reading the log.
+    second.ledger(places.district).await.unwrap();
+    let (mut paid, mut refused, mut conflicts) = (0, 0, 0);
+    for round in 0..8 {
+        let tasks: Vec<_> = (0..8)
+            .map(|index| {
+                let service = if index < 4 { &first } else { &second };
+                tokio::spawn(pay(service, Uuid::now_v7(), 1, round + index))
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => paid += 1,
+                Err(ServiceError::Ledger(_)) => refused += 1,
+                Err(ServiceError::Store(
+                    shequ_store::StoreError::Conflict { .. } | shequ_store::StoreError::Unfounded { .. },
+                )) => conflicts += 1,
+                Err(other) => panic!("a payment is made, refused or in conflict, not {other:?}"),
+            }
+        }
+    }
+    assert_eq!(paid + refused + conflicts, 64);
+    assert!(paid <= 40, "{paid} payments from 40 fen");
+    let fresh = Service::new(EventLog::open(&db.url).await.unwrap(), policies, clock).await.unwrap();
+    let books = fresh.ledger(places.district).await.unwrap();
+    let street_left = books.balance(Account::Organisation { organisation: street });
+    assert_eq!(street_left, 40 - paid, "paid {paid}, refused {refused}, conflicts {conflicts}");
+    if refused > 0 {
+        assert_eq!(street_left, 0, "refused {refused} payments with funds left");
+    }
+    // Both processes' kept states are the log's.
+    assert_eq!(first.ledger(places.district).await.unwrap(), books);
+    assert_eq!(second.ledger(places.district).await.unwrap(), books);
+    assert_eq!(books.balances.values().sum::<i64>(), 0);
 }

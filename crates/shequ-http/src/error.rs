@@ -97,7 +97,7 @@ impl IntoResponse for ApiError {
                 ServiceError::Invalid(message) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
                 }
-                ServiceError::Store(StoreError::Conflict { .. }) => (
+                ServiceError::Store(StoreError::Conflict { .. } | StoreError::Unfounded { .. }) => (
                     StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     "the record changed meanwhile; read it again and retry".to_owned(),

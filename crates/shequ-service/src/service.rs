@@ -18,7 +18,7 @@ use shequ_domain::organisation::{
 };
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
-use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, Recorder, StoreError};
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, QueuedAppend, Recorder, StoreError};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -889,23 +889,52 @@ impl Service {
         let store = self.log.aggregate_store::<A>(self.context(None));
         let stream = shequ_store::AggregateStore::<A>::stream(id);
         let _guard = store.lock(id).await?;
-        let (state, _) = self.take_kept(id, &stream);
+        let (state, pipeline) = self.take_settled(id, &stream).await;
         let state = Self::with_tail(&store, state).await?;
         let sequence = *state.sequence_number();
         let state = state.into_inner();
         if sequence >= CACHED_STREAM_EVENTS_MIN {
-            self.states.put(stream, state.clone(), sequence);
+            self.states.put(stream, state.clone(), sequence, pipeline);
         }
         Ok(state)
     }
 
+    /// [`Self::take_kept`], with the appends queued on the kept state waited for (the caller
+    /// holds the aggregate's lock, so no more are queued meanwhile): a state that only holds
+    /// what is durable, or the empty state if what was queued failed.
+    async fn take_settled<S: Send + Default + 'static>(
+        &self,
+        id: Uuid,
+        stream: &str,
+    ) -> (AggregateState<S>, Pipeline) {
+        let (state, kept, pipeline) = self.take_kept(id, stream);
+        match pipeline.tip {
+            Some(tip) if kept => match tip.append.await {
+                Ok(_) => (state, Pipeline { epoch: pipeline.epoch, tip: None }),
+                Err(_) => (AggregateState::with_id(id), self.states.new_pipeline()),
+            },
+            _ => (state, pipeline),
+        }
+    }
+
     /// A stream's kept state, taken out (the caller holds the aggregate's lock), or the empty
-    /// state; and whether anything was kept.
-    fn take_kept<S: Send + Default + 'static>(&self, id: Uuid, stream: &str) -> (AggregateState<S>, bool) {
-        let (kept, kept_sequence) = self.states.take::<S>(stream).unwrap_or_default();
+    /// state; whether anything was kept; and the run of queued appends it belongs to. A kept
+    /// state whose last queued append failed holds events that never were: it is dropped.
+    fn take_kept<S: Send + Default + 'static>(
+        &self,
+        id: Uuid,
+        stream: &str,
+    ) -> (AggregateState<S>, bool, Pipeline) {
         let state = AggregateState::with_id(id);
-        if kept_sequence == 0 {
-            return (state, false);
+        let Some((kept, kept_sequence, mut pipeline)) = self.states.take::<S>(stream) else {
+            return (state, false, self.states.new_pipeline());
+        };
+        if let Some(outcome) = pipeline.tip.as_ref().and_then(|tip| tip.append.outcome_now()) {
+            match outcome {
+                // Durable: the next append's expected revision is check enough.
+                Ok(_) => pipeline.tip = None,
+                Err(_) => return (state, false, self.states.new_pipeline()),
+            }
         }
         let snapshot = StoreEvent {
             id: Uuid::nil(),
@@ -915,7 +944,7 @@ impl Service {
             sequence_number: kept_sequence,
             version: None,
         };
-        (state.apply_store_events(vec![snapshot], |_, kept| kept), true)
+        (state.apply_store_events(vec![snapshot], |_, kept| kept), true, pipeline)
     }
 
     /// `state` with what the log appended to its stream after it.
@@ -998,6 +1027,13 @@ impl Service {
     /// stream meanwhile, the append's expected revision no longer matches, the store answers
     /// a conflict, and the command runs again on the state read from the log. A refusal is
     /// never given on memory alone: the stream's tail is read and the command decided again.
+    ///
+    /// A long stream's commands are pipelined (ADR 0012): the aggregate's lock is held until
+    /// the append is queued, not until it is durable, and the state it leaves is kept at once,
+    /// so the next command decides on it while the first commits. Each such append builds on
+    /// the last event of the one before, so the writer refuses it if that one failed; the
+    /// command then runs again on the log's state. A command returns only once its own
+    /// append is durable.
     async fn run<A>(
         &self,
         context: CommandContext,
@@ -1017,60 +1053,125 @@ impl Service {
         // the state it leaves is at; the caller's recorder, if any, hears of them too.
         let outer = context.recorder.clone();
         let recorder = Recorder::new();
-        let store = self.log.aggregate_store::<A>(context.with_recorder(Some(recorder.clone())));
+        let store = self.log.aggregate_store::<A>(context.clone().with_recorder(Some(recorder.clone())));
         let stream = shequ_store::AggregateStore::<A>::stream(id);
-        let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
         let mut attempt = 1;
         // Whether the state may come from memory unchecked; false once memory was wrong or a
         // refusal needs the database's word.
         let mut trust_memory = true;
         loop {
             let guard = store.lock(id).await?;
-            // A long stream's state is kept from its last command; with nothing kept, memory
-            // knows only a new stream (empty).
-            let (mut state, kept) = self.take_kept(id, &stream);
-            let from_memory = trust_memory && (kept || known == Known::New);
+            let (mut state, mut pipeline, from_memory) = match trust_memory {
+                // A long stream's state is kept from its last command; with nothing kept,
+                // memory knows only a new stream (empty).
+                true => {
+                    let (state, kept, pipeline) = self.take_kept(id, &stream);
+                    (state, pipeline, kept || known == Known::New)
+                }
+                false => {
+                    let (state, pipeline) = self.take_settled(id, &stream).await;
+                    (state, pipeline, false)
+                }
+            };
             if !from_memory {
                 state = Self::with_tail(&store, state).await?;
             }
             let sequence_before = *state.sequence_number();
             // Decided here first (esrs decides again below; deciding is pure) so that a refusal
             // keeps the state, which esrs would drop.
-            if let Err(refusal) = A::handle_command(state.inner(), command.clone()) {
-                if sequence_before >= CACHED_STREAM_EVENTS_MIN {
-                    self.states.put(stream.clone(), state.into_inner(), sequence_before);
-                }
-                match from_memory {
-                    // Refused on memory: decide again on the log's tail.
-                    true => {
-                        trust_memory = false;
-                        continue;
+            let events = match A::handle_command(state.inner(), command.clone()) {
+                Ok(events) => events,
+                Err(refusal) => {
+                    if sequence_before >= CACHED_STREAM_EVENTS_MIN {
+                        self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
                     }
-                    false => return Err(refusal.into()),
+                    match from_memory {
+                        // Refused on memory: decide again on the log's tail.
+                        true => {
+                            trust_memory = false;
+                            continue;
+                        }
+                        false => return Err(refusal.into()),
+                    }
+                }
+            };
+            let sequence_after = sequence_before + i32::try_from(events.len()).unwrap_or(i32::MAX);
+            if sequence_after >= CACHED_STREAM_EVENTS_MIN {
+                let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
+                let after = pipeline.tip.as_ref().map(|tip| tip.last_event);
+                let queued = match events.is_empty() {
+                    true => None,
+                    false => match store.enqueue(&state, events, after).await {
+                        Ok(queued) => Some(queued),
+                        Err(error) => {
+                            // Nothing was queued: the state is as it was.
+                            self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
+                            return Err(error.into());
+                        }
+                    },
+                };
+                let Some((append, store_events)) = queued else {
+                    // Nothing to do (a retried transfer, say): done once what the state holds is
+                    // durable.
+                    let answer = matches!(answer, Answer::State).then(|| state.inner().clone());
+                    let tip = pipeline.tip.clone();
+                    self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
+                    drop(guard);
+                    let settled = match tip {
+                        Some(tip) => tip.append.await.is_ok(),
+                        None => true,
+                    };
+                    match settled {
+                        true => return Ok(answer),
+                        false => {
+                            trust_memory = false;
+                            continue;
+                        }
+                    }
+                };
+                let last_event = store_events.last().expect("an append carries events").id;
+                let state = state.apply_store_events(store_events, A::apply_event).into_inner();
+                let answer = matches!(answer, Answer::State).then(|| state.clone());
+                pipeline.tip = Some(Tip { last_event, append: append.clone() });
+                let epoch = pipeline.epoch;
+                self.states.put(stream.clone(), state, sequence_after, pipeline);
+                // The next command on this stream may decide now, on the state this one left.
+                drop(guard);
+                match append.await {
+                    Ok(appended) => {
+                        store.record(&types, &appended);
+                        if let Some(outer) = &outer {
+                            recorder.take().into_iter().for_each(|event| outer.record(event));
+                        }
+                        return Ok(answer);
+                    }
+                    Err(error) => {
+                        // What this command left in memory, and whatever was queued on it,
+                        // never was.
+                        self.states.drop_pipeline(&stream, epoch);
+                        match error {
+                            StoreError::Conflict { .. } | StoreError::Unfounded { .. }
+                                if attempt < CONFLICT_ATTEMPTS =>
+                            {
+                                attempt += 1;
+                                trust_memory = false;
+                                continue;
+                            }
+                            error => return Err(error.into()),
+                        }
+                    }
                 }
             }
             state.set_lock(guard);
+            let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
             let result = manager.handle_command(state, command.clone()).await;
             let appended = recorder.take();
             if let Some(outer) = &outer {
                 appended.iter().cloned().for_each(|event| outer.record(event));
             }
             match result {
-                Ok(Ok(new_state)) => {
-                    let sequence = appended
-                        .last()
-                        .and_then(|event| i32::try_from(event.revision + 1).ok())
-                        .unwrap_or(sequence_before);
-                    if sequence < CACHED_STREAM_EVENTS_MIN {
-                        return Ok(Some(new_state));
-                    }
-                    let answer = match answer {
-                        Answer::State => Some(new_state.clone()),
-                        Answer::Nothing => None,
-                    };
-                    self.states.put(stream, new_state, sequence);
-                    return Ok(answer);
-                }
+                // A short stream, not kept: the next command reads it from the log.
+                Ok(Ok(new_state)) => return Ok(Some(new_state)),
                 // Another process wrote the stream meanwhile: load again and decide again.
                 Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => {
                     attempt += 1;
@@ -1115,15 +1216,36 @@ fn outcome(
 
 /// States of long streams (a district's ledger, the catalogue) kept between commands, so a
 /// command does not replay thousands of events. A state is taken out while a command runs on
-/// it (under the aggregate's lock) and put back only when the command succeeded, with the
-/// revision it is at; what other processes appended since is read before each use.
+/// it (under the aggregate's lock) and put back with the revision it is at once the command
+/// succeeded or has queued its append (see [`Service::run`]); what other processes appended
+/// since is read before each use.
 #[derive(Default)]
 struct StateCache {
     states: std::sync::Mutex<HashMap<String, CachedState>>,
+    /// The last [`Pipeline::epoch`] given out.
+    epochs: std::sync::atomic::AtomicU64,
 }
 
-/// A state of some aggregate type, and the esrs sequence number (events applied) it is at.
-type CachedState = (Box<dyn Any + Send>, i32);
+/// A state of some aggregate type, the esrs sequence number (events applied) it is at, and
+/// its run of queued appends.
+type CachedState = (Box<dyn Any + Send>, i32, Pipeline);
+
+/// A run of appends queued one on the other (ADR 0012). A run starts whenever a state is
+/// read from the log or started empty, and each append queued on a state kept from the run
+/// continues it; if one fails, every state kept since holds events that never were.
+#[derive(Debug, Clone)]
+struct Pipeline {
+    epoch: u64,
+    /// The last append queued in the run, while it may not be durable yet.
+    tip: Option<Tip>,
+}
+
+#[derive(Debug, Clone)]
+struct Tip {
+    /// The last event of the append: the next one builds on it.
+    last_event: Uuid,
+    append: QueuedAppend,
+}
 
 impl std::fmt::Debug for StateCache {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1132,15 +1254,31 @@ impl std::fmt::Debug for StateCache {
 }
 
 impl StateCache {
-    fn take<S: 'static>(&self, stream: &str) -> Option<(S, i32)> {
-        let (state, sequence) = self.states.lock().unwrap_or_else(PoisonError::into_inner).remove(stream)?;
-        state.downcast::<S>().ok().map(|state| (*state, sequence))
+    fn take<S: 'static>(&self, stream: &str) -> Option<(S, i32, Pipeline)> {
+        let (state, sequence, pipeline) =
+            self.states.lock().unwrap_or_else(PoisonError::into_inner).remove(stream)?;
+        state.downcast::<S>().ok().map(|state| (*state, sequence, pipeline))
     }
 
-    fn put<S: Send + 'static>(&self, stream: String, state: S, sequence: i32) {
+    fn put<S: Send + 'static>(&self, stream: String, state: S, sequence: i32, pipeline: Pipeline) {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         if states.len() < CACHED_STATES_MAX || states.contains_key(&stream) {
-            states.insert(stream, (Box::new(state), sequence));
+            states.insert(stream, (Box::new(state), sequence, pipeline));
+        }
+    }
+
+    fn new_pipeline(&self) -> Pipeline {
+        let epoch = self.epochs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Pipeline { epoch, tip: None }
+    }
+
+    /// Forgets the stream's kept state if it belongs to run `epoch`, one of whose appends
+    /// failed. (A state taken out meanwhile is dropped when its own append fails, as it
+    /// builds on the failed one; see [`Service::take_kept`].)
+    fn drop_pipeline(&self, stream: &str, epoch: u64) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        if states.get(stream).is_some_and(|(_, _, pipeline)| pipeline.epoch == epoch) {
+            states.remove(stream);
         }
     }
 }

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::error::StoreError;
 use crate::log::EventLog;
+use crate::log::QueuedAppend;
 use crate::metadata::{CommandContext, RecordedRef};
-use crate::record::{ExpectedRevision, NewEvent};
+use crate::record::{Appended, ExpectedRevision, NewEvent};
 
 /// esrs's `EventStore` for aggregate `A` on shequ's log, for one command.
 ///
@@ -80,6 +81,87 @@ where
     }
 }
 
+impl<A> AggregateStore<A>
+where
+    A: Aggregate,
+    A::Event: DomainEvent,
+{
+    /// Queues a command's events after `aggregate_state` without waiting for them to be
+    /// durable (see [`EventLog::enqueue`]): `after` is the last event the state holds, when
+    /// that event may not be committed yet. Returns the queued append and the events as esrs
+    /// store events, for the state to apply at once; once the append is durable, tell the
+    /// command's recorder with [`Self::record`].
+    pub async fn enqueue(
+        &self,
+        aggregate_state: &AggregateState<A::State>,
+        events: Vec<A::Event>,
+        after: Option<Uuid>,
+    ) -> Result<(QueuedAppend, Vec<StoreEvent<A::Event>>), StoreError> {
+        let aggregate_id = *aggregate_state.id();
+        let new_events = self.new_events(&events)?;
+        let first_sequence = *aggregate_state.sequence_number() + 1;
+        let store_events = events
+            .into_iter()
+            .zip(&new_events)
+            .zip(first_sequence..)
+            .map(|((payload, new_event), sequence_number)| StoreEvent {
+                id: new_event.event_id,
+                aggregate_id,
+                version: Some(version(payload.event_version())),
+                payload,
+                occurred_on: Utc::now(),
+                sequence_number,
+            })
+            .collect();
+        let stream = Self::stream(aggregate_id);
+        let queued = self.log.enqueue(&stream, expected(aggregate_state), after, new_events).await?;
+        Ok((queued, store_events))
+    }
+
+    /// Tells the command's recorder, if it has one, of events appended with these types.
+    pub fn record(&self, event_types: &[&str], appended: &Appended) {
+        let Some(recorder) = &self.context.recorder else {
+            return;
+        };
+        for (event_type, appended_event) in event_types.iter().zip(&appended.events) {
+            recorder.record(RecordedRef {
+                stream: appended.stream.clone(),
+                event_id: appended_event.event_id,
+                event_type: (*event_type).to_owned(),
+                position: appended_event.position,
+                revision: appended_event.revision,
+            });
+        }
+    }
+
+    /// A command's events as the log takes them: fresh ids, the command's metadata.
+    fn new_events(&self, events: &[A::Event]) -> Result<Vec<NewEvent>, StoreError> {
+        let metadata = self.context.metadata(Utc::now()).to_json();
+        events
+            .iter()
+            .map(|event| {
+                let data = event.to_data().map_err(|error| StoreError::InvalidAppend(error.to_string()))?;
+                Ok(NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event.event_type().to_owned(),
+                    event_version: event.event_version(),
+                    data,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What an append after `aggregate_state` expects: esrs counts events from 1, the log's
+/// revisions count from 0.
+fn expected<S: Default>(aggregate_state: &AggregateState<S>) -> ExpectedRevision {
+    match *aggregate_state.sequence_number() {
+        0 => ExpectedRevision::NoStream,
+        sequence_number => ExpectedRevision::Exact(revision(sequence_number)),
+    }
+}
+
 #[async_trait]
 impl<A> EventStore for AggregateStore<A>
 where
@@ -108,38 +190,11 @@ where
             return Ok(vec![]);
         }
         let aggregate_id = *aggregate_state.id();
-        // esrs counts events from 1; the log's revisions count from 0.
-        let expected = match *aggregate_state.sequence_number() {
-            0 => ExpectedRevision::NoStream,
-            sequence_number => ExpectedRevision::Exact(revision(sequence_number)),
-        };
-        let metadata = self.context.metadata(Utc::now()).to_json();
-        let new_events = events
-            .iter()
-            .map(|event| {
-                let data = event.to_data().map_err(|error| StoreError::InvalidAppend(error.to_string()))?;
-                Ok(NewEvent {
-                    event_id: Uuid::now_v7(),
-                    event_type: event.event_type().to_owned(),
-                    event_version: event.event_version(),
-                    data,
-                    metadata: metadata.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let new_events = self.new_events(&events)?;
         let stream = Self::stream(aggregate_id);
-        let appended = self.log.append(&stream, expected, new_events).await?;
-        if let Some(recorder) = &self.context.recorder {
-            for (event, appended_event) in events.iter().zip(&appended.events) {
-                recorder.record(RecordedRef {
-                    stream: stream.clone(),
-                    event_id: appended_event.event_id,
-                    event_type: event.event_type().to_owned(),
-                    position: appended_event.position,
-                    revision: appended_event.revision,
-                });
-            }
-        }
+        let appended = self.log.append(&stream, expected(aggregate_state), new_events).await?;
+        let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
+        self.record(&types, &appended);
         let store_events = events
             .into_iter()
             .zip(appended.events)

@@ -327,7 +327,7 @@ fn service_problem(error: ServiceError) -> Problem {
                 })
                 .collect(),
         },
-        ServiceError::Store(StoreError::Conflict { .. }) => {
+        ServiceError::Store(StoreError::Conflict { .. } | StoreError::Unfounded { .. }) => {
             Problem::bad_request("the request changed meanwhile; send it again")
         }
         ServiceError::Store(StoreError::InvalidAppend(message) | StoreError::InvalidRequest(message)) => {
