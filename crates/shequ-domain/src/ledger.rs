@@ -309,7 +309,12 @@ impl esrs::Aggregate for Ledger {
             }
         };
         let mut events = Vec::with_capacity(transfers.len());
-        let mut balances = state.balances.clone();
+        // The balances this command's transfers have moved so far, over the state's: a command
+        // touches a few accounts, while the ledger holds one or two for every mandate.
+        let mut moved: HashMap<Account, i64> = HashMap::with_capacity(2 * transfers.len());
+        let balance = |moved: &HashMap<Account, i64>, account: Account| {
+            moved.get(&account).copied().unwrap_or_else(|| state.balance(account))
+        };
         for transfer in transfers {
             if transfer.amount_fen == Fen::ZERO {
                 return Err(LedgerError::ZeroAmount);
@@ -322,21 +327,21 @@ impl esrs::Aggregate for Ledger {
                 Some(_) => return Err(LedgerError::TransferIdReused(transfer.transfer_id)),
                 None => {}
             }
-            let balance = balances.get(&transfer.debit).copied().unwrap_or(0);
-            if transfer.debit.is_holding() && balance < transfer.amount_fen.get() {
+            let debit_balance = balance(&moved, transfer.debit);
+            if transfer.debit.is_holding() && debit_balance < transfer.amount_fen.get() {
                 return Err(LedgerError::InsufficientFunds {
                     account: transfer.debit,
-                    balance,
+                    balance: debit_balance,
                     amount: transfer.amount_fen,
                 });
             }
             let amount = transfer.amount_fen.get();
-            let credit_balance = balances.get(&transfer.credit).copied().unwrap_or(0);
-            let debited = balance.checked_sub(amount).ok_or(LedgerError::Overflow(transfer.debit))?;
+            let credit_balance = balance(&moved, transfer.credit);
+            let debited = debit_balance.checked_sub(amount).ok_or(LedgerError::Overflow(transfer.debit))?;
             let credited =
                 credit_balance.checked_add(amount).ok_or(LedgerError::Overflow(transfer.credit))?;
-            balances.insert(transfer.debit, debited);
-            balances.insert(transfer.credit, credited);
+            moved.insert(transfer.debit, debited);
+            moved.insert(transfer.credit, credited);
             events.push(LedgerEvent::TransferRecorded { transfer });
         }
         Ok(events)
