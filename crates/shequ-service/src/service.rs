@@ -341,7 +341,10 @@ impl Service {
         let funds = proposal.funds_offered_fen;
         let context = self.context(Some(actor)).with_decision(decision_id);
         let command = MandateCommand::Propose { proposal, decision };
-        let state = match self.read_model.read().await?.has_mandate(mandate) {
+        // Bound first: a guard in the match would be held across the commit below, and hold
+        // up every read behind the projection's next fold.
+        let known = self.read_model.read().await?.has_mandate(mandate);
+        let state = match known {
             true => self.execute::<Mandate>(context.clone(), mandate, command).await?,
             false => self.create::<Mandate>(context.clone(), mandate, command).await?,
         };

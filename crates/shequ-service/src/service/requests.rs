@@ -116,7 +116,8 @@ impl Service {
             true => Ok(existing),
             false => Err(ServiceError::Invalid(format!("request id {request} is taken by another request"))),
         };
-        if let Some(existing) = self.read_model.read().await?.request(request) {
+        let existing = self.read_model.read().await?.request(request);
+        if let Some(existing) = existing {
             return same(existing);
         }
         let (routing, sla_days) = self.route(&filing.matter_code, filing.station, street, district).await?;
