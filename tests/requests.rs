@@ -30,6 +30,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         shequ_replay_writes_the_live_state_as_json,
         redecide_reruns_routing_decisions_too,
         a_request_filed_by_another_process_is_not_filed_twice,
+        lists_answer_while_commands_commit,
     ]
 }
 
@@ -471,4 +472,50 @@ async fn a_request_filed_by_another_process_is_not_filed_twice(db: Db) {
         let events = first.log().read_stream(&format!("request-{request}")).await.unwrap();
         assert_eq!(events.len(), 2, "{events:?}");
     }
+}
+
+/// A list checks each row's place with the authorisation policy; the projection it reads must
+/// not stay locked meanwhile, or a command's commit (which the next read folds in) waits for
+/// the list, and the list for the fold: every read after it would hang.
+async fn lists_answer_while_commands_commit(db: Db) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let (service, places) = demo_service(&db).await;
+    let station = places.communities[0].0;
+    let resident = resident_of(station);
+    for _ in 0..20 {
+        service
+            .file_request(resident, "r1", Uuid::now_v7(), filing("SSV-012", station, Channel::Web))
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let filer = {
+        let (service, stop) = (service.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut filed = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let filing = filing("SSV-012", station, Channel::Web);
+                service.file_request(resident, "r1", Uuid::now_v7(), filing).await.unwrap();
+                filed += 1;
+            }
+            filed
+        })
+    };
+    let inspector = Actor { role: Role::Inspector, organisation: places.district };
+    let lists = async {
+        for _ in 0..100 {
+            let all = RequestFilter::default();
+            let requests = service.list_requests(inspector, "i", &all, None, 1_000).await.unwrap();
+            assert!(requests.len() >= 20);
+            let mandates = service.list_mandates(inspector, &Default::default(), None, 1_000).await.unwrap();
+            assert!(!mandates.is_empty());
+            let organisations = service.list_organisations(inspector, None, None, None, 1_000).await.unwrap();
+            assert!(!organisations.is_empty());
+        }
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(60), lists).await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(answered.is_ok(), "the lists hung while requests were being filed");
+    assert!(filer.await.unwrap() > 0, "no request was filed meanwhile");
 }

@@ -42,11 +42,12 @@ impl ReadModel {
     /// The projection, caught up with everything this process committed before the call, and
     /// with other processes' appends up to `FOREIGN_APPENDS_STALE_MS` before it.
     pub async fn read(&self) -> Result<RwLockReadGuard<'_, Projection>, ServiceError> {
-        let state = self.state.read().await;
-        if state.position() >= self.log.committed_position() && self.looked_recently() {
-            return Ok(state);
+        {
+            let state = self.state.read().await;
+            if state.position() >= self.log.committed_position() && self.looked_recently() {
+                return Ok(state);
+            }
         }
-        drop(state);
         self.follow().await?;
         Ok(self.state.read().await)
     }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::actor::Actor;
 use crate::clock::Clock;
 use crate::error::ServiceError;
+use crate::projection::Projection;
 use crate::read_model::ReadModel;
 
 mod reads;
@@ -789,14 +790,18 @@ impl Service {
     }
 
     /// Whether `actor` may; for filtering what a list shows, so a "no" is not a denied attempt.
-    async fn permits(
+    /// Takes the projection the list reads (and the actor's place in it), so that no read is
+    /// made while the list holds it: a second read may have to wait for the projection's next
+    /// fold, which waits for the list.
+    fn permits(
         &self,
+        projection: &Projection,
         actor: &Actor,
         subject: Option<&str>,
         action: &str,
         target: Target,
     ) -> Result<bool, ServiceError> {
-        Ok(self.authz_decision(actor, subject, action, target).await?.allow)
+        Ok(self.authz_decision_in(projection, actor, subject, action, target)?.allow)
     }
 
     async fn authz_decision(
@@ -806,13 +811,21 @@ impl Service {
         action: &str,
         target: Target,
     ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
-        let (actor_district, actor_kind) = {
-            let projection = self.read_model.read().await?;
-            (
-                projection.district_of(actor.organisation),
-                projection.organisation(actor.organisation).map(|view| view.kind),
-            )
-        };
+        let projection = self.read_model.read().await?;
+        self.authz_decision_in(&projection, actor, subject, action, target)
+    }
+
+    /// The authorisation policy's answer, with the actor placed in `projection`.
+    fn authz_decision_in(
+        &self,
+        projection: &Projection,
+        actor: &Actor,
+        subject: Option<&str>,
+        action: &str,
+        target: Target,
+    ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
+        let actor_district = projection.district_of(actor.organisation);
+        let actor_kind = projection.organisation(actor.organisation).map(|view| view.kind);
         let input = json!({
             "actor": {
                 "role": actor.role.as_str(), "organisation": actor.organisation,

@@ -114,7 +114,13 @@ impl Service {
                 && kind.is_none_or(|kind| view.kind == kind)
                 && parent.is_none_or(|parent| view.parent_id == Some(parent));
             if wanted
-                && self.permits(&actor, None, "read.state", Self::place_of(&projection, view.id)).await?
+                && self.permits(
+                    &projection,
+                    &actor,
+                    None,
+                    "read.state",
+                    Self::place_of(&projection, view.id),
+                )?
             {
                 page.push(view);
                 if page.len() == limit {
@@ -126,12 +132,13 @@ impl Service {
     }
 
     pub async fn read_organisation(&self, actor: Actor, id: Uuid) -> Result<OrganisationView, ServiceError> {
-        let projection = self.read_model.read().await?;
-        let view = projection
-            .organisation(id)
-            .ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))?;
-        let target = Self::place_of(&projection, id);
-        drop(projection);
+        let (view, target) = {
+            let projection = self.read_model.read().await?;
+            let view = projection
+                .organisation(id)
+                .ok_or_else(|| ServiceError::NotFound(format!("organisation {id}")))?;
+            (view, Self::place_of(&projection, id))
+        };
         self.authorize(&actor, "read.state", target).await?;
         Ok(view)
     }
@@ -154,7 +161,7 @@ impl Service {
                 delegating_unit: Some(view.delegating_unit),
                 ..Self::place_of(&projection, view.community)
             };
-            if self.permits(&actor, None, "read.mandate", target).await? {
+            if self.permits(&projection, &actor, None, "read.mandate", target)? {
                 page.push(view);
                 if page.len() == limit {
                     break;

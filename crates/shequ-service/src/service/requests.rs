@@ -246,9 +246,7 @@ impl Service {
         request: Uuid,
     ) -> Result<RequestView, ServiceError> {
         let view = self.request_view(request).await?;
-        let projection = self.read_model.read().await?;
-        let target = request_target(&projection, &view);
-        drop(projection);
+        let target = request_target(&*self.read_model.read().await?, &view);
         self.authorize_subject(&actor, Some(subject), "read.request", target).await?;
         Ok(view)
     }
@@ -270,7 +268,7 @@ impl Service {
                 continue;
             }
             let target = request_target(&projection, &view);
-            if self.permits(&actor, Some(subject), "read.request", target).await? {
+            if self.permits(&projection, &actor, Some(subject), "read.request", target)? {
                 page.push(view);
                 if page.len() == limit {
                     break;
