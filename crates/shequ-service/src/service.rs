@@ -1150,10 +1150,19 @@ impl Service {
                 let answer = matches!(answer, Answer::State).then(|| state.clone());
                 pipeline.tip = Some(Tip { last_event, append: append.clone() });
                 let epoch = pipeline.epoch;
-                self.states.put(stream.clone(), state, sequence_after, pipeline);
-                // The next command on this stream may decide now, on the state this one left.
+                // The next command on this stream may decide now, on the state this one left;
+                // if the cache is full and cannot keep it, the next reads the log, which must
+                // then hold this append first: the lock is kept until it is durable.
+                let guard = match self.states.put(stream.clone(), state, sequence_after, pipeline) {
+                    true => {
+                        drop(guard);
+                        None
+                    }
+                    false => Some(guard),
+                };
+                let outcome = append.await;
                 drop(guard);
-                match append.await {
+                match outcome {
                     Ok(appended) => {
                         store.record(&types, &appended);
                         if let Some(outer) = &outer {
@@ -1166,15 +1175,21 @@ impl Service {
                         // never was.
                         self.states.drop_pipeline(&stream, epoch);
                         match error {
-                            StoreError::Conflict { .. } | StoreError::Unfounded { .. }
-                                if attempt < CONFLICT_ATTEMPTS =>
-                            {
-                                attempt += 1;
-                                trust_memory = false;
-                                continue;
+                            // Refused for the append it followed: not this command's conflict.
+                            // Its retry reads the log once that append is settled, so it
+                            // follows nothing and can only conflict from then on.
+                            StoreError::Unfounded { .. } => {}
+                            // A batch that failed fails every append queued in it, this one
+                            // perhaps only for the one it followed. Run again on the log's
+                            // state: a transfer the log already holds is then nothing to do.
+                            StoreError::Database(_) if after.is_some() && attempt < CONFLICT_ATTEMPTS => {
+                                attempt += 1
                             }
+                            StoreError::Conflict { .. } if attempt < CONFLICT_ATTEMPTS => attempt += 1,
                             error => return Err(error.into()),
                         }
+                        trust_memory = false;
+                        continue;
                     }
                 }
             }
@@ -1276,11 +1291,14 @@ impl StateCache {
         state.downcast::<S>().ok().map(|state| (*state, sequence, pipeline))
     }
 
-    fn put<S: Send + 'static>(&self, stream: String, state: S, sequence: i32, pipeline: Pipeline) {
+    /// Keeps `state`, unless the cache is full of other streams; says whether it was kept.
+    fn put<S: Send + 'static>(&self, stream: String, state: S, sequence: i32, pipeline: Pipeline) -> bool {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        if states.len() < CACHED_STATES_MAX || states.contains_key(&stream) {
+        let room = states.len() < CACHED_STATES_MAX || states.contains_key(&stream);
+        if room {
             states.insert(stream, (Box::new(state), sequence, pipeline));
         }
+        room
     }
 
     fn new_pipeline(&self) -> Pipeline {
