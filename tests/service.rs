@@ -27,6 +27,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         cures_withdrawals_and_spending_move_money_once_and_only_when_allowed,
         a_kept_ledger_state_sees_what_another_process_appended,
         a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_events,
+        nothing_to_do_is_never_answered_on_a_stale_kept_state,
     ]
 }
 
@@ -430,4 +431,32 @@ async fn a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_e
     assert_eq!(first.ledger(places.district).await.unwrap(), books);
     assert_eq!(second.ledger(places.district).await.unwrap(), books);
     assert_eq!(books.balances.values().sum::<i64>(), 0);
+}
+
+/// A command that finds nothing to do on its process's kept state (funds to move: none) must
+/// not answer so before the log has had its word: another process may have put them there.
+async fn nothing_to_do_is_never_answered_on_a_stale_kept_state(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let clock = Arc::new(shequ_service::SystemClock);
+    let first = Service::new(log.clone(), policies.clone(), clock.clone()).await.unwrap();
+    let second =
+        Service::new(EventLog::open(&db.url).await.unwrap(), policies.clone(), clock.clone()).await.unwrap();
+    // The demo reassigned SAF-001 to 菊儿社区 (community 9), its funds with it.
+    let rentals = demo_id("mandate/SAF-001");
+    let street = Actor { role: Role::StreetOffice, organisation: places.streets.last().unwrap().0 };
+    let [eight, nine, ten] = [8, 9, 10].map(|index| places.communities[index].0);
+    let held = |ledger: &shequ_domain::ledger::LedgerState, community: Uuid| {
+        ledger.balance(Account::Mandate { mandate: rentals, community })
+    };
+    let funds = held(&first.ledger(places.district).await.unwrap(), nine);
+    assert!(funds > 0);
+    // The first process keeps the ledger; the second moves the task (and funds) to community 10.
+    second.reassign(street, rentals, ten).await.unwrap();
+    // The first moves it on to community 8: its kept ledger still shows the funds at 9 and
+    // none at 10, but the log has them at 10, and they must follow the task.
+    first.reassign(street, rentals, eight).await.unwrap();
+    let fresh = Service::new(EventLog::open(&db.url).await.unwrap(), policies, clock).await.unwrap();
+    let books = fresh.ledger(places.district).await.unwrap();
+    assert_eq!([held(&books, eight), held(&books, nine), held(&books, ten)], [funds, 0, 0]);
+    assert_eq!(first.ledger(places.district).await.unwrap(), books);
 }

@@ -1111,6 +1111,15 @@ impl Service {
                     }
                 }
             };
+            if events.is_empty() && from_memory {
+                // Nothing to do, on memory: another process may have given it something to do
+                // (funds to move, say). Decide again on the log's tail, as for a refusal.
+                if sequence_before >= CACHED_STREAM_EVENTS_MIN {
+                    self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
+                }
+                trust_memory = false;
+                continue;
+            }
             let sequence_after = sequence_before + i32::try_from(events.len()).unwrap_or(i32::MAX);
             if sequence_after >= CACHED_STREAM_EVENTS_MIN {
                 let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
@@ -1127,23 +1136,11 @@ impl Service {
                     },
                 };
                 let Some((append, store_events)) = queued else {
-                    // Nothing to do (a retried transfer, say): done once what the state holds is
-                    // durable.
+                    // Nothing to do (a retried transfer, say), on the log's state: nothing of it
+                    // is only queued (`take_settled`).
                     let answer = matches!(answer, Answer::State).then(|| state.inner().clone());
-                    let tip = pipeline.tip.clone();
                     self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
-                    drop(guard);
-                    let settled = match tip {
-                        Some(tip) => tip.append.await.is_ok(),
-                        None => true,
-                    };
-                    match settled {
-                        true => return Ok(answer),
-                        false => {
-                            trust_memory = false;
-                            continue;
-                        }
-                    }
+                    return Ok(answer);
                 };
                 let last_event = store_events.last().expect("an append carries events").id;
                 let state = state.apply_store_events(store_events, A::apply_event).into_inner();
