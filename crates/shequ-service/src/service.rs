@@ -790,7 +790,7 @@ impl Service {
     }
 
     /// Whether `actor` may; for filtering what a list shows, so a "no" is not a denied attempt.
-    /// Takes the projection the list reads (and the actor's place in it), so that no read is
+    /// Takes the projection the list reads, and places the actor in it, so that no read is
     /// made while the list holds it: a second read may have to wait for the projection's next
     /// fold, which waits for the list.
     fn permits(
@@ -1071,9 +1071,10 @@ impl Service {
         let recorder = Recorder::new();
         let store = self.log.aggregate_store::<A>(context.clone().with_recorder(Some(recorder.clone())));
         let stream = shequ_store::AggregateStore::<A>::stream(id);
+        let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
         let mut attempt = 1;
-        // Whether the state may come from memory unchecked; false once memory was wrong or a
-        // refusal needs the database's word.
+        // Whether the state may come from memory unchecked; false once memory was wrong, or a
+        // refusal or "nothing to do" needs the database's word.
         let mut trust_memory = true;
         loop {
             let guard = store.lock(id).await?;
@@ -1093,33 +1094,25 @@ impl Service {
                 state = Self::with_tail(&store, state).await?;
             }
             let sequence_before = *state.sequence_number();
-            // Decided here first (esrs decides again below; deciding is pure) so that a refusal
-            // keeps the state, which esrs would drop.
+            // Decided here first (on a short stream esrs decides again below; deciding is
+            // pure) so that a refusal keeps the state, which esrs would drop.
             let events = match A::handle_command(state.inner(), command.clone()) {
-                Ok(events) => events,
-                Err(refusal) => {
+                Ok(events) if !(from_memory && events.is_empty()) => events,
+                // A refusal, or nothing to do (no funds to move, say), on memory: another
+                // process may have changed the answer. Decide again on the log's tail.
+                decided => {
                     if sequence_before >= CACHED_STREAM_EVENTS_MIN {
                         self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
                     }
-                    match from_memory {
-                        // Refused on memory: decide again on the log's tail.
-                        true => {
+                    match decided {
+                        Err(refusal) if !from_memory => return Err(refusal.into()),
+                        _ => {
                             trust_memory = false;
                             continue;
                         }
-                        false => return Err(refusal.into()),
                     }
                 }
             };
-            if events.is_empty() && from_memory {
-                // Nothing to do, on memory: another process may have given it something to do
-                // (funds to move, say). Decide again on the log's tail, as for a refusal.
-                if sequence_before >= CACHED_STREAM_EVENTS_MIN {
-                    self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
-                }
-                trust_memory = false;
-                continue;
-            }
             let sequence_after = sequence_before + i32::try_from(events.len()).unwrap_or(i32::MAX);
             if sequence_after >= CACHED_STREAM_EVENTS_MIN {
                 let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
@@ -1191,7 +1184,6 @@ impl Service {
                 }
             }
             state.set_lock(guard);
-            let manager = AggregateManager::new(self.log.aggregate_store::<A>(store.context().clone()));
             let result = manager.handle_command(state, command.clone()).await;
             let appended = recorder.take();
             if let Some(outer) = &outer {
