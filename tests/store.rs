@@ -13,7 +13,9 @@ use shequ_domain::organisation::{Organisation, OrganisationCommand, Organisation
 use shequ_store::{CatchUp, CommandContext, EventLog, ExpectedRevision, StoreError};
 use uuid::Uuid;
 
-use crate::helpers::{disable_append_only, event, execute_directly, stream, tests, Db, TestFn};
+use crate::helpers::{
+    disable_append_only, event, execute_directly, stream, tests, BackendUnderTest, Db, TestFn,
+};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -35,6 +37,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         stream_all_reads_what_page_after_page_reads,
         a_category_is_read_stream_by_stream_up_to_a_position,
         the_first_event_recorded_after_a_time_is_found_at_any_precision,
+        a_row_the_log_could_not_have_written_is_named_by_its_position,
     ]
 }
 
@@ -650,5 +653,48 @@ async fn the_first_event_recorded_after_a_time_is_found_at_any_precision(db: Db)
     for time in times {
         let expected = recorded.iter().find(|event| event.recorded_at > time).map(|event| event.position);
         assert_eq!(log.first_recorded_after(time).await.unwrap(), expected, "after {time:?}");
+    }
+    // Every precision reads back as written, by the bulk reads (on SQLite, rusqlite's) and by
+    // the stream read (sqlx's) alike.
+    assert_eq!(log.read_all(1, 100).await.unwrap(), recorded);
+    assert_eq!(log.stream_all(1, 3).try_collect::<Vec<_>>().await.unwrap(), recorded);
+    assert_eq!(log.read_stream(&stream).await.unwrap(), recorded);
+}
+
+/// A row that no append could have written (edited in the database) stops a read with the
+/// position it is at, never a panic or a wrong event; the rows before it read as they are.
+async fn a_row_the_log_could_not_have_written_is_named_by_its_position(db: Db) {
+    let mut edits = vec!["event_version = -1"];
+    // PostgreSQL's column types refuse the others.
+    if db.backend == BackendUnderTest::Sqlite {
+        edits.extend([
+            "event_id = 'not a uuid'",
+            "recorded_at = 'yesterday'",
+            "hash = '0123456789abcdef0123456789abcdef'",
+            "data = x'ff'",
+        ]);
+    }
+    let mut first_altered = None;
+    for edit in edits {
+        let log = ten_events(&db).await;
+        let head = log.head().await.unwrap().position;
+        let position = head - 4;
+        // The append-only triggers go once (SQLite drops them).
+        let disable = if first_altered.is_none() { disable_append_only(&db) } else { "" };
+        let sql = format!("{disable} UPDATE events SET {edit} WHERE position = {position};");
+        execute_directly(&db, &sql).await.unwrap();
+        for page_events in [1, 3, 100] {
+            let first = head - 9;
+            let error = log.stream_all(first, page_events).try_collect::<Vec<_>>().await.unwrap_err();
+            match error {
+                StoreError::Corrupt { position: at, .. } => assert_eq!(at, position, "{edit}"),
+                other => panic!("{edit}: {other}"),
+            }
+            let before = log.read_all(first, u32::try_from(position - first).unwrap()).await.unwrap();
+            assert_eq!(before.last().unwrap().position, position - 1, "{edit}");
+        }
+        // Verify stops at the first altered row of the whole log, and names it.
+        let first_altered = *first_altered.get_or_insert(position);
+        assert_eq!(log.verify(|_| {}).await.unwrap().failure.unwrap().position, first_altered, "{edit}");
     }
 }

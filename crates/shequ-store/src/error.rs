@@ -30,6 +30,12 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
+    /// A bulk read of a SQLite log (rusqlite, beside sqlx) failed.
+    #[error("database error: {0}")]
+    SqliteRead(#[source] Arc<rusqlite::Error>),
+    /// A bulk read could not run: the runtime is shutting down.
+    #[error("the database reader stopped: the runtime is shutting down")]
+    ReaderStopped,
     #[error("migration failed: {0}")]
     Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
     #[error("the log is corrupt at position {position}: {reason}")]
@@ -52,6 +58,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Database(Arc::new(error))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::SqliteRead(Arc::new(error))
     }
 }
 

@@ -16,6 +16,7 @@ macro_rules! select_event {
 
 mod postgres;
 mod sqlite;
+mod sqlite_bulk;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -45,7 +46,8 @@ impl fmt::Display for BackendKind {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
-    Sqlite(sqlx::SqlitePool),
+    /// sqlx's pool for everything, and rusqlite's readers for bulk reads (`sqlite_bulk`).
+    Sqlite(sqlx::SqlitePool, sqlite_bulk::Readers),
     Postgres(sqlx::PgPool),
 }
 
@@ -55,7 +57,11 @@ impl Backend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
         match scheme {
-            "sqlite" => Ok(Backend::Sqlite(sqlite::connect(url).await?)),
+            "sqlite" => {
+                let pool = sqlite::connect(url).await?;
+                let readers = sqlite_bulk::Readers::new(pool.connect_options().get_filename());
+                Ok(Backend::Sqlite(pool, readers))
+            }
             "postgres" | "postgresql" => Ok(Backend::Postgres(postgres::connect(url).await?)),
             // Only the scheme is echoed: the rest of a URL may hold a password.
             _ => Err(StoreError::UnsupportedUrl(scheme.to_owned())),
@@ -64,14 +70,14 @@ impl Backend {
 
     pub fn kind(&self) -> BackendKind {
         match self {
-            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Sqlite(..) => BackendKind::Sqlite,
             Backend::Postgres(_) => BackendKind::Postgres,
         }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::migrate(pool).await?,
+            Backend::Sqlite(pool, _) => sqlite::migrate(pool).await?,
             Backend::Postgres(pool) => sqlx::migrate!("../../migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -91,7 +97,7 @@ impl Backend {
     ) -> Result<Planned, StoreError> {
         if let Some(planned) = cache.plan(requests, recorded_at) {
             let written = match self {
-                Backend::Sqlite(pool) => sqlite::write_planned(pool, &planned).await?,
+                Backend::Sqlite(pool, _) => sqlite::write_planned(pool, &planned).await?,
                 Backend::Postgres(pool) => postgres::write_planned(pool, &planned).await?,
             };
             if written {
@@ -116,7 +122,7 @@ impl Backend {
             .flat_map(|request| request.events.iter().map(|event| event.event_id).chain(request.after))
             .collect();
         match self {
-            Backend::Sqlite(pool) => {
+            Backend::Sqlite(pool, _) => {
                 sqlite::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
             }
             Backend::Postgres(pool) => {
@@ -132,7 +138,7 @@ impl Backend {
         from_revision: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_stream(pool, stream, from_revision).await,
+            Backend::Sqlite(pool, _) => sqlite::read_stream(pool, stream, from_revision).await,
             Backend::Postgres(pool) => postgres::read_stream(pool, stream, from_revision).await,
         }
     }
@@ -145,7 +151,7 @@ impl Backend {
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_stream_after(pool, stream, after_position, limit).await,
+            Backend::Sqlite(pool, _) => sqlite::read_stream_after(pool, stream, after_position, limit).await,
             Backend::Postgres(pool) => postgres::read_stream_after(pool, stream, after_position, limit).await,
         }
     }
@@ -161,7 +167,9 @@ impl Backend {
         page_events: u32,
     ) -> Result<Option<(String, i64)>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::category_page_end(pool, range, after, up_to, page_events).await,
+            Backend::Sqlite(pool, _) => {
+                sqlite::category_page_end(pool, range, after, up_to, page_events).await
+            }
             Backend::Postgres(pool) => {
                 postgres::category_page_end(pool, range, after, up_to, page_events).await
             }
@@ -178,7 +186,9 @@ impl Backend {
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_category_range(pool, after, until, up_to, limit).await,
+            Backend::Sqlite(_, readers) => {
+                sqlite_bulk::read_category_range(readers, after, until, up_to, limit).await
+            }
             Backend::Postgres(pool) => postgres::read_category_range(pool, after, until, up_to, limit).await,
         }
     }
@@ -186,7 +196,7 @@ impl Backend {
     /// The first position recorded after `time`, if any.
     pub async fn first_recorded_after(&self, time: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::first_recorded_after(pool, time).await,
+            Backend::Sqlite(pool, _) => sqlite::first_recorded_after(pool, time).await,
             Backend::Postgres(pool) => postgres::first_recorded_after(pool, time).await,
         }
     }
@@ -194,7 +204,7 @@ impl Backend {
     /// Events with `position >= from_position`, in position order, at most `limit`.
     pub async fn read_page(&self, from_position: u64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::read_page(pool, from_position, limit).await,
+            Backend::Sqlite(_, readers) => sqlite_bulk::read_page(readers, from_position, limit).await,
             Backend::Postgres(pool) => postgres::read_page(pool, from_position, limit).await,
         }
     }
@@ -203,21 +213,21 @@ impl Backend {
     /// it against the store (see `crate::import`). `base` is the head the batch follows.
     pub async fn import_batch(&self, base: Head, rows: &[RecordedEvent]) -> Result<Head, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::import_batch(pool, base, rows).await,
+            Backend::Sqlite(pool, _) => sqlite::import_batch(pool, base, rows).await,
             Backend::Postgres(pool) => postgres::import_batch(pool, base, rows).await,
         }
     }
 
     pub async fn head(&self) -> Result<Head, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::head(pool).await,
+            Backend::Sqlite(pool, _) => sqlite::head(pool).await,
             Backend::Postgres(pool) => postgres::head(pool).await,
         }
     }
 
     pub async fn load_checkpoint(&self, name: &str) -> Result<Option<u64>, StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlite::load_checkpoint(pool, name).await,
+            Backend::Sqlite(pool, _) => sqlite::load_checkpoint(pool, name).await,
             Backend::Postgres(pool) => postgres::load_checkpoint(pool, name).await,
         }
     }
@@ -225,7 +235,7 @@ impl Backend {
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
         let now = Utc::now();
         match self {
-            Backend::Sqlite(pool) => sqlite::save_checkpoint(pool, name, position, now).await,
+            Backend::Sqlite(pool, _) => sqlite::save_checkpoint(pool, name, position, now).await,
             Backend::Postgres(pool) => postgres::save_checkpoint(pool, name, position, now).await,
         }
     }
@@ -233,7 +243,7 @@ impl Backend {
     /// One round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
-            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Backend::Sqlite(pool, _) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
             Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
         }
         Ok(())
@@ -241,7 +251,7 @@ impl Backend {
 
     pub async fn close(&self) {
         match self {
-            Backend::Sqlite(pool) => pool.close().await,
+            Backend::Sqlite(pool, _) => pool.close().await,
             Backend::Postgres(pool) => pool.close().await,
         }
     }

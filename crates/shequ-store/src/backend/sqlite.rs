@@ -332,34 +332,6 @@ pub(super) async fn category_page_end(
     end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 }
 
-pub(super) async fn read_category_range(
-    pool: &SqlitePool,
-    after: (&str, i64),
-    until: (&str, i64),
-    up_to: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    // The positions come from the (stream, revision) index alone (it holds the rowid); the
-    // rows are then read in position order, which is table order, and sorted here: less
-    // system time than reading rows in index order (BENCHMARKS.md, issue 5).
-    let rows = sqlx::query(select_event!(
-        "WHERE position IN (SELECT position FROM events \
-         WHERE (stream, revision) > (?, ?) AND (stream, revision) <= (?, ?) AND position <= ? \
-         ORDER BY stream, revision LIMIT ?)"
-    ))
-    .bind(after.0)
-    .bind(after.1)
-    .bind(until.0)
-    .bind(until.1)
-    .bind(to_i64(up_to))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    let mut events = rows.iter().map(read_event).collect::<Result<Vec<_>, _>>()?;
-    events.sort_unstable_by(|x, y| (&x.stream, x.revision).cmp(&(&y.stream, y.revision)));
-    Ok(events)
-}
-
 pub(super) async fn first_recorded_after(
     pool: &SqlitePool,
     time: DateTime<Utc>,
@@ -371,19 +343,6 @@ pub(super) async fn first_recorded_after(
         .fetch_one(pool)
         .await?;
     position.map(|position| to_u64(position, position, "position")).transpose()
-}
-
-pub(super) async fn read_page(
-    pool: &SqlitePool,
-    from_position: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))
-        .bind(to_i64(from_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
 }
 
 pub(super) async fn head(pool: &SqlitePool) -> Result<Head, StoreError> {

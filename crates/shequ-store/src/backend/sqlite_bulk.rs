@@ -1,0 +1,165 @@
+//! Bulk reads of a SQLite log (pages in position order, ranges of a category) on rusqlite,
+//! beside sqlx, which does everything else on SQLite (docs/adr/0013-…).
+//!
+//! sqlx's SQLite driver steps each statement on its own worker thread and hands every row,
+//! with a copy of each of its values, across a channel to the async task that reads it. When
+//! the reader keeps up, the channel is empty after every row, so each row costs a wake-up of
+//! the reader and of its thread: on a replay or a verify that was more than half of the
+//! samples. Here a page is read on a blocking thread with rusqlite, each row decoded where
+//! SQLite holds it, and the page handed over once. Same SQL, same database file, same rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags};
+use uuid::Uuid;
+
+use super::{corrupt, to_hash, to_i64, to_u64};
+use crate::error::StoreError;
+use crate::record::RecordedEvent;
+
+/// Connections kept open between reads: up to three pages are read at once.
+const IDLE_MAX: usize = 4;
+/// How long a read waits for a lock held by another connection (a WAL checkpoint, say).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Read-only connections to one SQLite file, opened as needed and kept for the next read.
+#[derive(Debug, Clone)]
+pub(crate) struct Readers {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub fn new(path: &Path) -> Self {
+        Self { inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) }
+    }
+
+    /// Runs `read` on a blocking thread with a connection of its own.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        let reading = tokio::task::spawn_blocking(move || {
+            let idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let connection = match idle {
+                Some(connection) => connection,
+                None => open(&inner.path)?,
+            };
+            let result = read(&connection);
+            // A connection whose read failed is closed rather than kept: nothing of a failed
+            // statement is carried into the next read.
+            if result.is_ok() {
+                let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                if idle.len() < IDLE_MAX {
+                    idle.push(connection);
+                }
+            }
+            result
+        });
+        match reading.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(StoreError::ReaderStopped),
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(connection)
+}
+
+/// Events with `position >= from_position`, in position order, at most `limit`.
+pub(super) async fn read_page(
+    readers: &Readers,
+    from_position: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    readers
+        .read(move |connection| {
+            let mut statement =
+                connection.prepare_cached(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))?;
+            let rows = statement.query((to_i64(from_position), i64::from(limit)))?;
+            collect(rows, limit)
+        })
+        .await
+}
+
+/// The events after `after` up to and including `until`, in (stream, revision) order, with
+/// `position <= up_to`: at most `limit`.
+pub(super) async fn read_category_range(
+    readers: &Readers,
+    after: (&str, i64),
+    until: (&str, i64),
+    up_to: u64,
+    limit: u32,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let (after, until) = ((after.0.to_owned(), after.1), (until.0.to_owned(), until.1));
+    readers
+        .read(move |connection| {
+            // The positions come from the (stream, revision) index alone (it holds the rowid);
+            // the rows are then read in position order, which is table order, and sorted here:
+            // less system time than reading rows in index order (BENCHMARKS.md, issue 5).
+            let mut statement = connection.prepare_cached(select_event!(
+                "WHERE position IN (SELECT position FROM events \
+                 WHERE (stream, revision) > (?, ?) AND (stream, revision) <= (?, ?) AND position <= ? \
+                 ORDER BY stream, revision LIMIT ?)"
+            ))?;
+            let rows =
+                statement.query((&after.0, after.1, &until.0, until.1, to_i64(up_to), i64::from(limit)))?;
+            let mut events = collect(rows, limit)?;
+            events.sort_unstable_by(|x, y| (&x.stream, x.revision).cmp(&(&y.stream, y.revision)));
+            Ok(events)
+        })
+        .await
+}
+
+fn collect(mut rows: rusqlite::Rows<'_>, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+    // The page is usually full: reserve it, but not a caller's whole `limit` if it is huge.
+    let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192));
+    while let Some(row) = rows.next()? {
+        events.push(read_event(row)?);
+    }
+    Ok(events)
+}
+
+/// An event from a `select_event!` row, by column index, read where SQLite holds it: only
+/// the strings the event owns are copied.
+fn read_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.get(0)?;
+    let text = |index: usize| -> Result<&str, StoreError> {
+        row.get_ref(index)?.as_str().map_err(|error| corrupt(position, format!("column {index}: {error}")))
+    };
+    let event_id = text(3)?;
+    let event_version: i64 = row.get(5)?;
+    let recorded_at = text(8)?;
+    let hash = row.get_ref(9)?.as_blob().map_err(|error| corrupt(position, format!("hash: {error}")))?;
+    Ok(RecordedEvent {
+        position: to_u64(position, position, "position")?,
+        stream: text(1)?.to_owned(),
+        revision: to_u64(row.get(2)?, position, "revision")?,
+        event_id: Uuid::parse_str(event_id)
+            .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
+        event_type: text(4)?.to_owned(),
+        event_version: u32::try_from(event_version)
+            .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
+        data: text(6)?.to_owned(),
+        metadata: text(7)?.to_owned(),
+        // sqlx writes a `DateTime<Utc>` as RFC 3339 text, which is all the log holds.
+        recorded_at: DateTime::parse_from_rfc3339(recorded_at)
+            .map_err(|error| corrupt(position, format!("recorded_at `{recorded_at}`: {error}")))?
+            .with_timezone(&Utc),
+        hash: to_hash(hash, position)?,
+    })
+}
