@@ -104,6 +104,8 @@ async fn a_signed_checkpoint_catches_a_rewritten_history(db: Db) {
         out.contains("6 events, hash chain intact") && out.contains("1 signed checkpoints hold"),
         "{out}"
     );
+    let root = hex::encode(log.merkle_root(6).await.unwrap());
+    assert!(out.contains(&format!("; Merkle root {root};")), "{out}");
 
     // An attacker with the database rewrites event 2 and recomputes the whole chain and head:
     // the chain alone no longer shows it; the signed root does.

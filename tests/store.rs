@@ -38,6 +38,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_category_is_read_stream_by_stream_up_to_a_position,
         the_first_event_recorded_after_a_time_is_found_at_any_precision,
         a_row_the_log_could_not_have_written_is_named_by_its_position,
+        verify_builds_the_tree_and_checks_links_across_pages,
     ]
 }
 
@@ -539,6 +540,37 @@ async fn stream_all_reads_what_page_after_page_reads(db: Db) {
             }
         }
         assert_eq!(page_after_page(&log, 1, 3).await.len(), if gaps { 7 } else { 10 });
+    }
+}
+
+/// Verify hashes each page in the task that read it and checks the first link of a page in
+/// its walk: an edit on either side of a page boundary (pages of 5,000) is found, and the
+/// Merkle roots built on the way are the log's.
+async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
+    let streams: Vec<String> = (0..7).map(|_| stream("request")).collect();
+    let events: Vec<(&str, i64)> = (0..10_003).map(|n| (streams[n % 7].as_str(), n as i64)).collect();
+    let (log, _) = imported(&db, &events).await;
+    let sizes: std::collections::BTreeSet<u64> = [1, 2, 4_999, 5_000, 5_001, 8_192, 10_003, 10_004].into();
+    let report = log.verify_with_roots(&sizes, |_| {}).await.unwrap();
+    assert_eq!((report.events, report.failure), (10_003, None));
+    assert_eq!(report.root, log.merkle_root(10_003).await.unwrap());
+    assert_eq!(report.roots.keys().copied().collect::<Vec<_>>(), [1, 2, 4_999, 5_000, 5_001, 8_192, 10_003]);
+    for (size, root) in &report.roots {
+        assert_eq!(*root, log.merkle_root(*size).await.unwrap(), "tree size {size}");
+    }
+    // The first event of the second page, then the last of the first.
+    for position in [5_001, 5_000] {
+        let edit = match position {
+            5_001 => disable_append_only(&db),
+            _ => "",
+        };
+        let sql = format!("{edit} UPDATE events SET data = '{{\"n\":-1}}' WHERE position = {position};");
+        execute_directly(&db, &sql).await.unwrap();
+        let report = log.verify(|_| {}).await.unwrap();
+        let failure = report.failure.unwrap();
+        assert_eq!(failure.position, position, "{failure:?}");
+        assert_eq!(report.events, position - 1);
+        assert_eq!(report.root, log.merkle_root(position - 1).await.unwrap());
     }
 }
 

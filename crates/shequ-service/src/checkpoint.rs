@@ -8,7 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent};
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, VerifyReport};
 use uuid::Uuid;
 
 use crate::ServiceError;
@@ -99,44 +99,73 @@ pub struct CheckpointFailure {
     pub reason: String,
 }
 
-/// Checks every checkpoint recorded in the log: its signature, and its root against the
-/// tree the log holds now. Returns how many were checked and the first that fails.
-pub async fn verify_checkpoints(log: &EventLog) -> Result<(u64, Option<CheckpointFailure>), ServiceError> {
+/// What [`verify_log`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogVerification {
+    /// The chain walk (see [`EventLog::verify`]).
+    pub report: VerifyReport,
+    /// Recorded checkpoints that hold (none are checked if the chain does not).
+    pub checkpoints: u64,
+    /// The first recorded checkpoint, in position order, that does not hold.
+    pub failure: Option<CheckpointFailure>,
+}
+
+/// Checks the whole log in one reading: the hash chain, positions and revisions, and every
+/// checkpoint recorded in it (its signature, and its root against the Merkle tree built from
+/// the log in the same walk). The checkpoints are found first, from their streams alone.
+pub async fn verify_log(log: &EventLog, progress: impl FnMut(u64)) -> Result<LogVerification, ServiceError> {
+    let category = shequ_domain::Category::parse("checkpoint").expect("a valid category");
+    let head = log.head().await?.position;
+    let mut recorded: Vec<(u64, String)> = log
+        .stream_category(&category, head, 5_000)
+        .try_filter(|event| std::future::ready(event.event_type == CHECKPOINT_EVENT))
+        .map_ok(|event| (event.position, event.data))
+        .try_collect()
+        .await?;
+    recorded.sort_unstable_by_key(|(position, _)| *position);
+    let parsed: Vec<(u64, Result<Checkpoint, String>)> = recorded
+        .into_iter()
+        .map(|(position, data)| {
+            let checkpoint =
+                serde_json::from_str(&data).map_err(|error| format!("unreadable checkpoint: {error}"));
+            (position, checkpoint)
+        })
+        .collect();
+    let tree_sizes =
+        parsed.iter().filter_map(|(_, checkpoint)| checkpoint.as_ref().ok()).map(|c| c.tree_size);
+    let report = log.verify_with_roots(&tree_sizes.collect(), progress).await?;
     let mut checked = 0;
-    let mut events = std::pin::pin!(log.stream_all(1, 5_000));
-    let mut found = Vec::new();
-    while let Some(event) = events.try_next().await? {
-        if event.event_type == CHECKPOINT_EVENT {
-            found.push((event.position, event.data));
-        }
+    if report.failure.is_some() {
+        return Ok(LogVerification { report, checkpoints: checked, failure: None });
     }
-    for (position, data) in found {
-        let fail = |tree_size, reason: String| {
-            Ok((checked, Some(CheckpointFailure { position, tree_size, reason })))
-        };
-        let checkpoint: Checkpoint = match serde_json::from_str(&data) {
-            Ok(checkpoint) => checkpoint,
-            Err(error) => return fail(0, format!("unreadable checkpoint: {error}")),
-        };
-        if let Err(reason) = check_signature(&checkpoint) {
-            return fail(checkpoint.tree_size, reason);
-        }
-        let root = match log.merkle_root(checkpoint.tree_size).await {
-            Ok(root) => hex::encode(root),
-            Err(error) => return fail(checkpoint.tree_size, error.to_string()),
-        };
-        if root != checkpoint.root_hash {
-            return fail(
-                checkpoint.tree_size,
-                format!(
-                    "the log's root at size {} is {root}, not the signed {}",
-                    checkpoint.tree_size, checkpoint.root_hash
+    for (position, checkpoint) in parsed {
+        let failure = |tree_size, reason| Some(CheckpointFailure { position, tree_size, reason });
+        let failure = match checkpoint {
+            Err(reason) => failure(0, reason),
+            Ok(checkpoint) => match (check_signature(&checkpoint), report.roots.get(&checkpoint.tree_size)) {
+                (Err(reason), _) => failure(checkpoint.tree_size, reason),
+                (Ok(()), None) => failure(
+                    checkpoint.tree_size,
+                    format!("the log holds {} events, fewer than {}", report.events, checkpoint.tree_size),
                 ),
-            );
+                (Ok(()), Some(root)) if hex::encode(root) != checkpoint.root_hash => failure(
+                    checkpoint.tree_size,
+                    format!(
+                        "the log's root at size {} is {}, not the signed {}",
+                        checkpoint.tree_size,
+                        hex::encode(root),
+                        checkpoint.root_hash
+                    ),
+                ),
+                (Ok(()), Some(_)) => None,
+            },
+        };
+        if failure.is_some() {
+            return Ok(LogVerification { report, checkpoints: checked, failure });
         }
         checked += 1;
     }
-    Ok((checked, None))
+    Ok(LogVerification { report, checkpoints: checked, failure: None })
 }
 
 fn check_signature(checkpoint: &Checkpoint) -> Result<(), String> {

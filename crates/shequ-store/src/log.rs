@@ -198,8 +198,28 @@ impl EventLog {
         from_position: u64,
         page_events: u32,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        events_of(
+            self.pages_prepared(from_position, page_events, |_: &[RecordedEvent]| ())
+                .map_ok(|(page, ())| page),
+        )
+    }
+
+    /// The pages of [`EventLog::stream_all`], each with what `prepare` made of it. `prepare`
+    /// runs in the task that read the page, so pages read at once are prepared at once, on
+    /// whichever cores are free: work on a page that needs nothing of the pages before it
+    /// (hashing it, say) is done beside the reading rather than after it.
+    pub(crate) fn pages_prepared<X, F>(
+        &self,
+        from_position: u64,
+        page_events: u32,
+        prepare: F,
+    ) -> impl Stream<Item = Result<(Vec<RecordedEvent>, X), StoreError>> + Send + 'static
+    where
+        X: Send + 'static,
+        F: Fn(&[RecordedEvent]) -> X + Clone + Send + Sync + 'static,
+    {
         let log = self.clone();
-        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages))
+        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, prepare))
     }
 
     /// Every event of one category's streams (`category-…`) up to and including position
@@ -221,7 +241,7 @@ impl EventLog {
         let range = StreamRange::category(category);
         let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
         let up_to = up_to.min(i64::MAX.unsigned_abs());
-        pages_read_by(move |pages| async move {
+        events_of(pages_read_by(move |pages| async move {
             // Nothing after the head as it is now: a page's range then holds no more events up
             // to `up_to` than it held keys when its end was found, whatever is appended later.
             let up_to = match log.inner.backend.head().await {
@@ -279,7 +299,7 @@ impl EventLog {
                     }
                 }
             }
-        })
+        }))
     }
 
     /// The position of the first event recorded after `time`, if there is one: where a replay
@@ -350,18 +370,19 @@ fn page_limit(position: u64, limit: u32) -> Option<u32> {
 const READ_AHEAD_PAGES_MAX: usize = 3;
 
 /// Where a stream of pages read by a task is.
-enum PagesFrom<F> {
+enum PagesFrom<F, P> {
     NotStarted(F),
-    Reading { pages: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>, task: AbortOnDrop },
+    Reading { pages: mpsc::Receiver<Result<P, StoreError>>, task: AbortOnDrop },
     Finished,
 }
 
-/// The events of the pages that the task `start` hands over, one page at a time through a
-/// channel of one. The task is spawned at the first poll and aborted when the stream is
-/// dropped; the stream ends when the task drops its sender, or after the first error.
-fn pages_read_by<F, Task>(start: F) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static
+/// The pages that the task `start` hands over, one at a time through a channel of one. The
+/// task is spawned at the first poll and aborted when the stream is dropped; the stream ends
+/// when the task drops its sender, or after the first error.
+fn pages_read_by<P, F, Task>(start: F) -> impl Stream<Item = Result<P, StoreError>> + Send + 'static
 where
-    F: FnOnce(mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>) -> Task + Send + 'static,
+    P: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<P, StoreError>>) -> Task + Send + 'static,
     Task: std::future::Future<Output = ()> + Send + 'static,
 {
     futures::stream::unfold(PagesFrom::NotStarted(start), |state| async move {
@@ -388,9 +409,14 @@ where
             }
         }
     })
-    .map_ok(|page: Vec<RecordedEvent>| futures::stream::iter(page.into_iter().map(Ok)))
-    .try_flatten()
     .fuse()
+}
+
+/// The events of a stream of pages, one after another.
+fn events_of(
+    pages: impl Stream<Item = Result<Vec<RecordedEvent>, StoreError>> + Send + 'static,
+) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+    pages.map_ok(|page| futures::stream::iter(page.into_iter().map(Ok))).try_flatten().fuse()
 }
 
 /// The read-ahead task, stopped when the stream that started it is dropped.
@@ -412,22 +438,30 @@ impl Drop for AbortOnDrop {
 /// what comes out is the same pages, from the same queries, as reading one after another; a
 /// short page (the end of the log) or a gap (a tampered log) drops the guesses after it, and
 /// reading goes on one page at a time from where that page ended.
-async fn read_ahead(
+async fn read_ahead<X, F>(
     log: EventLog,
     mut next: u64,
     page_events: u32,
-    pages: mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
-) {
+    pages: mpsc::Sender<Result<(Vec<RecordedEvent>, X), StoreError>>,
+    prepare: F,
+) where
+    X: Send + 'static,
+    F: Fn(&[RecordedEvent]) -> X + Clone + Send + Sync + 'static,
+{
     let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
     // Dropping a handle lets its read run to its end, unwanted, rather than cancelling it in
     // the middle of a query.
-    let mut in_flight: VecDeque<(u64, PageRead)> = VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
+    let mut in_flight: VecDeque<(u64, PreparedRead<X>)> = VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
     let mut guess = next;
     let mut readers = 1;
     loop {
         while in_flight.len() < readers {
-            let reader = log.clone();
-            let read = tokio::spawn(async move { reader.read_all(guess, page_events).await });
+            let (reader, prepare) = (log.clone(), prepare.clone());
+            let read = tokio::spawn(async move {
+                let page = reader.read_all(guess, page_events).await?;
+                let prepared = prepare(&page);
+                Ok((page, prepared))
+            });
             in_flight.push_back((guess, read));
             guess += u64::from(page_events);
         }
@@ -447,7 +481,7 @@ async fn read_ahead(
                 return;
             }
         };
-        let Some(last) = page.last() else { return };
+        let Some(last) = page.0.last() else { return };
         next = last.position + 1;
         match next == start + u64::from(page_events) {
             true => readers = READ_AHEAD_PAGES_MAX,
@@ -465,6 +499,7 @@ async fn read_ahead(
 
 /// A page being read by `read_ahead`, in its own task.
 type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
+type PreparedRead<X> = tokio::task::JoinHandle<Result<(Vec<RecordedEvent>, X), StoreError>>;
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     let invalid = |message: String| Err(StoreError::InvalidAppend(message));

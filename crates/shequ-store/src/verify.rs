@@ -1,10 +1,12 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::TryStreamExt;
 
-use crate::canonical::{chain_hash, GENESIS_HASH};
+use crate::canonical::{chain_hash, leaf_hash, GENESIS_HASH};
 use crate::error::StoreError;
 use crate::log::{EventLog, LogHead};
+use crate::merkle::{Hash, RootBuilder};
+use crate::record::RecordedEvent;
 
 /// Events read per page while verifying.
 const VERIFY_PAGE_EVENTS: u32 = 5_000;
@@ -17,6 +19,10 @@ pub struct VerifyReport {
     pub head: LogHead,
     /// The first position that does not hold what the chain says it should.
     pub failure: Option<VerifyFailure>,
+    /// The Merkle root (RFC 6962) of the `events` checked and found intact.
+    pub root: Hash,
+    /// The Merkle roots at the tree sizes asked for, of those the intact events reach.
+    pub roots: BTreeMap<u64, Hash>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,38 +36,69 @@ impl EventLog {
     /// was altered (its hash no longer matches), deleted (a gap in positions, or a head past
     /// the last row), inserted or renumbered (a position or revision out of sequence, or a
     /// chain that no longer links). Calls `progress` with the count checked after each page.
-    pub async fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, StoreError> {
+    /// The report carries the Merkle root of the events found intact.
+    pub async fn verify(&self, progress: impl FnMut(u64)) -> Result<VerifyReport, StoreError> {
+        self.verify_with_roots(&BTreeSet::new(), progress).await
+    }
+
+    /// [`EventLog::verify`], which also builds the Merkle tree as it walks and reports its
+    /// roots at `tree_sizes` (those the intact events reach), all in one reading of the log:
+    /// how signed checkpoints are checked.
+    ///
+    /// Each page's chain links and leaf hashes are computed by the task that read it, so
+    /// pages read at once are hashed at once; this walk then checks positions and revisions,
+    /// the first link of each page, and builds the tree.
+    pub async fn verify_with_roots(
+        &self,
+        tree_sizes: &BTreeSet<u64>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<VerifyReport, StoreError> {
         let mut previous_hash = GENESIS_HASH;
         let mut expected_position = 1;
         let mut stream_revisions: HashMap<String, u64> = HashMap::new();
+        let mut tree = RootBuilder::new();
+        let mut roots = BTreeMap::new();
         let mut checked = 0;
-        let fail = |checked, head, position, reason: String| {
-            Ok(VerifyReport { events: checked, head, failure: Some(VerifyFailure { position, reason }) })
+        let fail = |checked, head, position, reason: String, tree: &RootBuilder, roots| {
+            let failure = Some(VerifyFailure { position, reason });
+            Ok(VerifyReport { events: checked, head, failure, root: tree.root(), roots })
         };
         // Appends may go on while we walk: walk, read the head, and walk again while the head
         // is ahead of us and there is more to read.
         loop {
-            let mut events = std::pin::pin!(self.stream_all(expected_position, VERIFY_PAGE_EVENTS));
+            let mut pages =
+                std::pin::pin!(self.pages_prepared(expected_position, VERIFY_PAGE_EVENTS, hash_page));
             loop {
-                let event = match events.try_next().await {
-                    Ok(Some(event)) => event,
+                let (events, hashes) = match pages.try_next().await {
+                    Ok(Some(page)) => page,
                     Ok(None) => break,
                     Err(StoreError::Corrupt { position, reason }) => {
-                        return fail(checked, self.head().await?, position, reason);
+                        return fail(checked, self.head().await?, position, reason, &tree, roots);
                     }
                     Err(error) => return Err(error),
                 };
-                let failure = check_event(&event, expected_position, &previous_hash, &stream_revisions);
-                if let Some((position, reason)) = failure {
-                    return fail(checked, self.head().await?, position, reason);
+                for ((index, event), leaf) in events.into_iter().enumerate().zip(hashes.leaves) {
+                    // A page's first event links to the previous page's last, which only this
+                    // walk holds; the others were checked against the event before them in
+                    // the page, which is `previous_hash` here, since it passed.
+                    let linked = match index {
+                        0 => chain_hash(&previous_hash, &event) == event.hash,
+                        _ => hashes.linked[index],
+                    };
+                    let failure = check_event(&event, expected_position, linked, &stream_revisions);
+                    if let Some((position, reason)) = failure {
+                        return fail(checked, self.head().await?, position, reason, &tree, roots);
+                    }
+                    tree.push(leaf);
+                    if tree_sizes.contains(&tree.size()) {
+                        roots.insert(tree.size(), tree.root());
+                    }
+                    previous_hash = event.hash;
+                    stream_revisions.insert(event.stream, event.revision);
+                    expected_position += 1;
+                    checked += 1;
                 }
-                previous_hash = event.hash;
-                stream_revisions.insert(event.stream, event.revision);
-                expected_position += 1;
-                checked += 1;
-                if checked % u64::from(VERIFY_PAGE_EVENTS) == 0 {
-                    progress(checked);
-                }
+                progress(checked);
             }
             let head = self.head().await?;
             let last_position = expected_position - 1;
@@ -70,29 +107,46 @@ impl EventLog {
                     false => continue,
                     true => {
                         let reason = format!("missing: the log head is at {}", head.position);
-                        return fail(checked, head, expected_position, reason);
+                        return fail(checked, head, expected_position, reason, &tree, roots);
                     }
                 }
             }
             progress(checked);
             if head.position < last_position {
                 let reason = "past the log head: not written by a commit".to_owned();
-                return fail(checked, head, head.position + 1, reason);
+                return fail(checked, head, head.position + 1, reason, &tree, roots);
             }
             if head.hash != previous_hash {
                 let reason = "the log head's hash does not match the last event".to_owned();
-                return fail(checked, head, last_position, reason);
+                return fail(checked, head, last_position, reason, &tree, roots);
             }
-            return Ok(VerifyReport { events: checked, head, failure: None });
+            return Ok(VerifyReport { events: checked, head, failure: None, root: tree.root(), roots });
         }
     }
 }
 
+/// What can be checked of a page alone: each event's Merkle leaf hash, and whether each
+/// event after the first links to the one before it in the page.
+struct PageHashes {
+    leaves: Vec<Hash>,
+    /// `linked[i]`: the chain hash of event `i` on event `i - 1`'s stored hash is event `i`'s
+    /// stored hash. `linked[0]` is left `false`: the walk checks it.
+    linked: Vec<bool>,
+}
+
+fn hash_page(page: &[RecordedEvent]) -> PageHashes {
+    let leaves = page.iter().map(leaf_hash).collect();
+    let linked = std::iter::once(false)
+        .chain(page.windows(2).map(|pair| chain_hash(&pair[0].hash, &pair[1]) == pair[1].hash))
+        .collect();
+    PageHashes { leaves, linked }
+}
+
 /// Checks one event against what the chain so far says it must be.
 fn check_event(
-    event: &crate::RecordedEvent,
+    event: &RecordedEvent,
     expected_position: u64,
-    previous_hash: &[u8; 32],
+    linked: bool,
     stream_revisions: &HashMap<String, u64>,
 ) -> Option<(u64, String)> {
     if event.position != expected_position {
@@ -107,7 +161,7 @@ fn check_event(
         );
         return Some((event.position, reason));
     }
-    if chain_hash(previous_hash, event) != event.hash {
+    if !linked {
         return Some((event.position, "the stored hash does not match the event".to_owned()));
     }
     None

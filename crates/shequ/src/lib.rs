@@ -416,45 +416,42 @@ async fn write_state(
 
 async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let on_terminal = std::io::stderr().is_terminal();
-    let report = log
-        .verify(|checked| {
-            if on_terminal {
-                eprint!("\rverified {checked} events…");
-            }
-        })
-        .await?;
+    let verification = shequ_service::checkpoint::verify_log(log, |checked| {
+        if on_terminal {
+            eprint!("\rverified {checked} events…");
+        }
+    })
+    .await?;
     if on_terminal {
         eprintln!();
     }
-    match report.failure {
-        None => {
-            let (checkpoints, failure) = shequ_service::checkpoint::verify_checkpoints(log).await?;
-            if let Some(failure) = failure {
-                writeln!(
-                    out,
-                    "FAILED at position {}: the checkpoint of tree size {} does not hold: {}",
-                    failure.position, failure.tree_size, failure.reason
-                )
-                .map_err(CliError::Output)?;
-                return Ok(Outcome::Failure);
-            }
-            writeln!(
-                out,
-                "ok: {} events, hash chain intact; head at position {} ({}); {checkpoints} signed checkpoints hold",
-                report.events,
-                report.head.position,
-                hex::encode(report.head.hash)
-            )
+    let report = verification.report;
+    if let Some(failure) = report.failure {
+        writeln!(out, "FAILED at position {}: {}", failure.position, failure.reason)
+            .and_then(|()| writeln!(out, "{} events before it are intact", report.events))
             .map_err(CliError::Output)?;
-            Ok(Outcome::Success)
-        }
-        Some(failure) => {
-            writeln!(out, "FAILED at position {}: {}", failure.position, failure.reason)
-                .and_then(|()| writeln!(out, "{} events before it are intact", report.events))
-                .map_err(CliError::Output)?;
-            Ok(Outcome::Failure)
-        }
+        return Ok(Outcome::Failure);
     }
+    if let Some(failure) = verification.failure {
+        writeln!(
+            out,
+            "FAILED at position {}: the checkpoint of tree size {} does not hold: {}",
+            failure.position, failure.tree_size, failure.reason
+        )
+        .map_err(CliError::Output)?;
+        return Ok(Outcome::Failure);
+    }
+    writeln!(
+        out,
+        "ok: {} events, hash chain intact; head at position {} ({}); Merkle root {}; {} signed checkpoints hold",
+        report.events,
+        report.head.position,
+        hex::encode(report.head.hash),
+        hex::encode(report.root),
+        verification.checkpoints
+    )
+    .map_err(CliError::Output)?;
+    Ok(Outcome::Success)
 }
 
 async fn redecide(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
