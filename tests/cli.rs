@@ -12,6 +12,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         log_prints_json_lines_verbatim,
         verify_passes_then_names_the_tampered_position,
         a_signed_checkpoint_catches_a_rewritten_history,
+        checkpoints_of_every_size_hold_in_one_walk,
     ]
 }
 
@@ -133,4 +134,63 @@ async fn a_signed_checkpoint_catches_a_rewritten_history(db: Db) {
     let (outcome, out) = shequ(&["--db", &db.url, "verify"]).await;
     assert_eq!(outcome.unwrap(), Outcome::Failure);
     assert!(out.starts_with("FAILED at position 6: the checkpoint of tree size 5 does not hold"), "{out}");
+}
+
+/// Checkpoints signed on an empty log, on a log of one page and across pages are all checked
+/// against the tree that `shequ verify` builds in its one walk; so is one the walk did not
+/// know of when it began.
+async fn checkpoints_of_every_size_hold_in_one_walk(db: Db) {
+    let directory = tempfile::tempdir().unwrap();
+    let key = directory.path().join("checkpoint.key");
+    let key = key.to_str().unwrap();
+    let checkpoint = || async {
+        let (outcome, out) = shequ(&["--db", &db.url, "--checkpoint-key-file", key, "checkpoint"]).await;
+        assert_eq!(outcome.unwrap(), Outcome::Success, "{out}");
+        out
+    };
+    let (outcome, _) = shequ(&["--db", &db.url, "migrate"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(checkpoint().await.starts_with("checkpoint: tree size 0, root "));
+    let log = EventLog::open(&db.url).await.unwrap();
+    let filed = |n: usize| event("Filed", &format!("{{\"n\":{n}}}"));
+    for pages in [1, 5_001] {
+        let events: Vec<_> = (0..pages).map(filed).collect();
+        for chunk in events.chunks(1_000) {
+            log.append(&stream("request"), ExpectedRevision::NoStream, chunk.to_vec()).await.unwrap();
+        }
+        checkpoint().await;
+    }
+    let (outcome, out) = shequ(&["--db", &db.url, "verify"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(
+        out.contains("5005 events, hash chain intact") && out.contains("3 signed checkpoints hold"),
+        "{out}"
+    );
+
+    // A checkpoint signed after the walk's checkpoints were looked up is checked after it.
+    let verification = shequ_service::checkpoint::verify_log(&log, |checked| {
+        if checked == 5_000 {
+            let (url, key) = (db.url.clone(), key.to_owned());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    let cli = Cli::try_parse_from([
+                        "shequ",
+                        "--db",
+                        &url,
+                        "--checkpoint-key-file",
+                        &key,
+                        "checkpoint",
+                    ]);
+                    shequ::run(cli.unwrap(), &mut Vec::new()).await.unwrap();
+                });
+            })
+            .join()
+            .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((verification.report.failure, verification.failure), (None, None));
+    assert_eq!((verification.report.events, verification.checkpoints), (5_006, 4));
 }

@@ -39,6 +39,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         the_first_event_recorded_after_a_time_is_found_at_any_precision,
         a_row_the_log_could_not_have_written_is_named_by_its_position,
         verify_builds_the_tree_and_checks_links_across_pages,
+        a_closed_log_refuses_reads,
     ]
 }
 
@@ -574,6 +575,15 @@ async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
     }
 }
 
+async fn a_closed_log_refuses_reads(db: Db) {
+    let log = ten_events(&db).await;
+    assert_eq!(log.read_all(1, 100).await.unwrap().len(), 10);
+    log.close().await;
+    assert!(log.read_all(1, 100).await.is_err());
+    assert!(log.stream_all(1, 3).try_collect::<Vec<_>>().await.is_err());
+    assert!(log.read_stream(&stream("mandate")).await.is_err());
+}
+
 /// A log written by `import` with chosen streams and times: for each `(stream, offset)`, an
 /// event at 2026-11-29T08:00:00Z plus `offset` microseconds.
 async fn imported(db: &Db, events: &[(&str, i64)]) -> (EventLog, Vec<shequ_store::RecordedEvent>) {
@@ -702,8 +712,12 @@ async fn a_row_the_log_could_not_have_written_is_named_by_its_position(db: Db) {
         edits.extend([
             "event_id = 'not a uuid'",
             "recorded_at = 'yesterday'",
+            // SQLite's own time format, which no append writes (sqlx writes RFC 3339).
+            "recorded_at = '2026-11-29 08:00:00'",
             "hash = '0123456789abcdef0123456789abcdef'",
             "data = x'ff'",
+            "revision = 'x'",
+            "event_version = 1.5",
         ]);
     }
     let mut first_altered = None;

@@ -1,7 +1,7 @@
 //! Reading a long log: replay (every event folded into the projection, held in memory), state
 //! (`shequ replay`'s code path: the state written as JSON, one mandate or request held at a
-//! time), verify (the hash chain walked) and export (`shequ export`'s code path), in events per
-//! second, with the peak memory of each.
+//! time), verify (`shequ verify`'s: the hash chain and the Merkle tree, in one walk) and
+//! export (`shequ export`'s), in events per second, with the peak memory of each.
 //!
 //! Each log is generated once (see `generate`) and kept: SQLite files under `--dir`,
 //! PostgreSQL databases `shequ_bench_log_<events>` on `--postgres`; a rerun reuses a log that
@@ -436,9 +436,14 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
             }
         }
         Phase::Verify => {
-            let report = log.verify(|_| {}).await?;
+            // What `shequ verify` does: the chain, the Merkle tree and any recorded checkpoint.
+            let verification = shequ_service::checkpoint::verify_log(&log, |_| {}).await?;
+            let report = verification.report;
             if let Some(failure) = report.failure {
                 return Err(format!("verify failed at {}: {}", failure.position, failure.reason).into());
+            }
+            if let Some(failure) = verification.failure {
+                return Err(format!("checkpoint at {} failed: {}", failure.position, failure.reason).into());
             }
             if report.events != arguments.events {
                 return Err(format!("verify checked {} events", report.events).into());

@@ -8,7 +8,7 @@ use chrono::{SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, VerifyReport};
+use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, StoreError, VerifyReport};
 use uuid::Uuid;
 
 use crate::ServiceError;
@@ -110,55 +110,54 @@ pub struct LogVerification {
     pub failure: Option<CheckpointFailure>,
 }
 
-/// Checks the whole log in one reading: the hash chain, positions and revisions, and every
-/// checkpoint recorded in it (its signature, and its root against the Merkle tree built from
-/// the log in the same walk). The checkpoints are found first, from their streams alone.
+/// Checks the whole log: the hash chain, positions and revisions, and every checkpoint
+/// recorded in it (its signature, and its root against the Merkle tree built from the log in
+/// the same walk). The checkpoints are found first, from their own streams, so the log itself
+/// is read once; a checkpoint recorded while the walk runs is checked after it, on its own.
 pub async fn verify_log(log: &EventLog, progress: impl FnMut(u64)) -> Result<LogVerification, ServiceError> {
-    let category = shequ_domain::Category::parse("checkpoint").expect("a valid category");
     let head = log.head().await?.position;
-    let mut recorded: Vec<(u64, String)> = log
-        .stream_category(&category, head, 5_000)
-        .try_filter(|event| std::future::ready(event.event_type == CHECKPOINT_EVENT))
-        .map_ok(|event| (event.position, event.data))
-        .try_collect()
-        .await?;
-    recorded.sort_unstable_by_key(|(position, _)| *position);
-    let parsed: Vec<(u64, Result<Checkpoint, String>)> = recorded
-        .into_iter()
-        .map(|(position, data)| {
-            let checkpoint =
-                serde_json::from_str(&data).map_err(|error| format!("unreadable checkpoint: {error}"));
-            (position, checkpoint)
-        })
-        .collect();
+    let (recorded, unreadable) = match recorded_checkpoints(log, 0, head).await {
+        Ok(recorded) => (recorded, None),
+        // A checkpoint row that cannot be read: the walk finds it, and names it or a break
+        // before it.
+        Err(error @ ServiceError::Store(StoreError::Corrupt { .. })) => (Vec::new(), Some(error)),
+        Err(error) => return Err(error),
+    };
     let tree_sizes =
-        parsed.iter().filter_map(|(_, checkpoint)| checkpoint.as_ref().ok()).map(|c| c.tree_size);
+        recorded.iter().filter_map(|(_, checkpoint)| checkpoint.as_ref().ok()).map(|c| c.tree_size);
     let report = log.verify_with_roots(&tree_sizes.collect(), progress).await?;
-    let mut checked = 0;
     if report.failure.is_some() {
-        return Ok(LogVerification { report, checkpoints: checked, failure: None });
+        return Ok(LogVerification { report, checkpoints: 0, failure: None });
     }
-    for (position, checkpoint) in parsed {
+    if let Some(error) = unreadable {
+        return Err(error);
+    }
+    let mut checked = 0;
+    let late = recorded_checkpoints(log, head, report.head.position).await?;
+    for (position, checkpoint) in recorded.into_iter().chain(late) {
         let failure = |tree_size, reason| Some(CheckpointFailure { position, tree_size, reason });
         let failure = match checkpoint {
             Err(reason) => failure(0, reason),
-            Ok(checkpoint) => match (check_signature(&checkpoint), report.roots.get(&checkpoint.tree_size)) {
-                (Err(reason), _) => failure(checkpoint.tree_size, reason),
-                (Ok(()), None) => failure(
-                    checkpoint.tree_size,
-                    format!("the log holds {} events, fewer than {}", report.events, checkpoint.tree_size),
-                ),
-                (Ok(()), Some(root)) if hex::encode(root) != checkpoint.root_hash => failure(
-                    checkpoint.tree_size,
-                    format!(
-                        "the log's root at size {} is {}, not the signed {}",
+            Ok(checkpoint) => {
+                let root = match report.roots.get(&checkpoint.tree_size) {
+                    Some(root) => Ok(*root),
+                    // Recorded during the walk, or of a size the log does not reach.
+                    None => log.merkle_root(checkpoint.tree_size).await.map_err(|error| error.to_string()),
+                };
+                match (check_signature(&checkpoint), root) {
+                    (Err(reason), _) | (Ok(()), Err(reason)) => failure(checkpoint.tree_size, reason),
+                    (Ok(()), Ok(root)) if hex::encode(root) != checkpoint.root_hash => failure(
                         checkpoint.tree_size,
-                        hex::encode(root),
-                        checkpoint.root_hash
+                        format!(
+                            "the log's root at size {} is {}, not the signed {}",
+                            checkpoint.tree_size,
+                            hex::encode(root),
+                            checkpoint.root_hash
+                        ),
                     ),
-                ),
-                (Ok(()), Some(_)) => None,
-            },
+                    (Ok(()), Ok(_)) => None,
+                }
+            }
         };
         if failure.is_some() {
             return Ok(LogVerification { report, checkpoints: checked, failure });
@@ -166,6 +165,30 @@ pub async fn verify_log(log: &EventLog, progress: impl FnMut(u64)) -> Result<Log
         checked += 1;
     }
     Ok(LogVerification { report, checkpoints: checked, failure: None })
+}
+
+/// The checkpoints recorded after position `after` up to `up_to`, in position order, each
+/// read or the reason it cannot be.
+async fn recorded_checkpoints(
+    log: &EventLog,
+    after: u64,
+    up_to: u64,
+) -> Result<Vec<(u64, Result<Checkpoint, String>)>, ServiceError> {
+    let category = shequ_domain::Category::parse("checkpoint").expect("a valid category");
+    let mut recorded: Vec<(u64, Result<Checkpoint, String>)> = log
+        .stream_category(&category, up_to, 5_000)
+        .try_filter(|event| {
+            std::future::ready(event.position > after && event.event_type == CHECKPOINT_EVENT)
+        })
+        .map_ok(|event| {
+            let checkpoint =
+                serde_json::from_str(&event.data).map_err(|error| format!("unreadable checkpoint: {error}"));
+            (event.position, checkpoint)
+        })
+        .try_collect()
+        .await?;
+    recorded.sort_unstable_by_key(|(position, _)| *position);
+    Ok(recorded)
 }
 
 fn check_signature(checkpoint: &Checkpoint) -> Result<(), String> {

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// A bulk read of a SQLite log (rusqlite, beside sqlx) failed.
     #[error("database error: {0}")]
     SqliteRead(#[source] Arc<rusqlite::Error>),
+    /// The log was closed ([`crate::EventLog::close`]).
+    #[error("the event log is closed")]
+    Closed,
     /// A bulk read could not run: the runtime is shutting down.
     #[error("the database reader stopped: the runtime is shutting down")]
     ReaderStopped,

@@ -251,7 +251,10 @@ impl Backend {
 
     pub async fn close(&self) {
         match self {
-            Backend::Sqlite(pool, _) => pool.close().await,
+            Backend::Sqlite(pool, readers) => {
+                readers.close();
+                pool.close().await;
+            }
             Backend::Postgres(pool) => pool.close().await,
         }
     }

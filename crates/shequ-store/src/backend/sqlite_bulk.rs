@@ -34,12 +34,20 @@ pub(crate) struct Readers {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// `None` once closed: reads are refused, as sqlx's closed pool refuses them.
+    idle: Mutex<Option<Vec<Connection>>>,
 }
 
 impl Readers {
     pub fn new(path: &Path) -> Self {
-        Self { inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) }
+        Self { inner: Arc::new(Inner { path: path.to_owned(), idle: Mutex::new(Some(Vec::new())) }) }
+    }
+
+    /// Closes the idle connections and refuses reads from now on. A read under way finishes
+    /// and closes its connection. (Idle read connections would keep SQLite from removing
+    /// the write-ahead log when the last writing connection closes.)
+    pub fn close(&self) {
+        self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 
     /// Runs `read` on a blocking thread with a connection of its own.
@@ -49,7 +57,10 @@ impl Readers {
     ) -> Result<T, StoreError> {
         let inner = Arc::clone(&self.inner);
         let reading = tokio::task::spawn_blocking(move || {
-            let idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let idle = match inner.idle.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                None => return Err(StoreError::Closed),
+                Some(idle) => idle.pop(),
+            };
             let connection = match idle {
                 Some(connection) => connection,
                 None => open(&inner.path)?,
@@ -59,7 +70,7 @@ impl Readers {
             // statement is carried into the next read.
             if result.is_ok() {
                 let mut idle = inner.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < IDLE_MAX {
+                if let Some(idle) = idle.as_mut().filter(|idle| idle.len() < IDLE_MAX) {
                     idle.push(connection);
                 }
             }
@@ -141,14 +152,17 @@ fn read_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
     let text = |index: usize| -> Result<&str, StoreError> {
         row.get_ref(index)?.as_str().map_err(|error| corrupt(position, format!("column {index}: {error}")))
     };
+    let integer = |index: usize| -> Result<i64, StoreError> {
+        row.get_ref(index)?.as_i64().map_err(|error| corrupt(position, format!("column {index}: {error}")))
+    };
     let event_id = text(3)?;
-    let event_version: i64 = row.get(5)?;
+    let event_version = integer(5)?;
     let recorded_at = text(8)?;
     let hash = row.get_ref(9)?.as_blob().map_err(|error| corrupt(position, format!("hash: {error}")))?;
     Ok(RecordedEvent {
         position: to_u64(position, position, "position")?,
         stream: text(1)?.to_owned(),
-        revision: to_u64(row.get(2)?, position, "revision")?,
+        revision: to_u64(integer(2)?, position, "revision")?,
         event_id: Uuid::parse_str(event_id)
             .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
         event_type: text(4)?.to_owned(),
