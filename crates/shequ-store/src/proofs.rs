@@ -1,6 +1,6 @@
 //! Merkle proofs over the log (RFC 6962 / 9162), for inspectors and independent verifiers.
 
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
 
 use crate::canonical;
 use crate::error::StoreError;
@@ -36,10 +36,10 @@ impl EventLog {
         let capacity = usize::try_from(tree_size)
             .map_err(|_| StoreError::InvalidRequest("tree size too large".into()))?;
         let mut leaves = Vec::with_capacity(capacity);
-        let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
+        let mut hashed = std::pin::pin!(self.leaf_hashes());
         while leaves.len() < capacity {
-            match events.try_next().await? {
-                Some(event) => leaves.push(canonical::leaf_hash(&event)),
+            match hashed.try_next().await? {
+                Some(leaf) => leaves.push(leaf),
                 None => break,
             }
         }
@@ -56,10 +56,10 @@ impl EventLog {
     /// the log page by page and keeps O(log n) hashes, so memory stays flat in the log's size.
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
         let mut builder = merkle::RootBuilder::new();
-        let mut events = std::pin::pin!(self.stream_all(1, PAGE_EVENTS));
+        let mut leaves = std::pin::pin!(self.leaf_hashes());
         while builder.size() < tree_size {
-            match events.try_next().await? {
-                Some(event) => builder.push(canonical::leaf_hash(&event)),
+            match leaves.try_next().await? {
+                Some(leaf) => builder.push(leaf),
                 None => {
                     return Err(StoreError::InvalidRequest(format!(
                         "the log holds {} events, fewer than {tree_size}",
@@ -69,6 +69,16 @@ impl EventLog {
             }
         }
         Ok(builder.root())
+    }
+
+    /// The leaf hashes of the log in position order, each page hashed by the task that read
+    /// it, so that pages read at once are hashed at once.
+    fn leaf_hashes(&self) -> impl Stream<Item = Result<Hash, StoreError>> + Send + 'static {
+        let hash_page =
+            |page: &[crate::RecordedEvent]| page.iter().map(canonical::leaf_hash).collect::<Vec<_>>();
+        self.pages_prepared(1, PAGE_EVENTS, hash_page)
+            .map_ok(|(_, leaves)| futures::stream::iter(leaves.into_iter().map(Ok)))
+            .try_flatten()
     }
 
     pub async fn inclusion_proof(&self, position: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
