@@ -4,6 +4,8 @@
 //! RFC 6962's PATH and PROOF, and verified with RFC 9162's algorithms, so that any verifier
 //! written from the RFC accepts them.
 
+use std::ops::Range;
+
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -86,23 +88,95 @@ impl RootBuilder {
 /// PATH(m, D[n]): the inclusion proof of leaf `index` (0-based) in the tree of `leaves`.
 /// `None` when `index` is not in the tree.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    path(index, leaves, &mut proof);
-    Some(proof)
+    let ranges = inclusion_ranges(index as u64, leaves.len() as u64)?;
+    Some(ranges.into_iter().map(|range| root(&leaves[as_usize(range)])).collect())
 }
 
 /// PROOF(m, D[n]): the consistency proof from the first `old_size` leaves to all of them.
 /// `None` unless 0 < old_size ≤ n.
 pub fn consistency_proof(leaves: &[Hash], old_size: usize) -> Option<Vec<Hash>> {
-    if old_size == 0 || old_size > leaves.len() {
+    let ranges = consistency_ranges(old_size as u64, leaves.len() as u64)?;
+    Some(ranges.into_iter().map(|range| root(&leaves[as_usize(range)])).collect())
+}
+
+/// The leaf ranges whose roots, in this order, are PATH(index, D[size]): disjoint, none
+/// holding `index`. `None` when `index` is not in the tree.
+pub fn inclusion_ranges(index: u64, size: u64) -> Option<Vec<Range<u64>>> {
+    if index >= size {
         return None;
     }
-    let mut proof = Vec::new();
-    subproof(old_size, leaves, true, &mut proof);
-    Some(proof)
+    let mut ranges = Vec::new();
+    path(index, 0..size, &mut ranges);
+    Some(ranges)
+}
+
+/// The leaf ranges whose roots, in this order, are PROOF(old_size, D[size]): disjoint.
+/// `None` unless 0 < old_size ≤ size.
+pub fn consistency_ranges(old_size: u64, size: u64) -> Option<Vec<Range<u64>>> {
+    if old_size == 0 || old_size > size {
+        return None;
+    }
+    let mut ranges = Vec::new();
+    subproof(old_size, 0..size, true, &mut ranges);
+    Some(ranges)
+}
+
+/// The roots of a few disjoint leaf ranges and of the whole tree, from the leaves given one at
+/// a time in order: a proof over a log too long to hold its leaves, in O(log n) memory.
+#[derive(Debug, Clone)]
+pub struct RangeRoots {
+    /// Each range, sorted by start, with the root of its leaves so far.
+    ranges: Vec<(Range<u64>, RootBuilder)>,
+    /// Where each range's root goes in the answer.
+    order: Vec<usize>,
+    whole: RootBuilder,
+}
+
+impl RangeRoots {
+    pub fn new(ranges: Vec<Range<u64>>) -> Self {
+        let mut indexed: Vec<(usize, Range<u64>)> = ranges.into_iter().enumerate().collect();
+        indexed.sort_by_key(|(_, range)| range.start);
+        let order = indexed.iter().map(|(index, _)| *index).collect();
+        let ranges = indexed.into_iter().map(|(_, range)| (range, RootBuilder::new())).collect();
+        Self { ranges, order, whole: RootBuilder::new() }
+    }
+
+    /// Adds the next leaf (the leaf at index `self.size()`).
+    pub fn push(&mut self, leaf: Hash) {
+        let index = self.whole.size();
+        let holding = self.ranges.partition_point(|(range, _)| range.start <= index);
+        if let Some((range, builder)) = holding.checked_sub(1).map(|at| &mut self.ranges[at]) {
+            if range.contains(&index) {
+                builder.push(leaf);
+            }
+        }
+        self.whole.push(leaf);
+    }
+
+    /// The leaves added so far.
+    pub fn size(&self) -> u64 {
+        self.whole.size()
+    }
+
+    /// The root of the leaves added so far.
+    pub fn root(&self) -> Hash {
+        self.whole.root()
+    }
+
+    /// The ranges' roots, in the order the ranges were given; each over the leaves of its
+    /// range that were added.
+    pub fn range_roots(&self) -> Vec<Hash> {
+        let mut roots = vec![[0; 32]; self.ranges.len()];
+        for ((_, builder), at) in self.ranges.iter().zip(&self.order) {
+            roots[*at] = builder.root();
+        }
+        roots
+    }
+}
+
+fn as_usize(range: Range<u64>) -> Range<usize> {
+    let bound = |at: u64| usize::try_from(at).expect("a range within a slice's length");
+    bound(range.start)..bound(range.end)
 }
 
 /// RFC 9162 §2.1.3.2: does `proof` show `leaf` at `index` in the tree of `size` with `root`?
@@ -184,41 +258,50 @@ fn split(n: usize) -> usize {
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
 }
 
-fn path(index: usize, leaves: &[Hash], proof: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn split_u64(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// RFC 6962 §2.1.1's PATH, over leaf ranges instead of their hashes.
+fn path(index: u64, leaves: Range<u64>, proof: &mut Vec<Range<u64>>) {
+    let n = leaves.end - leaves.start;
     if n <= 1 {
         return;
     }
-    let k = split(n);
+    let k = split_u64(n);
+    let middle = leaves.start + k;
     match index < k {
         true => {
-            path(index, &leaves[..k], proof);
-            proof.push(root(&leaves[k..]));
+            path(index, leaves.start..middle, proof);
+            proof.push(middle..leaves.end);
         }
         false => {
-            path(index - k, &leaves[k..], proof);
-            proof.push(root(&leaves[..k]));
+            path(index - k, middle..leaves.end, proof);
+            proof.push(leaves.start..middle);
         }
     }
 }
 
-fn subproof(m: usize, leaves: &[Hash], complete: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// RFC 6962 §2.1.2's SUBPROOF, over leaf ranges instead of their hashes.
+fn subproof(m: u64, leaves: Range<u64>, complete: bool, proof: &mut Vec<Range<u64>>) {
+    let n = leaves.end - leaves.start;
     if m == n {
         if !complete {
-            proof.push(root(leaves));
+            proof.push(leaves);
         }
         return;
     }
-    let k = split(n);
+    let k = split_u64(n);
+    let middle = leaves.start + k;
     match m <= k {
         true => {
-            subproof(m, &leaves[..k], complete, proof);
-            proof.push(root(&leaves[k..]));
+            subproof(m, leaves.start..middle, complete, proof);
+            proof.push(middle..leaves.end);
         }
         false => {
-            subproof(m - k, &leaves[k..], false, proof);
-            proof.push(root(&leaves[..k]));
+            subproof(m - k, middle..leaves.end, false, proof);
+            proof.push(leaves.start..middle);
         }
     }
 }
@@ -304,6 +387,31 @@ mod tests {
         assert_eq!(
             consistency_proof(&leaves, 4).unwrap(),
             hashes(&["6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"])
+        );
+    }
+
+    #[test]
+    fn proofs_from_streamed_leaves_equal_proofs_from_all_of_them() {
+        let leaves: Vec<Hash> = (0u32..40).map(|n| leaf_hash(&n.to_be_bytes())).collect();
+        let streamed = |ranges: Vec<Range<u64>>, size: usize| {
+            let mut roots = RangeRoots::new(ranges);
+            leaves[..size].iter().for_each(|leaf| roots.push(*leaf));
+            assert_eq!((roots.size(), roots.root()), (size as u64, root(&leaves[..size])));
+            roots.range_roots()
+        };
+        for size in 1..=leaves.len() {
+            for index in 0..size {
+                let ranges = inclusion_ranges(index as u64, size as u64).unwrap();
+                assert_eq!(streamed(ranges, size), inclusion_proof(&leaves[..size], index).unwrap());
+            }
+            for old_size in 1..=size {
+                let ranges = consistency_ranges(old_size as u64, size as u64).unwrap();
+                assert_eq!(streamed(ranges, size), consistency_proof(&leaves[..size], old_size).unwrap());
+            }
+        }
+        assert_eq!(
+            (inclusion_ranges(3, 3), consistency_ranges(0, 3), consistency_ranges(4, 3)),
+            (None, None, None)
         );
     }
 

@@ -31,27 +31,6 @@ pub struct ConsistencyProof {
 }
 
 impl EventLog {
-    /// The leaf hashes of the first `tree_size` events; an error if the log is shorter.
-    pub async fn merkle_leaves(&self, tree_size: u64) -> Result<Vec<Hash>, StoreError> {
-        let capacity = usize::try_from(tree_size)
-            .map_err(|_| StoreError::InvalidRequest("tree size too large".into()))?;
-        let mut leaves = Vec::with_capacity(capacity);
-        let mut hashed = std::pin::pin!(self.leaf_hashes());
-        while leaves.len() < capacity {
-            match hashed.try_next().await? {
-                Some(leaf) => leaves.push(leaf),
-                None => break,
-            }
-        }
-        match leaves.len() == capacity {
-            true => Ok(leaves),
-            false => Err(StoreError::InvalidRequest(format!(
-                "the log holds {} events, fewer than {tree_size}",
-                leaves.len()
-            ))),
-        }
-    }
-
     /// The Merkle root of the first `tree_size` events; an error if the log is shorter. Reads
     /// the log page by page and keeps O(log n) hashes, so memory stays flat in the log's size.
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
@@ -81,39 +60,84 @@ impl EventLog {
             .try_flatten()
     }
 
+    /// The inclusion proof of the event at `position` in the tree of the first `tree_size`
+    /// events. Reads those events once and keeps O(log n) hashes, whatever the log's length.
     pub async fn inclusion_proof(&self, position: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
         if position == 0 || position > tree_size {
             return Err(StoreError::InvalidRequest(format!(
                 "position {position} is not in a tree of {tree_size}"
             )));
         }
-        let leaves = self.merkle_leaves(tree_size).await?;
-        let index = usize::try_from(position - 1).expect("checked against the tree size");
-        let audit_path = merkle::inclusion_proof(&leaves, index).expect("the index is in the tree");
+        let ranges = merkle::inclusion_ranges(position - 1, tree_size).expect("the index is in the tree");
+        let mut leaf_hash = None;
+        let roots = self
+            .range_roots(tree_size, ranges, |index, leaf, _| {
+                if index == position - 1 {
+                    leaf_hash = Some(*leaf);
+                }
+            })
+            .await?;
         Ok(InclusionProof {
             position,
             tree_size,
-            leaf_hash: leaves[index],
-            audit_path,
-            root_hash: merkle::root(&leaves),
+            leaf_hash: leaf_hash.expect("the leaf is in the tree"),
+            audit_path: roots.range_roots(),
+            root_hash: roots.root(),
         })
     }
 
+    /// The consistency proof from the tree of the first `first` events to that of the first
+    /// `second`. Reads those events once and keeps O(log n) hashes.
     pub async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof, StoreError> {
         if first == 0 || first > second {
             return Err(StoreError::InvalidRequest(format!(
                 "a consistency proof needs 0 < first ≤ second, not {first}, {second}"
             )));
         }
-        let leaves = self.merkle_leaves(second).await?;
-        let old = usize::try_from(first).expect("first ≤ second, which fits");
-        let proof = merkle::consistency_proof(&leaves, old).expect("0 < first ≤ second");
+        let ranges = merkle::consistency_ranges(first, second).expect("0 < first ≤ second");
+        let mut first_root = None;
+        let roots = self
+            .range_roots(second, ranges, |index, _, roots| {
+                if index + 1 == first {
+                    first_root = Some(roots.root());
+                }
+            })
+            .await?;
         Ok(ConsistencyProof {
             first,
             second,
-            first_root: merkle::root(&leaves[..old]),
-            second_root: merkle::root(&leaves),
-            proof,
+            first_root: first_root.expect("first ≤ second"),
+            second_root: roots.root(),
+            proof: roots.range_roots(),
         })
+    }
+
+    /// The roots of `ranges` and of the tree of the first `tree_size` events, from their leaves
+    /// read once; `each` sees every leaf's index and hash, and the roots once it is added. An
+    /// error if the log is shorter.
+    async fn range_roots(
+        &self,
+        tree_size: u64,
+        ranges: Vec<std::ops::Range<u64>>,
+        mut each: impl FnMut(u64, &Hash, &merkle::RangeRoots),
+    ) -> Result<merkle::RangeRoots, StoreError> {
+        let mut roots = merkle::RangeRoots::new(ranges);
+        let mut leaves = std::pin::pin!(self.leaf_hashes());
+        while roots.size() < tree_size {
+            match leaves.try_next().await? {
+                Some(leaf) => {
+                    let index = roots.size();
+                    roots.push(leaf);
+                    each(index, &leaf, &roots);
+                }
+                None => {
+                    return Err(StoreError::InvalidRequest(format!(
+                        "the log holds {} events, fewer than {tree_size}",
+                        roots.size()
+                    )))
+                }
+            }
+        }
+        Ok(roots)
     }
 }
