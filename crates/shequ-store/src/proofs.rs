@@ -34,6 +34,7 @@ impl EventLog {
     /// The Merkle root of the first `tree_size` events; an error if the log is shorter. Reads
     /// the log page by page and keeps O(log n) hashes, so memory stays flat in the log's size.
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
+        self.within_log(tree_size).await?;
         let mut builder = merkle::RootBuilder::new();
         let mut leaves = std::pin::pin!(self.leaf_hashes());
         while builder.size() < tree_size {
@@ -48,6 +49,17 @@ impl EventLog {
             }
         }
         Ok(builder.root())
+    }
+
+    /// Refuses a tree larger than the log before anything is read.
+    async fn within_log(&self, tree_size: u64) -> Result<(), StoreError> {
+        let head = self.head().await?.position;
+        match tree_size > head {
+            true => Err(StoreError::InvalidRequest(format!(
+                "the log holds {head} events, fewer than {tree_size}"
+            ))),
+            false => Ok(()),
+        }
     }
 
     /// The leaf hashes of the log in position order, each page hashed by the task that read
@@ -68,6 +80,7 @@ impl EventLog {
                 "position {position} is not in a tree of {tree_size}"
             )));
         }
+        self.within_log(tree_size).await?;
         let ranges = merkle::inclusion_ranges(position - 1, tree_size).expect("the index is in the tree");
         let mut leaf_hash = None;
         let roots = self
@@ -94,6 +107,7 @@ impl EventLog {
                 "a consistency proof needs 0 < first ≤ second, not {first}, {second}"
             )));
         }
+        self.within_log(second).await?;
         let ranges = merkle::consistency_ranges(first, second).expect("0 < first ≤ second");
         let mut first_root = None;
         let roots = self

@@ -47,7 +47,9 @@ impl Readers {
     /// and closes its connection. (Idle read connections would keep SQLite from removing
     /// the write-ahead log when the last writing connection closes.)
     pub fn close(&self) {
-        self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let idle = self.inner.idle.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Closed outside the lock.
+        drop(idle);
     }
 
     /// Runs `read` on a blocking thread with a connection of its own.
