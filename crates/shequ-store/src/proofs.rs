@@ -63,13 +63,27 @@ impl EventLog {
     }
 
     /// The leaf hashes of the log in position order, each page hashed by the task that read
-    /// it, so that pages read at once are hashed at once.
+    /// it, so that pages read at once are hashed at once. Leaf `i` is position `i + 1`: a
+    /// position missing from the log (a deleted row) is an error, not a shifted tree.
     fn leaf_hashes(&self) -> impl Stream<Item = Result<Hash, StoreError>> + Send + 'static {
-        let hash_page =
-            |page: &[crate::RecordedEvent]| page.iter().map(canonical::leaf_hash).collect::<Vec<_>>();
+        let hash_page = |page: &[crate::RecordedEvent]| {
+            page.iter().map(|event| (event.position, canonical::leaf_hash(event))).collect::<Vec<_>>()
+        };
+        let mut expected = 1;
         self.pages_prepared(1, PAGE_EVENTS, hash_page)
             .map_ok(|(_, leaves)| futures::stream::iter(leaves.into_iter().map(Ok)))
             .try_flatten()
+            .and_then(move |(position, leaf)| {
+                let found = match position == expected {
+                    true => Ok(leaf),
+                    false => Err(StoreError::Corrupt {
+                        position: expected,
+                        reason: format!("missing: the next event in the log is at position {position}"),
+                    }),
+                };
+                expected += 1;
+                std::future::ready(found)
+            })
     }
 
     /// The inclusion proof of the event at `position` in the tree of the first `tree_size`
