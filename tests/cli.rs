@@ -37,6 +37,11 @@ async fn migrate_reports_the_store(db: Db) {
     let error = shequ::chain(&outcome.unwrap_err());
     assert!(error.contains("unsupported database URL scheme `mysql`"), "{error}");
     assert!(!error.contains("secret"), "a URL's password never reaches the output: {error}");
+    for memory in ["sqlite::memory:", "sqlite://:memory:", "sqlite://shequ.db?mode=memory"] {
+        let (outcome, _) = shequ(&["--db", memory, "migrate"]).await;
+        let error = shequ::chain(&outcome.unwrap_err());
+        assert!(error.contains("an in-memory SQLite database cannot hold the log"), "{memory}: {error}");
+    }
 }
 
 async fn log_prints_json_lines_verbatim(db: Db) {

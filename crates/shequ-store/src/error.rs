@@ -28,6 +28,9 @@ pub enum StoreError {
     AppendOnly,
     #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://HOST/DB")]
     UnsupportedUrl(String),
+    /// The log is durable by design, and its bulk reads open the file themselves (ADR 0013).
+    #[error("an in-memory SQLite database cannot hold the log: give a file, sqlite://PATH")]
+    InMemory,
     #[error("database error: {0}")]
     Database(#[source] Arc<sqlx::Error>),
     /// A bulk read of a SQLite log (rusqlite, beside sqlx) failed.

@@ -57,6 +57,7 @@ impl Backend {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
         match scheme {
+            "sqlite" if is_in_memory(url) => Err(StoreError::InMemory),
             "sqlite" => {
                 let pool = sqlite::connect(url).await?;
                 let readers = sqlite_bulk::Readers::new(pool.connect_options().get_filename());
@@ -258,6 +259,15 @@ impl Backend {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `sqlite://:memory:`,
+/// `mode=memory`), as sqlx reads it.
+fn is_in_memory(url: &str) -> bool {
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
 /// A unique key refused the write: on the fast path, a sign that the writer's memory was behind.
