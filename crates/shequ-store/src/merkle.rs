@@ -33,7 +33,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
         0 => Sha256::digest([]).into(),
         1 => leaves[0],
         n => {
-            let k = split(n);
+            let k = usize::try_from(split(n as u64)).expect("below n, a slice length");
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
@@ -253,12 +253,7 @@ pub fn verify_consistency(
 }
 
 /// The largest power of two strictly below `n` (n ≥ 2).
-fn split(n: usize) -> usize {
-    debug_assert!(n >= 2);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
-}
-
-fn split_u64(n: u64) -> u64 {
+fn split(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
@@ -269,7 +264,7 @@ fn path(index: u64, leaves: Range<u64>, proof: &mut Vec<Range<u64>>) {
     if n <= 1 {
         return;
     }
-    let k = split_u64(n);
+    let k = split(n);
     let middle = leaves.start + k;
     match index < k {
         true => {
@@ -292,7 +287,7 @@ fn subproof(m: u64, leaves: Range<u64>, complete: bool, proof: &mut Vec<Range<u6
         }
         return;
     }
-    let k = split_u64(n);
+    let k = split(n);
     let middle = leaves.start + k;
     match m <= k {
         true => {

@@ -34,21 +34,7 @@ impl EventLog {
     /// The Merkle root of the first `tree_size` events; an error if the log is shorter. Reads
     /// the log page by page and keeps O(log n) hashes, so memory stays flat in the log's size.
     pub async fn merkle_root(&self, tree_size: u64) -> Result<Hash, StoreError> {
-        self.within_log(tree_size).await?;
-        let mut builder = merkle::RootBuilder::new();
-        let mut leaves = std::pin::pin!(self.leaf_hashes());
-        while builder.size() < tree_size {
-            match leaves.try_next().await? {
-                Some(leaf) => builder.push(leaf),
-                None => {
-                    return Err(StoreError::InvalidRequest(format!(
-                        "the log holds {} events, fewer than {tree_size}",
-                        builder.size()
-                    )))
-                }
-            }
-        }
-        Ok(builder.root())
+        Ok(self.range_roots(tree_size, Vec::new(), |_, _, _| {}).await?.root())
     }
 
     /// Refuses a tree larger than the log before anything is read.
@@ -94,7 +80,6 @@ impl EventLog {
                 "position {position} is not in a tree of {tree_size}"
             )));
         }
-        self.within_log(tree_size).await?;
         let ranges = merkle::inclusion_ranges(position - 1, tree_size).expect("the index is in the tree");
         let mut leaf_hash = None;
         let roots = self
@@ -121,7 +106,6 @@ impl EventLog {
                 "a consistency proof needs 0 < first ≤ second, not {first}, {second}"
             )));
         }
-        self.within_log(second).await?;
         let ranges = merkle::consistency_ranges(first, second).expect("0 < first ≤ second");
         let mut first_root = None;
         let roots = self
@@ -142,13 +126,14 @@ impl EventLog {
 
     /// The roots of `ranges` and of the tree of the first `tree_size` events, from their leaves
     /// read once; `each` sees every leaf's index and hash, and the roots once it is added. An
-    /// error if the log is shorter.
+    /// error if the log is shorter (refused before reading if its head is).
     async fn range_roots(
         &self,
         tree_size: u64,
         ranges: Vec<std::ops::Range<u64>>,
         mut each: impl FnMut(u64, &Hash, &merkle::RangeRoots),
     ) -> Result<merkle::RangeRoots, StoreError> {
+        self.within_log(tree_size).await?;
         let mut roots = merkle::RangeRoots::new(ranges);
         let mut leaves = std::pin::pin!(self.leaf_hashes());
         while roots.size() < tree_size {
