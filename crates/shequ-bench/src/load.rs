@@ -54,6 +54,16 @@ pub struct LoadArguments {
     /// Which commands to measure, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "propose,file")]
     commands: Vec<Kind>,
+    /// Where the access policy runs: `vm` (as served) or `interpreter` (the reference), to
+    /// compare the two in one build.
+    #[arg(long, default_value = "vm")]
+    access_engine: AccessEngine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AccessEngine {
+    Vm,
+    Interpreter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -77,11 +87,23 @@ struct Run {
     failures: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// The whole machine's busy CPU time over the measured seconds (server, clients and
+    /// database together), where `/proc/stat` can be read.
+    busy_seconds: Option<f64>,
 }
 
 impl Run {
     fn per_second(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The machine's CPU time per command: steadier than commands/s on a shared host, and
+    /// what a change in the command path moves.
+    fn cpu_us_per_command(&self) -> String {
+        match self.busy_seconds {
+            Some(busy) if self.commands > 0 => format!("{:.0}", busy * 1e6 / self.commands as f64),
+            _ => "–".to_owned(),
+        }
     }
 
     fn percentile_ms(&self, fraction: f64) -> f64 {
@@ -93,8 +115,11 @@ impl Run {
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
-    println!("| backend | what | connections | commands/s | p50 ms | p99 ms | failed | bare append commands/s | ratio |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| backend | what | connections | commands/s | p50 ms | p99 ms | failed | CPU µs/command | \
+         bare append commands/s | bare CPU µs/command | ratio |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for backend in &arguments.backends {
         for &connections in &arguments.connections {
             for &kind in &arguments.commands {
@@ -105,13 +130,15 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
                 let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
                 cleanup.run().await?;
                 println!(
-                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {:.2}× |",
+                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {} | {:.2}× |",
                     kind.name(),
                     served.per_second(),
                     served.percentile_ms(0.5),
                     served.percentile_ms(0.99),
                     served.failures,
+                    served.cpu_us_per_command(),
                     bare.per_second(),
+                    bare.cpu_us_per_command(),
                     served.per_second() / bare.per_second(),
                 );
             }
@@ -162,9 +189,15 @@ async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup),
 }
 
 /// The demo world, budgets topped up, served on 127.0.0.1.
-async fn serve(url: &str) -> Result<(AppState, String, DemoPlaces, tokio::task::JoinHandle<()>), Failure> {
+async fn serve(
+    url: &str,
+    engine: AccessEngine,
+) -> Result<(AppState, String, DemoPlaces, tokio::task::JoinHandle<()>), Failure> {
     let log = EventLog::open(url).await?;
-    let policies = Policies::embedded()?;
+    let policies = match engine {
+        AccessEngine::Vm => Policies::embedded()?,
+        AccessEngine::Interpreter => Policies::embedded()?.on_interpreter(),
+    };
     demo::load(&log, &policies).await?;
     let places = demo::places();
     let service = Service::new(log.clone(), policies, Arc::new(SystemClock)).await?;
@@ -230,10 +263,11 @@ async fn measure_http(
     connections: usize,
     arguments: &LoadArguments,
 ) -> Result<(Run, Samples), Failure> {
-    let (state, base, places, server) = serve(url).await?;
+    let (state, base, places, server) = serve(url, arguments.access_engine).await?;
     let started = Instant::now();
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
+    let busy = tokio::spawn(busy_between(warmup_until, until));
     let mut clients = Vec::new();
     for client in 0..connections {
         let base = base.clone();
@@ -286,7 +320,13 @@ async fn measure_http(
             (commands, failures, latencies)
         }));
     }
-    let mut run = Run { commands: 0, failures: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+    let mut run = Run {
+        commands: 0,
+        failures: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+        busy_seconds: None,
+    };
     for client in clients {
         let (commands, failures, latencies) = client.await?;
         run.commands += commands;
@@ -295,6 +335,7 @@ async fn measure_http(
     }
     run.elapsed = Duration::from_secs(arguments.seconds);
     run.latencies_us.sort_unstable();
+    run.busy_seconds = busy.await?;
     server.abort();
     let report = state.log.verify(|_| {}).await?;
     if let Some(failure) = report.failure {
@@ -339,6 +380,7 @@ async fn measure_bare(
     let started = Instant::now();
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
+    let busy = tokio::spawn(busy_between(warmup_until, until));
     let mut clients = Vec::new();
     for _ in 0..connections {
         let log = log.clone();
@@ -388,6 +430,7 @@ async fn measure_bare(
         failures: 0,
         elapsed: Duration::from_secs(arguments.seconds),
         latencies_us: vec![],
+        busy_seconds: None,
     };
     for client in clients {
         let (commands, latencies) = client.await?;
@@ -395,6 +438,27 @@ async fn measure_bare(
         run.latencies_us.extend(latencies);
     }
     run.latencies_us.sort_unstable();
+    run.busy_seconds = busy.await?;
     log.close().await;
     Ok(run)
+}
+
+/// The machine's busy CPU seconds between `from` and `until`.
+async fn busy_between(from: Instant, until: Instant) -> Option<f64> {
+    tokio::time::sleep_until(from.into()).await;
+    let before = machine_busy_seconds();
+    tokio::time::sleep_until(until.into()).await;
+    Some(machine_busy_seconds()? - before?)
+}
+
+/// The whole machine's busy CPU time since boot, from `/proc/stat` (Linux): user, nice,
+/// system, irq and softirq of every core, in USER_HZ (100 a second on Linux). Idle, I/O wait
+/// and time stolen by the host are not ours.
+fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let all_cores = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> =
+        all_cores.split_whitespace().map(|field| field.parse().ok()).collect::<Option<_>>()?;
+    let busy = [0, 1, 2, 5, 6].iter().map(|&field| ticks.get(field).copied()).sum::<Option<u64>>()?;
+    Some(busy as f64 / 100.0)
 }

@@ -1,6 +1,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use regorus::rvm::program::Program;
+use regorus::rvm::RegoVM;
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::Violation;
@@ -48,6 +50,10 @@ pub struct RouteDecision {
 pub struct Policies {
     engine: Engine,
     bundle: Arc<PolicyBundle>,
+    /// The access rules on regorus's bytecode VM (ADR 0014), where the bundle compiles for it;
+    /// else why not, and they are decided on the interpreter (a recorded bundle the VM's compiler
+    /// refuses).
+    access_vm: Result<Arc<AccessVm>, PolicyError>,
     /// Authorisation answers by input: `policies/authz` is a pure function of its input and
     /// the bundle never changes, so an answer once given is the answer (shared by clones).
     authz_answers: Answers<AuthzDecision>,
@@ -109,6 +115,7 @@ impl Policies {
         let policies = Self {
             engine,
             bundle: Arc::new(bundle),
+            access_vm: Err(PolicyError::Bundle("not compiled yet".into())),
             authz_answers: Answers::default(),
             route_answers: Answers::default(),
         };
@@ -126,7 +133,8 @@ impl Policies {
                 .eval_rule(rule.to_owned())
                 .map_err(|error| PolicyError::Bundle(format!("{rule}: {error}")))?;
         }
-        Ok(Self { engine: prepared.engine, ..policies })
+        let access_vm = AccessVm::compile(&prepared.engine).map(Arc::new);
+        Ok(Self { engine: prepared.engine, access_vm, ..policies })
     }
 
     /// The bundle shipped in this build, prepared.
@@ -139,16 +147,34 @@ impl Policies {
     }
 
     /// The access rules' verdict on `input`: every violation, in a stable order. Empty admits.
+    /// Decided on regorus's bytecode VM where the bundle compiles for it, else on its
+    /// interpreter; the two give the same verdicts (ADR 0014, tested in `engine/tests.rs`).
     pub fn decide_access(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
-        let value = self.evaluate(ACCESS_RULE, input)?;
-        let json = serde_json::to_value(&value).map_err(|error| PolicyError::Shape(error.to_string()))?;
-        let mut violations: Vec<Violation> = match json {
-            serde_json::Value::Array(_) => serde_json::from_value(json)
-                .map_err(|error| PolicyError::Shape(format!("violations: {error}")))?,
-            other => return Err(PolicyError::Shape(format!("violations should be a set, not {other}"))),
-        };
-        violations.sort_by(|left, right| (&left.rule, &left.detail).cmp(&(&right.rule, &right.detail)));
-        Ok(violations)
+        match &self.access_vm {
+            Ok(vm) => violations(vm.run(regorus_input(input)?)?),
+            Err(_) => self.decide_access_interpreted(input),
+        }
+    }
+
+    /// The access rules' verdict on regorus's interpreter, the reference implementation.
+    pub fn decide_access_interpreted(
+        &self,
+        input: &serde_json::Value,
+    ) -> Result<Vec<Violation>, PolicyError> {
+        violations(self.evaluate(ACCESS_RULE, input)?)
+    }
+
+    /// The same policies with access decided on the interpreter, the reference: for measuring
+    /// the two engines side by side (`shequ-bench load --access-engine interpreter`).
+    pub fn on_interpreter(self) -> Self {
+        let chosen = PolicyError::Bundle("the interpreter was chosen".into());
+        Self { access_vm: Err(chosen), ..self }
+    }
+
+    /// `Ok` when access decisions run on the bytecode VM; else why the VM's compiler refused
+    /// the bundle, and they run on the interpreter.
+    pub fn access_on_vm(&self) -> Result<(), &PolicyError> {
+        self.access_vm.as_ref().map(|_| ())
     }
 
     /// Whether the actor may take the action on the target (`policies/authz`).
@@ -188,23 +214,92 @@ impl Policies {
         })
     }
 
-    /// The access rules compiled for regorus's bytecode VM (`rvm`), and the input converted
-    /// as the interpreter would convert it; for measuring the two side by side.
-    pub fn access_program(&self) -> Result<Arc<regorus::rvm::program::Program>, PolicyError> {
+    fn evaluate(&self, rule: &str, input: &serde_json::Value) -> Result<Value, PolicyError> {
         let mut engine = self.engine.clone();
+        engine.set_input(regorus_input(input)?);
+        engine.eval_rule(rule.to_owned()).map_err(|error| PolicyError::Evaluation(format!("{rule}: {error}")))
+    }
+}
+
+fn regorus_input(input: &serde_json::Value) -> Result<Value, PolicyError> {
+    Value::deserialize(input).map_err(|error| PolicyError::Shape(format!("input: {error}")))
+}
+
+/// The access rules' answer as violations, in a stable order.
+fn violations(value: Value) -> Result<Vec<Violation>, PolicyError> {
+    let json = serde_json::to_value(&value).map_err(|error| PolicyError::Shape(error.to_string()))?;
+    let mut violations: Vec<Violation> = match json {
+        serde_json::Value::Array(_) => serde_json::from_value(json)
+            .map_err(|error| PolicyError::Shape(format!("violations: {error}")))?,
+        other => return Err(PolicyError::Shape(format!("violations should be a set, not {other}"))),
+    };
+    violations.sort_by(|left, right| (&left.rule, &left.detail).cmp(&(&right.rule, &right.detail)));
+    Ok(violations)
+}
+
+/// The most bytecode instructions one access decision may run. The shipped rules run a few
+/// hundred, plus a few per power and working condition the matter lists; a decision that
+/// reaches this is an error, never an admission.
+const VM_INSTRUCTIONS_MAX: usize = 1_000_000;
+
+/// The most idle VMs kept for reuse; more are built when more decide at once.
+const VMS_IDLE_MAX: usize = 16;
+
+/// The access rules compiled for regorus's bytecode VM, and VMs loaded with them, ready to run.
+/// A VM runs one decision at a time (`execute` takes `&mut`), so deciding takes one from the
+/// pool and puts it back; each `execute` starts from a clean state.
+#[derive(Debug)]
+struct AccessVm {
+    program: Arc<Program>,
+    idle: Mutex<Vec<RegoVM>>,
+}
+
+impl AccessVm {
+    fn compile(engine: &Engine) -> Result<Self, PolicyError> {
+        let mut engine = engine.clone();
         let compiled = engine
             .compile_with_entrypoint(&ACCESS_RULE.into())
             .map_err(|error| PolicyError::Bundle(format!("compile {ACCESS_RULE}: {error}")))?;
-        regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[ACCESS_RULE])
-            .map_err(|error| PolicyError::Bundle(format!("rvm {ACCESS_RULE}: {error}")))
+        let program =
+            regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &[ACCESS_RULE])
+                .map_err(|error| PolicyError::Bundle(format!("rvm {ACCESS_RULE}: {error}")))?;
+        let access = Self { program, idle: Mutex::default() };
+        let vm = access.loaded()?;
+        access.put_back(vm);
+        Ok(access)
     }
 
-    fn evaluate(&self, rule: &str, input: &serde_json::Value) -> Result<Value, PolicyError> {
-        let mut engine = self.engine.clone();
-        let input: Value = serde_json::from_value(input.clone())
-            .map_err(|error| PolicyError::Shape(format!("input: {error}")))?;
-        engine.set_input(input);
-        engine.eval_rule(rule.to_owned()).map_err(|error| PolicyError::Evaluation(format!("{rule}: {error}")))
+    fn loaded(&self) -> Result<RegoVM, PolicyError> {
+        let mut vm = RegoVM::new();
+        vm.load_program(Arc::clone(&self.program));
+        vm.set_data(Value::new_object())
+            .map_err(|error| PolicyError::Bundle(format!("rvm data: {error}")))?;
+        vm.set_max_instructions(VM_INSTRUCTIONS_MAX);
+        // A builtin's error fails the decision, as on the interpreter, instead of making the
+        // rule body undefined.
+        vm.set_strict_builtin_errors(true);
+        Ok(vm)
+    }
+
+    fn run(&self, input: Value) -> Result<Value, PolicyError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut vm = match idle {
+            Some(vm) => vm,
+            None => self.loaded()?,
+        };
+        vm.set_input(input);
+        let answer =
+            vm.execute().map_err(|error| PolicyError::Evaluation(format!("{ACCESS_RULE} (rvm): {error}")));
+        // The input stays with the VM until the next decision replaces it; it is small.
+        self.put_back(vm);
+        answer
+    }
+
+    fn put_back(&self, vm: RegoVM) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < VMS_IDLE_MAX {
+            idle.push(vm);
+        }
     }
 }
 

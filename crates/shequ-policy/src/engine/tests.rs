@@ -181,3 +181,180 @@ fn a_broken_bundle_is_refused_at_load() {
     let error = Policies::new(PolicyBundle::from_files(files).unwrap()).unwrap_err();
     assert!(matches!(error, PolicyError::Bundle(message) if message.starts_with("access/access.rego")));
 }
+
+/// The VM decides live and the interpreter is the reference (ADR 0014): on any matter and
+/// proposal the types allow, both give the same violations.
+mod vm_and_interpreter {
+    use proptest::prelude::*;
+    use shequ_domain::catalogue::{CostPer, Matter, MatterNature, OwnerLevel};
+    use shequ_domain::mandate::Proposal;
+    use shequ_domain::money::FEN_MAX;
+    use shequ_domain::Fen;
+
+    use super::*;
+
+    const POWERS: [&str; 4] =
+        ["collect-resident-data", "conduct-home-visit", "hold-case-files", "issue-notice"];
+    const CONDITIONS: [&str; 4] =
+        ["service-counter", "information-terminal", "dedicated-staff", "office-space"];
+
+    fn some_of(names: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+        proptest::sample::subsequence(names.to_vec(), 0..=names.len())
+            .prop_map(|chosen| chosen.into_iter().map(str::to_owned).collect())
+    }
+
+    fn fen() -> impl Strategy<Value = Fen> {
+        // Small sums, the edges, and sums whose product with a volume leaves i64.
+        prop_oneof![0..100_000i64, Just(0), Just(FEN_MAX), 0..=FEN_MAX]
+            .prop_map(|fen| Fen::try_from(fen).unwrap())
+    }
+
+    fn matter() -> impl Strategy<Value = Option<Matter>> {
+        let base = crate::starting_catalogue().unwrap().into_iter().find(|m| m.code == "EMP-003").unwrap();
+        let nature = prop_oneof![
+            Just(MatterNature::GovernmentDuty),
+            Just(MatterNature::LegalAssistance),
+            Just(MatterNature::Entrustable),
+            Just(MatterNature::SelfGovernance),
+        ];
+        let level = prop_oneof![
+            Just(OwnerLevel::DistrictDepartment),
+            Just(OwnerLevel::Street),
+            Just(OwnerLevel::Community)
+        ];
+        let per = prop_oneof![Just(CostPer::Case), Just(CostPer::Month)];
+        let matter = (nature, level, any::<bool>(), some_of(&POWERS), some_of(&CONDITIONS), fen(), per)
+            .prop_map(
+                move |(
+                    nature,
+                    owner_level,
+                    handled_by_owner,
+                    powers_required,
+                    working_conditions,
+                    amount_fen,
+                    per,
+                )| {
+                    let mut matter = base.clone();
+                    matter.nature = nature;
+                    matter.owner_level = owner_level;
+                    matter.handled_by_owner = handled_by_owner;
+                    matter.powers_required = powers_required;
+                    matter.working_conditions = working_conditions;
+                    matter.cost_standard.amount_fen = amount_fen;
+                    matter.cost_standard.per = per;
+                    matter
+                },
+            );
+        proptest::option::weighted(0.9, matter)
+    }
+
+    fn proposal() -> impl Strategy<Value = Proposal> {
+        let volume = prop_oneof![0..50u32, Just(u32::MAX), any::<u32>()];
+        (volume, fen(), some_of(&POWERS), some_of(&CONDITIONS)).prop_map(
+            |(volume, funds_offered_fen, powers_granted, working_conditions)| Proposal {
+                matter_code: "EMP-003".into(),
+                delegating_unit: uuid::Uuid::from_u128(1),
+                community: uuid::Uuid::from_u128(2),
+                scope: "scope".into(),
+                volume,
+                deadline: "2026-12-31".into(),
+                funds_offered_fen,
+                powers_granted,
+                working_conditions,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn decide_alike(
+            matter in matter(),
+            proposal in proposal(),
+            available in proptest::option::of(prop_oneof![0..200_000i64, any::<i64>()]),
+            version in any::<u32>(),
+        ) {
+            static EMBEDDED: std::sync::OnceLock<Policies> = std::sync::OnceLock::new();
+            let policies = EMBEDDED.get_or_init(|| Policies::embedded().unwrap());
+            // Built as the service builds it (`Service::decide`).
+            let mut input = json!({"catalogue_version": version, "matter": matter, "proposal": proposal});
+            if let Some(available) = available {
+                input["available_fen"] = json!(available);
+            }
+            let on_vm = policies.decide_access(&input).unwrap();
+            let interpreted = policies.decide_access_interpreted(&input).unwrap();
+            prop_assert_eq!(on_vm, interpreted);
+        }
+    }
+
+    #[test]
+    fn the_embedded_bundle_runs_on_the_vm_and_every_shipped_matter_decides_alike() {
+        let policies = Policies::embedded().unwrap();
+        assert!(policies.access_on_vm().is_ok(), "{:?}", policies.access_on_vm());
+        let interpreter = policies.clone().on_interpreter();
+        assert!(interpreter.access_on_vm().is_err());
+        let mut fired = BTreeSet::new();
+        for matter in crate::starting_catalogue().unwrap() {
+            for (funds, powers, conditions) in [
+                (0, vec![], vec![]),
+                (1_000_000_000, matter.powers_required.clone(), matter.working_conditions.clone()),
+            ] {
+                let input = json!({
+                    "catalogue_version": 3,
+                    "matter": matter,
+                    "proposal": {"matter_code": matter.code, "volume": 12, "funds_offered_fen": funds,
+                                 "powers_granted": powers, "working_conditions": conditions},
+                    "available_fen": 500_000,
+                });
+                let on_vm = policies.decide_access(&input).unwrap();
+                assert_eq!(on_vm, policies.decide_access_interpreted(&input).unwrap(), "{input}");
+                assert_eq!(on_vm, interpreter.decide_access(&input).unwrap(), "{input}");
+                fired.extend(on_vm.into_iter().map(|violation| violation.rule));
+            }
+        }
+        let unknown =
+            json!({"catalogue_version": 3, "matter": null, "proposal": {"matter_code": "NOPE-001"}});
+        let refused = policies.decide_access(&unknown).unwrap();
+        assert_eq!(refused, policies.decide_access_interpreted(&unknown).unwrap());
+        fired.extend(refused.into_iter().map(|violation| violation.rule));
+        // The comparison is worth something only if every rule fired somewhere.
+        let every: BTreeSet<String> = [
+            "catalogue",
+            "R1",
+            "R2",
+            "R3-funds",
+            "R3-conditions",
+            "R4-power",
+            "R4-funds",
+            "self-governance",
+            "funds-available",
+        ]
+        .map(str::to_owned)
+        .into();
+        assert_eq!(fired, every);
+    }
+
+    #[test]
+    fn a_decision_too_long_to_run_fails_and_never_admits() {
+        let policies = Policies::embedded().unwrap();
+        let mut matter = matter_json();
+        matter["nature"] = json!("legal_assistance");
+        let conditions: Vec<String> = (0..400_000).map(|index| format!("c{index}")).collect();
+        matter["working_conditions"] = json!(conditions);
+        let input = json!({
+            "catalogue_version": 1,
+            "matter": matter,
+            "proposal": {"matter_code": "EMP-001", "volume": 1, "funds_offered_fen": 3000,
+                         "powers_granted": [], "working_conditions": []},
+        });
+        let error = policies.decide_access(&input).unwrap_err();
+        assert!(
+            matches!(&error, PolicyError::Evaluation(message) if message.contains("instruction")),
+            "{error}"
+        );
+    }
+
+    fn matter_json() -> serde_json::Value {
+        super::matter()
+    }
+}
