@@ -57,7 +57,7 @@ impl Client {
             service,
             keys,
             metrics: shequ_http::metrics::Metrics::new(),
-            checkpoint_public_key,
+            checkpoint_public_key: checkpoint_public_key.into(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

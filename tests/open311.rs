@@ -126,7 +126,7 @@ impl Server {
             service,
             keys: TokenKeys::from_secret(&[7; 32]).unwrap(),
             metrics: shequ_http::metrics::Metrics::new(),
-            checkpoint_public_key: "ab".repeat(32),
+            checkpoint_public_key: "ab".repeat(32).into(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/open311/v2", listener.local_addr().unwrap());

@@ -211,7 +211,7 @@ async fn serve(
         service,
         keys: TokenKeys::from_secret(&[9; 32])?,
         metrics: shequ_http::metrics::Metrics::new(),
-        checkpoint_public_key: String::new(),
+        checkpoint_public_key: "".into(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -1059,5 +1059,5 @@ struct PublicKeyView {
     )
 )]
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {
-    Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.clone() })
+    Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.to_string() })
 }

@@ -4,6 +4,7 @@
 //! start (mode 0600 on Unix). The key is never logged.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -41,11 +42,15 @@ impl Claims {
     }
 }
 
-/// The keys that sign and check tokens.
+/// The keys that sign and check tokens. Cheap to clone: one shared allocation.
 #[derive(Clone)]
-pub struct TokenKeys {
+pub struct TokenKeys(Arc<Keys>);
+
+struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// HS256 only, expiry checked; built once rather than on every request.
+    validation: Validation,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -58,10 +63,11 @@ impl TokenKeys {
     pub fn from_secret(secret: &[u8]) -> Result<Self, AuthError> {
         let invalid =
             |error: jsonwebtoken::errors::Error| AuthError::Invalid(format!("signing key: {error}"));
-        Ok(Self {
+        Ok(Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(secret).map_err(invalid)?,
             decoding: DecodingKey::from_secret(secret).map_err(invalid)?,
-        })
+            validation: Validation::new(Algorithm::HS256),
+        })))
     }
 
     /// Reads the key file, or creates it with a fresh random key if it does not exist.
@@ -86,13 +92,12 @@ impl TokenKeys {
             iat: now_seconds,
             exp: now_seconds + lifetime_seconds,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding)
             .expect("HS256 signing cannot fail")
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let validation = Validation::new(Algorithm::HS256);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
             .map(|data| data.claims)
             .map_err(|error| AuthError::Invalid(error.to_string()))
     }

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod open311;
 pub mod openapi;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -33,7 +34,7 @@ pub struct AppState {
     pub keys: auth::TokenKeys,
     pub metrics: metrics::Metrics,
     /// The Ed25519 public key that signs checkpoints, hex.
-    pub checkpoint_public_key: String,
+    pub checkpoint_public_key: Arc<str>,
 }
 
 /// The whole HTTP application, built once; serving it is the caller's business.

@@ -44,10 +44,14 @@ pub struct RouteDecision {
     pub clause: String,
 }
 
-/// A prepared policy engine over one bundle. Cheap to clone; evaluation works on a clone, so
-/// `&self` is enough and any number of tasks can decide at once.
+/// A prepared policy engine over one bundle. Cheap to clone (one shared allocation: every
+/// request's handler holds a clone); evaluation works on a copy of the prepared interpreter or
+/// on a pooled VM, so `&self` is enough and any number of tasks can decide at once.
 #[derive(Debug, Clone)]
-pub struct Policies {
+pub struct Policies(Arc<Prepared>);
+
+#[derive(Debug, Clone)]
+struct Prepared {
     engine: Engine,
     bundle: Arc<PolicyBundle>,
     /// The access rules on regorus's bytecode VM (ADR 0014), where the bundle compiles for it;
@@ -112,29 +116,26 @@ impl Policies {
                 .add_policy(path.clone(), text.clone())
                 .map_err(|error| PolicyError::Bundle(format!("{path}: {error}")))?;
         }
-        let policies = Self {
-            engine,
-            bundle: Arc::new(bundle),
-            access_vm: Err(PolicyError::Bundle("not compiled yet".into())),
-            authz_answers: Answers::default(),
-            route_answers: Answers::default(),
-        };
         // regorus prepares an engine on its first evaluation, and a clone keeps that work:
         // evaluate once here so that no decision pays for it.
-        let mut prepared = policies.clone();
-        prepared.engine.set_input(Value::new_object());
+        engine.set_input(Value::new_object());
         // A bundle recorded before service requests existed has no routing package; it still
         // loads, so its access decisions can be re-run.
-        let routes = policies.bundle.files().keys().any(|path| path.starts_with("routing/"));
+        let routes = bundle.files().keys().any(|path| path.starts_with("routing/"));
         let rules = [ACCESS_RULE, AUTHZ_ALLOW_RULE].into_iter().chain(routes.then_some(ROUTING_ROUTE_RULE));
         for rule in rules {
-            prepared
-                .engine
+            engine
                 .eval_rule(rule.to_owned())
                 .map_err(|error| PolicyError::Bundle(format!("{rule}: {error}")))?;
         }
-        let access_vm = AccessVm::compile(&prepared.engine).map(Arc::new);
-        Ok(Self { engine: prepared.engine, access_vm, ..policies })
+        let access_vm = AccessVm::compile(&engine).map(Arc::new);
+        Ok(Self(Arc::new(Prepared {
+            engine,
+            bundle: Arc::new(bundle),
+            access_vm,
+            authz_answers: Answers::default(),
+            route_answers: Answers::default(),
+        })))
     }
 
     /// The bundle shipped in this build, prepared.
@@ -143,14 +144,14 @@ impl Policies {
     }
 
     pub fn bundle(&self) -> &PolicyBundle {
-        &self.bundle
+        &self.0.bundle
     }
 
     /// The access rules' verdict on `input`: every violation, in a stable order. Empty admits.
     /// Decided on regorus's bytecode VM where the bundle compiles for it, else on its
     /// interpreter; the two give the same verdicts (ADR 0014, tested in `engine/tests.rs`).
     pub fn decide_access(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
-        match &self.access_vm {
+        match &self.0.access_vm {
             Ok(vm) => violations(vm.run(regorus_input(input)?)?),
             Err(_) => self.decide_access_interpreted(input),
         }
@@ -168,18 +169,18 @@ impl Policies {
     /// the two engines side by side (`shequ-bench load --access-engine interpreter`).
     pub fn on_interpreter(self) -> Self {
         let chosen = PolicyError::Bundle("the interpreter was chosen".into());
-        Self { access_vm: Err(chosen), ..self }
+        Self(Arc::new(Prepared { access_vm: Err(chosen), ..Prepared::clone(&self.0) }))
     }
 
     /// `Ok` when access decisions run on the bytecode VM; else why the VM's compiler refused
     /// the bundle, and they run on the interpreter.
     pub fn access_on_vm(&self) -> Result<(), &PolicyError> {
-        self.access_vm.as_ref().map(|_| ())
+        self.0.access_vm.as_ref().map(|_| ())
     }
 
     /// Whether the actor may take the action on the target (`policies/authz`).
     pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
-        self.authz_answers.get_or_decide(input, || {
+        self.0.authz_answers.get_or_decide(input, || {
             Ok(match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
                 Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
                 // Why not is asked only when not.
@@ -195,7 +196,7 @@ impl Policies {
     /// Where a service request goes (`policies/routing`): the route, or the refusal (a
     /// violation with its clause) when the policy takes the request nowhere.
     pub fn route(&self, input: &serde_json::Value) -> Result<Result<RouteDecision, Violation>, PolicyError> {
-        self.route_answers.get_or_decide(input, || {
+        self.0.route_answers.get_or_decide(input, || {
             let shape = |error: serde_json::Error| PolicyError::Shape(format!("routing: {error}"));
             let refusal = self.evaluate(ROUTING_REFUSAL_RULE, input)?;
             if refusal != Value::Undefined {
@@ -215,7 +216,7 @@ impl Policies {
     }
 
     fn evaluate(&self, rule: &str, input: &serde_json::Value) -> Result<Value, PolicyError> {
-        let mut engine = self.engine.clone();
+        let mut engine = self.0.engine.clone();
         engine.set_input(regorus_input(input)?);
         engine.eval_rule(rule.to_owned()).map_err(|error| PolicyError::Evaluation(format!("{rule}: {error}")))
     }

@@ -223,7 +223,7 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
                 service,
                 keys,
                 metrics: shequ_http::metrics::Metrics::new(),
-                checkpoint_public_key: checkpoint_key.public_key_hex(),
+                checkpoint_public_key: checkpoint_key.public_key_hex().into(),
             };
             let outcome = serve(state, addr).await;
             timers.abort();
