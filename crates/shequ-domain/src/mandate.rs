@@ -9,6 +9,8 @@
 //! The aggregate decides nothing about the rules themselves: the policy decision is made
 //! before the command and travels in it, so the recorded decision is exactly what decided.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -57,7 +59,10 @@ pub struct Decision {
     pub bundle_digest: String,
     pub catalogue_version: u64,
     /// The policy input exactly as evaluated, so the decision can be re-run.
-    pub input: serde_json::Value,
+    // Shared, not copied, by the command, its events and their states: it is the largest part
+    // of them. The schema is the JSON value's.
+    #[schema(value_type = serde_json::Value)]
+    pub input: Arc<serde_json::Value>,
     pub violations: Vec<Violation>,
 }
 
@@ -574,7 +579,7 @@ fn empty_decision() -> Decision {
         decision_id: Uuid::nil(),
         bundle_digest: String::new(),
         catalogue_version: 0,
-        input: serde_json::Value::Null,
+        input: Arc::default(),
         violations: vec![],
     }
 }

@@ -9,6 +9,7 @@
 //! before the command (`policies/authz`), where the request is routed by `policies/routing`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -132,7 +133,9 @@ pub struct Routing {
     pub decision_id: Uuid,
     pub bundle_digest: String,
     pub catalogue_version: u64,
-    pub input: serde_json::Value,
+    // The routing input exactly as evaluated; shared, not copied (see `Decision::input`).
+    #[schema(value_type = serde_json::Value)]
+    pub input: Arc<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

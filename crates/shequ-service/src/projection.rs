@@ -13,6 +13,7 @@
 //! from the log) are not kept: no view shows them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use esrs::Aggregate;
@@ -108,7 +109,7 @@ impl StreamFold for MandateRow {
         self.state = Mandate::apply_event(std::mem::take(&mut self.state), decoded);
         // The policy input stays in the log for re-deciding; no view shows it.
         if let Some(record) = self.state.mandate.as_mut() {
-            record.decision.input = serde_json::Value::Null;
+            record.decision.input = Arc::default();
         }
         self.revision = event.revision;
         self.updated_at = Some(event.recorded_at);
@@ -190,7 +191,7 @@ impl StreamFold for RequestRow {
         self.state = Request::apply_event(std::mem::take(&mut self.state), decoded);
         // As for mandates: the routing input is in the log, and no view shows it.
         if let Some(record) = self.state.request.as_mut() {
-            record.routing.input = serde_json::Value::Null;
+            record.routing.input = Arc::default();
         }
         self.updated_at = Some(event.recorded_at);
         Ok(())

@@ -40,7 +40,7 @@ fn decision(violations: Vec<Violation>) -> Decision {
         decision_id: Uuid::from_u128(50),
         bundle_digest: "ab".repeat(32),
         catalogue_version: 3,
-        input: serde_json::json!({"matter_code": "SOC-002"}),
+        input: serde_json::json!({"matter_code": "SOC-002"}).into(),
         violations,
     }
 }

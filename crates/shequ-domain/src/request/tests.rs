@@ -31,7 +31,7 @@ fn routing(route: Route, handler: Uuid) -> Routing {
         decision_id: Uuid::from_u128(9),
         bundle_digest: "00".into(),
         catalogue_version: 1,
-        input: serde_json::json!({}),
+        input: serde_json::json!({}).into(),
     }
 }
 
