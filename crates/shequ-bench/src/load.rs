@@ -224,32 +224,37 @@ async fn serve(
     Ok((state, base, places, server))
 }
 
-/// One command's request: the path, the token and a fresh body.
-fn command(kind: Kind, client: usize, places: &DemoPlaces, keys: &TokenKeys) -> (String, String, String) {
+/// A client's bearer token, signed once for the run (as a real client keeps its token until
+/// it expires): the server checks it on every request; the client does not sign each one.
+fn token(kind: Kind, client: usize, places: &DemoPlaces, keys: &TokenKeys) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_secs());
-    let (street, community) = {
-        let (community, street, _) = &places.communities[client % places.communities.len()];
-        (*street, *community)
-    };
+    let (community, street, _) = &places.communities[client % places.communities.len()];
+    match kind {
+        Kind::Propose => keys.issue(Role::StreetOffice, *street, "load", now, 3600),
+        Kind::File => keys.issue(Role::Resident, *community, &format!("resident-{client}"), now, 3600),
+    }
+}
+
+/// One command's request: the path and a fresh body.
+fn command(kind: Kind, client: usize, places: &DemoPlaces) -> (&'static str, String) {
+    let (community, _, _) = &places.communities[client % places.communities.len()];
     match kind {
         Kind::Propose => {
-            let token = keys.issue(Role::StreetOffice, street, "load", now, 3600);
             let body = json!({
                 "mandate_id": Uuid::now_v7(), "matter_code": "EMP-001", "community": community,
                 "scope": "Unemployment registration assistance", "volume": 1, "deadline": "2027-12-31",
                 "funds_offered_fen": 3000, "powers_granted": ["collect-resident-data"],
                 "working_conditions": ["service-counter", "information-terminal"],
             });
-            ("/api/v1/mandates".to_owned(), token, body.to_string())
+            ("/api/v1/mandates", body.to_string())
         }
         Kind::File => {
-            let token = keys.issue(Role::Resident, community, &format!("resident-{client}"), now, 3600);
             let body = json!({
                 "request_id": Uuid::now_v7(), "matter_code": "SSV-012", "channel": "counter",
                 "description": "A dispute between neighbours about a shared courtyard",
             });
-            ("/api/v1/requests".to_owned(), token, body.to_string())
+            ("/api/v1/requests", body.to_string())
         }
     }
 }
@@ -278,14 +283,15 @@ async fn measure_http(
             let http =
                 Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http::<Full<Bytes>>();
             let (mut commands, mut failures, mut latencies) = (0u64, 0u64, Vec::new());
+            let authorization = format!("Bearer {}", token(kind, client, &places, &keys));
             loop {
                 let now = Instant::now();
                 if now >= until {
                     break;
                 }
-                let (path, token, body) = command(kind, client, &places, &keys);
+                let (path, body) = command(kind, client, &places);
                 let request = Request::post(format!("{base}{path}"))
-                    .header("authorization", format!("Bearer {token}"))
+                    .header("authorization", &authorization)
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(body)));
                 let Ok(request) = request else { break };
