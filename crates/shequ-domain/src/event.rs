@@ -82,11 +82,13 @@ pub fn event_from_value<E: DeserializeOwned>(event_type: &str, data: &str) -> Re
     let data: serde_json::Value = serde_json::from_str(data).map_err(json_error)?;
     // A unit variant (`MandateAccepted`) has no data member; `data_of` writes `{}` for it.
     let unit = data.as_object().is_some_and(serde_json::Map::is_empty);
-    let tagged = serde_json::json!({ "eventType": event_type, "data": data });
-    match serde_json::from_value(tagged) {
-        Err(_) if unit => {
-            serde_json::from_value(serde_json::json!({ "eventType": event_type })).map_err(json_error)
-        }
+    // Read from text with the tag first, as `Tagged` reads: with the data first, serde would
+    // buffer it, and a recorded policy input (`RecordedInput`, raw JSON) cannot be read back
+    // from serde's buffer.
+    let tag = serde_json::Value::from(event_type);
+    let tagged = format!(r#"{{"eventType":{tag},"data":{data}}}"#);
+    match serde_json::from_str(&tagged) {
+        Err(_) if unit => serde_json::from_str(&format!(r#"{{"eventType":{tag}}}"#)).map_err(json_error),
         result => result.map_err(json_error),
     }
 }

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod mandate;
 pub mod money;
 pub mod organisation;
+pub mod recorded;
 pub mod request;
 pub mod stream;
 

@@ -9,13 +9,12 @@
 //! The aggregate decides nothing about the rules themselves: the policy decision is made
 //! before the command and travels in it, so the recorded decision is exactly what decided.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::DomainEvent;
 use crate::money::Fen;
+use crate::recorded::RecordedInput;
 
 /// The most cases (or months) one mandate may cover.
 pub const VOLUME_MAX: u32 = 1_000_000;
@@ -62,7 +61,7 @@ pub struct Decision {
     // Shared, not copied, by the command, its events and their states: it is the largest part
     // of them. The schema is the JSON value's.
     #[schema(value_type = serde_json::Value)]
-    pub input: Arc<serde_json::Value>,
+    pub input: RecordedInput,
     pub violations: Vec<Violation>,
 }
 
@@ -579,7 +578,7 @@ fn empty_decision() -> Decision {
         decision_id: Uuid::nil(),
         bundle_digest: String::new(),
         catalogue_version: 0,
-        input: Arc::default(),
+        input: RecordedInput::default(),
         violations: vec![],
     }
 }

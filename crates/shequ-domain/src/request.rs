@@ -9,12 +9,12 @@
 //! before the command (`policies/authz`), where the request is routed by `policies/routing`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::event::DomainEvent;
+use crate::recorded::RecordedInput;
 
 /// The longest description, note or reason, in characters.
 pub const TEXT_CHARS_MAX: usize = 4_000;
@@ -135,7 +135,7 @@ pub struct Routing {
     pub catalogue_version: u64,
     // The routing input exactly as evaluated; shared, not copied (see `Decision::input`).
     #[schema(value_type = serde_json::Value)]
-    pub input: Arc<serde_json::Value>,
+    pub input: RecordedInput,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,6 @@
 //! from the log) are not kept: no view shows them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use esrs::Aggregate;
@@ -22,6 +21,7 @@ use shequ_domain::catalogue::{Catalogue, CatalogueEvent, CatalogueState};
 use shequ_domain::ledger::{Account, LedgerEvent};
 use shequ_domain::mandate::{ContestGround, Mandate, MandateEvent, MandateState, MandateStatus, Violation};
 use shequ_domain::organisation::{Organisation, OrganisationEvent, OrganisationKind, OrganisationState};
+use shequ_domain::recorded::RecordedInput;
 use shequ_domain::request::{
     Channel, Request, RequestEvent, RequestRecord, RequestState, RequestStatus, Route,
 };
@@ -109,7 +109,7 @@ impl StreamFold for MandateRow {
         self.state = Mandate::apply_event(std::mem::take(&mut self.state), decoded);
         // The policy input stays in the log for re-deciding; no view shows it.
         if let Some(record) = self.state.mandate.as_mut() {
-            record.decision.input = Arc::default();
+            record.decision.input = RecordedInput::default();
         }
         self.revision = event.revision;
         self.updated_at = Some(event.recorded_at);
@@ -191,7 +191,7 @@ impl StreamFold for RequestRow {
         self.state = Request::apply_event(std::mem::take(&mut self.state), decoded);
         // As for mandates: the routing input is in the log, and no view shows it.
         if let Some(record) = self.state.request.as_mut() {
-            record.routing.input = Arc::default();
+            record.routing.input = RecordedInput::default();
         }
         self.updated_at = Some(event.recorded_at);
         Ok(())

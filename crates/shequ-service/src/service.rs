@@ -703,7 +703,7 @@ impl Service {
             decision_id: Uuid::now_v7(),
             bundle_digest: self.policies.bundle().digest().to_owned(),
             catalogue_version: version,
-            input: input.into(),
+            input: (&input).into(),
             violations,
         })
     }
