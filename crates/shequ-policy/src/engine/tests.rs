@@ -281,6 +281,8 @@ mod vm_and_interpreter {
             if let Some(available) = available {
                 input["available_fen"] = json!(available);
             }
+            // The shape the VM takes, or this would compare the interpreter with itself.
+            prop_assert!(typed_input(&input), "{}", input);
             let on_vm = policies.decide_access(&input).unwrap();
             let interpreted = policies.decide_access_interpreted(&input).unwrap();
             prop_assert_eq!(on_vm, interpreted);
@@ -299,21 +301,25 @@ mod vm_and_interpreter {
                 (0, vec![], vec![]),
                 (1_000_000_000, matter.powers_required.clone(), matter.working_conditions.clone()),
             ] {
+                let mut proposal = full_proposal(json!(conditions));
+                proposal["matter_code"] = json!(matter.code);
+                proposal["volume"] = json!(12);
+                proposal["funds_offered_fen"] = json!(funds);
+                proposal["powers_granted"] = json!(powers);
                 let input = json!({
-                    "catalogue_version": 3,
-                    "matter": matter,
-                    "proposal": {"matter_code": matter.code, "volume": 12, "funds_offered_fen": funds,
-                                 "powers_granted": powers, "working_conditions": conditions},
-                    "available_fen": 500_000,
+                    "catalogue_version": 3, "matter": matter, "proposal": proposal, "available_fen": 500_000,
                 });
+                assert!(typed_input(&input), "{input}");
                 let on_vm = policies.decide_access(&input).unwrap();
                 assert_eq!(on_vm, policies.decide_access_interpreted(&input).unwrap(), "{input}");
                 assert_eq!(on_vm, interpreter.decide_access(&input).unwrap(), "{input}");
                 fired.extend(on_vm.into_iter().map(|violation| violation.rule));
             }
         }
-        let unknown =
-            json!({"catalogue_version": 3, "matter": null, "proposal": {"matter_code": "NOPE-001"}});
+        let mut proposal = full_proposal(json!([]));
+        proposal["matter_code"] = json!("NOPE-001");
+        let unknown = json!({"catalogue_version": 3, "matter": null, "proposal": proposal});
+        assert!(typed_input(&unknown));
         let refused = policies.decide_access(&unknown).unwrap();
         assert_eq!(refused, policies.decide_access_interpreted(&unknown).unwrap());
         fired.extend(refused.into_iter().map(|violation| violation.rule));
@@ -344,9 +350,9 @@ mod vm_and_interpreter {
         let input = json!({
             "catalogue_version": 1,
             "matter": matter,
-            "proposal": {"matter_code": "EMP-001", "volume": 1, "funds_offered_fen": 3000,
-                         "powers_granted": [], "working_conditions": []},
+            "proposal": full_proposal(json!([])),
         });
+        assert!(typed_input(&input));
         let error = policies.decide_access(&input).unwrap_err();
         assert!(
             matches!(&error, PolicyError::Evaluation(message) if message.contains("instruction")),
@@ -356,5 +362,70 @@ mod vm_and_interpreter {
 
     fn matter_json() -> serde_json::Value {
         super::matter()
+    }
+
+    /// A proposal with every field the service records.
+    fn full_proposal(working_conditions: serde_json::Value) -> serde_json::Value {
+        json!({"matter_code": "EMP-001", "delegating_unit": uuid::Uuid::from_u128(1),
+               "community": uuid::Uuid::from_u128(2), "scope": "scope", "volume": 1,
+               "deadline": "2026-12-31", "funds_offered_fen": 3000, "powers_granted": [],
+               "working_conditions": working_conditions})
+    }
+
+    /// The VM drops an error inside a rule body (the rule does not fire) where the interpreter
+    /// fails, and strict mode would drop a comparison across types: inputs of another shape
+    /// than the service's go to the interpreter, and both ways answer alike.
+    #[test]
+    fn inputs_of_another_shape_are_decided_as_the_interpreter_decides() {
+        let policies = Policies::embedded().unwrap();
+        let typed = json!({"catalogue_version": 1, "matter": matter_json(),
+                           "proposal": full_proposal(json!(["service-counter"]))});
+        assert!(typed_input(&typed));
+        let mut odd = Vec::new();
+        for (pointer, value) in [
+            ("/available_fen", json!(null)),
+            ("/available_fen", json!("1000")),
+            ("/matter/cost_standard/amount_fen", json!("3000")),
+            ("/proposal/volume", json!("1")),
+            ("/proposal/funds_offered_fen", json!(null)),
+            ("/catalogue_version", json!(-1)),
+        ] {
+            let mut input = typed.clone();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            input.pointer_mut(parent).unwrap()[key] = value;
+            assert!(!typed_input(&input), "{input}");
+            odd.push(input);
+        }
+        let mut without_field = typed.clone();
+        without_field["proposal"].as_object_mut().unwrap().remove("scope");
+        odd.push(without_field);
+        for input in odd {
+            let on_vm_or_not = policies.decide_access(&input).map_err(|error| error.to_string());
+            let interpreted = policies.decide_access_interpreted(&input).map_err(|error| error.to_string());
+            assert_eq!(on_vm_or_not, interpreted, "{input}");
+        }
+        // `available_fen: null` is below any offer on the interpreter: the rule fires.
+        let mut null_balance = typed.clone();
+        null_balance["available_fen"] = json!(null);
+        let rules: Vec<String> = policies
+            .decide_access(&null_balance)
+            .unwrap()
+            .into_iter()
+            .map(|violation| violation.rule)
+            .collect();
+        assert!(rules.contains(&"funds-available".to_owned()), "{rules:?}");
+        // A string sum fails the decision, as on the interpreter; it never admits.
+        let mut string_sum = typed;
+        string_sum["matter"]["cost_standard"]["amount_fen"] = json!("3000");
+        assert!(policies.decide_access(&string_sum).is_err());
+    }
+
+    #[test]
+    fn only_the_shipped_bundle_runs_on_the_vm() {
+        let mut files = PolicyBundle::embedded().files().clone();
+        let access = files.get_mut("access/access.rego").unwrap();
+        access.push_str("\n# the same rules, another text\n");
+        let policies = Policies::new(PolicyBundle::from_files(files).unwrap()).unwrap();
+        assert!(policies.access_on_vm().is_err());
     }
 }
