@@ -54,9 +54,9 @@ pub struct Policies(Arc<Prepared>);
 struct Prepared {
     engine: Engine,
     bundle: Arc<PolicyBundle>,
-    /// The access rules on regorus's bytecode VM (ADR 0014), where the bundle compiles for it;
-    /// else why not, and they are decided on the interpreter (a recorded bundle the VM's compiler
-    /// refuses).
+    /// The access rules on regorus's bytecode VM (ADR 0014), for the shipped bundle; else why
+    /// not (another bundle, the VM's compiler refused it, the interpreter was chosen), and they
+    /// are decided on the interpreter.
     access_vm: Result<Arc<AccessVm>, PolicyError>,
     /// Authorisation answers by input: `policies/authz` is a pure function of its input and
     /// the bundle never changes, so an answer once given is the answer (shared by clones).
@@ -153,8 +153,9 @@ impl Policies {
     }
 
     /// The access rules' verdict on `input`: every violation, in a stable order. Empty admits.
-    /// Decided on regorus's bytecode VM where the bundle compiles for it, else on its
-    /// interpreter; the two give the same verdicts (ADR 0014, tested in `engine/tests.rs`).
+    /// Decided on regorus's bytecode VM for the shipped bundle and an input of the service's
+    /// shape (`typed_input`), else on its interpreter; on those inputs the two are
+    /// property-tested to give the same verdicts (ADR 0014, `engine/tests.rs`).
     pub fn decide_access(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
         match &self.0.access_vm {
             Ok(vm) if typed_input(input) => violations(vm.run(regorus_input(input)?)?),
@@ -177,8 +178,8 @@ impl Policies {
         Self(Arc::new(Prepared { access_vm: Err(chosen), ..Prepared::clone(&self.0) }))
     }
 
-    /// `Ok` when access decisions run on the bytecode VM; else why the VM's compiler refused
-    /// the bundle, and they run on the interpreter.
+    /// `Ok` when access decisions on inputs of the service's shape run on the bytecode VM;
+    /// else why not, and they all run on the interpreter.
     pub fn access_on_vm(&self) -> Result<(), &PolicyError> {
         self.0.access_vm.as_ref().map(|_| ())
     }
