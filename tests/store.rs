@@ -10,7 +10,7 @@ use esrs::manager::AggregateManager;
 use esrs::store::EventStore;
 use esrs::AggregateState;
 use shequ_domain::organisation::{Organisation, OrganisationCommand, OrganisationError, OrganisationKind};
-use shequ_store::{CatchUp, CommandContext, EventLog, ExpectedRevision, StoreError};
+use shequ_store::{CatchUp, CommandContext, EventLog, ExpectedRevision, StoreError, StreamAppend};
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -23,6 +23,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         expected_revision_is_checked,
         reappending_the_same_ids_returns_the_original_result,
         an_append_queued_on_another_commits_only_on_top_of_it,
+        an_append_to_several_streams_commits_all_or_none,
         bad_appends_are_refused_and_write_nothing,
         sixteen_writers_on_one_stream_one_winner_per_revision,
         sixteen_writers_on_different_streams_keep_positions_gap_free,
@@ -230,6 +231,118 @@ async fn an_append_queued_on_another_commits_only_on_top_of_it(db: Db) {
     let types: Vec<String> =
         log.read_stream(&ledger).await.unwrap().into_iter().map(|event| event.event_type).collect();
     assert_eq!(types, ["A", "B", "C", "D", "F", "M", "N", "O"]);
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+/// A mandate's first events and its reservation on the ledger commit together: when one part
+/// is refused, nothing of the other is written, and appends queued beside it are not touched.
+async fn an_append_to_several_streams_commits_all_or_none(db: Db) {
+    use ExpectedRevision::{Exact, NoStream};
+    let part = |stream: &str, expected, after, events| StreamAppend {
+        stream: stream.to_owned(),
+        expected,
+        after,
+        events,
+    };
+    let log = EventLog::open(&db.url).await.unwrap();
+    let ledger = stream("ledger");
+    let opened = event("A", "{}");
+    log.append(&ledger, NoStream, vec![opened.clone()]).await.unwrap();
+
+    // Both parts commit, in the order given, one after the other in the log.
+    let first_mandate = stream("mandate");
+    let (proposed, admitted, reserved) = (event("B", "{}"), event("C", "{}"), event("D", "{}"));
+    let together = vec![
+        part(&first_mandate, NoStream, None, vec![proposed.clone(), admitted.clone()]),
+        part(&ledger, Exact(0), Some(opened.event_id), vec![reserved.clone()]),
+    ];
+    let appended = log.append_all(together.clone()).await.unwrap();
+    let positions: Vec<(u64, u64)> = appended
+        .iter()
+        .flat_map(|part| part.events.iter().map(|event| (event.position, event.revision)))
+        .collect();
+    assert_eq!(positions, [(2, 0), (3, 1), (4, 1)]);
+    assert_eq!(appended[0].stream, first_mandate);
+    assert_eq!(appended[1].stream, ledger);
+    // A retry of the whole append answers as the first time and writes nothing.
+    assert_eq!(log.append_all(together).await.unwrap(), appended);
+    assert_eq!(log.head().await.unwrap().position, 4);
+
+    // The second part is stale: the first is not written either. An append queued right
+    // after it, likely in the same group commit, is not touched and fills the next position.
+    let refused_mandate = stream("mandate");
+    let queued = log
+        .enqueue_all(vec![
+            part(&refused_mandate, NoStream, None, vec![event("E", "{}"), event("F", "{}")]),
+            part(&ledger, Exact(0), None, vec![event("G", "{}")]),
+        ])
+        .await
+        .unwrap();
+    let beside = log.enqueue(&stream("request"), NoStream, None, vec![event("H", "{}")]).await.unwrap();
+    for part in queued {
+        let refused = part.await.unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Conflict { stream, actual: Some(1), .. } if *stream == ledger),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(beside.await.unwrap().events[0].position, 5);
+    assert!(log.read_stream(&refused_mandate).await.unwrap().is_empty());
+
+    // The first part is refused (the mandate exists): the reservation is not written.
+    let refused = log
+        .append_all(vec![
+            part(&first_mandate, NoStream, None, vec![event("I", "{}")]),
+            part(&ledger, Exact(1), Some(reserved.event_id), vec![event("J", "{}")]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Conflict { stream, .. } if *stream == first_mandate),
+        "{refused:?}"
+    );
+
+    // A part queued on an append that fails is refused, and takes its companion with it.
+    let failing = event("K", "{}");
+    let queued_failing = log.enqueue(&ledger, Exact(0), None, vec![failing.clone()]).await.unwrap();
+    let orphan_mandate = stream("mandate");
+    let on_failing = log
+        .enqueue_all(vec![
+            part(&orphan_mandate, NoStream, None, vec![event("L", "{}")]),
+            part(&ledger, Exact(1), Some(failing.event_id), vec![event("M", "{}")]),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(queued_failing.await, Err(StoreError::Conflict { .. })));
+    for part in on_failing {
+        assert!(matches!(part.await, Err(StoreError::Unfounded { .. })));
+    }
+    assert!(log.read_stream(&orphan_mandate).await.unwrap().is_empty());
+
+    // What cannot be one append is refused before it is queued.
+    let twice = log
+        .append_all(vec![
+            part(&ledger, Exact(1), None, vec![event("N", "{}")]),
+            part(&ledger, Exact(2), None, vec![event("O", "{}")]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(twice.to_string().contains("appears in two parts"), "{twice}");
+    let shared = event("P", "{}");
+    let reused = log
+        .append_all(vec![
+            part(&stream("mandate"), NoStream, None, vec![shared.clone()]),
+            part(&stream("mandate"), NoStream, None, vec![shared]),
+        ])
+        .await
+        .unwrap_err();
+    assert!(reused.to_string().contains("appears twice"), "{reused}");
+    let none = log.append_all(vec![]).await.unwrap_err();
+    assert!(matches!(none, StoreError::InvalidAppend(_)), "{none:?}");
+
+    let types: Vec<String> =
+        log.read_all(1, 100).await.unwrap().into_iter().map(|event| event.event_type).collect();
+    assert_eq!(types, ["A", "B", "C", "D", "H"]);
     assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
 }
 

@@ -34,7 +34,7 @@ pub use import::{ChainCheck, ImportReport, IMPORT_BATCH_BYTES_MAX, IMPORT_BATCH_
 pub use log::{EventLog, LogHead, QueuedAppend};
 pub use metadata::{CommandContext, EventMetadata, RecordedRef, Recorder};
 pub use proofs::{ConsistencyProof, InclusionProof};
-pub use record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent};
+pub use record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 pub use subscription::CatchUp;
 pub use verify::{VerifyFailure, VerifyReport};
 

@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::locks::AggregateLocks;
 use crate::metadata::CommandContext;
 use crate::plan::AppendRequest;
-use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent};
+use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 use crate::tail::Tail;
 use crate::writer::{self, Pending};
 use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
@@ -135,16 +135,84 @@ impl EventLog {
         events: Vec<NewEvent>,
     ) -> Result<QueuedAppend, StoreError> {
         validate_append(stream, &events)?;
-        if after.is_some() && !matches!(expected, ExpectedRevision::Exact(_)) {
+        validate_after(expected, after)?;
+        let request = AppendRequest { stream: stream.to_owned(), expected, after, events, joined: false };
+        let answer = self.send(vec![request]).await?;
+        let outcome =
+            answer.map(|outcome| outcome.map(|mut parts| parts.pop().expect("one part, one result")));
+        Ok(QueuedAppend(outcome.boxed().shared()))
+    }
+
+    /// Appends to several streams at once: every part commits, in the order given and
+    /// together, or none does (say, a mandate's first events and the reservation of its funds
+    /// on the ledger). A part refused (its expected revision, the event it builds on) refuses
+    /// them all with its error. Returns once the events are durable, one result per part.
+    pub async fn append_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        futures::future::try_join_all(self.enqueue_all(appends).await?).await
+    }
+
+    /// [`Self::append_all`] as [`Self::enqueue`] does it: returns once the parts are queued,
+    /// with one [`QueuedAppend`] per part; all of them resolve to the same fate.
+    pub async fn enqueue_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<QueuedAppend>, StoreError> {
+        let parts = appends.len();
+        if parts == 0 {
+            return Err(StoreError::InvalidAppend(
+                "an append to several streams needs at least one part".into(),
+            ));
+        }
+        let mut streams = HashSet::with_capacity(parts);
+        let mut event_ids = HashSet::new();
+        let mut events = 0;
+        for append in &appends {
+            validate_append(&append.stream, &append.events)?;
+            validate_after(append.expected, append.after)?;
+            if !streams.insert(append.stream.as_str()) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "stream `{}` appears in two parts of one append",
+                    append.stream
+                )));
+            }
+            if let Some(event) = append.events.iter().find(|event| !event_ids.insert(event.event_id)) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "event id {} appears twice in one append",
+                    event.event_id
+                )));
+            }
+            events += append.events.len();
+        }
+        if events > APPEND_EVENTS_MAX {
             return Err(StoreError::InvalidAppend(format!(
-                "an append that builds on an event expects an exact revision, not {expected}"
+                "an append carries 1–{APPEND_EVENTS_MAX} events in all its parts, not {events}"
             )));
         }
+        let requests = appends
+            .into_iter()
+            .enumerate()
+            .map(|(index, append)| AppendRequest {
+                stream: append.stream,
+                expected: append.expected,
+                after: append.after,
+                events: append.events,
+                joined: index > 0,
+            })
+            .collect();
+        let group = self.send(requests).await?.boxed().shared();
+        Ok((0..parts)
+            .map(|index| {
+                let part = group.clone().map(move |outcome| outcome.map(|parts| parts[index].clone()));
+                QueuedAppend(part.boxed().shared())
+            })
+            .collect())
+    }
+
+    /// Puts joined requests in the writer's queue; the future resolves with their outcome.
+    async fn send(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<impl Future<Output = Result<Vec<Appended>, StoreError>> + Send + 'static, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest { stream: stream.to_owned(), expected, after, events };
-        self.inner.queue.send(Pending { request, reply }).await.map_err(|_| StoreError::WriterStopped)?;
-        let outcome = answer.map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped)));
-        Ok(QueuedAppend(outcome.boxed().shared()))
+        self.inner.queue.send(Pending { requests, reply }).await.map_err(|_| StoreError::WriterStopped)?;
+        Ok(answer.map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped))))
     }
 
     /// Every event of one stream, in revision order.
@@ -500,6 +568,16 @@ async fn read_ahead<X, F>(
 /// A page being read by `read_ahead`, in its own task.
 type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
 type PreparedRead<X> = tokio::task::JoinHandle<Result<(Vec<RecordedEvent>, X), StoreError>>;
+
+/// An append that builds on an event names the exact revision that event is at.
+fn validate_after(expected: ExpectedRevision, after: Option<Uuid>) -> Result<(), StoreError> {
+    match after.is_some() && !matches!(expected, ExpectedRevision::Exact(_)) {
+        true => Err(StoreError::InvalidAppend(format!(
+            "an append that builds on an event expects an exact revision, not {expected}"
+        ))),
+        false => Ok(()),
+    }
+}
 
 fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     let invalid = |message: String| Err(StoreError::InvalidAppend(message));

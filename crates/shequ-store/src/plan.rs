@@ -22,6 +22,9 @@ pub(crate) struct AppendRequest {
     /// revision (see [`crate::EventLog::enqueue`]).
     pub after: Option<Uuid>,
     pub events: Vec<NewEvent>,
+    /// Commits only together with the request before it (and those joined to that): if one
+    /// of them is refused, none is written (see [`crate::EventLog::append_all`]).
+    pub joined: bool,
 }
 
 /// The last position and its hash.
@@ -60,52 +63,99 @@ pub(crate) fn plan_batch(
     let mut head = head;
     let mut rows = Vec::with_capacity(requests.iter().map(|request| request.events.len()).sum());
     let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let outcome = match replayed(request, &existing) {
-            Some(result) => result,
-            None => check_expected(request, stream_revisions.get(&request.stream).copied())
-                .and_then(|first_revision| check_builds_on(request, &existing).map(|()| first_revision))
-                .map(|first_revision| {
-                    let mut appended = Vec::with_capacity(request.events.len());
-                    for (offset, event) in request.events.iter().enumerate() {
-                        let mut row = RecordedEvent {
-                            position: head.position + 1,
-                            stream: request.stream.clone(),
-                            revision: first_revision + offset as u64,
-                            event_id: event.event_id,
-                            event_type: event.event_type.clone(),
-                            event_version: event.event_version,
-                            data: event.data.clone(),
-                            metadata: event.metadata.clone(),
-                            recorded_at,
-                            hash: [0; 32],
-                        };
-                        row.hash = chain_hash(&head.hash, &row);
-                        head = Head { position: row.position, hash: row.hash };
-                        existing.insert(
-                            row.event_id,
-                            Existing {
-                                stream: row.stream.clone(),
-                                position: row.position,
-                                revision: row.revision,
-                                recorded_at,
-                            },
-                        );
-                        appended.push(AppendedEvent {
-                            event_id: row.event_id,
-                            position: row.position,
-                            revision: row.revision,
-                        });
-                        rows.push(row);
-                    }
-                    let last = appended.last().expect("appends are checked to carry events").revision;
-                    stream_revisions.insert(request.stream.clone(), last);
-                    Appended { stream: request.stream.clone(), events: appended, recorded_at }
-                }),
-        };
-        outcomes.push(outcome);
+    let mut start = 0;
+    while start < requests.len() {
+        // A request and the ones joined to it: all of them, or none.
+        let end = start + 1 + requests[start + 1..].iter().take_while(|request| request.joined).count();
+        let (rows_before, head_before) = (rows.len(), head);
+        let mut revisions_before = Vec::new();
+        let mut refusal = None;
+        for request in &requests[start..end] {
+            revisions_before.push((request.stream.as_str(), stream_revisions.get(&request.stream).copied()));
+            let outcome = match replayed(request, &existing) {
+                Some(result) => result,
+                None => check_expected(request, stream_revisions.get(&request.stream).copied())
+                    .and_then(|first_revision| check_builds_on(request, &existing).map(|()| first_revision))
+                    .map(|first_revision| {
+                        let appended =
+                            plan_events(request, first_revision, recorded_at, &mut head, &mut rows);
+                        for (event, row) in appended.iter().zip(&rows[rows.len() - appended.len()..]) {
+                            existing.insert(
+                                event.event_id,
+                                Existing {
+                                    stream: row.stream.clone(),
+                                    position: event.position,
+                                    revision: event.revision,
+                                    recorded_at,
+                                },
+                            );
+                        }
+                        let last = appended.last().expect("appends are checked to carry events").revision;
+                        stream_revisions.insert(request.stream.clone(), last);
+                        Appended { stream: request.stream.clone(), events: appended, recorded_at }
+                    }),
+            };
+            if let Err(error) = &outcome {
+                refusal.get_or_insert_with(|| error.clone());
+            }
+            outcomes.push(outcome);
+        }
+        if let Some(refusal) = refusal {
+            // One part refused: the parts planned before it are taken back.
+            for row in rows.drain(rows_before..) {
+                existing.remove(&row.event_id);
+            }
+            for (stream, revision) in revisions_before.into_iter().rev() {
+                match revision {
+                    Some(revision) => stream_revisions.insert(stream.to_owned(), revision),
+                    None => stream_revisions.remove(stream),
+                };
+            }
+            head = head_before;
+            for outcome in &mut outcomes[start..end] {
+                if outcome.is_ok() {
+                    *outcome = Err(refusal.clone());
+                }
+            }
+        }
+        start = end;
     }
     Planned { rows, outcomes, base, head }
+}
+
+/// The rows of one append from revision `first_revision` on, chained on `head`, which moves to
+/// the last of them.
+fn plan_events(
+    request: &AppendRequest,
+    first_revision: u64,
+    recorded_at: DateTime<Utc>,
+    head: &mut Head,
+    rows: &mut Vec<RecordedEvent>,
+) -> Vec<AppendedEvent> {
+    let mut appended = Vec::with_capacity(request.events.len());
+    for (offset, event) in request.events.iter().enumerate() {
+        let mut row = RecordedEvent {
+            position: head.position + 1,
+            stream: request.stream.clone(),
+            revision: first_revision + offset as u64,
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version,
+            data: event.data.clone(),
+            metadata: event.metadata.clone(),
+            recorded_at,
+            hash: [0; 32],
+        };
+        row.hash = chain_hash(&head.hash, &row);
+        *head = Head { position: row.position, hash: row.hash };
+        appended.push(AppendedEvent {
+            event_id: row.event_id,
+            position: row.position,
+            revision: row.revision,
+        });
+        rows.push(row);
+    }
+    appended
 }
 
 /// The writer's memory of its own last commit: the head it left and the last revision of

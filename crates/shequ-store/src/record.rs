@@ -34,6 +34,17 @@ pub struct NewEvent {
     pub metadata: String,
 }
 
+/// One stream's part of an append that spans streams (see [`crate::EventLog::append_all`]):
+/// the parts commit together or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    /// The event this part builds on, as in [`crate::EventLog::enqueue`].
+    pub after: Option<Uuid>,
+    pub events: Vec<NewEvent>,
+}
+
 /// An event as the log holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {

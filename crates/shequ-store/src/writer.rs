@@ -17,9 +17,16 @@ use crate::record::Appended;
 use crate::tail::Tail;
 use crate::BATCH_EVENTS_MAX;
 
+/// One caller's append: one request, or several joined ones that commit all or none.
 pub(crate) struct Pending {
-    pub request: AppendRequest,
-    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+    pub requests: Vec<AppendRequest>,
+    pub reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+}
+
+impl Pending {
+    fn events(&self) -> usize {
+        self.requests.iter().map(|request| request.events.len()).sum()
+    }
 }
 
 /// Runs until every sender is gone. After each batch, `tail` keeps its events and `head` is
@@ -42,17 +49,17 @@ pub(crate) async fn run(
                 None => return,
             },
         };
-        let mut events = first.request.events.len();
+        let mut events = first.events();
         batch.push(first);
         // Take whatever else is already waiting, up to the batch limit; never wait for more.
         while events < BATCH_EVENTS_MAX {
             match queue.try_recv() {
-                Ok(pending) if events + pending.request.events.len() > BATCH_EVENTS_MAX => {
+                Ok(pending) if events + pending.events() > BATCH_EVENTS_MAX => {
                     carried = Some(pending);
                     break;
                 }
                 Ok(pending) => {
-                    events += pending.request.events.len();
+                    events += pending.events();
                     batch.push(pending);
                 }
                 Err(_) => break,
@@ -69,13 +76,17 @@ async fn commit(
     tail: &Tail,
     cache: &mut WriterCache,
 ) {
-    let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
-        batch.drain(..).map(|pending| (pending.request, pending.reply)).unzip();
+    let mut requests = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for pending in batch.drain(..) {
+        replies.push((pending.reply, pending.requests.len()));
+        requests.extend(pending.requests);
+    }
     // Microseconds: what both databases keep, so an append's answer equals what is read back.
     let recorded_at = Utc::now().trunc_subsecs(6);
     match backend.commit_batch(&requests, recorded_at, cache).await {
         Ok(planned) => {
-            debug_assert_eq!(planned.outcomes.len(), replies.len());
+            debug_assert_eq!(planned.outcomes.len(), requests.len());
             // Kept before the head moves: whoever sees the new head finds its events here.
             tail.extend(planned.base.position, planned.rows);
             head.send_if_modified(|position| {
@@ -83,14 +94,17 @@ async fn commit(
                 *position = (*position).max(planned.head.position);
                 moved
             });
-            for (reply, outcome) in replies.into_iter().zip(planned.outcomes) {
+            let mut outcomes = planned.outcomes.into_iter();
+            for (reply, parts) in replies {
+                // Joined parts are refused together, each with the first refusal.
+                let outcome: Vec<Result<Appended, StoreError>> = outcomes.by_ref().take(parts).collect();
                 // A caller that stopped waiting does not undo a commit; nothing to do.
-                let _ = reply.send(outcome);
+                let _ = reply.send(outcome.into_iter().collect());
             }
         }
         Err(error) => {
             tracing::error!(%error, appends = replies.len(), "event log batch failed; nothing of it was written");
-            for reply in replies {
+            for (reply, _) in replies {
                 let _ = reply.send(Err(error.clone()));
             }
         }
