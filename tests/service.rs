@@ -28,6 +28,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_kept_ledger_state_sees_what_another_process_appended,
         a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_events,
         nothing_to_do_is_never_answered_on_a_stale_kept_state,
+        a_mandate_stands_admitted_only_with_its_funds_reserved,
     ]
 }
 
@@ -459,4 +460,81 @@ async fn nothing_to_do_is_never_answered_on_a_stale_kept_state(db: Db) {
     let books = fresh.ledger(places.district).await.unwrap();
     assert_eq!([held(&books, eight), held(&books, nine), held(&books, ten)], [funds, 0, 0]);
     assert_eq!(first.ledger(places.district).await.unwrap(), books);
+}
+
+/// A funded proposal's mandate events and the reservation of its funds are one append to two
+/// streams: when the reservation cannot be written, neither is the mandate (it would stand
+/// admitted with nothing reserved, as it would if the process stopped between two appends),
+/// and the same proposal, sent again, stands with its funds.
+async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let street = places.streets[0].0;
+    let actor = Actor { role: Role::StreetOffice, organisation: street };
+    let proposal = Proposal {
+        matter_code: "EMP-001".into(),
+        delegating_unit: street,
+        community: places.communities[0].0,
+        scope: "Unemployment registration assistance".into(),
+        volume: 1,
+        deadline: "2027-12-31".into(),
+        funds_offered_fen: fen(3_000),
+        powers_granted: vec!["collect-resident-data".into()],
+        working_conditions: vec!["service-counter".into(), "information-terminal".into()],
+    };
+    let street_balance = |service: &Service| {
+        let service = service.clone();
+        async move {
+            service
+                .ledger(places.district)
+                .await
+                .unwrap()
+                .balance(Account::Organisation { organisation: street })
+        }
+    };
+    let available = street_balance(&service).await;
+    let head = log.head().await.unwrap().position;
+
+    // The database refuses the ledger's rows, as a full disk would refuse a page.
+    let (refuse, allow) = match db.backend {
+        crate::helpers::BackendUnderTest::Sqlite => (
+            "CREATE TRIGGER refuse_ledger BEFORE INSERT ON events WHEN NEW.stream LIKE 'ledger-%' \
+             BEGIN SELECT RAISE(ABORT, 'the test refuses ledger rows'); END;",
+            "DROP TRIGGER refuse_ledger;",
+        ),
+        crate::helpers::BackendUnderTest::Postgres => (
+            "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the test refuses ledger rows'; END $$; \
+             CREATE TRIGGER refuse_ledger BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.stream LIKE 'ledger-%') EXECUTE FUNCTION refuse_ledger();",
+            "DROP TRIGGER refuse_ledger ON events; DROP FUNCTION refuse_ledger();",
+        ),
+    };
+    execute_directly(&db, refuse).await.unwrap();
+    let mandate = Uuid::now_v7();
+    let failed = service.propose(actor, mandate, proposal.clone()).await;
+    assert!(matches!(failed, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{failed:?}");
+    assert!(
+        log.read_stream(&format!("mandate-{mandate}")).await.unwrap().is_empty(),
+        "a mandate without its funds"
+    );
+    assert_eq!(log.head().await.unwrap().position, head, "nothing of the proposal was written");
+
+    execute_directly(&db, allow).await.unwrap();
+    let outcome = service.propose(actor, mandate, proposal).await.unwrap();
+    assert_eq!(outcome.status, MandateStatus::Admitted);
+    let events = log.read_all(head + 1, 10).await.unwrap();
+    let written: Vec<(&str, &str)> = events
+        .iter()
+        .map(|event| (event.stream.split('-').next().unwrap(), event.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        written,
+        [("mandate", "MandateProposed"), ("mandate", "MandateAdmitted"), ("ledger", "TransferRecorded")]
+    );
+    assert!(events.iter().all(|event| event.recorded_at == events[0].recorded_at), "one commit");
+    assert_eq!(street_balance(&service).await, available - 3_000);
+    let books = service.ledger(places.district).await.unwrap();
+    assert_eq!(books.balance(Account::Reserved { mandate }), 3_000);
+    assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
 }

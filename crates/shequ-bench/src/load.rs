@@ -23,7 +23,7 @@ use shequ_http::AppState;
 use shequ_policy::Policies;
 use shequ_service::demo::{self, DemoPlaces};
 use shequ_service::{Actor, Role, Service, SystemClock};
-use shequ_store::{EventLog, ExpectedRevision, NewEvent};
+use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend};
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -360,8 +360,8 @@ async fn measure_http(
 }
 
 /// The same events a command records, appended straight to the store by as many clients:
-/// a proposal is its mandate's two events and the reservation on the district's ledger; a
-/// request is its two events.
+/// a proposal is its mandate's two events and the reservation on the district's ledger, in
+/// one append to both streams, as served; a request is its two events.
 async fn measure_bare(
     url: &str,
     kind: Kind,
@@ -407,21 +407,32 @@ async fn measure_bare(
                 let sent = Instant::now();
                 let id = Uuid::now_v7();
                 let result = match kind {
-                    Kind::Propose => {
-                        let events = vec![event(0), event(1)];
-                        match log.append(&format!("mandate-{id}"), ExpectedRevision::NoStream, events).await {
-                            Ok(_) => log.append("ledger-bench", ExpectedRevision::Any, vec![event(2)]).await,
-                            Err(error) => Err(error),
-                        }
-                    }
-                    Kind::File => {
-                        log.append(
+                    // As served: the mandate's events and the reservation in one append.
+                    Kind::Propose => log
+                        .append_all(vec![
+                            StreamAppend {
+                                stream: format!("mandate-{id}"),
+                                expected: ExpectedRevision::NoStream,
+                                after: None,
+                                events: vec![event(0), event(1)],
+                            },
+                            StreamAppend {
+                                stream: "ledger-bench".into(),
+                                expected: ExpectedRevision::Any,
+                                after: None,
+                                events: vec![event(2)],
+                            },
+                        ])
+                        .await
+                        .map(|_| ()),
+                    Kind::File => log
+                        .append(
                             &format!("request-{id}"),
                             ExpectedRevision::NoStream,
                             vec![event(0), event(1)],
                         )
                         .await
-                    }
+                        .map(|_| ()),
                 };
                 if result.is_ok() && sent >= warmup_until {
                     commands += 1;

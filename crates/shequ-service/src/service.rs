@@ -345,17 +345,29 @@ impl Service {
         // Bound first: a guard in the match would be held across the commit below, and hold
         // up every read behind the projection's next fold.
         let known = self.read_model.read().await?.has_mandate(mandate);
+        let reserve = (admitted && funds > Fen::ZERO).then(|| LedgerCommand::Reserve {
+            transfer_id: derived(mandate, "reserve"),
+            mandate,
+            from: delegating_unit,
+            amount_fen: funds,
+        });
+        if let (false, Some(reserve)) = (known, &reserve) {
+            let joined =
+                self.propose_with_funds(&context, mandate, district, &command, reserve.clone()).await;
+            match joined {
+                Ok(state) => return Ok(outcome(mandate, &state, Some(decision_id))),
+                // The mandate exists after all (another process wrote it, or this is a retry the
+                // projection has not seen yet), or its funds cannot be reserved: nothing was
+                // written, and the steps below, one at a time, give the answer.
+                Err(ServiceError::Store(StoreError::Conflict { .. }) | ServiceError::Ledger(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let state = match known {
             true => self.execute::<Mandate>(context.clone(), mandate, command).await?,
             false => self.create::<Mandate>(context.clone(), mandate, command).await?,
         };
-        if admitted && funds > Fen::ZERO {
-            let reserve = LedgerCommand::Reserve {
-                transfer_id: derived(mandate, "reserve"),
-                mandate,
-                from: delegating_unit,
-                amount_fen: funds,
-            };
+        if let Some(reserve) = reserve {
             if let Err(error) = self.execute_quietly::<Ledger>(context.clone(), district, reserve).await {
                 // The balance moved between the decision and the reservation: the mandate
                 // cannot be funded, so it does not stand.
@@ -367,6 +379,30 @@ impl Service {
             }
         }
         Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// A new mandate's first events and the reservation of its funds, in one append to both
+    /// streams (see [`Joined`]). The mandate's events are decided here, on the empty state, as
+    /// esrs's manager would decide them on a stream that does not exist; its stream's expected
+    /// revision (none) guards that, and a conflict on it comes back as the store's error.
+    async fn propose_with_funds(
+        &self,
+        context: &CommandContext,
+        mandate: Uuid,
+        district: Uuid,
+        command: &MandateCommand,
+        reserve: LedgerCommand,
+    ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
+        let empty = shequ_domain::mandate::MandateState::default();
+        let events = Mandate::handle_command(&empty, command.clone())?;
+        let store = self.log.aggregate_store::<Mandate>(context.clone());
+        let joined = Joined {
+            append: store.first_part(mandate, &events)?,
+            types: events.iter().map(DomainEvent::event_type).collect(),
+            recorder: context.recorder.clone(),
+        };
+        self.execute_joined::<Ledger>(context.clone(), district, reserve, &joined).await?;
+        Ok(events.into_iter().fold(empty, Mandate::apply_event))
     }
 
     /// A community records a task that reached it outside the access process and contests
@@ -993,7 +1029,7 @@ impl Service {
         A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
-        let state = self.run::<A>(context, id, command, Known::Stored, Answer::State).await?;
+        let state = self.run::<A>(context, id, command, Known::Stored, Answer::State, None).await?;
         Ok(state.expect("asked for the state"))
     }
 
@@ -1012,7 +1048,7 @@ impl Service {
         A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
-        let state = self.run::<A>(context, id, command, Known::New, Answer::State).await?;
+        let state = self.run::<A>(context, id, command, Known::New, Answer::State, None).await?;
         Ok(state.expect("asked for the state"))
     }
 
@@ -1031,7 +1067,28 @@ impl Service {
         A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
-        self.run::<A>(context, id, command, Known::Stored, Answer::Nothing).await?;
+        self.run::<A>(context, id, command, Known::Stored, Answer::Nothing, None).await?;
+        Ok(())
+    }
+
+    /// [`Self::execute_quietly`] with another stream's part that commits with the command's
+    /// append, all or none (see [`Joined`]). If the command has nothing to append, the part is
+    /// appended alone.
+    async fn execute_joined<A>(
+        &self,
+        context: CommandContext,
+        id: Uuid,
+        command: A::Command,
+        joined: &Joined,
+    ) -> Result<(), ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default + Clone + 'static,
+        A::Event: DomainEvent + Send + Sync,
+        A::Command: Send + Clone,
+        ServiceError: From<A::Error>,
+    {
+        self.run::<A>(context, id, command, Known::Stored, Answer::Nothing, Some(joined)).await?;
         Ok(())
     }
 
@@ -1050,6 +1107,10 @@ impl Service {
     /// the last event of the one before, so the writer refuses it if that one failed; the
     /// command then runs again on the log's state. A command returns only once its own
     /// append is durable.
+    ///
+    /// With `joined`, the command's append carries another stream's part that commits with it
+    /// or not at all; the command then takes the pipelined way whatever its stream's length,
+    /// and a conflict on the joined stream is returned at once, not retried.
     async fn run<A>(
         &self,
         context: CommandContext,
@@ -1057,6 +1118,7 @@ impl Service {
         command: A::Command,
         known: Known,
         answer: Answer,
+        joined: Option<&Joined>,
     ) -> Result<Option<A::State>, ServiceError>
     where
         A: Aggregate + Send + Sync,
@@ -1114,12 +1176,13 @@ impl Service {
                 }
             };
             let sequence_after = sequence_before + i32::try_from(events.len()).unwrap_or(i32::MAX);
-            if sequence_after >= CACHED_STREAM_EVENTS_MIN {
+            if sequence_after >= CACHED_STREAM_EVENTS_MIN || joined.is_some() {
                 let types: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
                 let after = pipeline.tip.as_ref().map(|tip| tip.last_event);
+                let joined_part = joined.map(|joined| joined.append.clone());
                 let queued = match events.is_empty() {
                     true => None,
-                    false => match store.enqueue(&state, events, after).await {
+                    false => match store.enqueue(&state, events, after, joined_part).await {
                         Ok(queued) => Some(queued),
                         Err(error) => {
                             // Nothing was queued: the state is as it was.
@@ -1128,11 +1191,16 @@ impl Service {
                         }
                     },
                 };
-                let Some((append, store_events)) = queued else {
+                let Some((append, joined_append, store_events)) = queued else {
                     // Nothing to do (a retried transfer, say), on the log's state: nothing of it
                     // is only queued (`take_settled`).
                     let answer = matches!(answer, Answer::State).then(|| state.inner().clone());
                     self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
+                    drop(guard);
+                    if let Some(joined) = joined {
+                        let appended = self.log.append_all(vec![joined.append.clone()]).await?;
+                        joined.record(&appended[0]);
+                    }
                     return Ok(answer);
                 };
                 let last_event = store_events.last().expect("an append carries events").id;
@@ -1154,6 +1222,10 @@ impl Service {
                 drop(guard);
                 match outcome {
                     Ok(appended) => {
+                        if let (Some(joined), Some(joined_append)) = (joined, joined_append) {
+                            // Settled with this append: the same fate, already decided.
+                            joined.record(&joined_append.await?);
+                        }
                         store.record(&types, &appended);
                         if let Some(outer) = &outer {
                             recorder.take().into_iter().for_each(|event| outer.record(event));
@@ -1165,6 +1237,13 @@ impl Service {
                         // never was.
                         self.states.drop_pipeline(&stream, epoch);
                         match error {
+                            // The joined stream is not what its part expected (a mandate
+                            // proposed twice, say): the caller's to answer, not a retry's.
+                            StoreError::Conflict { stream: ref conflicted, .. }
+                                if joined.is_some_and(|joined| joined.append.stream == *conflicted) =>
+                            {
+                                return Err(error.into())
+                            }
                             // Refused for the append it followed: not this command's conflict.
                             // Its retry reads the log once that append is settled, so it
                             // follows nothing and can only conflict from then on.
@@ -1200,6 +1279,36 @@ impl Service {
                 // A failure: nothing is kept, the next command reads the stream.
                 result => return Ok(Some(result??)),
             }
+        }
+    }
+}
+
+/// Another aggregate's new events that commit with a command's own, all or none: a proposal's
+/// mandate events and the reservation of its funds on the district's ledger
+/// ([`Service::propose`]), so that no mandate stands admitted without its funds reserved, even
+/// if the process stops between the two.
+struct Joined {
+    /// The new stream's part, as the log takes it.
+    append: shequ_store::StreamAppend,
+    /// The part's event types, for the command's recorder.
+    types: Vec<&'static str>,
+    /// Where the part's events are told once durable: the caller's command context.
+    recorder: Option<Recorder>,
+}
+
+impl Joined {
+    fn record(&self, appended: &shequ_store::Appended) {
+        let Some(recorder) = &self.recorder else {
+            return;
+        };
+        for (event_type, event) in self.types.iter().zip(&appended.events) {
+            recorder.record(shequ_store::RecordedRef {
+                stream: appended.stream.clone(),
+                event_id: event.event_id,
+                event_type: (*event_type).to_owned(),
+                position: event.position,
+                revision: event.revision,
+            });
         }
     }
 }

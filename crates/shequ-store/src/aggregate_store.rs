@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::log::EventLog;
 use crate::log::QueuedAppend;
 use crate::metadata::{CommandContext, RecordedRef};
-use crate::record::{Appended, ExpectedRevision, NewEvent};
+use crate::record::{Appended, ExpectedRevision, NewEvent, StreamAppend};
 
 /// esrs's `EventStore` for aggregate `A` on shequ's log, for one command.
 ///
@@ -91,12 +91,17 @@ where
     /// that event may not be committed yet. Returns the queued append and the events as esrs
     /// store events, for the state to apply at once; once the append is durable, tell the
     /// command's recorder with [`Self::record`].
+    ///
+    /// `joined`, if given, is another stream's part (see [`Self::first_part`]) that commits
+    /// with this append, before it, or fails with it; its queued append comes back second.
+    #[allow(clippy::type_complexity)]
     pub async fn enqueue(
         &self,
         aggregate_state: &AggregateState<A::State>,
         events: Vec<A::Event>,
         after: Option<Uuid>,
-    ) -> Result<(QueuedAppend, Vec<StoreEvent<A::Event>>), StoreError> {
+        joined: Option<StreamAppend>,
+    ) -> Result<(QueuedAppend, Option<QueuedAppend>, Vec<StoreEvent<A::Event>>), StoreError> {
         let aggregate_id = *aggregate_state.id();
         let new_events = self.new_events(&events)?;
         let first_sequence = *aggregate_state.sequence_number() + 1;
@@ -114,8 +119,28 @@ where
             })
             .collect();
         let stream = Self::stream(aggregate_id);
-        let queued = self.log.enqueue(&stream, expected(aggregate_state), after, new_events).await?;
-        Ok((queued, store_events))
+        let expected = expected(aggregate_state);
+        let Some(joined) = joined else {
+            let queued = self.log.enqueue(&stream, expected, after, new_events).await?;
+            return Ok((queued, None, store_events));
+        };
+        let own = StreamAppend { stream, expected, after, events: new_events };
+        let mut queued = self.log.enqueue_all(vec![joined, own]).await?;
+        let own = queued.pop().expect("two parts queued");
+        let joined = queued.pop().expect("two parts queued");
+        Ok((own, Some(joined), store_events))
+    }
+
+    /// A new aggregate's first events as one part of an append to several streams
+    /// ([`EventLog::append_all`]): they commit only with the other parts, and only if the
+    /// stream does not exist yet.
+    pub fn first_part(&self, aggregate_id: Uuid, events: &[A::Event]) -> Result<StreamAppend, StoreError> {
+        Ok(StreamAppend {
+            stream: Self::stream(aggregate_id),
+            expected: ExpectedRevision::NoStream,
+            after: None,
+            events: self.new_events(events)?,
+        })
     }
 
     /// Tells the command's recorder, if it has one, of events appended with these types.
