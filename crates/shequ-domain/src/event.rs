@@ -49,8 +49,39 @@ pub enum DecodeError {
 }
 
 /// Serialises an adjacently tagged event enum (`tag = "eventType", content = "data"`) and
-/// returns only its data, as compact JSON text.
+/// returns only its data, as compact JSON text, keys in the order the types declare them.
+///
+/// The event is written once, straight to text, and its data is the text between the tag and
+/// the closing brace: serde writes the tag first. A recorded policy input
+/// ([`crate::recorded::RecordedInput`]) is copied as it is, not parsed into a tree. Any other shape (none
+/// is known) goes the way through `serde_json::Value`, [`data_of_value`].
 pub fn data_of<E: Serialize>(event: &E, event_type: &str) -> Result<String, DecodeError> {
+    let json_error = |source| DecodeError::Json { event_type: event_type.to_owned(), source };
+    let text = serde_json::to_string(event).map_err(json_error)?;
+    match data_in(&text) {
+        Some(data) => Ok(data.to_owned()),
+        None => data_of_value(event, event_type),
+    }
+}
+
+/// The data in an adjacently tagged event's compact text: `D` in `{"eventType":"T","data":D}`,
+/// and `{}` for a unit variant, `{"eventType":"T"}`. `None` for any other shape.
+fn data_in(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"eventType":""#)?;
+    let tag_end = rest.find('"')?;
+    // An escape in the tag (none of ours has one) would hide its end.
+    if rest[..tag_end].contains('\\') {
+        return None;
+    }
+    match &rest[tag_end + 1..] {
+        "}" => Some("{}"),
+        rest => rest.strip_prefix(r#","data":"#)?.strip_suffix('}'),
+    }
+}
+
+/// [`data_of`] through `serde_json::Value`: the event as a tree, its `data` member written
+/// out (keys sorted, as `Value` keeps them). Its reference.
+pub fn data_of_value<E: Serialize>(event: &E, event_type: &str) -> Result<String, DecodeError> {
     let json_error = |source| DecodeError::Json { event_type: event_type.to_owned(), source };
     let mut value = serde_json::to_value(event).map_err(json_error)?;
     let data = value

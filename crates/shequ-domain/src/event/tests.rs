@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{event_from, event_from_value, DecodeError, Tagged};
+use super::{data_in, data_of, data_of_value, event_from, event_from_value, DecodeError, Tagged};
 use crate::catalogue::CatalogueEvent;
 use crate::ledger::LedgerEvent;
 use crate::mandate::MandateEvent;
@@ -95,6 +95,60 @@ fn real_events_decode_the_same_and_directly() {
             "{}",
             sample.event_type
         );
+    }
+}
+
+/// Writes a real event's data both ways: the direct write gives the same JSON as the write
+/// through `Value` (its keys in the types' order, not sorted), and reads back as the event.
+fn write_agrees_as<E: DeserializeOwned + serde::Serialize + PartialEq + Debug>(event_type: &str, data: &str) {
+    let event: E = event_from(event_type, data).unwrap();
+    let direct = data_of(&event, event_type).unwrap();
+    let reference = data_of_value(&event, event_type).unwrap();
+    let parsed = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(parsed(&direct), parsed(&reference), "{event_type}");
+    assert_eq!(event_from::<E>(event_type, &direct).unwrap(), event, "{event_type}");
+    // Not a tree written out again: the data is the event's own text.
+    let whole = serde_json::to_string(&event).unwrap();
+    assert!(whole.contains(&format!(r#","data":{direct}}}"#)) || direct == "{}", "{event_type}");
+}
+
+#[test]
+fn real_events_write_their_data_directly_as_through_value() {
+    let samples = corpus();
+    for sample in &samples {
+        let (event_type, data) = (sample.event_type.as_str(), sample.data.as_str());
+        match sample.category.as_str() {
+            "organisation" => write_agrees_as::<OrganisationEvent>(event_type, data),
+            "catalogue" => write_agrees_as::<CatalogueEvent>(event_type, data),
+            "mandate" => write_agrees_as::<MandateEvent>(event_type, data),
+            "ledger" => write_agrees_as::<LedgerEvent>(event_type, data),
+            "request" => write_agrees_as::<RequestEvent>(event_type, data),
+            other => panic!("no event enum for `{other}`"),
+        }
+    }
+    // A recorded decision's policy input is copied as its text, not parsed and written anew
+    // (the corpus, written through `Value`, has its keys sorted; the text stays so).
+    let decided =
+        samples.iter().find(|sample| sample.event_type == "MandateAdmitted").expect("in the corpus");
+    let event: MandateEvent = event_from(&decided.event_type, &decided.data).unwrap();
+    let MandateEvent::MandateAdmitted { decision } = &event else { unreachable!("decoded as its type") };
+    let direct = data_of(&event, &decided.event_type).unwrap();
+    assert!(direct.contains(&format!(r#""input":{}"#, decision.input.get())), "{direct}");
+}
+
+#[test]
+fn only_the_tagged_shape_is_cut_out() {
+    assert_eq!(data_in(r#"{"eventType":"MandateAccepted"}"#), Some("{}"));
+    assert_eq!(data_in(r#"{"eventType":"A","data":{"x":[1,"}"]}}"#), Some(r#"{"x":[1,"}"]}"#));
+    assert_eq!(data_in(r#"{"eventType":"A","data":7}"#), Some("7"));
+    for odd in [
+        r#"{"data":{},"eventType":"A"}"#,
+        r#"{"eventType":"A\"B","data":{}}"#,
+        r#"{"eventType":"A","x":1}"#,
+        "[]",
+        "",
+    ] {
+        assert_eq!(data_in(odd), None, "{odd}");
     }
 }
 
