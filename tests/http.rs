@@ -52,13 +52,13 @@ impl Client {
             Service::new(log.clone(), Policies::embedded().unwrap(), Arc::new(SystemClock)).await.unwrap();
         let keys = TokenKeys::from_secret(&[42; 32]).unwrap();
         let checkpoint_public_key = "ab".repeat(32);
-        let state = AppState {
+        let state = AppState::new(shequ_http::AppParts {
             log,
             service,
             keys,
             metrics: shequ_http::metrics::Metrics::new(),
             checkpoint_public_key: checkpoint_public_key.into(),
-        };
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = app(state.clone());

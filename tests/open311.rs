@@ -121,13 +121,13 @@ impl Server {
             DemoOutcome::AlreadyLoaded { .. } => panic!("a fresh database has no demo"),
         };
         let service = Service::new(log.clone(), policies, Arc::new(SystemClock)).await.unwrap();
-        let state = AppState {
+        let state = AppState::new(shequ_http::AppParts {
             log,
             service,
             keys: TokenKeys::from_secret(&[7; 32]).unwrap(),
             metrics: shequ_http::metrics::Metrics::new(),
             checkpoint_public_key: "ab".repeat(32).into(),
-        };
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/open311/v2", listener.local_addr().unwrap());
         let app = shequ_http::app(state.clone());

@@ -206,13 +206,13 @@ async fn serve(
         let amount = Fen::parse(STREET_BUDGET_FEN)?;
         service.allocate(Some(district), Uuid::now_v7(), None, *street, amount, "load budget").await?;
     }
-    let state = AppState {
+    let state = AppState::new(shequ_http::AppParts {
         log,
         service,
         keys: TokenKeys::from_secret(&[9; 32])?,
         metrics: shequ_http::metrics::Metrics::new(),
         checkpoint_public_key: "".into(),
-    };
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let app = shequ_http::app(state.clone());

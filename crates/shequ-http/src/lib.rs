@@ -26,15 +26,34 @@ pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// How long a request may take before it is answered 408.
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
-/// What every handler shares.
+/// What every handler shares, behind one `Arc`: axum clones the state for each extractor and
+/// middleware of every request, and a clone is then one count, not one per part.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct AppParts {
     pub log: EventLog,
     pub service: shequ_service::Service,
     pub keys: auth::TokenKeys,
     pub metrics: metrics::Metrics,
     /// The Ed25519 public key that signs checkpoints, hex.
     pub checkpoint_public_key: Arc<str>,
+}
+
+impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
 }
 
 /// The whole HTTP application, built once; serving it is the caller's business.

@@ -218,13 +218,13 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
             ));
             let checkpoint_key =
                 shequ_service::checkpoint::CheckpointKey::load_or_create(&cli.checkpoint_key_file)?;
-            let state = shequ_http::AppState {
+            let state = shequ_http::AppState::new(shequ_http::AppParts {
                 log,
                 service,
                 keys,
                 metrics: shequ_http::metrics::Metrics::new(),
                 checkpoint_public_key: checkpoint_key.public_key_hex().into(),
-            };
+            });
             let outcome = serve(state, addr).await;
             timers.abort();
             outcome
