@@ -5,9 +5,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// The input a policy decided on, kept as the JSON text it was recorded as (written by
-/// serde_json from a `Value`, so the event's bytes are what they were when it was a `Value`;
-/// inputs hold no floats, whose text alone could differ). It is the largest
+/// The input a policy decided on, kept as the JSON text it was recorded as: the service writes
+/// it once ([`RecordedInput::of`]), the policy decides on that text, and the event carries it
+/// byte for byte (inputs hold no floats, whose text alone could differ). It is the largest
 /// part of a decision's events, and nothing but a re-decision reads it, so it is neither
 /// parsed when an event is read (a fold copies the text) nor copied when a command, its events
 /// or their states are cloned (they share it).
@@ -18,6 +18,12 @@ impl RecordedInput {
     /// The input as JSON text, exactly as recorded.
     pub fn get(&self) -> &str {
         self.0.get()
+    }
+
+    /// `input` written as compact JSON text, once: what the policy is given and what is
+    /// recorded with its decision.
+    pub fn of<T: Serialize + ?Sized>(input: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(input).map(|raw| Self(Arc::from(raw)))
     }
 
     /// The input, parsed. Text read from a log is only skimmed when an event is read, so it

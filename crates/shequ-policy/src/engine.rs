@@ -6,6 +6,7 @@ use regorus::rvm::RegoVM;
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
 use shequ_domain::mandate::Violation;
+use shequ_domain::recorded::RecordedInput;
 
 use crate::bundle::PolicyBundle;
 
@@ -89,11 +90,10 @@ impl<T: Clone> Answers<T> {
     /// The answer remembered for `input`, or `decide`'s, remembered.
     fn get_or_decide(
         &self,
-        input: &serde_json::Value,
+        key: &str,
         decide: impl FnOnce() -> Result<T, PolicyError>,
     ) -> Result<T, PolicyError> {
-        let key = input.to_string();
-        if let Some(known) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(known) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(key) {
             return Ok(known.clone());
         }
         let answer = decide()?;
@@ -101,7 +101,7 @@ impl<T: Clone> Answers<T> {
         if answers.len() >= ANSWERS_MAX {
             answers.clear();
         }
-        answers.insert(key, answer.clone());
+        answers.insert(key.to_owned(), answer.clone());
         Ok(answer)
     }
 }
@@ -163,6 +163,20 @@ impl Policies {
         }
     }
 
+    /// [`Self::decide_access`] on an input as recorded (its JSON text), as the service records
+    /// it with the decision: the text is read straight into the VM's input, with no
+    /// `serde_json::Value` tree between. The same verdict as on the parsed input.
+    pub fn decide_access_recorded(&self, input: &RecordedInput) -> Result<Vec<Violation>, PolicyError> {
+        match &self.0.access_vm {
+            Ok(vm) if typed_input_text(input.get()) => {
+                let input = Value::from_json_str(input.get())
+                    .map_err(|error| PolicyError::Shape(format!("input: {error}")))?;
+                violations(vm.run(input)?)
+            }
+            _ => self.decide_access_interpreted(&parsed(input)?),
+        }
+    }
+
     /// The access rules' verdict on regorus's interpreter, the reference implementation.
     pub fn decide_access_interpreted(
         &self,
@@ -186,7 +200,7 @@ impl Policies {
 
     /// Whether the actor may take the action on the target (`policies/authz`).
     pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
-        self.0.authz_answers.get_or_decide(input, || {
+        self.0.authz_answers.get_or_decide(&input.to_string(), || {
             Ok(match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
                 Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
                 // Why not is asked only when not.
@@ -202,7 +216,25 @@ impl Policies {
     /// Where a service request goes (`policies/routing`): the route, or the refusal (a
     /// violation with its clause) when the policy takes the request nowhere.
     pub fn route(&self, input: &serde_json::Value) -> Result<Result<RouteDecision, Violation>, PolicyError> {
-        self.0.route_answers.get_or_decide(input, || {
+        self.route_keyed(&input.to_string(), || Ok(input.clone()))
+    }
+
+    /// [`Self::route`] on an input as recorded (its JSON text): the text is the key of the
+    /// answers remembered, and it is parsed only when none is.
+    pub fn route_recorded(
+        &self,
+        input: &RecordedInput,
+    ) -> Result<Result<RouteDecision, Violation>, PolicyError> {
+        self.route_keyed(input.get(), || parsed(input))
+    }
+
+    fn route_keyed(
+        &self,
+        key: &str,
+        input: impl FnOnce() -> Result<serde_json::Value, PolicyError>,
+    ) -> Result<Result<RouteDecision, Violation>, PolicyError> {
+        self.0.route_answers.get_or_decide(key, || {
+            let input = &input()?;
             let shape = |error: serde_json::Error| PolicyError::Shape(format!("routing: {error}"));
             let refusal = self.evaluate(ROUTING_REFUSAL_RULE, input)?;
             if refusal != Value::Undefined {
@@ -246,6 +278,29 @@ fn typed_input(input: &serde_json::Value) -> bool {
     // `null` would read as absent, but the rules tell the two apart.
     let balance_typed = input.get("available_fen").is_none_or(serde_json::Value::is_i64);
     balance_typed && Typed::deserialize(input).is_ok()
+}
+
+/// [`typed_input`] on JSON text.
+fn typed_input_text(input: &str) -> bool {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read only to check the types
+    struct Typed {
+        catalogue_version: u64,
+        matter: Option<shequ_domain::catalogue::Matter>,
+        proposal: shequ_domain::mandate::Proposal,
+        // Absent reads as none; `null` does not read, as the rules tell the two apart.
+        #[serde(default, deserialize_with = "present")]
+        available_fen: Option<i64>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        i64::deserialize(deserializer).map(Some)
+    }
+    serde_json::from_str::<Typed>(input).is_ok()
+}
+
+fn parsed(input: &RecordedInput) -> Result<serde_json::Value, PolicyError> {
+    input.value().map_err(|error| PolicyError::Shape(format!("input: {error}")))
 }
 
 fn regorus_input(input: &serde_json::Value) -> Result<Value, PolicyError> {

@@ -16,6 +16,7 @@ use shequ_domain::mandate::{
 use shequ_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
 };
+use shequ_domain::recorded::RecordedInput;
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
 use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, QueuedAppend, Recorder, StoreError};
@@ -719,27 +720,32 @@ impl Service {
         proposal: &Proposal,
         available_fen: Option<i64>,
     ) -> Result<Decision, ServiceError> {
-        let (version, matter) = {
-            let projection = self.read_model.read().await?;
-            (
-                projection.catalogue_version(),
-                projection.catalogue().matters.get(&proposal.matter_code).cloned(),
-            )
-        };
-        let mut input = json!({
-            "catalogue_version": version,
-            "matter": matter,
-            "proposal": proposal,
-        });
-        if let Some(available) = available_fen {
-            input["available_fen"] = json!(available);
+        /// `policies/access/access.rego`'s input.
+        #[derive(serde::Serialize)]
+        struct AccessInput<'a> {
+            catalogue_version: u64,
+            matter: Option<&'a Matter>,
+            proposal: &'a Proposal,
+            /// Absent, not null, when not asked: the rules tell the two apart.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            available_fen: Option<i64>,
         }
-        let violations = self.policies.decide_access(&input)?;
+        // Written once, as text: what the policy decides on is what is recorded.
+        let (version, input) = {
+            let projection = self.read_model.read().await?;
+            let catalogue_version = projection.catalogue_version();
+            let matter = projection.catalogue().matters.get(&proposal.matter_code);
+            let input =
+                RecordedInput::of(&AccessInput { catalogue_version, matter, proposal, available_fen })
+                    .map_err(|error| ServiceError::Invalid(format!("the access policy's input: {error}")))?;
+            (catalogue_version, input)
+        };
+        let violations = self.policies.decide_access_recorded(&input)?;
         Ok(Decision {
             decision_id: Uuid::now_v7(),
             bundle_digest: self.policies.bundle().digest().to_owned(),
             catalogue_version: version,
-            input: (&input).into(),
+            input,
             violations,
         })
     }

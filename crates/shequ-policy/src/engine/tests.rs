@@ -157,6 +157,16 @@ fn routes_requests_from_rust_and_names_the_clause_of_a_refusal() {
         assert_eq!(own.unwrap().unwrap().route, "community");
         assert_eq!(clone.route(&input(serde_json::Value::Null)).unwrap().unwrap_err(), refusal);
     }
+    // On recorded text, as the service asks: the same answers, remembered by the text.
+    let fresh = Policies::embedded().unwrap();
+    for _ in 0..2 {
+        let recorded = RecordedInput::from(&input(json!({"owner_level": "street", "nature": "entrustable"})));
+        assert_eq!(fresh.route_recorded(&recorded).unwrap().unwrap(), route);
+        let refused = fresh.route_recorded(&RecordedInput::from(&input(serde_json::Value::Null))).unwrap();
+        assert_eq!(refused.unwrap_err(), refusal);
+    }
+    let broken = serde_json::from_str::<RecordedInput>(r#""\ud800""#).unwrap();
+    assert!(matches!(fresh.route_recorded(&broken), Err(PolicyError::Shape(_))));
 }
 
 #[test]
@@ -285,7 +295,11 @@ mod vm_and_interpreter {
             prop_assert!(typed_input(&input), "{}", input);
             let on_vm = policies.decide_access(&input).unwrap();
             let interpreted = policies.decide_access_interpreted(&input).unwrap();
-            prop_assert_eq!(on_vm, interpreted);
+            prop_assert_eq!(&on_vm, &interpreted);
+            // The recorded text, as the service decides it, is of the VM's shape and decides alike.
+            let recorded = RecordedInput::from(&input);
+            prop_assert!(typed_input_text(recorded.get()), "{}", input);
+            prop_assert_eq!(policies.decide_access_recorded(&recorded).unwrap(), on_vm);
         }
     }
 
@@ -310,7 +324,9 @@ mod vm_and_interpreter {
                     "catalogue_version": 3, "matter": matter, "proposal": proposal, "available_fen": 500_000,
                 });
                 assert!(typed_input(&input), "{input}");
+                assert!(typed_input_text(&input.to_string()), "{input}");
                 let on_vm = policies.decide_access(&input).unwrap();
+                assert_eq!(on_vm, policies.decide_access_recorded(&RecordedInput::from(&input)).unwrap());
                 assert_eq!(on_vm, policies.decide_access_interpreted(&input).unwrap(), "{input}");
                 assert_eq!(on_vm, interpreter.decide_access(&input).unwrap(), "{input}");
                 fired.extend(on_vm.into_iter().map(|violation| violation.rule));
@@ -353,6 +369,10 @@ mod vm_and_interpreter {
             "proposal": full_proposal(json!([])),
         });
         assert!(typed_input(&input));
+        assert!(matches!(
+            policies.decide_access_recorded(&RecordedInput::from(&input)),
+            Err(PolicyError::Evaluation(_))
+        ));
         let error = policies.decide_access(&input).unwrap_err();
         assert!(
             matches!(&error, PolicyError::Evaluation(message) if message.contains("instruction")),
@@ -394,6 +414,7 @@ mod vm_and_interpreter {
             let (parent, key) = pointer.rsplit_once('/').unwrap();
             input.pointer_mut(parent).unwrap()[key] = value;
             assert!(!typed_input(&input), "{input}");
+            assert!(!typed_input_text(&input.to_string()), "{input}");
             odd.push(input);
         }
         let mut without_field = typed.clone();
@@ -403,6 +424,8 @@ mod vm_and_interpreter {
             let on_vm_or_not = policies.decide_access(&input).map_err(|error| error.to_string());
             let interpreted = policies.decide_access_interpreted(&input).map_err(|error| error.to_string());
             assert_eq!(on_vm_or_not, interpreted, "{input}");
+            let recorded = policies.decide_access_recorded(&RecordedInput::from(&input));
+            assert_eq!(recorded.map_err(|error| error.to_string()), interpreted, "{input}");
         }
         // `available_fen: null` is below any offer on the interpreter: the rule fires.
         let mut null_balance = typed.clone();

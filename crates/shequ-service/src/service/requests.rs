@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use serde_json::json;
+use shequ_domain::catalogue::Matter;
+use shequ_domain::mandate::MandateStatus;
+use shequ_domain::recorded::RecordedInput;
 use shequ_domain::request::{
     Channel, Filing, Request, RequestCommand, RequestError, RequestStatus, Route, Routing,
 };
+use shequ_domain::Fen;
 use uuid::Uuid;
 
 use super::{Service, Target};
@@ -162,30 +165,54 @@ impl Service {
         street: Uuid,
         district: Uuid,
     ) -> Result<(Routing, u32), ServiceError> {
+        /// `policies/routing/routing.rego`'s input.
+        #[derive(serde::Serialize)]
+        struct RoutingInput<'a> {
+            matter: Option<&'a Matter>,
+            station: Station,
+            mandates: Vec<LiveMandate>,
+            departments: BTreeMap<String, Uuid>,
+        }
+        #[derive(serde::Serialize)]
+        struct Station {
+            community: Uuid,
+            street: Uuid,
+            district: Uuid,
+        }
+        #[derive(serde::Serialize)]
+        struct LiveMandate {
+            mandate: Uuid,
+            status: MandateStatus,
+            funds_offered_fen: Fen,
+            funds_posted_fen: Fen,
+            delegating_unit: Uuid,
+        }
         let projection = self.read_model.read().await?;
         let matter = projection.catalogue().matters.get(matter_code);
-        let mandates: Vec<serde_json::Value> = projection
+        let mandates = projection
             .live_mandates_for(station, matter_code)
             .into_iter()
-            .map(|view| {
-                json!({
-                    "mandate": view.mandate, "status": view.status,
-                    "funds_offered_fen": view.funds_offered_fen, "funds_posted_fen": view.funds_posted_fen,
-                    "delegating_unit": view.delegating_unit,
-                })
+            .map(|view| LiveMandate {
+                mandate: view.mandate,
+                status: view.status,
+                funds_offered_fen: view.funds_offered_fen,
+                funds_posted_fen: view.funds_posted_fen,
+                delegating_unit: view.delegating_unit,
             })
             .collect();
         let catalogue_version = projection.catalogue_version();
-        let input = json!({
-            "matter": matter,
-            "station": {"community": station, "street": street, "district": district},
-            "mandates": mandates,
-            "departments": projection.departments(district),
-        });
+        // Written once, as text: the key of the answers remembered, and what is recorded.
+        let input = RecordedInput::of(&RoutingInput {
+            matter,
+            station: Station { community: station, street, district },
+            mandates,
+            departments: projection.departments(district),
+        })
+        .map_err(|error| ServiceError::Invalid(format!("the routing policy's input: {error}")))?;
         let sla_days = matter.map_or(0, |matter| matter.sla_days);
         drop(projection);
         let decision =
-            self.policies.route(&input)?.map_err(|refusal| ServiceError::Refused(vec![refusal]))?;
+            self.policies.route_recorded(&input)?.map_err(|refusal| ServiceError::Refused(vec![refusal]))?;
         let route = match decision.route.as_str() {
             "community" => Route::Community,
             "agent" => Route::Agent,
@@ -208,7 +235,7 @@ impl Service {
             decision_id: Uuid::now_v7(),
             bundle_digest: self.policies.bundle().digest().to_owned(),
             catalogue_version,
-            input: (&input).into(),
+            input,
         };
         Ok((routing, sla_days))
     }
