@@ -67,6 +67,18 @@ struct Prepared {
     route_answers: Answers<Result<RouteDecision, Violation>>,
 }
 
+/// `policies/access`'s input as the service builds it (`Service::decide`): the shape
+/// [`typed_input`] checks, by construction.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct AccessInput<'a> {
+    pub catalogue_version: u64,
+    pub matter: Option<&'a shequ_domain::catalogue::Matter>,
+    pub proposal: &'a shequ_domain::mandate::Proposal,
+    /// Absent, not null, when not asked: the rules tell the two apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_fen: Option<i64>,
+}
+
 /// The most answers of one kind remembered; past it the memory starts again.
 const ANSWERS_MAX: usize = 65_536;
 
@@ -163,18 +175,21 @@ impl Policies {
         }
     }
 
-    /// [`Self::decide_access`] on an input as recorded (its JSON text), as the service records
-    /// it with the decision: the text is read straight into the VM's input, with no
-    /// `serde_json::Value` tree between. The same verdict as on the parsed input.
-    pub fn decide_access_recorded(&self, input: &RecordedInput) -> Result<Vec<Violation>, PolicyError> {
-        match &self.0.access_vm {
-            Ok(vm) if typed_input_text(input.get()) => {
-                let input = Value::from_json_str(input.get())
-                    .map_err(|error| PolicyError::Shape(format!("input: {error}")))?;
-                violations(vm.run(input)?)
-            }
-            _ => self.decide_access_interpreted(&parsed(input)?),
-        }
+    /// [`Self::decide_access`] on the input as the service builds it, and that input as it is
+    /// recorded with the decision. Its types give it the VM's shape, so it is not checked; it
+    /// is written to text once, for the record, and handed to the VM as a tree.
+    pub fn decide_access_input(
+        &self,
+        input: &AccessInput<'_>,
+    ) -> Result<(RecordedInput, Vec<Violation>), PolicyError> {
+        let shape = |error: serde_json::Error| PolicyError::Shape(format!("input: {error}"));
+        let recorded = RecordedInput::of(input).map_err(shape)?;
+        let tree = serde_json::to_value(input).map_err(shape)?;
+        let violations = match &self.0.access_vm {
+            Ok(vm) => violations(vm.run(regorus_input(&tree)?)?)?,
+            Err(_) => self.decide_access_interpreted(&tree)?,
+        };
+        Ok((recorded, violations))
     }
 
     /// The access rules' verdict on regorus's interpreter, the reference implementation.
@@ -200,7 +215,24 @@ impl Policies {
 
     /// Whether the actor may take the action on the target (`policies/authz`).
     pub fn authorize(&self, input: &serde_json::Value) -> Result<AuthzDecision, PolicyError> {
-        self.0.authz_answers.get_or_decide(&input.to_string(), || {
+        self.authorize_keyed(&input.to_string(), || Ok(input.clone()))
+    }
+
+    /// [`Self::authorize`] on the input's JSON text: the text is the key of the answers
+    /// remembered, and it is parsed only when none is.
+    pub fn authorize_text(&self, input: &str) -> Result<AuthzDecision, PolicyError> {
+        self.authorize_keyed(input, || {
+            serde_json::from_str(input).map_err(|error| PolicyError::Shape(format!("input: {error}")))
+        })
+    }
+
+    fn authorize_keyed(
+        &self,
+        key: &str,
+        input: impl FnOnce() -> Result<serde_json::Value, PolicyError>,
+    ) -> Result<AuthzDecision, PolicyError> {
+        self.0.authz_answers.get_or_decide(key, || {
+            let input = &input()?;
             Ok(match self.evaluate(AUTHZ_ALLOW_RULE, input)? {
                 Value::Bool(true) => AuthzDecision { allow: true, reason: String::new() },
                 // Why not is asked only when not.
@@ -278,25 +310,6 @@ fn typed_input(input: &serde_json::Value) -> bool {
     // `null` would read as absent, but the rules tell the two apart.
     let balance_typed = input.get("available_fen").is_none_or(serde_json::Value::is_i64);
     balance_typed && Typed::deserialize(input).is_ok()
-}
-
-/// [`typed_input`] on JSON text.
-fn typed_input_text(input: &str) -> bool {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)] // read only to check the types
-    struct Typed {
-        catalogue_version: u64,
-        matter: Option<shequ_domain::catalogue::Matter>,
-        proposal: shequ_domain::mandate::Proposal,
-        // Absent reads as none; `null` does not read, as the rules tell the two apart.
-        #[serde(default, deserialize_with = "present")]
-        available_fen: Option<i64>,
-    }
-    fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-        i64::deserialize(deserializer).map(Some)
-    }
-    serde_json::from_str::<Typed>(input).is_ok()
 }
 
 fn parsed(input: &RecordedInput) -> Result<serde_json::Value, PolicyError> {

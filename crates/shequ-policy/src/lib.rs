@@ -10,7 +10,7 @@ mod bundle;
 mod engine;
 
 pub use bundle::{PolicyBundle, BUNDLE_FILES_MAX, BUNDLE_FILE_BYTES_MAX};
-pub use engine::{AuthzDecision, Policies, PolicyError, RouteDecision};
+pub use engine::{AccessInput, AuthzDecision, Policies, PolicyError, RouteDecision};
 
 /// The `policies/` folder as shipped, embedded at build time: the bundle, its tests, and the
 /// starting catalogue.

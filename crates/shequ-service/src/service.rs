@@ -6,7 +6,6 @@ use chrono::SecondsFormat;
 use esrs::manager::AggregateManager;
 use esrs::store::{EventStore, StoreEvent};
 use esrs::{Aggregate, AggregateState};
-use serde_json::json;
 use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
 use shequ_domain::ledger::{Account, Ledger, LedgerCommand, LedgerError, LedgerState};
 use shequ_domain::mandate::{
@@ -16,7 +15,6 @@ use shequ_domain::mandate::{
 use shequ_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
 };
-use shequ_domain::recorded::RecordedInput;
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
 use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent, QueuedAppend, Recorder, StoreError};
@@ -78,19 +76,47 @@ pub struct MandateOutcome {
     pub decision_id: Option<Uuid>,
 }
 
-/// Where an action lands in the hierarchy, for `policies/authz`.
-#[derive(Debug, Default)]
+/// Where an action lands in the hierarchy, for `policies/authz`. A member that does not apply
+/// is absent from the policy's input, not null: Rego's `not` holds only for undefined (or
+/// false) values.
+#[derive(Debug, Default, serde::Serialize)]
 struct Target {
+    #[serde(skip_serializing_if = "Option::is_none")]
     district: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     street: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     community: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     delegating_unit: Option<Uuid>,
     /// The account a budget allocation leaves.
+    #[serde(skip_serializing_if = "Option::is_none")]
     from: Option<Uuid>,
     /// The organisation holding a service request.
+    #[serde(skip_serializing_if = "Option::is_none")]
     handler: Option<Uuid>,
     /// The resident a service request is for (their token subject).
+    #[serde(skip_serializing_if = "Option::is_none")]
     resident: Option<String>,
+}
+
+/// `policies/authz/authz.rego`'s input, written straight to its JSON text: the key of the
+/// answers remembered, parsed only when the policy has not answered it yet.
+#[derive(serde::Serialize)]
+struct AuthzInput<'a> {
+    actor: AuthzActor<'a>,
+    action: &'a str,
+    target: &'a Target,
+}
+
+/// The actor as the policy sees it; its members are null, not absent, when unknown.
+#[derive(serde::Serialize)]
+struct AuthzActor<'a> {
+    role: &'a str,
+    organisation: Uuid,
+    kind: Option<OrganisationKind>,
+    district: Option<Uuid>,
+    subject: Option<&'a str>,
 }
 
 impl Service {
@@ -720,31 +746,21 @@ impl Service {
         proposal: &Proposal,
         available_fen: Option<i64>,
     ) -> Result<Decision, ServiceError> {
-        /// `policies/access/access.rego`'s input.
-        #[derive(serde::Serialize)]
-        struct AccessInput<'a> {
-            catalogue_version: u64,
-            matter: Option<&'a Matter>,
-            proposal: &'a Proposal,
-            /// Absent, not null, when not asked: the rules tell the two apart.
-            #[serde(skip_serializing_if = "Option::is_none")]
-            available_fen: Option<i64>,
-        }
-        // Written once, as text: what the policy decides on is what is recorded.
-        let (version, input) = {
+        // Copied out, so that the projection's next fold does not wait for the decision.
+        let (catalogue_version, matter) = {
             let projection = self.read_model.read().await?;
-            let catalogue_version = projection.catalogue_version();
-            let matter = projection.catalogue().matters.get(&proposal.matter_code);
-            let input =
-                RecordedInput::of(&AccessInput { catalogue_version, matter, proposal, available_fen })
-                    .map_err(|error| ServiceError::Invalid(format!("the access policy's input: {error}")))?;
-            (catalogue_version, input)
+            (
+                projection.catalogue_version(),
+                projection.catalogue().matters.get(&proposal.matter_code).cloned(),
+            )
         };
-        let violations = self.policies.decide_access_recorded(&input)?;
+        let input =
+            shequ_policy::AccessInput { catalogue_version, matter: matter.as_ref(), proposal, available_fen };
+        let (input, violations) = self.policies.decide_access_input(&input)?;
         Ok(Decision {
             decision_id: Uuid::now_v7(),
             bundle_digest: self.policies.bundle().digest().to_owned(),
-            catalogue_version: version,
+            catalogue_version,
             input,
             violations,
         })
@@ -866,32 +882,20 @@ impl Service {
         action: &str,
         target: Target,
     ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
-        let actor_district = projection.district_of(actor.organisation);
-        let actor_kind = projection.organisation(actor.organisation).map(|view| view.kind);
-        let input = json!({
-            "actor": {
-                "role": actor.role.as_str(), "organisation": actor.organisation,
-                "kind": actor_kind, "district": actor_district, "subject": subject,
+        let input = AuthzInput {
+            actor: AuthzActor {
+                role: actor.role.as_str(),
+                organisation: actor.organisation,
+                kind: projection.organisation(actor.organisation).map(|view| view.kind),
+                district: projection.district_of(actor.organisation),
+                subject,
             },
-            "action": action,
-            // Absent, not null, where a member does not apply: Rego's `not` holds only for
-            // undefined (or false) values.
-            "target": serde_json::Value::Object(
-                [
-                    ("district", target.district),
-                    ("street", target.street),
-                    ("community", target.community),
-                    ("delegating_unit", target.delegating_unit),
-                    ("from", target.from),
-                    ("handler", target.handler),
-                ]
-                .into_iter()
-                .filter_map(|(key, id)| id.map(|id| (key.to_owned(), json!(id))))
-                .chain(target.resident.map(|resident| ("resident".to_owned(), json!(resident))))
-                .collect(),
-            ),
-        });
-        Ok(self.policies.authorize(&input)?)
+            action,
+            target: &target,
+        };
+        let text = serde_json::to_string(&input)
+            .map_err(|error| ServiceError::Invalid(format!("the authorisation policy's input: {error}")))?;
+        Ok(self.policies.authorize_text(&text)?)
     }
 
     /// The district and street of a community.
@@ -1473,5 +1477,46 @@ impl ContestTimers {
             .filter(|(_, deadline)| deadline.as_str() <= now)
             .map(|(mandate, _)| *mandate)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The authorisation input written from its types is the input the policy was given as a
+    /// `serde_json::Value` before: unknown members of the actor null, target members absent.
+    #[test]
+    fn the_authz_input_is_what_the_policy_was_given() {
+        let (organisation, district, resident) = (Uuid::from_u128(1), Uuid::from_u128(2), "r-1".to_owned());
+        let target =
+            Target { district: Some(district), resident: Some(resident.clone()), ..Target::default() };
+        let cases = [
+            (Some(OrganisationKind::Community), Some(district), Some("s-1"), &target),
+            (None, None, None, &Target::default()),
+        ];
+        for (kind, actor_district, subject, target) in cases {
+            let input = AuthzInput {
+                actor: AuthzActor { role: "resident", organisation, kind, district: actor_district, subject },
+                action: "request.read",
+                target,
+            };
+            let mut expected_target = serde_json::Map::new();
+            if target.district.is_some() {
+                expected_target.insert("district".into(), json!(district));
+                expected_target.insert("resident".into(), json!(resident));
+            }
+            let expected = json!({
+                "actor": {"role": "resident", "organisation": organisation, "kind": kind,
+                          "district": actor_district, "subject": subject},
+                "action": "request.read",
+                "target": expected_target,
+            });
+            let written: serde_json::Value =
+                serde_json::from_str(&serde_json::to_string(&input).unwrap()).unwrap();
+            assert_eq!(written, expected);
+        }
     }
 }

@@ -296,10 +296,13 @@ mod vm_and_interpreter {
             let on_vm = policies.decide_access(&input).unwrap();
             let interpreted = policies.decide_access_interpreted(&input).unwrap();
             prop_assert_eq!(&on_vm, &interpreted);
-            // The recorded text, as the service decides it, is of the VM's shape and decides alike.
-            let recorded = RecordedInput::from(&input);
-            prop_assert!(typed_input_text(recorded.get()), "{}", input);
-            prop_assert_eq!(policies.decide_access_recorded(&recorded).unwrap(), on_vm);
+            // As the service decides it, from its types: alike, and recorded as this input.
+            let typed = AccessInput {
+                catalogue_version: u64::from(version), matter: matter.as_ref(), proposal: &proposal, available_fen: available,
+            };
+            let (recorded, violations) = policies.decide_access_input(&typed).unwrap();
+            prop_assert_eq!(violations, on_vm);
+            prop_assert_eq!(recorded.value().unwrap(), input);
         }
     }
 
@@ -324,9 +327,7 @@ mod vm_and_interpreter {
                     "catalogue_version": 3, "matter": matter, "proposal": proposal, "available_fen": 500_000,
                 });
                 assert!(typed_input(&input), "{input}");
-                assert!(typed_input_text(&input.to_string()), "{input}");
                 let on_vm = policies.decide_access(&input).unwrap();
-                assert_eq!(on_vm, policies.decide_access_recorded(&RecordedInput::from(&input)).unwrap());
                 assert_eq!(on_vm, policies.decide_access_interpreted(&input).unwrap(), "{input}");
                 assert_eq!(on_vm, interpreter.decide_access(&input).unwrap(), "{input}");
                 fired.extend(on_vm.into_iter().map(|violation| violation.rule));
@@ -369,10 +370,15 @@ mod vm_and_interpreter {
             "proposal": full_proposal(json!([])),
         });
         assert!(typed_input(&input));
-        assert!(matches!(
-            policies.decide_access_recorded(&RecordedInput::from(&input)),
-            Err(PolicyError::Evaluation(_))
-        ));
+        let matter: Matter = serde_json::from_value(input["matter"].clone()).unwrap();
+        let proposal: Proposal = serde_json::from_value(input["proposal"].clone()).unwrap();
+        let typed = AccessInput {
+            catalogue_version: 1,
+            matter: Some(&matter),
+            proposal: &proposal,
+            available_fen: None,
+        };
+        assert!(matches!(policies.decide_access_input(&typed), Err(PolicyError::Evaluation(_))));
         let error = policies.decide_access(&input).unwrap_err();
         assert!(
             matches!(&error, PolicyError::Evaluation(message) if message.contains("instruction")),
@@ -414,7 +420,6 @@ mod vm_and_interpreter {
             let (parent, key) = pointer.rsplit_once('/').unwrap();
             input.pointer_mut(parent).unwrap()[key] = value;
             assert!(!typed_input(&input), "{input}");
-            assert!(!typed_input_text(&input.to_string()), "{input}");
             odd.push(input);
         }
         let mut without_field = typed.clone();
@@ -424,8 +429,6 @@ mod vm_and_interpreter {
             let on_vm_or_not = policies.decide_access(&input).map_err(|error| error.to_string());
             let interpreted = policies.decide_access_interpreted(&input).map_err(|error| error.to_string());
             assert_eq!(on_vm_or_not, interpreted, "{input}");
-            let recorded = policies.decide_access_recorded(&RecordedInput::from(&input));
-            assert_eq!(recorded.map_err(|error| error.to_string()), interpreted, "{input}");
         }
         // `available_fen: null` is below any offer on the interpreter: the rule fires.
         let mut null_balance = typed.clone();
