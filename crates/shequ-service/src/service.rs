@@ -379,14 +379,30 @@ impl Service {
             amount_fen: funds,
         });
         if let (false, Some(reserve)) = (known, &reserve) {
+            let mandate_stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
+            let exists = |error: &ServiceError| matches!(error, ServiceError::Store(StoreError::Conflict { stream, .. }) if *stream == mandate_stream);
             let joined =
                 self.propose_with_funds(&context, mandate, district, &command, reserve.clone()).await;
             match joined {
                 Ok(state) => return Ok(outcome(mandate, &state, Some(decision_id))),
+                // The balance moved between the decision and the reservation: the mandate
+                // cannot be funded, so it does not stand. Nothing was written; its proposal
+                // and its withdrawal are then one append, so it is never admitted unfunded.
+                Err(ServiceError::Ledger(error)) => {
+                    tracing::warn!(%mandate, %error, "funds could not be reserved; the mandate is withdrawn");
+                    let reason = format!("funds could not be reserved: {error}");
+                    match self.propose_withdrawn(&context, mandate, &command, reason).await {
+                        Ok(state) => return Ok(outcome(mandate, &state, Some(decision_id))),
+                        Err(error) if exists(&error) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
                 // The mandate exists after all (another process wrote it, or this is a retry the
-                // projection has not seen yet), or its funds cannot be reserved: nothing was
-                // written, and the steps below, one at a time, give the answer.
-                Err(ServiceError::Store(StoreError::Conflict { .. }) | ServiceError::Ledger(_)) => {}
+                // projection has not seen yet): nothing was written, and the command below
+                // answers as the first time.
+                Err(error) if exists(&error) => {}
+                // Anything else (the ledger in conflict with another process, a database
+                // error): nothing was written, and the same proposal may be sent again.
                 Err(error) => return Err(error),
             }
         }
@@ -394,6 +410,9 @@ impl Service {
             true => self.execute::<Mandate>(context.clone(), mandate, command).await?,
             false => self.create::<Mandate>(context.clone(), mandate, command).await?,
         };
+        // A new mandate with funds to reserve was written above, with them. Here it was known
+        // already, and proposing it again answers `AlreadyExists`; were it ever admitted here,
+        // its funds are reserved in a second append.
         if let Some(reserve) = reserve {
             if let Err(error) = self.execute_quietly::<Ledger>(context.clone(), district, reserve).await {
                 // The balance moved between the decision and the reservation: the mandate
@@ -429,6 +448,29 @@ impl Service {
             recorder: context.recorder.clone(),
         };
         self.execute_joined::<Ledger>(context.clone(), district, reserve, &joined).await?;
+        Ok(events.into_iter().fold(empty, Mandate::apply_event))
+    }
+
+    /// A new mandate proposed, admitted and withdrawn (its funds could not be reserved), in one
+    /// append to its stream.
+    async fn propose_withdrawn(
+        &self,
+        context: &CommandContext,
+        mandate: Uuid,
+        command: &MandateCommand,
+        reason: String,
+    ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
+        let empty = shequ_domain::mandate::MandateState::default();
+        let mut events = Mandate::handle_command(&empty, command.clone())?;
+        let proposed = events.iter().cloned().fold(empty.clone(), Mandate::apply_event);
+        events.extend(Mandate::handle_command(&proposed, MandateCommand::Withdraw { reason })?);
+        let store = self.log.aggregate_store::<Mandate>(context.clone());
+        let alone = Joined {
+            append: store.first_part(mandate, &events)?,
+            types: events.iter().map(DomainEvent::event_type).collect(),
+            recorder: context.recorder.clone(),
+        };
+        alone.append_alone(&self.log).await?;
         Ok(events.into_iter().fold(empty, Mandate::apply_event))
     }
 
@@ -1208,8 +1250,7 @@ impl Service {
                     self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
                     drop(guard);
                     if let Some(joined) = joined {
-                        let appended = self.log.append_all(vec![joined.append.clone()]).await?;
-                        joined.record(&appended[0]);
+                        joined.append_alone(&self.log).await?;
                     }
                     return Ok(answer);
                 };
@@ -1220,8 +1261,11 @@ impl Service {
                 let epoch = pipeline.epoch;
                 // The next command on this stream may decide now, on the state this one left;
                 // if the cache is full and cannot keep it, the next reads the log, which must
-                // then hold this append first: the lock is kept until it is durable.
-                let guard = match self.states.put(stream.clone(), state, sequence_after, pipeline) {
+                // then hold this append first: the lock is kept until it is durable. A short
+                // stream here only for a joined part is not kept: its next command goes through
+                // esrs, which does not build on a queued append, so it waits for this one.
+                let keep = sequence_after >= CACHED_STREAM_EVENTS_MIN;
+                let guard = match keep && self.states.put(stream.clone(), state, sequence_after, pipeline) {
                     true => {
                         drop(guard);
                         None
@@ -1307,6 +1351,13 @@ struct Joined {
 }
 
 impl Joined {
+    /// Appends the part by itself, and tells the recorder.
+    async fn append_alone(&self, log: &EventLog) -> Result<(), StoreError> {
+        let appended = log.append_all(vec![self.append.clone()]).await?;
+        self.record(&appended[0]);
+        Ok(())
+    }
+
     fn record(&self, appended: &shequ_store::Appended) {
         let Some(recorder) = &self.recorder else {
             return;

@@ -323,3 +323,71 @@ fn check_expected(request: &AppendRequest, actual: Option<u64>) -> Result<u64, S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> NewEvent {
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "A".into(),
+            event_version: 1,
+            data: "{}".into(),
+            metadata: "{}".into(),
+        }
+    }
+
+    fn request(stream: &str, expected: ExpectedRevision, after: Option<Uuid>, joined: bool) -> AppendRequest {
+        AppendRequest { stream: stream.into(), expected, after, events: vec![event()], joined }
+    }
+
+    /// A refused joined append leaves nothing behind for the appends after it in the same
+    /// batch: its stream is still new, its events were never there, its positions are free.
+    #[test]
+    fn a_refused_joined_append_is_taken_back_within_its_batch() {
+        let head = Head { position: 10, hash: [7; 32] };
+        let ledger_before = HashMap::from([("ledger-1".to_owned(), 4)]);
+        let mandate_first = request("mandate-1", ExpectedRevision::NoStream, None, false);
+        let taken_back = mandate_first.events[0].event_id;
+        let again = request("mandate-1", ExpectedRevision::NoStream, None, false);
+        let on_taken_back = request("mandate-1", ExpectedRevision::Exact(0), Some(taken_back), false);
+        let requests = [
+            mandate_first,
+            // Stale: the ledger is at revision 4.
+            request("ledger-1", ExpectedRevision::Exact(3), None, true),
+            again.clone(),
+            on_taken_back,
+            request("ledger-1", ExpectedRevision::Exact(4), None, false),
+        ];
+        let planned = plan_batch(head, ledger_before, HashMap::new(), &requests, Utc::now());
+        let outcomes: Vec<Result<Vec<(u64, u64)>, String>> = planned
+            .outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(appended) => {
+                    Ok(appended.events.iter().map(|event| (event.position, event.revision)).collect())
+                }
+                Err(error) => Err(error.to_string()),
+            })
+            .collect();
+        let stale = "stream `ledger-1` is at revision 4, but the append expected revision 3".to_owned();
+        assert_eq!(outcomes[0], Err(stale.clone()), "the part that was fine is refused with its companion");
+        assert_eq!(outcomes[1], Err(stale));
+        assert_eq!(outcomes[2], Ok(vec![(11, 0)]), "the mandate's stream is new again");
+        assert!(
+            outcomes[3].as_ref().is_err_and(|error| error.contains("not the stream's last")),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[4], Ok(vec![(12, 5)]));
+        assert_eq!(planned.rows.len(), 2);
+        assert_eq!(planned.rows[0].event_id, again.events[0].event_id);
+        assert_eq!(planned.head.position, 12);
+        assert_eq!(planned.head.hash, planned.rows[1].hash);
+        assert_eq!(
+            planned.rows[0].hash,
+            chain_hash(&head.hash, &planned.rows[0]),
+            "chained on the batch's base"
+        );
+    }
+}

@@ -134,6 +134,25 @@ fn real_events_write_their_data_directly_as_through_value() {
     let MandateEvent::MandateAdmitted { decision } = &event else { unreachable!("decoded as its type") };
     let direct = data_of(&event, &decided.event_type).unwrap();
     assert!(direct.contains(&format!(r#""input":{}"#, decision.input.get())), "{direct}");
+    // An input written from types keeps their order; through `Value` its keys came out sorted.
+    let mut unsorted = decision.clone();
+    #[derive(serde::Serialize)]
+    struct Unsorted {
+        z: u8,
+        a: [u8; 1],
+    }
+    unsorted.input = crate::recorded::RecordedInput::of(&Unsorted { z: 1, a: [2] }).unwrap();
+    let written = MandateEvent::MandateAdmitted { decision: unsorted };
+    assert_eq!(unsorted_input_order(&written), r#"{"z":1,"a":[2]}"#);
+    assert!(data_of(&written, "MandateAdmitted").unwrap().contains(r#""input":{"z":1,"a":[2]}"#));
+    assert!(data_of_value(&written, "MandateAdmitted").unwrap().contains(r#""input":{"a":[2],"z":1}"#));
+}
+
+fn unsorted_input_order(event: &MandateEvent) -> &str {
+    match event {
+        MandateEvent::MandateAdmitted { decision } => decision.input.get(),
+        _ => unreachable!("built as MandateAdmitted"),
+    }
 }
 
 #[test]
