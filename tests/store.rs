@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         reappending_the_same_ids_returns_the_original_result,
         an_append_queued_on_another_commits_only_on_top_of_it,
         an_append_to_several_streams_commits_all_or_none,
+        asking_whether_an_append_is_decided_never_stalls_its_waiter,
         bad_appends_are_refused_and_write_nothing,
         sixteen_writers_on_one_stream_one_winner_per_revision,
         sixteen_writers_on_different_streams_keep_positions_gap_free,
@@ -344,6 +345,50 @@ async fn an_append_to_several_streams_commits_all_or_none(db: Db) {
         log.read_all(1, 100).await.unwrap().into_iter().map(|event| event.event_type).collect();
     assert_eq!(types, ["A", "B", "C", "D", "H"]);
     assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+/// One task awaits a queued append while another keeps asking whether it is decided
+/// (`outcome_now`, as a command on a kept ledger asks of the append before it). The asking
+/// must never take the wake-up the waiting task needs: polling a clone of a `Shared` future
+/// with `now_or_never` can (rust-lang/futures-rs#2706), and a proposal then hung until the
+/// server's timeout. Single and joined appends, many times over, on four worker threads.
+async fn asking_whether_an_append_is_decided_never_stalls_its_waiter(db: Db) {
+    use ExpectedRevision::NoStream;
+    let log = EventLog::open(&db.url).await.unwrap();
+    for round in 0..300 {
+        let queued = match round % 2 {
+            0 => vec![log.enqueue(&stream("mandate"), NoStream, None, vec![event("A", "{}")]).await.unwrap()],
+            _ => {
+                let part = |category: &str| StreamAppend {
+                    stream: stream(category),
+                    expected: NoStream,
+                    after: None,
+                    events: vec![event("B", "{}")],
+                };
+                log.enqueue_all(vec![part("mandate"), part("ledger")]).await.unwrap()
+            }
+        };
+        let asked = queued.clone();
+        let asker = tokio::spawn(async move {
+            for append in asked {
+                while append.outcome_now().is_none() {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let waiters: Vec<_> = queued.iter().cloned().map(tokio::spawn).collect();
+        for waiter in waiters {
+            let appended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+            let appended =
+                appended.unwrap_or_else(|_| panic!("round {round}: the waiting task was never woken"));
+            appended.unwrap().unwrap();
+        }
+        asker.await.unwrap();
+        for append in &queued {
+            assert_eq!(append.outcome_now().unwrap().unwrap(), append.clone().await.unwrap());
+        }
+    }
+    assert_eq!(log.head().await.unwrap().position, 450);
 }
 
 async fn bad_appends_are_refused_and_write_nothing(db: Db) {

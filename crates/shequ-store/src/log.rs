@@ -45,12 +45,26 @@ struct Inner {
 /// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.
 /// Clones share the outcome, and the writer decides it whether or not anyone awaits it.
 #[derive(Clone)]
-pub struct QueuedAppend(Shared<BoxFuture<'static, Result<Appended, StoreError>>>);
+pub struct QueuedAppend {
+    future: Shared<BoxFuture<'static, Result<Appended, StoreError>>>,
+    /// The outcome of the queued item, set by the writer before it answers.
+    decided: Decided,
+    /// Which part of the queued item this is.
+    part: usize,
+}
+
+/// The outcome of one queued item, for [`QueuedAppend::outcome_now`].
+pub(crate) type Decided = Arc<std::sync::OnceLock<Result<Vec<Appended>, StoreError>>>;
 
 impl QueuedAppend {
     /// The outcome, if the writer has decided it yet.
+    ///
+    /// Read from what the writer set, never by polling the shared future: a clone polled once
+    /// with no one to wake (as `now_or_never` does) can take the one wake-up meant for the
+    /// task awaiting the append, which then waits until something else polls it.
     pub fn outcome_now(&self) -> Option<Result<Appended, StoreError>> {
-        self.0.clone().now_or_never()
+        let decided = self.decided.get()?;
+        Some(decided.clone().map(|mut parts| parts.swap_remove(self.part)))
     }
 }
 
@@ -64,7 +78,7 @@ impl Future for QueuedAppend {
     type Output = Result<Appended, StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll_unpin(context)
+        self.future.poll_unpin(context)
     }
 }
 
@@ -137,10 +151,10 @@ impl EventLog {
         validate_append(stream, &events)?;
         validate_after(expected, after)?;
         let request = AppendRequest { stream: stream.to_owned(), expected, after, events, joined: false };
-        let answer = self.send(vec![request]).await?;
+        let (answer, decided) = self.send(vec![request]).await?;
         let outcome =
             answer.map(|outcome| outcome.map(|mut parts| parts.pop().expect("one part, one result")));
-        Ok(QueuedAppend(outcome.boxed().shared()))
+        Ok(QueuedAppend { future: outcome.boxed().shared(), decided, part: 0 })
     }
 
     /// Appends to several streams at once: every part commits, in the order given and
@@ -196,23 +210,29 @@ impl EventLog {
                 joined: index > 0,
             })
             .collect();
-        let group = self.send(requests).await?.boxed().shared();
+        let (answer, decided) = self.send(requests).await?;
+        let group = answer.boxed().shared();
         Ok((0..parts)
             .map(|index| {
                 let part = group.clone().map(move |outcome| outcome.map(|parts| parts[index].clone()));
-                QueuedAppend(part.boxed().shared())
+                QueuedAppend { future: part.boxed().shared(), decided: Arc::clone(&decided), part: index }
             })
             .collect())
     }
 
-    /// Puts joined requests in the writer's queue; the future resolves with their outcome.
+    /// Puts joined requests in the writer's queue; the future resolves with their outcome,
+    /// which the writer also sets in the returned cell before it answers.
+    #[allow(clippy::type_complexity)]
     async fn send(
         &self,
         requests: Vec<AppendRequest>,
-    ) -> Result<impl Future<Output = Result<Vec<Appended>, StoreError>> + Send + 'static, StoreError> {
+    ) -> Result<(impl Future<Output = Result<Vec<Appended>, StoreError>> + Send + 'static, Decided), StoreError>
+    {
         let (reply, answer) = oneshot::channel();
-        self.inner.queue.send(Pending { requests, reply }).await.map_err(|_| StoreError::WriterStopped)?;
-        Ok(answer.map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped))))
+        let decided = Decided::default();
+        let pending = Pending { requests, reply, decided: Arc::clone(&decided) };
+        self.inner.queue.send(pending).await.map_err(|_| StoreError::WriterStopped)?;
+        Ok((answer.map(|answer| answer.unwrap_or(Err(StoreError::WriterStopped))), decided))
     }
 
     /// Every event of one stream, in revision order.

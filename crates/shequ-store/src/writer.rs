@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Backend;
 use crate::error::StoreError;
+use crate::log::Decided;
 use crate::plan::{AppendRequest, WriterCache};
 use crate::record::Appended;
 use crate::tail::Tail;
@@ -21,6 +22,19 @@ use crate::BATCH_EVENTS_MAX;
 pub(crate) struct Pending {
     pub requests: Vec<AppendRequest>,
     pub reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+    /// Where the outcome is set before the reply is sent (`QueuedAppend::outcome_now`).
+    pub decided: Decided,
+}
+
+/// Sets the outcome where `outcome_now` reads it, then answers.
+fn answer(
+    reply: oneshot::Sender<Result<Vec<Appended>, StoreError>>,
+    decided: &Decided,
+    outcome: Result<Vec<Appended>, StoreError>,
+) {
+    let _ = decided.set(outcome.clone());
+    // A caller that stopped waiting does not undo a commit; nothing to do.
+    let _ = reply.send(outcome);
 }
 
 impl Pending {
@@ -79,7 +93,7 @@ async fn commit(
     let mut requests = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for pending in batch.drain(..) {
-        replies.push((pending.reply, pending.requests.len()));
+        replies.push((pending.reply, pending.decided, pending.requests.len()));
         requests.extend(pending.requests);
     }
     // Microseconds: what both databases keep, so an append's answer equals what is read back.
@@ -95,17 +109,16 @@ async fn commit(
                 moved
             });
             let mut outcomes = planned.outcomes.into_iter();
-            for (reply, parts) in replies {
+            for (reply, decided, parts) in replies {
                 // Joined parts are refused together, each with the first refusal.
                 let outcome: Vec<Result<Appended, StoreError>> = outcomes.by_ref().take(parts).collect();
-                // A caller that stopped waiting does not undo a commit; nothing to do.
-                let _ = reply.send(outcome.into_iter().collect());
+                answer(reply, &decided, outcome.into_iter().collect());
             }
         }
         Err(error) => {
             tracing::error!(%error, appends = replies.len(), "event log batch failed; nothing of it was written");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(error.clone()));
+            for (reply, decided, _) in replies {
+                answer(reply, &decided, Err(error.clone()));
             }
         }
     }
