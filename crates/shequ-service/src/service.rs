@@ -9,8 +9,8 @@ use esrs::{Aggregate, AggregateState};
 use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
 use shequ_domain::ledger::{Account, Ledger, LedgerCommand, LedgerError, LedgerState};
 use shequ_domain::mandate::{
-    ContestGround, Cure, Decision, Mandate, MandateCommand, MandateError, MandateRecord, MandateStatus,
-    Proposal, ReviewOutcome, Violation,
+    ContestGround, Cure, Decision, Mandate, MandateCommand, MandateError, MandateEvent, MandateRecord,
+    MandateStatus, Proposal, ReviewOutcome, Violation,
 };
 use shequ_domain::organisation::{
     Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
@@ -441,13 +441,9 @@ impl Service {
     ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
         let empty = shequ_domain::mandate::MandateState::default();
         let events = Mandate::handle_command(&empty, command.clone())?;
-        let store = self.log.aggregate_store::<Mandate>(context.clone());
-        let joined = Joined {
-            append: store.first_part(mandate, &events)?,
-            types: events.iter().map(DomainEvent::event_type).collect(),
-            recorder: context.recorder.clone(),
-        };
-        self.execute_joined::<Ledger>(context.clone(), district, reserve, &joined).await?;
+        let joined = Joined::first_events(self.log.aggregate_store(context.clone()), mandate, &events)?;
+        self.run::<Ledger>(context.clone(), district, reserve, Known::Stored, Answer::Nothing, Some(&joined))
+            .await?;
         Ok(events.into_iter().fold(empty, Mandate::apply_event))
     }
 
@@ -464,12 +460,7 @@ impl Service {
         let mut events = Mandate::handle_command(&empty, command.clone())?;
         let proposed = events.iter().cloned().fold(empty.clone(), Mandate::apply_event);
         events.extend(Mandate::handle_command(&proposed, MandateCommand::Withdraw { reason })?);
-        let store = self.log.aggregate_store::<Mandate>(context.clone());
-        let alone = Joined {
-            append: store.first_part(mandate, &events)?,
-            types: events.iter().map(DomainEvent::event_type).collect(),
-            recorder: context.recorder.clone(),
-        };
+        let alone = Joined::first_events(self.log.aggregate_store(context.clone()), mandate, &events)?;
         alone.append_alone(&self.log).await?;
         Ok(events.into_iter().fold(empty, Mandate::apply_event))
     }
@@ -1123,27 +1114,6 @@ impl Service {
         Ok(())
     }
 
-    /// [`Self::execute_quietly`] with another stream's part that commits with the command's
-    /// append, all or none (see [`Joined`]). If the command has nothing to append, the part is
-    /// appended alone.
-    async fn execute_joined<A>(
-        &self,
-        context: CommandContext,
-        id: Uuid,
-        command: A::Command,
-        joined: &Joined,
-    ) -> Result<(), ServiceError>
-    where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
-    {
-        self.run::<A>(context, id, command, Known::Stored, Answer::Nothing, Some(joined)).await?;
-        Ok(())
-    }
-
     /// The one command path: state from memory where this process has it, or from the log;
     /// the decision; the durable append; conflicts retried.
     ///
@@ -1346,11 +1316,22 @@ struct Joined {
     append: shequ_store::StreamAppend,
     /// The part's event types, for the command's recorder.
     types: Vec<&'static str>,
-    /// Where the part's events are told once durable: the caller's command context.
-    recorder: Option<Recorder>,
+    /// The mandate's store for the command: its context's recorder is told of the part's
+    /// events once they are durable.
+    store: shequ_store::AggregateStore<Mandate>,
 }
 
 impl Joined {
+    /// A new mandate's first events, as a part to join to another append.
+    fn first_events(
+        store: shequ_store::AggregateStore<Mandate>,
+        mandate: Uuid,
+        events: &[MandateEvent],
+    ) -> Result<Self, StoreError> {
+        let append = store.first_part(mandate, events)?;
+        Ok(Self { append, types: events.iter().map(DomainEvent::event_type).collect(), store })
+    }
+
     /// Appends the part by itself, and tells the recorder.
     async fn append_alone(&self, log: &EventLog) -> Result<(), StoreError> {
         let appended = log.append_all(vec![self.append.clone()]).await?;
@@ -1359,18 +1340,7 @@ impl Joined {
     }
 
     fn record(&self, appended: &shequ_store::Appended) {
-        let Some(recorder) = &self.recorder else {
-            return;
-        };
-        for (event_type, event) in self.types.iter().zip(&appended.events) {
-            recorder.record(shequ_store::RecordedRef {
-                stream: appended.stream.clone(),
-                event_id: event.event_id,
-                event_type: (*event_type).to_owned(),
-                position: event.position,
-                revision: event.revision,
-            });
-        }
+        self.store.record(&self.types, appended);
     }
 }
 
