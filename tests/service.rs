@@ -47,6 +47,11 @@ fn fen(amount: i64) -> Fen {
     Fen::parse(amount).unwrap()
 }
 
+/// What a street may still spend, by its district's ledger as `service` keeps it.
+async fn street_balance(service: &Service, district: Uuid, street: Uuid) -> i64 {
+    service.ledger(district).await.unwrap().balance(Account::Organisation { organisation: street })
+}
+
 /// A street office's proposal of EMP-001 (unemployment registration assistance) with every
 /// power and working condition the matter requires.
 fn employment(street: Uuid, community: Uuid, volume: u32, funds: i64) -> Proposal {
@@ -324,31 +329,21 @@ async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
     };
     // The first process keeps the ledger's state after its command.
     pay(&first, 1, 0).await.unwrap();
-    let balance = |service: &Service| {
-        let service = service.clone();
-        async move {
-            service
-                .ledger(places.district)
-                .await
-                .unwrap()
-                .balance(Account::Organisation { organisation: street })
-        }
-    };
-    let left = balance(&first).await;
+    let left = street_balance(&first, places.district, street).await;
     // The second process spends all but 10 fen of the street's budget.
     pay(&second, left - 10, 1).await.unwrap();
     // The first may pay 10 fen more, not 11: its kept state learned of the second's transfer.
     let refused = pay(&first, 11, 2).await;
     assert!(matches!(refused, Err(ServiceError::Ledger(_))), "{refused:?}");
     pay(&first, 10, 2).await.unwrap();
-    assert_eq!(balance(&second).await, 0);
+    assert_eq!(street_balance(&second, places.district, street).await, 0);
     // The other way round: the first keeps the ledger at 0 for the street, the second tops
     // it up; the first's payment is refused by its memory, and must not be refused for it.
     let district = Actor { role: Role::District, organisation: places.district };
     second.allocate(Some(district), Uuid::now_v7(), None, street, fen(500), "top-up").await.unwrap();
     pay(&first, 400, 0).await.unwrap();
-    assert_eq!(balance(&first).await, 100);
-    assert_eq!(balance(&second).await, 100);
+    assert_eq!(street_balance(&first, places.district, street).await, 100);
+    assert_eq!(street_balance(&second, places.district, street).await, 100);
     let books = second.ledger(places.district).await.unwrap();
     assert_eq!(books.balances.values().sum::<i64>(), 0);
     assert!(books
@@ -479,17 +474,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     let street = places.streets[0].0;
     let actor = Actor { role: Role::StreetOffice, organisation: street };
     let proposal = employment(street, places.communities[0].0, 1, 3_000);
-    let street_balance = |service: &Service| {
-        let service = service.clone();
-        async move {
-            service
-                .ledger(places.district)
-                .await
-                .unwrap()
-                .balance(Account::Organisation { organisation: street })
-        }
-    };
-    let available = street_balance(&service).await;
+    let available = street_balance(&service, places.district, street).await;
     let head = log.head().await.unwrap().position;
 
     // The database refuses the ledger's rows, as a full disk would refuse a page.
@@ -530,7 +515,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
         [("mandate", "MandateProposed"), ("mandate", "MandateAdmitted"), ("ledger", "TransferRecorded")]
     );
     assert!(events.iter().all(|event| event.recorded_at == events[0].recorded_at), "one commit");
-    assert_eq!(street_balance(&service).await, available - 3_000);
+    assert_eq!(street_balance(&service, places.district, street).await, available - 3_000);
     let books = service.ledger(places.district).await.unwrap();
     assert_eq!(books.balance(Account::Reserved { mandate }), 3_000);
     assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
@@ -548,17 +533,7 @@ async fn proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole(db: Db)
         let street = *street;
         let community = places.communities.iter().find(|(_, parent, _)| *parent == street).unwrap().0;
         let office = Actor { role: Role::StreetOffice, organisation: street };
-        let budget = |service: &Service| {
-            let service = service.clone();
-            async move {
-                service
-                    .ledger(places.district)
-                    .await
-                    .unwrap()
-                    .balance(Account::Organisation { organisation: street })
-            }
-        };
-        let available = budget(&service).await;
+        let available = street_balance(&service, places.district, street).await;
         // EMP-001 costs 3,000 fen a case: 60 % of the budget, in whole cases.
         let volume = u32::try_from(available * 6 / 10 / 3_000).unwrap();
         let offer = i64::from(volume) * 3_000;
@@ -593,7 +568,7 @@ async fn proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole(db: Db)
             }
         }
         assert_eq!(funded, 1, "one proposal's funds fit the budget");
-        assert_eq!(budget(&service).await, available - offer);
+        assert_eq!(street_balance(&service, places.district, street).await, available - offer);
     }
     // Deciding takes no lock, so proposals decided before the first reservation committed
     // admit, and their reservations are refused. (Were none ever, this test would check less.)
