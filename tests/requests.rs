@@ -22,6 +22,7 @@ use crate::helpers::{tests, Db, TestFn};
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
         requests_are_routed_by_catalogue_and_live_mandates,
+        a_request_follows_its_mandate_to_the_community_it_was_reassigned_to,
         a_request_runs_its_course_and_residents_see_only_their_own,
         replaying_the_whole_log_gives_the_live_state,
         a_replay_stream_by_stream_is_the_fold_in_position_order,
@@ -111,6 +112,31 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
         .await
         .unwrap();
     assert!(priority.priority && !handled.priority);
+}
+
+/// Routing reads the station's own mandates: a reassigned mandate handles requests at the
+/// community it went to and no longer at the one it left, whether the projection folded the
+/// reassignment when the service started (the demo's) or live.
+async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db: Db) {
+    let (service, places) = demo_service(&db).await;
+    let rentals = demo_id("mandate/SAF-001");
+    let [eight, nine, ten] = [8, 9, 10].map(|index| places.communities[index].0);
+    let route = |station: Uuid| {
+        let service = service.clone();
+        let filing = filing("SAF-001", station, Channel::Counter);
+        async move {
+            let filed =
+                service.file_request(resident_of(station), "r1", Uuid::now_v7(), filing).await.unwrap();
+            (filed.route, filed.holder, filed.mandate)
+        }
+    };
+    // The demo moved SAF-001 from community 8 to community 9.
+    assert_eq!(route(nine).await, (Route::Community, nine, Some(rentals)));
+    assert_eq!(route(eight).await.2, None);
+    let street = Actor { role: Role::StreetOffice, organisation: places.streets.last().unwrap().0 };
+    service.reassign(street, rentals, ten).await.unwrap();
+    assert_eq!(route(ten).await, (Route::Community, ten, Some(rentals)));
+    assert_eq!(route(nine).await.2, None);
 }
 
 async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {

@@ -12,7 +12,7 @@
 //! The policy inputs recorded with decisions and routings (kilobytes each, for re-deciding
 //! from the log) are not kept: no view shows them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use esrs::Aggregate;
@@ -118,6 +118,11 @@ impl StreamFold for MandateRow {
 }
 
 impl MandateRow {
+    /// The community the mandate is with now, once it has been proposed.
+    fn community(&self) -> Option<Uuid> {
+        Some(self.state.mandate.as_ref()?.proposal.community)
+    }
+
     /// The mandate's view, once it has been proposed.
     pub(crate) fn view(&self, id: Uuid) -> Option<MandateView> {
         let record = self.state.mandate.as_ref()?;
@@ -262,6 +267,9 @@ pub struct Projection {
     catalogue: CatalogueState,
     catalogue_version: u64,
     mandates: BTreeMap<Uuid, MandateRow>,
+    /// Each community's mandates, by id: routing a request reads only the station's own
+    /// (a reassignment moves a mandate from one community's set to another's).
+    mandates_of_community: BTreeMap<Uuid, BTreeSet<Uuid>>,
     balances: BTreeMap<Uuid, BTreeMap<Account, i64>>,
     requests: BTreeMap<Uuid, RequestRow>,
 }
@@ -306,7 +314,16 @@ impl Projection {
                 self.catalogue = Catalogue::apply_event(std::mem::take(&mut self.catalogue), decoded);
                 self.catalogue_version = event.revision + 1;
             }
-            "mandate" => self.mandates.entry(id_of_stream()?).or_default().fold(event)?,
+            "mandate" => {
+                let id = id_of_stream()?;
+                let row = self.mandates.entry(id).or_default();
+                let community_before = row.community();
+                row.fold(event)?;
+                let community = row.community();
+                if community != community_before {
+                    self.file_mandate(id, community_before, community);
+                }
+            }
             "ledger" => {
                 let LedgerEvent::TransferRecorded { transfer } =
                     LedgerEvent::from_data(&event.event_type, event.event_version, &event.data)
@@ -332,7 +349,24 @@ impl Projection {
 
     /// Keeps `row`, folded elsewhere, as mandate `id`'s.
     pub(crate) fn insert_mandate(&mut self, id: Uuid, row: MandateRow) {
-        self.mandates.insert(id, row);
+        let community = row.community();
+        let before = self.mandates.insert(id, row).and_then(|before| before.community());
+        self.file_mandate(id, before, community);
+    }
+
+    /// Moves mandate `id` in `mandates_of_community` from `before`'s set to `after`'s.
+    fn file_mandate(&mut self, id: Uuid, before: Option<Uuid>, after: Option<Uuid>) {
+        if let Some(before) = before {
+            if let Some(ids) = self.mandates_of_community.get_mut(&before) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.mandates_of_community.remove(&before);
+                }
+            }
+        }
+        if let Some(after) = after {
+            self.mandates_of_community.entry(after).or_default().insert(id);
+        }
     }
 
     /// Keeps `row`, folded elsewhere, as request `id`'s.
@@ -412,11 +446,14 @@ impl Projection {
 
     /// A community's mandates for one matter that are not over, for routing.
     pub fn live_mandates_for(&self, community: Uuid, matter_code: &str) -> Vec<MandateView> {
-        self.mandates()
-            .filter(|view| {
-                view.community == community && view.matter_code == matter_code && !view.status.is_final()
-            })
-            .collect()
+        let ids = self.mandates_of_community.get(&community).into_iter().flatten();
+        ids.filter_map(|id| {
+            let row = self.mandates.get(id)?;
+            let record = row.state.mandate.as_ref()?;
+            let live = record.proposal.matter_code == matter_code && !record.status.is_final();
+            live.then(|| row.view(*id)).flatten()
+        })
+        .collect()
     }
 
     pub fn balance(&self, district: Uuid, account: Account) -> i64 {
