@@ -58,6 +58,16 @@ pub struct LoadArguments {
     /// compare the two in one build.
     #[arg(long, default_value = "vm")]
     access_engine: AccessEngine,
+    /// Who sends the served commands: `builtin` (hyper clients in this process) or `wrk`
+    /// (Debian's package `wrk`, a C load generator that takes less of the shared cores).
+    #[arg(long, default_value = "builtin")]
+    client: LoadClient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LoadClient {
+    Builtin,
+    Wrk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -86,13 +96,37 @@ struct Run {
     commands: u64,
     failures: u64,
     elapsed: Duration,
-    latencies_us: Vec<u64>,
+    p50_ms: f64,
+    p99_ms: f64,
     /// The whole machine's busy CPU time over the measured seconds (server, clients and
     /// database together), where `/proc/stat` can be read.
     busy_seconds: Option<f64>,
 }
 
 impl Run {
+    /// A run whose every command's latency is known.
+    fn of_latencies(
+        commands: u64,
+        failures: u64,
+        elapsed: Duration,
+        mut latencies_us: Vec<u64>,
+        busy_seconds: Option<f64>,
+    ) -> Self {
+        latencies_us.sort_unstable();
+        let percentile_ms = |fraction: f64| {
+            let index = ((latencies_us.len() as f64 * fraction).ceil() as usize).saturating_sub(1);
+            latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0
+        };
+        Run {
+            commands,
+            failures,
+            elapsed,
+            p50_ms: percentile_ms(0.5),
+            p99_ms: percentile_ms(0.99),
+            busy_seconds,
+        }
+    }
+
     fn per_second(&self) -> f64 {
         self.commands as f64 / self.elapsed.as_secs_f64()
     }
@@ -104,11 +138,6 @@ impl Run {
             Some(busy) if self.commands > 0 => format!("{:.0}", busy * 1e6 / self.commands as f64),
             _ => "–".to_owned(),
         }
-    }
-
-    fn percentile_ms(&self, fraction: f64) -> f64 {
-        let index = ((self.latencies_us.len() as f64 * fraction).ceil() as usize).saturating_sub(1);
-        self.latencies_us.get(index).copied().unwrap_or(0) as f64 / 1000.0
     }
 }
 
@@ -124,7 +153,10 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
         for &connections in &arguments.connections {
             for &kind in &arguments.commands {
                 let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
-                let (served, samples) = measure_http(&url, kind, connections, &arguments).await?;
+                let (served, samples) = match arguments.client {
+                    LoadClient::Builtin => measure_http(&url, kind, connections, &arguments).await?,
+                    LoadClient::Wrk => measure_wrk(&url, kind, connections, &arguments).await?,
+                };
                 cleanup.run().await?;
                 let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
                 let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
@@ -133,8 +165,8 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
                     "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {} | {:.2}× |",
                     kind.name(),
                     served.per_second(),
-                    served.percentile_ms(0.5),
-                    served.percentile_ms(0.99),
+                    served.p50_ms,
+                    served.p99_ms,
                     served.failures,
                     served.cpu_us_per_command(),
                     bare.per_second(),
@@ -326,37 +358,214 @@ async fn measure_http(
             (commands, failures, latencies)
         }));
     }
-    let mut run = Run {
-        commands: 0,
-        failures: 0,
-        elapsed: Duration::ZERO,
-        latencies_us: Vec::new(),
-        busy_seconds: None,
-    };
+    let (mut commands, mut failures, mut latencies_us) = (0, 0, Vec::new());
     for client in clients {
-        let (commands, failures, latencies) = client.await?;
-        run.commands += commands;
-        run.failures += failures;
-        run.latencies_us.extend(latencies);
+        let (client_commands, client_failures, latencies) = client.await?;
+        commands += client_commands;
+        failures += client_failures;
+        latencies_us.extend(latencies);
     }
-    run.elapsed = Duration::from_secs(arguments.seconds);
-    run.latencies_us.sort_unstable();
-    run.busy_seconds = busy.await?;
+    let elapsed = Duration::from_secs(arguments.seconds);
+    let run = Run::of_latencies(commands, failures, elapsed, latencies_us, busy.await?);
     server.abort();
-    let report = state.log.verify(|_| {}).await?;
+    Ok((run, verified_samples(&state.log).await?))
+}
+
+/// After a served run: the log must verify; its last events are the bare append's samples.
+async fn verified_samples(log: &EventLog) -> Result<Samples, Failure> {
+    let report = log.verify(|_| {}).await?;
     if let Some(failure) = report.failure {
         return Err(format!("the log does not verify after the run: {failure:?}").into());
     }
-    let head = state.log.head().await?.position;
-    let samples = state
-        .log
+    let head = log.head().await?.position;
+    let samples = log
         .read_all(head.saturating_sub(2_000), 2_000)
         .await?
         .into_iter()
         .map(|event| (event.event_type, (event.data, event.metadata)))
         .collect();
-    state.log.close().await;
-    Ok((run, samples))
+    log.close().await;
+    Ok(samples)
+}
+
+/// The same served commands sent by `wrk` (a C load generator, Debian's package `wrk`), so
+/// that the client takes less of the two cores the server shares with it. Each connection's
+/// requests carry the same token and community as the built-in client's would; ids are fresh
+/// for every request. Every answer counted must be a 2xx, and the log must hold the events of
+/// every command counted (so no answer counted was a replay).
+async fn measure_wrk(
+    url: &str,
+    kind: Kind,
+    connections: usize,
+    arguments: &LoadArguments,
+) -> Result<(Run, Samples), Failure> {
+    let (state, base, places, server) = serve(url, arguments.access_engine).await?;
+    let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
+    std::fs::write(script.path(), wrk_script(kind, connections, &places, &state.keys))?;
+    if arguments.warmup_seconds > 0 {
+        wrk(&base, connections, arguments.warmup_seconds, script.path()).await?;
+        settle().await;
+    }
+    let before = state.log.head().await?.position;
+    let busy_before = machine_busy_seconds();
+    let output = wrk(&base, connections, arguments.seconds, script.path()).await?;
+    let busy_seconds = machine_busy_seconds().zip(busy_before).map(|(after, before)| after - before);
+    settle().await;
+    let written = state.log.head().await?.position - before;
+    server.abort();
+    let run = parse_wrk(&output, busy_seconds)?;
+    let per_command = match kind {
+        Kind::Propose => 3,
+        Kind::File => 2,
+    };
+    let counted = run.commands * per_command;
+    if written < counted || written > counted + connections as u64 * per_command {
+        return Err(format!(
+            "wrk counted {} commands ({counted} events), but the log took {written} events",
+            run.commands
+        )
+        .into());
+    }
+    Ok((run, verified_samples(&state.log).await?))
+}
+
+/// Waits for the commands in flight when wrk stopped (at most one per connection) to commit.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Runs `wrk` for `seconds` with the script; its report.
+async fn wrk(
+    base: &str,
+    connections: usize,
+    seconds: u64,
+    script: &std::path::Path,
+) -> Result<String, Failure> {
+    let output = tokio::process::Command::new("wrk")
+        .arg("--threads")
+        .arg("2")
+        .arg("--connections")
+        .arg(connections.to_string())
+        .arg("--duration")
+        .arg(format!("{seconds}s"))
+        .arg("--latency")
+        .arg("--script")
+        .arg(script)
+        .arg(base)
+        // The ids' prefix, new for every run: warm-up and measurement never share an id.
+        .arg("--")
+        .arg(&Uuid::new_v4().simple().to_string()[..8])
+        .output()
+        .await
+        .map_err(|error| {
+            format!("cannot run wrk ({error}); it is Debian's package `wrk`: apt-get install wrk")
+        })?;
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let error = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("wrk failed ({}): {error}{report}", output.status).into());
+    }
+    Ok(report)
+}
+
+/// The Lua script that makes wrk send `kind`'s commands: connection `n`'s token and community
+/// are the built-in client `n`'s (a file request's body has no community: Lua's `string.format`
+/// ignores the extra argument), and each request's id is new (UUID version 8: the random
+/// prefix each run of wrk is given, the wrk thread, a counter).
+fn wrk_script(kind: Kind, connections: usize, places: &DemoPlaces, keys: &TokenKeys) -> String {
+    let mut clients = String::new();
+    for client in 0..connections {
+        let (community, _, _) = &places.communities[client % places.communities.len()];
+        let token = token(kind, client, places, keys);
+        clients.push_str(&format!("  {{ \"Bearer {token}\", \"{community}\" }},\n"));
+    }
+    let (path, body) = match kind {
+        Kind::Propose => (
+            "/api/v1/mandates",
+            r#"{"mandate_id":"%s","matter_code":"EMP-001","community":"%s","scope":"Unemployment registration assistance","volume":1,"deadline":"2027-12-31","funds_offered_fen":3000,"powers_granted":["collect-resident-data"],"working_conditions":["service-counter","information-terminal"]}"#,
+        ),
+        Kind::File => (
+            "/api/v1/requests",
+            r#"{"request_id":"%s","matter_code":"SSV-012","channel":"counter","description":"A dispute between neighbours about a shared courtyard"}"#,
+        ),
+    };
+    format!(
+        r#"local clients = {{
+{clients}}}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+local sent = 0
+local prefix
+function init(args)
+  prefix = args[1]
+end
+function request()
+  sent = sent + 1
+  local client = clients[(sent % #clients) + 1]
+  local id = string.format("%s-%04x-8000-8000-%012x", prefix, thread_id, sent)
+  local body = string.format('{body}', id, client[2])
+  return wrk.format("POST", "{path}", {{ ["authorization"] = client[1], ["content-type"] = "application/json" }}, body)
+end
+"#
+    )
+}
+
+/// commands/s, latency and failures from wrk's report (`--latency`).
+fn parse_wrk(report: &str, busy_seconds: Option<f64>) -> Result<Run, Failure> {
+    let unreadable = || format!("cannot read wrk's report:\n{report}");
+    let mut words =
+        report.lines().find(|line| line.contains(" requests in ")).ok_or_else(unreadable)?.split_whitespace();
+    let requests: u64 = words.next().and_then(|count| count.parse().ok()).ok_or_else(unreadable)?;
+    let seconds =
+        words.nth(2).and_then(|time| parse_wrk_time(time.trim_end_matches(','))).ok_or_else(unreadable)?;
+    let count_after = |label: &str| -> u64 {
+        report
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(label))
+            .map(|rest| {
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|number| number.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let failures = count_after("Non-2xx or 3xx responses:") + count_after("Socket errors:");
+    let percentile = |label: &str| -> Result<f64, String> {
+        report
+            .lines()
+            .map(str::split_whitespace)
+            .find_map(|mut words| (words.next() == Some(label)).then(|| words.next()).flatten())
+            .and_then(parse_wrk_time)
+            .map(|seconds| seconds * 1000.0)
+            .ok_or_else(unreadable)
+    };
+    Ok(Run {
+        commands: requests.saturating_sub(count_after("Non-2xx or 3xx responses:")),
+        failures,
+        elapsed: Duration::from_secs_f64(seconds),
+        p50_ms: percentile("50%")?,
+        p99_ms: percentile("99%")?,
+        busy_seconds,
+    })
+}
+
+/// wrk's times: `812.00us`, `5.12ms`, `8.00s`, `1.02m`; in seconds.
+fn parse_wrk_time(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some(number * scale)
 }
 
 /// The same events a command records, appended straight to the store by as many clients:
@@ -442,20 +651,14 @@ async fn measure_bare(
             (commands, latencies)
         }));
     }
-    let mut run = Run {
-        commands: 0,
-        failures: 0,
-        elapsed: Duration::from_secs(arguments.seconds),
-        latencies_us: vec![],
-        busy_seconds: None,
-    };
+    let (mut commands, mut latencies_us) = (0, Vec::new());
     for client in clients {
-        let (commands, latencies) = client.await?;
-        run.commands += commands;
-        run.latencies_us.extend(latencies);
+        let (client_commands, latencies) = client.await?;
+        commands += client_commands;
+        latencies_us.extend(latencies);
     }
-    run.latencies_us.sort_unstable();
-    run.busy_seconds = busy.await?;
+    let elapsed = Duration::from_secs(arguments.seconds);
+    let run = Run::of_latencies(commands, 0, elapsed, latencies_us, busy.await?);
     log.close().await;
     Ok(run)
 }
