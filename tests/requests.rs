@@ -114,9 +114,10 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     assert!(priority.priority && !handled.priority);
 }
 
-/// Routing reads the station's own mandates: a reassigned mandate handles requests at the
-/// community it went to and no longer at the one it left, whether the projection folded the
-/// reassignment when the service started (the demo's) or live.
+/// Routing reads the station's own live mandates: a reassigned mandate handles requests at
+/// the community it went to and no longer at the one it left, whether the projection folded
+/// the reassignment when the service started (the demo's) or live, and a mandate that is over
+/// handles none.
 async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db: Db) {
     let (service, places) = demo_service(&db).await;
     let rentals = demo_id("mandate/SAF-001");
@@ -137,6 +138,9 @@ async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db:
     service.reassign(street, rentals, ten).await.unwrap();
     assert_eq!(route(ten).await, (Route::Community, ten, Some(rentals)));
     assert_eq!(route(nine).await.2, None);
+    // Once it is over, it handles nothing.
+    service.withdraw(street, rentals, "the rentals office reopened").await.unwrap();
+    assert_eq!(route(ten).await.2, None);
 }
 
 async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {

@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use shequ_domain::mandate::Proposal;
 use shequ_domain::Fen;
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
@@ -62,6 +63,10 @@ pub struct LoadArguments {
     /// (Debian's package `wrk`, a C load generator that takes less of the shared cores).
     #[arg(long, default_value = "builtin")]
     client: LoadClient,
+    /// Mandates proposed before each served run (spread over the demo's communities), so that
+    /// commands run against a projection that holds that many, as on a server in use.
+    #[arg(long, default_value_t = 0)]
+    mandates: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -223,8 +228,9 @@ async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup),
 /// The demo world, budgets topped up, served on 127.0.0.1.
 async fn serve(
     url: &str,
-    engine: AccessEngine,
+    arguments: &LoadArguments,
 ) -> Result<(AppState, String, DemoPlaces, tokio::task::JoinHandle<()>), Failure> {
+    let engine = arguments.access_engine;
     let log = EventLog::open(url).await?;
     let policies = match engine {
         AccessEngine::Vm => Policies::embedded()?,
@@ -238,6 +244,7 @@ async fn serve(
         let amount = Fen::parse(STREET_BUDGET_FEN)?;
         service.allocate(Some(district), Uuid::now_v7(), None, *street, amount, "load budget").await?;
     }
+    propose_mandates(&service, &places, arguments.mandates).await?;
     let state = AppState::new(shequ_http::AppParts {
         log,
         service,
@@ -254,6 +261,40 @@ async fn serve(
         }
     });
     Ok((state, base, places, server))
+}
+
+/// Proposes `count` funded mandates through the service, spread over the communities, 64 at
+/// a time.
+async fn propose_mandates(service: &Service, places: &DemoPlaces, count: usize) -> Result<(), Failure> {
+    let started = Instant::now();
+    let mut proposing = tokio::task::JoinSet::new();
+    for index in 0..count {
+        if proposing.len() == 64 {
+            proposing.join_next().await.transpose()?.transpose()?;
+        }
+        let (community, street, _) = places.communities[index % places.communities.len()];
+        let proposal = Proposal {
+            matter_code: "EMP-001".into(),
+            delegating_unit: street,
+            community,
+            scope: "Unemployment registration assistance".into(),
+            volume: 1,
+            deadline: "2027-12-31".into(),
+            funds_offered_fen: Fen::parse(3000)?,
+            powers_granted: vec!["collect-resident-data".into()],
+            working_conditions: vec!["service-counter".into(), "information-terminal".into()],
+        };
+        let service = service.clone();
+        let actor = Actor { role: Role::StreetOffice, organisation: street };
+        proposing.spawn(async move { service.propose(actor, Uuid::now_v7(), proposal).await.map(|_| ()) });
+    }
+    while let Some(proposed) = proposing.join_next().await {
+        proposed??;
+    }
+    if count > 0 {
+        eprintln!("{count} mandates proposed in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 /// A client's bearer token, signed once for the run (as a real client keeps its token until
@@ -300,7 +341,7 @@ async fn measure_http(
     connections: usize,
     arguments: &LoadArguments,
 ) -> Result<(Run, Samples), Failure> {
-    let (state, base, places, server) = serve(url, arguments.access_engine).await?;
+    let (state, base, places, server) = serve(url, arguments).await?;
     let started = Instant::now();
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
@@ -399,7 +440,7 @@ async fn measure_wrk(
     connections: usize,
     arguments: &LoadArguments,
 ) -> Result<(Run, Samples), Failure> {
-    let (state, base, places, server) = serve(url, arguments.access_engine).await?;
+    let (state, base, places, server) = serve(url, arguments).await?;
     let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
     std::fs::write(script.path(), wrk_script(kind, connections, &places, &state.keys))?;
     if arguments.warmup_seconds > 0 {

@@ -118,9 +118,11 @@ impl StreamFold for MandateRow {
 }
 
 impl MandateRow {
-    /// The community the mandate is with now, once it has been proposed.
-    fn community(&self) -> Option<Uuid> {
-        Some(self.state.mandate.as_ref()?.proposal.community)
+    /// Where routing finds the mandate while it is not over: its community now and its matter.
+    fn live_key(&self) -> Option<(Uuid, String)> {
+        let record = self.state.mandate.as_ref()?;
+        let live = !record.status.is_final();
+        live.then(|| (record.proposal.community, record.proposal.matter_code.clone()))
     }
 
     /// The mandate's view, once it has been proposed.
@@ -267,9 +269,10 @@ pub struct Projection {
     catalogue: CatalogueState,
     catalogue_version: u64,
     mandates: BTreeMap<Uuid, MandateRow>,
-    /// Each community's mandates, by id: routing a request reads only the station's own
-    /// (a reassignment moves a mandate from one community's set to another's).
-    mandates_of_community: BTreeMap<Uuid, BTreeSet<Uuid>>,
+    /// The mandates not yet over, by community and matter: what routing a request reads, so
+    /// that its cost does not grow with all the mandates ever proposed. A fold that moves a
+    /// mandate (a reassignment) or ends it moves or drops its entry.
+    live_mandates: BTreeMap<(Uuid, String), BTreeSet<Uuid>>,
     balances: BTreeMap<Uuid, BTreeMap<Account, i64>>,
     requests: BTreeMap<Uuid, RequestRow>,
 }
@@ -317,11 +320,11 @@ impl Projection {
             "mandate" => {
                 let id = id_of_stream()?;
                 let row = self.mandates.entry(id).or_default();
-                let community_before = row.community();
+                let before = row.live_key();
                 row.fold(event)?;
-                let community = row.community();
-                if community != community_before {
-                    self.file_mandate(id, community_before, community);
+                let after = row.live_key();
+                if after != before {
+                    self.file_live_mandate(id, before, after);
                 }
             }
             "ledger" => {
@@ -349,23 +352,23 @@ impl Projection {
 
     /// Keeps `row`, folded elsewhere, as mandate `id`'s.
     pub(crate) fn insert_mandate(&mut self, id: Uuid, row: MandateRow) {
-        let community = row.community();
-        let before = self.mandates.insert(id, row).and_then(|before| before.community());
-        self.file_mandate(id, before, community);
+        let after = row.live_key();
+        let before = self.mandates.insert(id, row).and_then(|before| before.live_key());
+        self.file_live_mandate(id, before, after);
     }
 
-    /// Moves mandate `id` in `mandates_of_community` from `before`'s set to `after`'s.
-    fn file_mandate(&mut self, id: Uuid, before: Option<Uuid>, after: Option<Uuid>) {
+    /// Moves mandate `id` in `live_mandates` from `before`'s set to `after`'s.
+    fn file_live_mandate(&mut self, id: Uuid, before: Option<(Uuid, String)>, after: Option<(Uuid, String)>) {
         if let Some(before) = before {
-            if let Some(ids) = self.mandates_of_community.get_mut(&before) {
+            if let Some(ids) = self.live_mandates.get_mut(&before) {
                 ids.remove(&id);
                 if ids.is_empty() {
-                    self.mandates_of_community.remove(&before);
+                    self.live_mandates.remove(&before);
                 }
             }
         }
         if let Some(after) = after {
-            self.mandates_of_community.entry(after).or_default().insert(id);
+            self.live_mandates.entry(after).or_default().insert(id);
         }
     }
 
@@ -446,14 +449,8 @@ impl Projection {
 
     /// A community's mandates for one matter that are not over, for routing.
     pub fn live_mandates_for(&self, community: Uuid, matter_code: &str) -> Vec<MandateView> {
-        let ids = self.mandates_of_community.get(&community).into_iter().flatten();
-        ids.filter_map(|id| {
-            let row = self.mandates.get(id)?;
-            let record = row.state.mandate.as_ref()?;
-            let live = record.proposal.matter_code == matter_code && !record.status.is_final();
-            live.then(|| row.view(*id)).flatten()
-        })
-        .collect()
+        let ids = self.live_mandates.get(&(community, matter_code.to_owned())).into_iter().flatten();
+        ids.filter_map(|id| self.mandate(*id)).collect()
     }
 
     pub fn balance(&self, district: Uuid, account: Account) -> i64 {
