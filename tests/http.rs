@@ -209,6 +209,23 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
             && body["message"].as_str().unwrap().starts_with("funds_offered_fen"),
         "{body}"
     );
+    // Fields the domain checks are named too, and nothing is recorded.
+    let head = client.state.log.head().await.unwrap().position;
+    let valid = proposal(Uuid::now_v7(), "EMP-001", places.communities[0].0);
+    for (bad, field) in [
+        (valid.replace("\"volume\":5", "\"volume\":0"), "volume"),
+        (valid.replace("2026-12-31", "soon"), "deadline"),
+        (valid.replace("Unemployment registration assistance", &"长".repeat(2_001)), "scope"),
+    ] {
+        let (status, body) = client.call("POST", "/api/v1/mandates", Some(&street), Some(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body["message"].as_str().unwrap().starts_with(field), "{body}");
+    }
+    let blank = json!({"reason": "  "}).to_string();
+    let path = format!("/api/v1/mandates/{mandate}/withdraw");
+    let (status, body) = client.call("POST", &path, Some(&street), Some(blank)).await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("reason is required")));
+    assert_eq!(client.state.log.head().await.unwrap().position, head);
     let huge = json!({"scope": "x".repeat(shequ_http::BODY_BYTES_MAX)}).to_string();
     assert_eq!(
         client.call("POST", "/api/v1/mandates", Some(&street), Some(huge)).await.0,

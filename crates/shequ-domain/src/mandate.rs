@@ -258,7 +258,8 @@ pub enum MandateError {
     NotFound,
     #[error("a mandate that is {status:?} cannot be {action}")]
     WrongStatus { status: MandateStatus, action: &'static str },
-    #[error("invalid proposal: {0}")]
+    /// Bad input, naming its field.
+    #[error("{0}")]
     InvalidProposal(String),
     #[error("the mandate cannot be active while unfunded: {posted} posted, {offered} offered (plan:5.2-F)")]
     Unfunded { posted: Fen, offered: Fen },
@@ -352,7 +353,7 @@ impl esrs::Aggregate for Mandate {
                     return Err(MandateError::AlreadyExists);
                 }
                 validate_proposal(&proposal)?;
-                let statement = parse_text(&statement)?;
+                let statement = parse_text("statement", &statement)?;
                 let mut grounds = vec![ContestGround::OutsideAccessProcess];
                 grounds.extend(grounds_from(&decision.violations));
                 let violations = decision.violations.clone();
@@ -396,7 +397,7 @@ impl esrs::Aggregate for Mandate {
                 if grounds.is_empty() {
                     return Err(MandateError::NoGrounds);
                 }
-                let statement = parse_text(&statement)?;
+                let statement = parse_text("statement", &statement)?;
                 let violations = record.map(|record| record.decision.violations.clone()).unwrap_or_default();
                 Ok(vec![E::MandateContested {
                     contest_id,
@@ -425,7 +426,7 @@ impl esrs::Aggregate for Mandate {
             C::Review { outcome, reviewer, reason } => {
                 let contest =
                     record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("reviewed"))?;
-                let reason = parse_text(&reason)?;
+                let reason = parse_text("reason", &reason)?;
                 let contest_id = contest.contest_id;
                 Ok(match outcome {
                     ReviewOutcome::Uphold => vec![
@@ -455,7 +456,7 @@ impl esrs::Aggregate for Mandate {
                 if !matches!(status, Some(S::Admitted | S::Accepted | S::Active | S::Contested)) {
                     return Err(wrong("withdrawn"));
                 }
-                Ok(vec![E::MandateWithdrawn { reason: parse_text(&reason)? }])
+                Ok(vec![E::MandateWithdrawn { reason: parse_text("reason", &reason)? }])
             }
             C::Reassign { community, decision } => {
                 let record = record.ok_or(MandateError::NotFound)?;
@@ -616,10 +617,10 @@ fn validate_proposal(proposal: &Proposal) -> Result<(), MandateError> {
         return invalid(format!("deadline `{}` is not a YYYY-MM-DD date", proposal.deadline));
     }
     if proposal.powers_granted.len() > LIST_ITEMS_MAX || proposal.working_conditions.len() > LIST_ITEMS_MAX {
-        return invalid(format!("at most {LIST_ITEMS_MAX} powers and working conditions"));
+        return invalid(format!("powers_granted and working_conditions hold at most {LIST_ITEMS_MAX} each"));
     }
     if proposal.delegating_unit == proposal.community {
-        return invalid("a unit cannot delegate to itself".into());
+        return invalid("community is the delegating unit itself: a unit cannot delegate to itself".into());
     }
     Ok(())
 }
@@ -632,12 +633,13 @@ fn is_date(text: &str) -> bool {
         && bytes.iter().enumerate().all(|(index, byte)| index == 4 || index == 7 || byte.is_ascii_digit())
 }
 
-fn parse_text(text: &str) -> Result<String, MandateError> {
+/// `field`'s text, trimmed: required, and at most `TEXT_CHARS_MAX` characters.
+fn parse_text(field: &str, text: &str) -> Result<String, MandateError> {
     let text = text.trim();
     match text.chars().count() {
-        0 => Err(MandateError::InvalidProposal("a statement or reason is required".into())),
+        0 => Err(MandateError::InvalidProposal(format!("{field} is required"))),
         count if count > TEXT_CHARS_MAX => {
-            Err(MandateError::InvalidProposal(format!("text longer than {TEXT_CHARS_MAX} characters")))
+            Err(MandateError::InvalidProposal(format!("{field} is longer than {TEXT_CHARS_MAX} characters")))
         }
         _ => Ok(text.to_owned()),
     }

@@ -82,9 +82,9 @@ pub enum OrganisationError {
     AlreadyRegistered,
     #[error("the organisation is not registered")]
     NotRegistered,
-    #[error("only a department has a code: 1–{CODE_BYTES_MAX} of a–z, 0–9 and `_`")]
+    #[error("code: only a department has one, of 1–{CODE_BYTES_MAX} of a–z, 0–9 and `_`")]
     InvalidCode,
-    #[error("the name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
+    #[error("name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
     InvalidName,
     #[error("a {kind:?} must hang under a {expected:?}, not {found:?}")]
     WrongParent {

@@ -102,9 +102,14 @@ impl IntoResponse for ApiError {
                     ErrorCode::Conflict,
                     "the record changed meanwhile; read it again and retry".to_owned(),
                 ),
-                ServiceError::Request(shequ_domain::request::RequestError::Invalid(message)) => {
+                ServiceError::Request(shequ_domain::request::RequestError::Invalid(message))
+                | ServiceError::Mandate(shequ_domain::mandate::MandateError::InvalidProposal(message)) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
                 }
+                ServiceError::Organisation(
+                    shequ_domain::organisation::OrganisationError::InvalidCode
+                    | shequ_domain::organisation::OrganisationError::InvalidName,
+                ) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, error.to_string()),
                 ServiceError::Refused(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Refused, error.to_string())
                 }
