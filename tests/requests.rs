@@ -12,7 +12,8 @@ use shequ_service::demo::{self, demo_id, DemoOutcome, DemoPlaces};
 use shequ_service::projection::{AsOf, Projection};
 use shequ_service::replay::JsonStyle;
 use shequ_service::{
-    replay, Actor, FileRequest, RequestAction, RequestFilter, Role, Service, ServiceError, SystemClock,
+    replay, Actor, Clock, FileRequest, ManualClock, RequestAction, RequestFilter, Role, Service,
+    ServiceError, SystemClock,
 };
 use shequ_store::EventLog;
 use uuid::Uuid;
@@ -23,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
         requests_are_routed_by_catalogue_and_live_mandates,
         a_request_follows_its_mandate_to_the_community_it_was_reassigned_to,
+        a_request_past_its_expected_date_is_overdue_until_resolved,
         a_request_runs_its_course_and_residents_see_only_their_own,
         replaying_the_whole_log_gives_the_live_state,
         a_replay_stream_by_stream_is_the_fold_in_position_order,
@@ -141,6 +143,45 @@ async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db:
     // Once it is over, it handles nothing.
     service.withdraw(street, rentals, "the rentals office reopened").await.unwrap();
     assert_eq!(route(ten).await.2, None);
+}
+
+/// A request is overdue once the day after its expected date (the matter's SLA from filing)
+/// has come and it is not resolved; resolving it stops the clock.
+async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
+    let log = EventLog::open(&db.url).await.unwrap();
+    let policies = Policies::embedded().unwrap();
+    demo::load(&log, &policies).await.unwrap();
+    let places = demo::places();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let service = Service::new(log, policies, Arc::new(clock.clone())).await.unwrap();
+    let station = places.communities[0].0;
+    let (resident, worker) = (resident_of(station), Actor { role: Role::Community, organisation: station });
+    let id = Uuid::now_v7();
+    // EMP-001's SLA is 5 days; community 0 holds its mandate and handles it.
+    let filed =
+        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Counter)).await.unwrap();
+    assert_eq!(filed.expected_date, (clock.now().date_naive() + chrono::Duration::days(5)).to_string());
+    let overdue = || {
+        let service = service.clone();
+        async move {
+            let filter = RequestFilter { overdue: Some(true), ..RequestFilter::default() };
+            let page = service.list_requests(worker, "w", &filter, None, 100).await.unwrap();
+            page.iter().map(|view| view.request).collect::<Vec<_>>()
+        }
+    };
+    clock.advance(chrono::Duration::days(5));
+    assert_eq!(overdue().await, Vec::<Uuid>::new(), "due today is not overdue");
+    clock.advance(chrono::Duration::days(1));
+    assert_eq!(overdue().await, [id]);
+    let today = clock.now().date_naive().to_string();
+    assert!(service.read_request(resident, "r1", id).await.unwrap().is_overdue(&today));
+    service.act_on_request(worker, "w", id, RequestAction::Accept { note: "on it".into() }).await.unwrap();
+    assert_eq!(overdue().await, [id], "accepted is still open");
+    service
+        .act_on_request(worker, "w", id, RequestAction::Resolve { note: "registered".into() })
+        .await
+        .unwrap();
+    assert_eq!(overdue().await, Vec::<Uuid>::new());
 }
 
 async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
