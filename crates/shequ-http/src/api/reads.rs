@@ -146,13 +146,13 @@ struct RegisterOrganisationBody {
     tag = "organisations",
     request_body = RegisterOrganisationBody,
     responses(
-        (status = 201, description = "Registered (or a retry of the same registration)", body = OrganisationView),
-        (status = 400, description = "Malformed body, naming the field", body = ErrorBody),
+        (status = 201, description = "Registered, with the events appended (none on a retry of the same registration)", body = RegisteredOrganisation),
+        (status = 400, description = "Malformed body, or a blank name or a malformed code, naming the field", body = ErrorBody),
         (status = 403, description = "Not the district of the parent (`policies/authz`)", body = ErrorBody),
         (status = 404, description = "No such parent", body = ErrorBody),
         (
             status = 422,
-            description = "Refused: the id is taken, the name is blank, the parent is of the wrong kind",
+            description = "Refused: the id is taken, or the parent is of the wrong kind",
             body = ErrorBody
         )
     ),
@@ -162,10 +162,10 @@ async fn register_organisation(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     ApiJson(body): ApiJson<RegisterOrganisationBody>,
-) -> Result<(StatusCode, Json<OrganisationView>), ApiError> {
+) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
     let actor = claims.actor();
-    let registered = state
-        .service
+    let (service, recorder) = state.service.recording();
+    let registered = service
         .register_organisation(
             Some(actor),
             body.id,
@@ -195,7 +195,17 @@ async fn register_organisation(
         }
         Err(error) => return Err(error.into()),
     }
-    Ok((StatusCode::CREATED, Json(state.service.read_organisation(actor, body.id).await?)))
+    let organisation = state.service.read_organisation(actor, body.id).await?;
+    Ok((StatusCode::CREATED, Json(RegisteredOrganisation { organisation, events: recorder.take() })))
+}
+
+/// A registered organisation, and what its registration appended.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RegisteredOrganisation {
+    #[serde(flatten)]
+    organisation: OrganisationView,
+    /// What this call appended: the registration's event, or none on a retry.
+    events: Vec<RecordedRef>,
 }
 
 #[utoipa::path(
