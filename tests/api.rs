@@ -162,7 +162,20 @@ async fn a_service_request_over_http(db: Db) {
     assert_eq!((status, resolved["status"].as_str()), (StatusCode::OK, Some("resolved")));
     let (status, body) = step(resident.clone(), "rate", json!({"rating": 5})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "rated only once closed: {body}");
-    assert_eq!(step(resident.clone(), "close", json!({})).await.0, StatusCode::OK);
+    // Closing under an Idempotency-Key: the retry returns the first result and appends nothing.
+    let key = Uuid::now_v7().to_string();
+    let close = || {
+        let (client, path, resident, key) = (&client, format!("{path}/close"), resident.clone(), key.clone());
+        async move {
+            let headers = [("idempotency-key", key.as_str())];
+            client.call_with("POST", &path, Some(&resident), Some("{}".into()), &headers).await
+        }
+    };
+    let (status, closed) = close().await;
+    assert_eq!((status, closed["status"].as_str()), (StatusCode::OK, Some("closed")), "{closed}");
+    assert_eq!(closed["events"].as_array().unwrap().len(), 1);
+    let (status, again) = close().await;
+    assert_eq!((status, &again), (StatusCode::OK, &closed), "a retry answers as the first time");
     let (status, body) = step(resident.clone(), "rate", json!({"rating": 9})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, rated) = step(resident.clone(), "rate", json!({"rating": 5, "comment": "quick"})).await;

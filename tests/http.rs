@@ -82,7 +82,22 @@ impl Client {
         token: Option<&str>,
         body: Option<String>,
     ) -> (StatusCode, Value) {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`Self::call`] with more headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -241,13 +256,54 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     let unknown = format!("/api/v1/mandates/{}", Uuid::now_v7());
     assert_eq!(client.call("GET", &unknown, Some(&community), None).await.0, StatusCode::NOT_FOUND);
 
-    // The community accepts: funds posted, active. Accepting again is a business refusal.
-    let (status, accepted) = client.call("POST", &format!("{path}/accept"), Some(&community), None).await;
+    // The community accepts: funds posted, active. A retry under the same Idempotency-Key
+    // returns the first result; accepting again without it is a business refusal.
+    let key = Uuid::now_v7().to_string();
+    let accept = |key: Option<String>| {
+        let (client, path, community) = (&client, format!("{path}/accept"), community.clone());
+        async move {
+            let headers: Vec<(&str, &str)> =
+                key.iter().map(|key| ("idempotency-key", key.as_str())).collect();
+            client.call_with("POST", &path, Some(&community), None, &headers).await
+        }
+    };
+    let (status, accepted) = accept(Some(key.clone())).await;
     assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("active")));
-    let (status, again) = client.call("POST", &format!("{path}/accept"), Some(&community), None).await;
+    let events = |answer: &Value, stream: &str| -> Vec<Value> {
+        let events = answer["events"].as_array().unwrap().iter();
+        events.filter(|event| event["stream"].as_str().unwrap().starts_with(stream)).cloned().collect()
+    };
+    let types: Vec<&str> = accepted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["MandateAccepted", "TransferRecorded", "MandateActivated"]);
+    let head = client.state.log.head().await.unwrap().position;
+    for retry in [key.clone(), format!("\"{key}\"")] {
+        let (status, again) = accept(Some(retry)).await;
+        assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("active")), "{again}");
+        // The mandate's events as first appended (the funds' transfer is on the ledger's stream).
+        assert_eq!(events(&again, ""), events(&accepted, "mandate-"));
+    }
+    assert_eq!(client.state.log.head().await.unwrap().position, head, "a retry appends nothing");
+    let (status, again) = accept(None).await;
     assert_eq!((status, again["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("refused")));
+    let (status, again) = accept(Some("not-a-uuid".into())).await;
+    assert_eq!(
+        (status, again["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("Idempotency-Key: must be a UUID"))
+    );
     let contest =
         json!({"grounds": ["caseload_outgrew_funding"], "statement": "Twice the cases"}).to_string();
+    // A key already used for another command is refused, naming it.
+    let headers = [("idempotency-key", key.as_str())];
+    let (status, reused) = client
+        .call_with("POST", &format!("{path}/contest"), Some(&community), Some(contest.clone()), &headers)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reused}");
+    assert!(reused["message"].as_str().unwrap().starts_with("Idempotency-Key"), "{reused}");
     let (status, contested) =
         client.call("POST", &format!("{path}/contest"), Some(&community), Some(contest)).await;
     assert_eq!((status, contested["status"].as_str()), (StatusCode::OK, Some("contested")));

@@ -60,6 +60,24 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The optional `Idempotency-Key` header of a command on a mandate or request: a UUID the
+/// client chose, bare or as a quoted string (the IETF draft's form). A malformed one is
+/// answered 400 naming the header.
+pub struct IdempotencyKey(pub Option<Uuid>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
+        let key = value.to_str().ok().map(|value| value.trim().trim_matches('"'));
+        match key.map(Uuid::parse_str) {
+            Some(Ok(key)) => Ok(IdempotencyKey(Some(key))),
+            _ => Err(ApiError::BadRequest("Idempotency-Key: must be a UUID".into())),
+        }
+    }
+}
+
 /// A path parameter, with a malformed one answered 400 in the JSON error body naming it
 /// (axum's own answer is plain text).
 pub struct ApiPath<T>(pub T);
@@ -321,7 +339,12 @@ async fn read_mandate(
     path = "/mandates/{id}/accept",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     responses(
         (status = 200, description = "Accepted by the community", body = OutcomeView),
@@ -352,9 +375,10 @@ async fn read_mandate(
 async fn accept(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.accept(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -371,7 +395,12 @@ struct ContestRequest {
     path = "/mandates/{id}/contest",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     request_body = ContestRequest,
     responses(
@@ -403,10 +432,11 @@ struct ContestRequest {
 async fn contest(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -509,7 +539,12 @@ struct CureRequest {
     path = "/mandates/{id}/cure",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     request_body = CureRequest,
     responses(
@@ -541,6 +576,7 @@ struct CureRequest {
 async fn cure(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
@@ -549,7 +585,7 @@ async fn cure(
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.cure(claims.actor(), id, cure).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -566,7 +602,12 @@ struct ReviewRequest {
     path = "/mandates/{id}/review",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     request_body = ReviewRequest,
     responses(
@@ -598,10 +639,11 @@ struct ReviewRequest {
 async fn review(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -617,7 +659,12 @@ struct ReasonRequest {
     path = "/mandates/{id}/withdraw",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     request_body = ReasonRequest,
     responses(
@@ -649,10 +696,11 @@ struct ReasonRequest {
 async fn withdraw(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -662,7 +710,12 @@ async fn withdraw(
     path = "/mandates/{id}/complete",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     responses(
         (status = 200, description = "Completed", body = OutcomeView),
@@ -693,9 +746,10 @@ async fn withdraw(
 async fn complete(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.complete(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -711,7 +765,12 @@ struct ReassignRequest {
     path = "/mandates/{id}/reassign",
     tag = "mandates",
     params(
-        ("id" = Uuid, Path, description = "The mandate's id")
+        ("id" = Uuid, Path, description = "The mandate's id"),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
+        )
     ),
     request_body = ReassignRequest,
     responses(
@@ -743,10 +802,11 @@ struct ReassignRequest {
 async fn reassign(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    IdempotencyKey(key): IdempotencyKey,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.reassign(claims.actor(), id, request.community).await?;
     match outcome.violations.is_empty() {
         true => Ok(Json(OutcomeView::new(outcome, recorder.take()))),

@@ -54,6 +54,9 @@ pub struct Service {
     states: Arc<StateCache>,
     /// Told of every event this handle's commands append (see [`Service::recording`]).
     recorder: Option<Recorder>,
+    /// The client's id for this handle's command, if it named one (see
+    /// [`Service::with_command_id`]).
+    command_id: Option<Uuid>,
 }
 
 /// The data of a `PolicyBundleRecorded` event (stream `policy-{digest}`): the policy bundle's
@@ -130,6 +133,7 @@ impl Service {
             timers: Arc::new(Mutex::new(ContestTimers::default())),
             read_model: ReadModel::new(log.clone()),
             recorder: None,
+            command_id: None,
             states: Arc::default(),
             log,
         };
@@ -151,6 +155,47 @@ impl Service {
     pub fn recording(&self) -> (Service, Recorder) {
         let recorder = Recorder::new();
         (Self { recorder: Some(recorder.clone()), ..self.clone() }, recorder)
+    }
+
+    /// A handle whose command the client named `command_id` (HTTP's `Idempotency-Key`): its
+    /// events carry the id as their correlation and causation id, and a command on a mandate
+    /// or request whose stream already holds events caused by the id is not run again: it
+    /// answers with those events and the state as it stands.
+    pub fn with_command_id(&self, command_id: Option<Uuid>) -> Service {
+        Self { command_id, ..self.clone() }
+    }
+
+    /// Whether this handle's command already ran on `stream`: events there carry its command
+    /// id. They are told to the recorder, as the command's own. A command id that caused
+    /// events of another kind of command than `expected` (the types the command's first event
+    /// may have) is refused.
+    async fn already_done(&self, stream: &str, expected: &[&str]) -> Result<bool, ServiceError> {
+        let Some(command_id) = self.command_id else { return Ok(false) };
+        let caused_by_command = |event: &shequ_store::RecordedEvent| {
+            serde_json::from_str::<shequ_store::EventMetadata>(&event.metadata)
+                .is_ok_and(|metadata| metadata.causation_id == command_id)
+        };
+        let caused: Vec<_> =
+            self.log.read_stream(stream).await?.into_iter().filter(caused_by_command).collect();
+        let Some(first) = caused.first() else { return Ok(false) };
+        if !expected.contains(&first.event_type.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "Idempotency-Key {command_id} was used for another command ({} on {stream})",
+                first.event_type
+            )));
+        }
+        for event in &caused {
+            if let Some(recorder) = &self.recorder {
+                recorder.record(shequ_store::RecordedRef {
+                    stream: event.stream.clone(),
+                    event_id: event.event_id,
+                    event_type: event.event_type.clone(),
+                    position: event.position,
+                    revision: event.revision,
+                });
+            }
+        }
+        Ok(true)
     }
 
     /// The live projection, caught up on each read.
@@ -507,6 +552,11 @@ impl Service {
     /// becomes active. It is never active unfunded.
     pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
+        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
+        if self.already_done(&stream, &["MandateAccepted"]).await? && record.status != MandateStatus::Accepted
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         let context = self.context(Some(actor));
         // An earlier attempt that stopped after accepting goes on from there.
         if record.status != MandateStatus::Accepted {
@@ -546,6 +596,12 @@ impl Service {
         statement: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         self.authorize_on_mandate(&actor, mandate, "mandate.contest").await?;
+        if self
+            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateContested"])
+            .await?
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         let command = MandateCommand::Contest {
             contest_id: Uuid::now_v7(),
             grounds,
@@ -565,6 +621,12 @@ impl Service {
         cure: Cure,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
+        if self
+            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateCured"])
+            .await?
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         // Refuse before any money moves: only a contested mandate can be cured.
         let contest = match (&record.contest, record.status) {
             (Some(contest), MandateStatus::Contested) => contest.clone(),
@@ -628,6 +690,15 @@ impl Service {
                 decision_id: None,
             });
         }
+        if self
+            .already_done(
+                &shequ_store::AggregateStore::<Mandate>::stream(mandate),
+                &["ContestUpheld", "ContestDismissed"],
+            )
+            .await?
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         let command = MandateCommand::Review {
             outcome: review,
             reviewer: actor.organisation,
@@ -647,8 +718,11 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
+        let done = self
+            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateWithdrawn"])
+            .await?;
         // A withdrawal whose refund did not finish is finished by asking again.
-        if record.status != MandateStatus::Withdrawn {
+        if !done && record.status != MandateStatus::Withdrawn {
             let command = MandateCommand::Withdraw { reason: reason.to_owned() };
             self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
         }
@@ -659,6 +733,12 @@ impl Service {
 
     pub async fn complete(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         self.authorize_on_mandate(&actor, mandate, "mandate.complete").await?;
+        if self
+            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateCompleted"])
+            .await?
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         let state =
             self.execute::<Mandate>(self.context(Some(actor)), mandate, MandateCommand::Complete).await?;
         Ok(outcome(mandate, &state, None))
@@ -673,6 +753,12 @@ impl Service {
         community: Uuid,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
+        if self
+            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateReassigned"])
+            .await?
+        {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        }
         let (new_district, new_street) = self.community_place(community).await?;
         let target = Target {
             district: Some(new_district),
@@ -953,8 +1039,12 @@ impl Service {
     }
 
     fn context(&self, actor: Option<Actor>) -> CommandContext {
-        CommandContext::new(actor.map_or_else(|| "system".to_owned(), |actor| actor.to_string()))
-            .with_recorder(self.recorder.clone())
+        let actor = actor.map_or_else(|| "system".to_owned(), |actor| actor.to_string());
+        let context = match self.command_id {
+            Some(command_id) => CommandContext::for_command(actor, command_id),
+            None => CommandContext::new(actor),
+        };
+        context.with_recorder(self.recorder.clone())
     }
 
     fn contest_deadline(&self) -> String {

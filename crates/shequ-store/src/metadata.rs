@@ -72,6 +72,12 @@ impl CommandContext {
         }
     }
 
+    /// A context for a command the client named (its `Idempotency-Key`): the id is the
+    /// command's correlation and causation id, so its events can be found by it.
+    pub fn for_command(actor: impl Into<String>, command_id: Uuid) -> Self {
+        Self { correlation_id: command_id, causation_id: command_id, ..Self::new(actor) }
+    }
+
     pub fn with_recorder(mut self, recorder: Option<Recorder>) -> Self {
         self.recorder = recorder;
         self

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, Authenticated};
+use super::{ApiJson, ApiPath, Authenticated, IdempotencyKey};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -549,6 +549,11 @@ struct ActionBody {
             "action" = String,
             Path,
             description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"
+        ),
+        (
+            "Idempotency-Key" = Option<Uuid>,
+            Header,
+            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the action appended, and the request as it stands) instead of running it again"
         )
     ),
     request_body = ActionBody,
@@ -586,6 +591,7 @@ async fn act_on_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     ApiPath((id, action)): ApiPath<(Uuid, String)>,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
     let action = match action.as_str() {
@@ -605,7 +611,7 @@ async fn act_on_request(
             ))))
         }
     };
-    let (service, recorder) = state.service.recording();
+    let (service, recorder) = state.service.with_command_id(key).recording();
     let view = service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
     Ok(Json(RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) }))
 }

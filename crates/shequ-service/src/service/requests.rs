@@ -251,6 +251,19 @@ impl Service {
         let view = self.request_view(request).await?;
         let target = request_target(&*self.read_model.read().await?, &view);
         self.authorize_subject(&actor, Some(subject), action.authz_action(), target).await?;
+        let first_event = match &action {
+            RequestAction::Forward { .. } => "RequestForwarded",
+            RequestAction::Accept { .. } => "RequestAccepted",
+            RequestAction::Start { .. } => "RequestStarted",
+            RequestAction::Resolve { .. } => "RequestResolved",
+            RequestAction::Reject { .. } => "RequestRejected",
+            RequestAction::Close { .. } => "RequestClosed",
+            RequestAction::Rate { .. } => "SatisfactionRated",
+        };
+        if self.already_done(&shequ_store::AggregateStore::<Request>::stream(request), &[first_event]).await?
+        {
+            return Ok(view);
+        }
         let by = actor.organisation;
         let command = match action {
             RequestAction::Forward { note } => RequestCommand::Forward { note },
