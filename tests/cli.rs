@@ -13,6 +13,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         verify_passes_then_names_the_tampered_position,
         a_signed_checkpoint_catches_a_rewritten_history,
         checkpoints_of_every_size_hold_in_one_walk,
+        setup_makes_a_store_ready_for_its_district,
     ]
 }
 
@@ -198,4 +199,59 @@ async fn checkpoints_of_every_size_hold_in_one_walk(db: Db) {
     .unwrap();
     assert_eq!((verification.report.failure, verification.failure), (None, None));
     assert_eq!((verification.report.events, verification.checkpoints), (5_006, 4));
+}
+
+/// `shequ setup` makes a store usable without the demo: the catalogue and the district, once;
+/// the district's token, from `shequ token issue`, then registers what lies under it.
+async fn setup_makes_a_store_ready_for_its_district(db: Db) {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("shequ.key");
+    let key_file = key_file.to_str().unwrap();
+    let (outcome, out) = shequ(&["--db", &db.url, "setup", "--district", " 东城区 "]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success, "{out}");
+    assert!(out.contains("Published the shipped catalogue: 68 matters (version 68)."), "{out}");
+    let id =
+        out.split("Registered the district 东城区: ").nth(1).unwrap().split('.').next().unwrap().to_owned();
+    let district = uuid::Uuid::parse_str(&id).unwrap();
+    // Again: nothing changes.
+    let head = EventLog::open(&db.url).await.unwrap().head().await.unwrap().position;
+    let (outcome, again) = shequ(&["--db", &db.url, "setup", "--district", "东城区"]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    assert!(
+        again.contains("already published: 68 matters")
+            && again.contains(&format!("already registered: {id}"))
+    );
+    assert_eq!(EventLog::open(&db.url).await.unwrap().head().await.unwrap().position, head);
+    // The same id under another name is refused, naming what holds it.
+    let (outcome, _) = shequ(&["--db", &db.url, "setup", "--district", "西城区", "--id", &id]).await;
+    let error = shequ::chain(&outcome.unwrap_err());
+    assert!(error.contains("is already the District 东城区"), "{error}");
+
+    let (outcome, token) =
+        shequ(&["--key-file", key_file, "token", "issue", "--role", "district", "--org", &id]).await;
+    assert_eq!(outcome.unwrap(), Outcome::Success);
+    let claims = shequ_http::auth::TokenKeys::load_or_create(std::path::Path::new(key_file))
+        .unwrap()
+        .verify(token.trim())
+        .unwrap();
+    let actor = claims.actor();
+    assert_eq!((actor.role, actor.organisation), (shequ_service::Role::District, district));
+    let log = EventLog::open(&db.url).await.unwrap();
+    let policies = shequ_policy::Policies::embedded().unwrap();
+    let service = shequ_service::Service::new(log, policies, std::sync::Arc::new(shequ_service::SystemClock))
+        .await
+        .unwrap();
+    let street = uuid::Uuid::now_v7();
+    service
+        .register_organisation(
+            Some(actor),
+            street,
+            shequ_domain::organisation::OrganisationKind::Street,
+            "东华门街道",
+            Some(district),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(service.catalogue().await.unwrap().1.len(), 68);
 }

@@ -62,6 +62,18 @@ pub enum Command {
     /// Load the demo data set (a district, its streets and communities, budgets, the
     /// catalogue and a scenario through every access rule) and print what happened.
     Demo,
+    /// Set up a store for real use, instead of the demo: register the district and publish the
+    /// shipped catalogue of matters. Running it again with the same name changes nothing. The
+    /// district then registers its departments, streets and communities over the API
+    /// (`POST /api/v1/organisations`, with a district token).
+    Setup {
+        /// The district's name, e.g. 东城区.
+        #[arg(long)]
+        district: String,
+        /// The district's id; by default one derived from its name.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+    },
     /// Bring the database's schema up to date (serve does this on start too).
     Migrate,
     /// Walk the hash chain and check every signed checkpoint; exit 1 and name the first bad
@@ -230,6 +242,7 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
             outcome
         }
         Command::Demo => demo(&log, out).await,
+        Command::Setup { district, id } => setup(&log, &district, id, out).await,
         Command::Migrate => {
             let head = log.head().await?;
             let report =
@@ -272,6 +285,63 @@ async fn demo(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, C
     };
     tracing::info!("demo data set ready");
     writeln!(out, "{report}").map_err(CliError::Output)?;
+    Ok(Outcome::Success)
+}
+
+/// Where the ids `shequ setup` derives from a district's name live (UUID version 5).
+const SETUP_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5e7c_a1d0_0b3e_4c5d_9a21_d157_c0de_0001);
+
+async fn setup(
+    log: &EventLog,
+    name: &str,
+    id: Option<uuid::Uuid>,
+    out: &mut (dyn Write + Send),
+) -> Result<Outcome, CliError> {
+    use shequ_domain::organisation::{OrganisationError, OrganisationKind};
+    use shequ_service::ServiceError;
+    let policies = shequ_policy::Policies::embedded().map_err(ServiceError::from)?;
+    let clock = std::sync::Arc::new(shequ_service::SystemClock);
+    let service = shequ_service::Service::new(log.clone(), policies, clock).await?;
+    let name = name.trim();
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v5(&SETUP_NAMESPACE, name.as_bytes()));
+    let mut report = Vec::new();
+    let (mut version, matters) = service.catalogue().await?;
+    if matters.is_empty() {
+        let matters = shequ_policy::starting_catalogue().map_err(ServiceError::from)?;
+        let count = matters.len();
+        version = service.publish_catalogue(None, matters).await?;
+        report.push(format!("Published the shipped catalogue: {count} matters (version {version})."));
+    } else {
+        report.push(format!(
+            "The catalogue is already published: {} matters (version {version}).",
+            matters.len()
+        ));
+    }
+    match service.register_organisation(None, id, OrganisationKind::District, name, None, None).await {
+        Ok(()) => report.push(format!("Registered the district {name}: {id}.")),
+        Err(ServiceError::Organisation(OrganisationError::AlreadyRegistered)) => {
+            let projection = service.read_model().read().await?;
+            match projection.organisation(id) {
+                Some(existing) if existing.kind == OrganisationKind::District && existing.name == name => {
+                    report.push(format!("The district {name} is already registered: {id}."));
+                }
+                Some(existing) => {
+                    return Err(ServiceError::Invalid(format!(
+                        "id {id} is already the {:?} {}; choose another --id",
+                        existing.kind, existing.name
+                    ))
+                    .into())
+                }
+                None => return Err(ServiceError::NotFound(format!("organisation {id}")).into()),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
+    report.push(format!(
+        "Next: a district token (shequ token issue --role district --org {id}), then register its \
+         departments, streets and communities with POST /api/v1/organisations."
+    ));
+    writeln!(out, "{}", report.join("\n")).map_err(CliError::Output)?;
     Ok(Outcome::Success)
 }
 
