@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Parser;
 use shequ::{Cli, Outcome};
 use shequ_domain::ledger::Account;
-use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal};
+use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal, ReviewOutcome};
 use shequ_domain::Fen;
 use shequ_policy::Policies;
 use shequ_service::demo::{self, demo_id, DemoOutcome};
@@ -30,6 +30,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         nothing_to_do_is_never_answered_on_a_stale_kept_state,
         a_mandate_stands_admitted_only_with_its_funds_reserved,
         proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole,
+        a_review_sent_again_under_its_key_answers_as_the_first_time,
     ]
 }
 
@@ -576,4 +577,42 @@ async fn proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole(db: Db)
     let books = service.ledger(places.district).await.unwrap();
     assert_eq!(books.balances.values().sum::<i64>(), 0);
     assert_eq!(log.verify(|_| {}).await.unwrap().failure, None);
+}
+
+/// An upheld review sent again under its `Idempotency-Key` answers with the events it
+/// appended to the mandate, appends nothing, and refunds once; the key on another kind of
+/// command is refused.
+async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
+    let district = Actor { role: Role::District, organisation: places.district };
+    let mandate = demo_id("mandate/SSV-007");
+    service
+        .contest(community, mandate, vec![ContestGround::FundsNotPosted], "Nothing arrived")
+        .await
+        .unwrap();
+    let key = Some(Uuid::now_v7());
+    let review = || {
+        let (keyed, recorder) = service.with_command_id(key).recording();
+        async move {
+            let outcome = keyed.review(district, mandate, ReviewOutcome::Uphold, "upheld").await.unwrap();
+            (outcome.status, recorder.take())
+        }
+    };
+    let (status, first) = review().await;
+    assert_eq!(status, MandateStatus::Withdrawn);
+    let on_mandate: Vec<_> =
+        first.iter().filter(|event| event.stream.starts_with("mandate-")).cloned().collect();
+    assert_eq!(on_mandate[0].event_type, "ContestUpheld", "{first:?}");
+    let head = log.head().await.unwrap().position;
+    let (status, again) = review().await;
+    assert_eq!((status, again), (MandateStatus::Withdrawn, on_mandate));
+    assert_eq!(log.head().await.unwrap().position, head, "nothing appended, nothing refunded twice");
+    let keyed = service.with_command_id(key);
+    let contested = keyed.contest(community, mandate, vec![ContestGround::FundsNotPosted], "again").await;
+    assert!(
+        matches!(&contested, Err(ServiceError::Invalid(message)) if message.starts_with("Idempotency-Key")),
+        "{contested:?}"
+    );
 }

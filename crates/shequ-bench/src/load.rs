@@ -430,9 +430,8 @@ async fn verified_samples(log: &EventLog) -> Result<Samples, Failure> {
 }
 
 /// The same served commands sent by `wrk` (a C load generator, Debian's package `wrk`), so
-/// that the client takes less of the two cores the server shares with it. Each connection's
-/// requests carry the same token and community as the built-in client's would; ids are fresh
-/// for every request. Every answer counted must be a 2xx, and the log must hold the events of
+/// that the client takes less of the two cores the server shares with it. The requests take
+/// the built-in clients' tokens and communities in turn; ids are fresh for every request. Every answer counted must be a 2xx, and the log must hold the events of
 /// every command counted (so no answer counted was a replay).
 async fn measure_wrk(
     url: &str,
@@ -509,8 +508,8 @@ async fn wrk(
     Ok(report)
 }
 
-/// The Lua script that makes wrk send `kind`'s commands: connection `n`'s token and community
-/// are the built-in client `n`'s (a file request's body has no community: Lua's `string.format`
+/// The Lua script that makes wrk send `kind`'s commands: each wrk thread's requests take the
+/// built-in clients' tokens and communities in turn (a file request's body has no community: Lua's `string.format`
 /// ignores the extra argument), and each request's id is new (UUID version 8: the random
 /// prefix each run of wrk is given, the wrk thread, a counter).
 fn wrk_script(kind: Kind, connections: usize, places: &DemoPlaces, keys: &TokenKeys) -> String {

@@ -419,7 +419,9 @@ impl esrs::Aggregate for Mandate {
                 }
                 let offered = record.map_or(Fen::ZERO, |record| record.proposal.funds_offered_fen);
                 if offered.checked_add(cure.funds_added_fen).is_none() {
-                    return Err(MandateError::InvalidProposal("the cured funds are out of range".into()));
+                    return Err(MandateError::InvalidProposal(
+                        "funds_added_fen: the cured total is out of range".into(),
+                    ));
                 }
                 Ok(vec![E::MandateCured { cure, decision }])
             }
@@ -620,7 +622,9 @@ fn validate_proposal(proposal: &Proposal) -> Result<(), MandateError> {
         return invalid(format!("powers_granted and working_conditions hold at most {LIST_ITEMS_MAX} each"));
     }
     if proposal.delegating_unit == proposal.community {
-        return invalid("community is the delegating unit itself: a unit cannot delegate to itself".into());
+        return invalid(
+            "delegating_unit and community are the same unit: a unit cannot delegate to itself".into(),
+        );
     }
     Ok(())
 }

@@ -309,7 +309,7 @@ impl esrs::Aggregate for Request {
                 if record.status != S::Routed {
                     return Err(wrong("forwarded"));
                 }
-                Ok(vec![E::RequestForwarded { to: record.routing.handler, note: parse_text(&note)? }])
+                Ok(vec![E::RequestForwarded { to: record.routing.handler, note: parse_text("note", &note)? }])
             }
             C::Accept { by, note } => {
                 // An agent request is accepted by its owner only once the station forwarded it.
@@ -321,28 +321,28 @@ impl esrs::Aggregate for Request {
                     return Err(wrong("accepted"));
                 }
                 holding(by)?;
-                Ok(vec![E::RequestAccepted { by, note: parse_text(&note)? }])
+                Ok(vec![E::RequestAccepted { by, note: parse_text("note", &note)? }])
             }
             C::Start { by, note } => {
                 if record.status != S::Accepted {
                     return Err(wrong("started"));
                 }
                 holding(by)?;
-                Ok(vec![E::RequestStarted { by, note: parse_text(&note)? }])
+                Ok(vec![E::RequestStarted { by, note: parse_text("note", &note)? }])
             }
             C::Resolve { by, note } => {
                 if !matches!(record.status, S::Accepted | S::InProgress) {
                     return Err(wrong("resolved"));
                 }
                 holding(by)?;
-                Ok(vec![E::RequestResolved { by, note: parse_text(&note)? }])
+                Ok(vec![E::RequestResolved { by, note: parse_text("note", &note)? }])
             }
             C::Reject { by, reason } => {
                 if !matches!(record.status, S::Routed | S::Forwarded | S::Accepted | S::InProgress) {
                     return Err(wrong("rejected"));
                 }
                 holding(by)?;
-                let reason = parse_text(&reason)?;
+                let reason = parse_text("reason", &reason)?;
                 if reason.is_empty() {
                     return Err(RequestError::Invalid("a rejection needs a reason".into()));
                 }
@@ -352,7 +352,7 @@ impl esrs::Aggregate for Request {
                 if record.status != S::Resolved {
                     return Err(wrong("closed"));
                 }
-                Ok(vec![E::RequestClosed { note: parse_text(&note)? }])
+                Ok(vec![E::RequestClosed { note: parse_text("note", &note)? }])
             }
             C::Rate { rating, comment } => {
                 if record.status != S::Closed {
@@ -364,7 +364,7 @@ impl esrs::Aggregate for Request {
                 if !(1..=5).contains(&rating) {
                     return Err(RequestError::RatingOutOfRange);
                 }
-                Ok(vec![E::SatisfactionRated { rating, comment: parse_text(&comment)? }])
+                Ok(vec![E::SatisfactionRated { rating, comment: parse_text("comment", &comment)? }])
             }
         }
     }
@@ -408,10 +408,11 @@ impl esrs::Aggregate for Request {
     }
 }
 
-fn parse_text(text: &str) -> Result<String, RequestError> {
+/// `field`'s text, trimmed: at most `TEXT_CHARS_MAX` characters.
+fn parse_text(field: &str, text: &str) -> Result<String, RequestError> {
     let text = text.trim();
     if text.chars().count() > TEXT_CHARS_MAX {
-        return Err(RequestError::Invalid(format!("text longer than {TEXT_CHARS_MAX} characters")));
+        return Err(RequestError::Invalid(format!("{field} is longer than {TEXT_CHARS_MAX} characters")));
     }
     Ok(text.to_owned())
 }

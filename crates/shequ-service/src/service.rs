@@ -636,7 +636,7 @@ impl Service {
         cured.funds_offered_fen = cured
             .funds_offered_fen
             .checked_add(cure.funds_added_fen)
-            .ok_or_else(|| ServiceError::Invalid("the cured funds are too large".into()))?;
+            .ok_or_else(|| ServiceError::Invalid("funds_added_fen: the cured total is too large".into()))?;
         cured.powers_granted.extend(cure.powers_added.iter().cloned());
         cured.working_conditions.extend(cure.working_conditions_added.iter().cloned());
         // What the unit can pay the cured total from: its balance and whatever it already put
@@ -680,6 +680,8 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
+        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
+        let done = self.already_done(&stream, &["ContestUpheld", "ContestDismissed"]).await?;
         if review == ReviewOutcome::Uphold && record.status == MandateStatus::Withdrawn {
             // An upheld contest whose refund did not finish: finish it.
             self.return_funds(Some(actor), mandate, &record, district).await?;
@@ -690,13 +692,7 @@ impl Service {
                 decision_id: None,
             });
         }
-        if self
-            .already_done(
-                &shequ_store::AggregateStore::<Mandate>::stream(mandate),
-                &["ContestUpheld", "ContestDismissed"],
-            )
-            .await?
-        {
+        if done {
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
         let command = MandateCommand::Review {
