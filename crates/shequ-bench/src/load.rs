@@ -431,8 +431,9 @@ async fn verified_samples(log: &EventLog) -> Result<Samples, Failure> {
 
 /// The same served commands sent by `wrk` (a C load generator, Debian's package `wrk`), so
 /// that the client takes less of the two cores the server shares with it. The requests take
-/// the built-in clients' tokens and communities in turn; ids are fresh for every request. Every answer counted must be a 2xx, and the log must hold the events of
-/// every command counted (so no answer counted was a replay).
+/// the built-in clients' tokens and communities in turn; ids are fresh for every request.
+/// Every answer counted must be a 2xx, and the log must hold the events of every command
+/// counted (so no answer counted was a replay).
 async fn measure_wrk(
     url: &str,
     kind: Kind,
