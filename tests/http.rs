@@ -166,6 +166,17 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
     let (status, catalogue) = client.call("GET", "/api/v1/catalogue", Some(&street), None).await;
     assert_eq!(status, StatusCode::OK);
+    // The scheme's name is case-insensitive; another scheme is not a bearer token.
+    for (authorization, expected) in [
+        (format!("bearer {street}"), StatusCode::OK),
+        (format!("BEARER {street}"), StatusCode::OK),
+        (format!("Basic {street}"), StatusCode::UNAUTHORIZED),
+        (format!("Bearer{street}"), StatusCode::UNAUTHORIZED),
+    ] {
+        let headers = [("authorization", authorization.as_str())];
+        let (status, _) = client.call_with("GET", "/api/v1/catalogue", None, None, &headers).await;
+        assert_eq!(status, expected, "{authorization}");
+    }
     assert_eq!(catalogue["matters"].as_array().unwrap().len(), 68);
 
     let mandate = Uuid::now_v7();
