@@ -268,9 +268,7 @@ fn authenticate(
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|token| !token.is_empty());
+        .and_then(crate::auth::bearer_token);
     let Some(key) = params.get("api_key")?.or(header) else {
         return Err(Problem::forbidden(format!(
             "api_key was not provided -- can't proceed with {operation}"
