@@ -184,18 +184,28 @@ impl Service {
                 first.event_type
             )));
         }
-        for event in &caused {
-            if let Some(recorder) = &self.recorder {
-                recorder.record(shequ_store::RecordedRef {
-                    stream: event.stream.clone(),
-                    event_id: event.event_id,
-                    event_type: event.event_type.clone(),
-                    position: event.position,
-                    revision: event.revision,
-                });
-            }
+        if let Some(recorder) = &self.recorder {
+            caused.iter().for_each(|event| recorder.record(event.into()));
         }
         Ok(true)
+    }
+
+    /// [`Self::already_done`] on mandate `mandate`'s stream.
+    async fn already_done_on_mandate(&self, mandate: Uuid, expected: &[&str]) -> Result<bool, ServiceError> {
+        self.already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), expected).await
+    }
+
+    /// For a command on a mandate that ran before under this handle's command id: the mandate
+    /// as it stands (see [`Self::already_done`]).
+    async fn answered_before(
+        &self,
+        mandate: Uuid,
+        expected: &[&str],
+    ) -> Result<Option<MandateOutcome>, ServiceError> {
+        match self.already_done_on_mandate(mandate, expected).await? {
+            true => Ok(Some(outcome(mandate, &self.load::<Mandate>(mandate).await?, None))),
+            false => Ok(None),
+        }
     }
 
     /// The live projection, caught up on each read.
@@ -552,8 +562,8 @@ impl Service {
     /// becomes active. It is never active unfunded.
     pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
-        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
-        if self.already_done(&stream, &["MandateAccepted"]).await? && record.status != MandateStatus::Accepted
+        if self.already_done_on_mandate(mandate, &["MandateAccepted"]).await?
+            && record.status != MandateStatus::Accepted
         {
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
@@ -596,11 +606,8 @@ impl Service {
         statement: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         self.authorize_on_mandate(&actor, mandate, "mandate.contest").await?;
-        if self
-            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateContested"])
-            .await?
-        {
-            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        if let Some(answer) = self.answered_before(mandate, &["MandateContested"]).await? {
+            return Ok(answer);
         }
         let command = MandateCommand::Contest {
             contest_id: Uuid::now_v7(),
@@ -621,11 +628,8 @@ impl Service {
         cure: Cure,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
-        if self
-            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateCured"])
-            .await?
-        {
-            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        if let Some(answer) = self.answered_before(mandate, &["MandateCured"]).await? {
+            return Ok(answer);
         }
         // Refuse before any money moves: only a contested mandate can be cured.
         let contest = match (&record.contest, record.status) {
@@ -680,8 +684,7 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
-        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
-        let done = self.already_done(&stream, &["ContestUpheld", "ContestDismissed"]).await?;
+        let done = self.already_done_on_mandate(mandate, &["ContestUpheld", "ContestDismissed"]).await?;
         if review == ReviewOutcome::Uphold && record.status == MandateStatus::Withdrawn {
             // An upheld contest whose refund did not finish: finish it.
             self.return_funds(Some(actor), mandate, &record, district).await?;
@@ -714,9 +717,7 @@ impl Service {
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
-        let done = self
-            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateWithdrawn"])
-            .await?;
+        let done = self.already_done_on_mandate(mandate, &["MandateWithdrawn"]).await?;
         // A withdrawal whose refund did not finish is finished by asking again.
         if !done && record.status != MandateStatus::Withdrawn {
             let command = MandateCommand::Withdraw { reason: reason.to_owned() };
@@ -729,11 +730,8 @@ impl Service {
 
     pub async fn complete(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         self.authorize_on_mandate(&actor, mandate, "mandate.complete").await?;
-        if self
-            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateCompleted"])
-            .await?
-        {
-            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        if let Some(answer) = self.answered_before(mandate, &["MandateCompleted"]).await? {
+            return Ok(answer);
         }
         let state =
             self.execute::<Mandate>(self.context(Some(actor)), mandate, MandateCommand::Complete).await?;
@@ -749,11 +747,8 @@ impl Service {
         community: Uuid,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
-        if self
-            .already_done(&shequ_store::AggregateStore::<Mandate>::stream(mandate), &["MandateReassigned"])
-            .await?
-        {
-            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
+        if let Some(answer) = self.answered_before(mandate, &["MandateReassigned"]).await? {
+            return Ok(answer);
         }
         let (new_district, new_street) = self.community_place(community).await?;
         let target = Target {

@@ -14,6 +14,19 @@ pub struct RecordedRef {
     pub revision: u64,
 }
 
+/// Where a stored event is, for a command's answer.
+impl From<&crate::RecordedEvent> for RecordedRef {
+    fn from(event: &crate::RecordedEvent) -> Self {
+        Self {
+            stream: event.stream.clone(),
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            position: event.position,
+            revision: event.revision,
+        }
+    }
+}
+
 /// Collects the events a command appends, across every aggregate it touches. Clones share
 /// one list.
 #[derive(Debug, Clone, Default)]
