@@ -312,10 +312,16 @@ fn token(kind: Kind, client: usize, places: &DemoPlaces, keys: &TokenKeys) -> St
 /// One command's request: the path and a fresh body.
 fn command(kind: Kind, client: usize, places: &DemoPlaces) -> (&'static str, String) {
     let (community, _, _) = &places.communities[client % places.communities.len()];
+    command_body(kind, &Uuid::now_v7().to_string(), &community.to_string())
+}
+
+/// `kind`'s path and body, with its id and its community (a proposal's) as given: the one
+/// shape both the built-in client and wrk's script send.
+fn command_body(kind: Kind, id: &str, community: &str) -> (&'static str, String) {
     match kind {
         Kind::Propose => {
             let body = json!({
-                "mandate_id": Uuid::now_v7(), "matter_code": "EMP-001", "community": community,
+                "mandate_id": id, "matter_code": "EMP-001", "community": community,
                 "scope": "Unemployment registration assistance", "volume": 1, "deadline": "2027-12-31",
                 "funds_offered_fen": 3000, "powers_granted": ["collect-resident-data"],
                 "working_conditions": ["service-counter", "information-terminal"],
@@ -324,7 +330,7 @@ fn command(kind: Kind, client: usize, places: &DemoPlaces) -> (&'static str, Str
         }
         Kind::File => {
             let body = json!({
-                "request_id": Uuid::now_v7(), "matter_code": "SSV-012", "channel": "counter",
+                "request_id": id, "matter_code": "SSV-012", "channel": "counter",
                 "description": "A dispute between neighbours about a shared courtyard",
             });
             ("/api/v1/requests", body.to_string())
@@ -510,8 +516,8 @@ async fn wrk(
 }
 
 /// The Lua script that makes wrk send `kind`'s commands: each wrk thread's requests take the
-/// built-in clients' tokens and communities in turn (a file request's body has no community: Lua's `string.format`
-/// ignores the extra argument), and each request's id is new (UUID version 8: the random
+/// built-in clients' tokens and communities in turn (a file request's body has no community
+/// to replace), and each request's id is new (UUID version 8: the random
 /// prefix each run of wrk is given, the wrk thread, a counter).
 fn wrk_script(kind: Kind, connections: usize, places: &DemoPlaces, keys: &TokenKeys) -> String {
     let mut clients = String::new();
@@ -520,16 +526,8 @@ fn wrk_script(kind: Kind, connections: usize, places: &DemoPlaces, keys: &TokenK
         let token = token(kind, client, places, keys);
         clients.push_str(&format!("  {{ \"Bearer {token}\", \"{community}\" }},\n"));
     }
-    let (path, body) = match kind {
-        Kind::Propose => (
-            "/api/v1/mandates",
-            r#"{"mandate_id":"%s","matter_code":"EMP-001","community":"%s","scope":"Unemployment registration assistance","volume":1,"deadline":"2027-12-31","funds_offered_fen":3000,"powers_granted":["collect-resident-data"],"working_conditions":["service-counter","information-terminal"]}"#,
-        ),
-        Kind::File => (
-            "/api/v1/requests",
-            r#"{"request_id":"%s","matter_code":"SSV-012","channel":"counter","description":"A dispute between neighbours about a shared courtyard"}"#,
-        ),
-    };
+    // The body with markers the script replaces: the request's id, the connection's community.
+    let (path, body) = command_body(kind, "$ID", "$COMMUNITY");
     format!(
         r#"local clients = {{
 {clients}}}
@@ -547,7 +545,7 @@ function request()
   sent = sent + 1
   local client = clients[(sent % #clients) + 1]
   local id = string.format("%s-%04x-8000-8000-%012x", prefix, thread_id, sent)
-  local body = string.format('{body}', id, client[2])
+  local body = ([==[{body}]==]):gsub("%$ID", id):gsub("%$COMMUNITY", client[2])
   return wrk.format("POST", "{path}", {{ ["authorization"] = client[1], ["content-type"] = "application/json" }}, body)
 end
 "#
