@@ -176,6 +176,21 @@ async fn a_service_request_over_http(db: Db) {
     assert_eq!(closed["events"].as_array().unwrap().len(), 1);
     let (status, again) = close().await;
     assert_eq!((status, &again), (StatusCode::OK, &closed), "a retry answers as the first time");
+    // The same body in other words is the same command; another body under the key is not.
+    let headers = [("idempotency-key", key.as_str())];
+    let close_path = format!("{path}/close");
+    for (body, expected) in [
+        (r#"{ "note" : "" }"#, StatusCode::OK),
+        (r#"{"note": "closed at the counter"}"#, StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (status, answer) =
+            client.call_with("POST", &close_path, Some(&resident), Some(body.into()), &headers).await;
+        assert_eq!(status, expected, "{body}: {answer}");
+    }
+    let (_, refused) = client
+        .call_with("POST", &close_path, Some(&resident), Some(r#"{"note": "x"}"#.into()), &headers)
+        .await;
+    assert!(refused["message"].as_str().unwrap().contains("with another body"), "{refused}");
     let (status, body) = step(resident.clone(), "rate", json!({"rating": 9})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, rated) = step(resident.clone(), "rate", json!({"rating": 5, "comment": "quick"})).await;
@@ -276,8 +291,33 @@ async fn inspectors_read_the_past_and_the_timeline(db: Db) {
 
 /// Stands for a fresh id in a request body, so that no call is a retry of another.
 const FRESH: &str = "00000000-0000-0000-0000-00000000f4e5";
+/// Stands for the id of the mandate or request a row acts on, made for each caller.
+const TARGET: &str = "{target}";
 
-/// Which roles may reach each endpoint (everyone else gets 403). The demo's actors: the
+/// What a row acts on. Each caller gets its own, made in that state just before, so that
+/// an allowed caller's answer is its command's own, not the aftermath of the caller before.
+#[derive(Debug, Clone, Copy)]
+enum On {
+    Nothing,
+    /// A mandate the first street office proposed to its first community, admitted.
+    Admitted,
+    /// The same, accepted: funded and active.
+    Active,
+    /// The same, contested by the community.
+    Contested,
+    /// A request the resident filed that the community handles itself, routed to it.
+    Routed,
+    /// A request the station acts on as agent (代办代理), to be forwarded.
+    Agent,
+    /// A routed request the community accepted; then started; resolved; closed.
+    Accepted,
+    Started,
+    Resolved,
+    Closed,
+}
+
+/// Which roles may reach each endpoint, and what each of them is answered; everyone else
+/// gets 403, and nobody without a token gets anything but 401. The demo's actors: the
 /// district, the civil-affairs department, the first street office, its first community, the
 /// district's inspector, and a resident of that community.
 async fn every_role_against_every_endpoint(db: Db) {
@@ -293,139 +333,214 @@ async fn every_role_against_every_endpoint(db: Db) {
         S => places.streets[0].0,
         C | R => community,
     };
-    // A request of the resident's, held by the community, to act and read on.
-    let resident = client.token(R, community);
-    let request = Uuid::now_v7();
-    let body = json!({"request_id": request, "matter_code": "SSV-012", "channel": "counter", "description": "a dispute"});
-    assert_eq!(
-        client.call("POST", "/api/v1/requests", Some(&resident), Some(body.to_string())).await.0,
-        StatusCode::CREATED
-    );
+    let token = |role: Role| client.token(role, org(role));
     let employment = demo_id("mandate/EMP-001");
-    let propose = json!({"mandate_id": FRESH, "matter_code": "SSV-006", "community": community, "scope": "s",
-                         "volume": 1, "deadline": "2026-12-31", "funds_offered_fen": 0});
+    let propose = json!({"mandate_id": FRESH, "matter_code": "EMP-001", "community": community,
+                         "scope": "Unemployment registration assistance", "volume": 5,
+                         "deadline": "2026-12-31", "funds_offered_fen": 15000,
+                         "powers_granted": ["collect-resident-data"],
+                         "working_conditions": ["service-counter", "information-terminal"]});
     let outside = json!({"mandate_id": FRESH, "delegating_unit": places.streets[0].0, "matter_code": "SSV-006",
                          "scope": "s", "volume": 1, "deadline": "2026-12-31", "statement": "by phone"});
-    let file = json!({"request_id": FRESH, "matter_code": "SSV-012", "channel": "counter", "description": "x", "resident": "r"});
+    let file = |matter: &str| json!({"request_id": FRESH, "matter_code": matter, "channel": "counter", "description": "x"});
+    let mut on_behalf = file("SSV-012");
+    on_behalf["resident"] = json!("王秀英");
+    let fresh = |body: &Value| body.to_string().replace(FRESH, &Uuid::now_v7().to_string());
+    let contest = json!({"grounds": ["unfunded"], "statement": "s"});
+
+    // Makes what a row acts on, as its owners would; returns its id.
+    let make = |on: On| {
+        let (client, token, propose, contest) = (&client, &token, &propose, &contest);
+        async move {
+            let step = |path: String, role: Role, body: Option<String>| async move {
+                let (status, answer) = client.call("POST", &path, Some(&token(role)), body).await;
+                assert!(status.is_success(), "making {on:?}: POST {path}: {status} {answer}");
+                answer
+            };
+            let mandate = |then: Option<(&'static str, Option<String>)>| async move {
+                let admitted = step("/api/v1/mandates".into(), S, Some(fresh(propose))).await;
+                assert_eq!(admitted["status"], "admitted", "{admitted}");
+                let id = admitted["mandate"].as_str().unwrap().to_owned();
+                if let Some((action, body)) = then {
+                    step(format!("/api/v1/mandates/{id}/{action}"), C, body).await;
+                }
+                id
+            };
+            let request = |matter: &'static str, steps: &'static [&'static str]| async move {
+                let filed = step("/api/v1/requests".into(), R, Some(fresh(&file(matter)))).await;
+                let id = filed["request"].as_str().unwrap().to_owned();
+                for action in steps {
+                    let role = if *action == "close" { R } else { C };
+                    step(format!("/api/v1/requests/{id}/{action}"), role, Some("{}".into())).await;
+                }
+                id
+            };
+            match on {
+                On::Nothing => String::new(),
+                On::Admitted => mandate(None).await,
+                On::Active => mandate(Some(("accept", None))).await,
+                On::Contested => mandate(Some(("contest", Some(contest.to_string())))).await,
+                On::Routed => request("SSV-012", &[]).await,
+                On::Agent => request("EMP-002", &[]).await,
+                On::Accepted => request("SSV-012", &["accept"]).await,
+                On::Started => request("SSV-012", &["accept", "start"]).await,
+                On::Resolved => request("SSV-012", &["accept", "resolve"]).await,
+                On::Closed => request("SSV-012", &["accept", "resolve", "close"]).await,
+            }
+        }
+    };
+
     let all = [D, Dp, S, C, I, R];
     let readers_of_district = [D, Dp, I];
-    let rows: Vec<(&str, String, Option<Value>, Vec<Role>)> = vec![
-        ("GET", "/api/v1/catalogue".into(), None, all.to_vec()),
-        ("GET", "/api/v1/organisations".into(), None, all.to_vec()),
-        (
-            "POST",
-            "/api/v1/organisations".into(),
-            Some(
-                json!({"id": FRESH, "kind": "community", "name": "新社区", "parent_id": places.streets[0].0}),
-            ),
-            vec![D],
+    let readers_of_mandate = [D, Dp, S, C, I];
+    let (ok, created) = (StatusCode::OK, StatusCode::CREATED);
+    type Row = (&'static str, String, Option<Value>, On, Vec<Role>, StatusCode);
+    let row = |method, path: String, body: Option<Value>, on, allowed: &[Role], answer| -> Row {
+        (method, path, body, on, allowed.to_vec(), answer)
+    };
+    let mandate_action = |action: &str| format!("/api/v1/mandates/{TARGET}/{action}");
+    let request_action = |action: &str| format!("/api/v1/requests/{TARGET}/{action}");
+    let register =
+        json!({"id": FRESH, "kind": "community", "name": "新社区", "parent_id": places.streets[0].0});
+    let rows: Vec<Row> = vec![
+        row("GET", "/api/v1/catalogue".into(), None, On::Nothing, &all, ok),
+        row("GET", "/api/v1/organisations".into(), None, On::Nothing, &all, ok),
+        row("POST", "/api/v1/organisations".into(), Some(register), On::Nothing, &[D], created),
+        row(
+            "GET",
+            format!("/api/v1/organisations/{}", places.district),
+            None,
+            On::Nothing,
+            &readers_of_district,
+            ok,
         ),
-        ("GET", format!("/api/v1/organisations/{}", places.district), None, readers_of_district.to_vec()),
-        ("GET", "/api/v1/mandates".into(), None, all.to_vec()),
-        ("GET", "/api/v1/contests".into(), None, all.to_vec()),
-        ("POST", "/api/v1/mandates".into(), Some(propose), vec![D, Dp, S]),
-        ("POST", "/api/v1/mandates/outside-process".into(), Some(outside), vec![C]),
-        ("GET", format!("/api/v1/mandates/{employment}"), None, vec![D, Dp, S, C, I]),
-        ("POST", format!("/api/v1/mandates/{employment}/accept"), None, vec![C]),
-        (
+        row("GET", "/api/v1/mandates".into(), None, On::Nothing, &all, ok),
+        row("GET", "/api/v1/contests".into(), None, On::Nothing, &all, ok),
+        // Every allowed role proposes in its own name; the district's and the department's
+        // proposals are decided like the street's.
+        row("POST", "/api/v1/mandates".into(), Some(propose.clone()), On::Nothing, &[D, Dp, S], created),
+        row("POST", "/api/v1/mandates/outside-process".into(), Some(outside), On::Nothing, &[C], created),
+        row("GET", format!("/api/v1/mandates/{employment}"), None, On::Nothing, &readers_of_mandate, ok),
+        row("GET", format!("/api/v1/mandates/{TARGET}"), None, On::Admitted, &readers_of_mandate, ok),
+        row("POST", mandate_action("accept"), None, On::Admitted, &[C], ok),
+        row(
             "POST",
-            format!("/api/v1/mandates/{employment}/spending"),
+            mandate_action("spending"),
             Some(json!({"transfer_id": FRESH, "amount_fen": 1, "memo": "m"})),
-            vec![C],
+            On::Active,
+            &[C],
+            created,
         ),
-        (
+        row("POST", mandate_action("contest"), Some(contest.clone()), On::Admitted, &[C], ok),
+        row("POST", mandate_action("cure"), Some(json!({"powers_added": ["p"]})), On::Contested, &[D, S], ok),
+        row(
             "POST",
-            format!("/api/v1/mandates/{employment}/contest"),
-            Some(json!({"grounds": ["unfunded"], "statement": "s"})),
-            vec![C],
-        ),
-        (
-            "POST",
-            format!("/api/v1/mandates/{employment}/cure"),
-            Some(json!({"powers_added": ["p"]})),
-            vec![D],
-        ),
-        (
-            "POST",
-            format!("/api/v1/mandates/{employment}/review"),
+            mandate_action("review"),
             Some(json!({"outcome": "dismiss", "reason": "r"})),
-            vec![D],
+            On::Contested,
+            &[D],
+            ok,
         ),
-        ("POST", format!("/api/v1/mandates/{employment}/withdraw"), Some(json!({"reason": "r"})), vec![D]),
-        ("POST", format!("/api/v1/mandates/{employment}/complete"), None, vec![C]),
-        (
+        row("POST", mandate_action("withdraw"), Some(json!({"reason": "r"})), On::Admitted, &[D, S], ok),
+        row("POST", mandate_action("complete"), None, On::Active, &[C], ok),
+        row(
             "POST",
-            format!("/api/v1/mandates/{employment}/reassign"),
+            mandate_action("reassign"),
             Some(json!({"community": places.communities[1].0})),
-            vec![D],
+            On::Active,
+            &[D, S],
+            ok,
         ),
-        (
+        row(
             "POST",
             "/api/v1/ledger/allocations".into(),
             Some(json!({"transfer_id": FRESH, "to": community, "amount_fen": 1, "memo": "m"})),
-            vec![D],
+            On::Nothing,
+            &[D],
+            created,
         ),
-        (
+        row(
             "POST",
             "/api/v1/ledger/allocations".into(),
             Some(
-                json!({"transfer_id": Uuid::now_v7(), "from": places.streets[0].0, "to": community, "amount_fen": 1, "memo": "m"}),
+                json!({"transfer_id": FRESH, "from": places.streets[0].0, "to": community, "amount_fen": 1, "memo": "m"}),
             ),
-            vec![S],
+            On::Nothing,
+            &[S],
+            created,
         ),
-        ("GET", "/api/v1/ledger/balances".into(), None, readers_of_district.to_vec()),
-        ("GET", "/api/v1/ledger/transfers".into(), None, readers_of_district.to_vec()),
-        ("POST", "/api/v1/requests".into(), Some(file), vec![C, R]),
-        ("GET", "/api/v1/requests".into(), None, all.to_vec()),
-        ("GET", format!("/api/v1/requests/{request}"), None, all.to_vec()),
-        ("POST", format!("/api/v1/requests/{request}/forward"), Some(json!({})), vec![C]),
-        ("POST", format!("/api/v1/requests/{request}/accept"), Some(json!({})), vec![C]),
-        ("POST", format!("/api/v1/requests/{request}/close"), Some(json!({})), vec![C, R]),
-        ("POST", format!("/api/v1/requests/{request}/rate"), Some(json!({"rating": 3})), vec![R]),
-        ("GET", "/api/v1/audit/state".into(), None, readers_of_district.to_vec()),
-        ("GET", "/api/v1/audit/balances".into(), None, readers_of_district.to_vec()),
-        ("GET", format!("/api/v1/audit/mandates/{employment}/timeline"), None, vec![D, Dp, S, C, I]),
-        (
+        row("GET", "/api/v1/ledger/balances".into(), None, On::Nothing, &readers_of_district, ok),
+        row("GET", "/api/v1/ledger/transfers".into(), None, On::Nothing, &readers_of_district, ok),
+        // A community worker files on a resident's behalf, naming them.
+        row("POST", "/api/v1/requests".into(), Some(on_behalf), On::Nothing, &[C, R], created),
+        row("GET", "/api/v1/requests".into(), None, On::Nothing, &all, ok),
+        row("GET", format!("/api/v1/requests/{TARGET}"), None, On::Routed, &all, ok),
+        row("POST", request_action("forward"), Some(json!({})), On::Agent, &[C], ok),
+        row("POST", request_action("accept"), Some(json!({})), On::Routed, &[C], ok),
+        row("POST", request_action("start"), Some(json!({})), On::Accepted, &[C], ok),
+        row("POST", request_action("resolve"), Some(json!({})), On::Started, &[C], ok),
+        row("POST", request_action("reject"), Some(json!({"reason": "not ours"})), On::Routed, &[C], ok),
+        row("POST", request_action("close"), Some(json!({})), On::Resolved, &[C, R], ok),
+        row("POST", request_action("rate"), Some(json!({"rating": 3})), On::Closed, &[R], ok),
+        row("GET", "/api/v1/audit/state".into(), None, On::Nothing, &readers_of_district, ok),
+        row("GET", "/api/v1/audit/balances".into(), None, On::Nothing, &readers_of_district, ok),
+        row(
+            "GET",
+            format!("/api/v1/audit/mandates/{employment}/timeline"),
+            None,
+            On::Nothing,
+            &readers_of_mandate,
+            ok,
+        ),
+        row(
             "GET",
             "/api/v1/audit/proof/inclusion?position=1&tree_size=1".into(),
             None,
-            readers_of_district.to_vec(),
+            On::Nothing,
+            &readers_of_district,
+            ok,
         ),
-        (
+        row(
             "GET",
             "/api/v1/audit/proof/consistency?first=1&second=2".into(),
             None,
-            readers_of_district.to_vec(),
+            On::Nothing,
+            &readers_of_district,
+            ok,
         ),
     ];
     let mut failures = Vec::new();
-    for (method, path, body, allowed) in &rows {
+    let mut checks = 0;
+    for (method, path, body, on, allowed, answer) in &rows {
         for role in all {
-            let token = client.token(role, org(role));
-            let body = body.as_ref().map(|body| body.to_string().replace(FRESH, &Uuid::now_v7().to_string()));
-            let (status, answer) = client.call(method, path, Some(&token), body).await;
-            let expected_forbidden = !allowed.contains(&role);
-            let forbidden = status == StatusCode::FORBIDDEN;
-            let broken = status.is_server_error()
-                || status == StatusCode::UNAUTHORIZED
-                || status == StatusCode::BAD_REQUEST;
-            if forbidden != expected_forbidden || broken {
-                failures.push(format!("{} {method} {path}: {status} {answer}", role.as_str()));
+            let target = make(*on).await;
+            let path = path.replace(TARGET, &target);
+            let body = body.as_ref().map(fresh);
+            let head = client.state.log.head().await.unwrap().position;
+            let (status, got) = client.call(method, &path, Some(&token(role)), body).await;
+            let expected = match allowed.contains(&role) {
+                true => *answer,
+                false => StatusCode::FORBIDDEN,
+            };
+            checks += 1;
+            if status != expected {
+                failures.push(format!("{} {method} {path}: {status}, not {expected}: {got}", role.as_str()));
+            }
+            // A refusal writes nothing.
+            if status == StatusCode::FORBIDDEN && client.state.log.head().await.unwrap().position != head {
+                failures.push(format!("{} {method} {path}: refused, yet the log grew", role.as_str()));
             }
         }
         // And nobody without a token.
-        let (status, _) = client.call(method, path, None, body.as_ref().map(Value::to_string)).await;
+        let path = path.replace(TARGET, &make(*on).await);
+        let (status, _) = client.call(method, &path, None, body.as_ref().map(fresh)).await;
+        checks += 1;
         if status != StatusCode::UNAUTHORIZED {
             failures.push(format!("anonymous {method} {path}: {status}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} checks failed:\n{}",
-        failures.len(),
-        rows.len() * 7,
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {checks} checks failed:\n{}", failures.len(), failures.join("\n"));
+    assert_eq!(checks, rows.len() * 7);
 }
 
 async fn the_district_registers_its_organisations(db: Db) {
