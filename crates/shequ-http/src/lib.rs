@@ -23,7 +23,8 @@ const READY_TIMEOUT_MS: u64 = 2_000;
 
 /// The largest request body accepted, in bytes.
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
-/// How long a request may take before it is answered 408.
+/// How long a request may take before it is answered 408, unless told otherwise
+/// ([`app_with_timeout`]).
 pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// What every handler shares, behind one `Arc`: axum clones the state for each extractor and
@@ -58,6 +59,12 @@ impl std::ops::Deref for AppState {
 
 /// The whole HTTP application, built once; serving it is the caller's business.
 pub fn app(state: AppState) -> Router {
+    app_with_timeout(state, Duration::from_millis(REQUEST_TIMEOUT_MS))
+}
+
+/// [`app`] with requests that take longer than `request_timeout` (reading their body
+/// included) answered 408.
+pub fn app_with_timeout(state: AppState, request_timeout: Duration) -> Router {
     let (router, document) = openapi::routes();
     router
         .route("/openapi.json", get(move || openapi::serve(document.clone())))
@@ -66,7 +73,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_millis(REQUEST_TIMEOUT_MS),
+            request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::record))
         .with_state(state)

@@ -58,6 +58,9 @@ pub enum Command {
         /// How often the contest timers are checked, in seconds.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         timer_interval_seconds: u64,
+        /// How long a request may take, reading its body included, before it is answered 408.
+        #[arg(long, default_value_t = shequ_http::REQUEST_TIMEOUT_MS / 1_000, value_parser = clap::value_parser!(u64).range(1..=600))]
+        request_timeout_seconds: u64,
     },
     /// Load the demo data set (a district, its streets and communities, budgets, the
     /// catalogue and a scenario through every access rule) and print what happened.
@@ -211,7 +214,13 @@ fn issue_token(
 async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let log = EventLog::open(&cli.db).await?;
     match cli.command {
-        Command::Serve { addr, demo: load_demo, contest_days, timer_interval_seconds } => {
+        Command::Serve {
+            addr,
+            demo: load_demo,
+            contest_days,
+            timer_interval_seconds,
+            request_timeout_seconds,
+        } => {
             if load_demo {
                 demo(&log, &mut std::io::sink()).await?;
             }
@@ -237,7 +246,8 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
                 metrics: shequ_http::metrics::Metrics::new(),
                 checkpoint_public_key: checkpoint_key.public_key_hex().into(),
             });
-            let outcome = serve(state, addr).await;
+            let timeout = std::time::Duration::from_secs(request_timeout_seconds);
+            let outcome = serve(state, addr, timeout).await;
             timers.abort();
             outcome
         }
@@ -373,13 +383,17 @@ fn print_demo_tokens(
     write!(out, "{text}").and_then(|()| out.flush()).map_err(CliError::Output)
 }
 
-async fn serve(state: shequ_http::AppState, addr: SocketAddr) -> Result<Outcome, CliError> {
+async fn serve(
+    state: shequ_http::AppState,
+    addr: SocketAddr,
+    request_timeout: std::time::Duration,
+) -> Result<Outcome, CliError> {
     let log = state.log.clone();
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|source| CliError::Listen { addr, source })?;
     let local = listener.local_addr().map_err(CliError::Serve)?;
     tracing::info!(store = %log.kind(), "shequ listening on http://{local}");
-    let app = shequ_http::app(state);
+    let app = shequ_http::app_with_timeout(state, request_timeout);
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.map_err(CliError::Serve)?;
     log.close().await;
     tracing::info!("shequ stopped");
