@@ -24,6 +24,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         health_and_readiness,
         the_api_authenticates_authorises_and_answers_with_the_right_status,
         a_mandate_and_its_money_over_http,
+        a_command_on_a_revision_that_moved_on_is_a_conflict,
         merkle_proofs_verify_as_rfc_9162_says,
     ]
 }
@@ -308,12 +309,12 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     );
     let contest =
         json!({"grounds": ["caseload_outgrew_funding"], "statement": "Twice the cases"}).to_string();
-    // A key already used for another command is refused, naming it.
+    // A key already used for another command is refused, naming it (422, as the IETF draft has it).
     let headers = [("idempotency-key", key.as_str())];
     let (status, reused) = client
         .call_with("POST", &format!("{path}/contest"), Some(&community), Some(contest.clone()), &headers)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{reused}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reused}");
     assert!(reused["message"].as_str().unwrap().starts_with("Idempotency-Key"), "{reused}");
     let (status, contested) =
         client.call("POST", &format!("{path}/contest"), Some(&community), Some(contest)).await;
@@ -418,6 +419,98 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
         client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// `Expected-Revision`: a command decided on a state the record has left is answered 409
+/// naming both revisions, writes nothing, and goes through once sent on the revision read
+/// again; two clients deciding on the same revision get one success and one conflict.
+async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
+    let client = Client::new(&db).await;
+    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let places = demo::places();
+    let street = client.token(Role::StreetOffice, places.streets[0].0);
+    let community = client.token(Role::Community, places.communities[0].0);
+    let mandate = Uuid::now_v7();
+    let body = json!({
+        "mandate_id": mandate, "matter_code": "EMP-001", "community": places.communities[0].0,
+        "scope": "Unemployment registration assistance", "volume": 5, "deadline": "2026-12-31",
+        "funds_offered_fen": 15000, "powers_granted": ["collect-resident-data"],
+        "working_conditions": ["service-counter", "information-terminal"],
+    });
+    let (status, admitted) =
+        client.call("POST", "/api/v1/mandates", Some(&street), Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{admitted}");
+    let path = format!("/api/v1/mandates/{mandate}");
+    let revision = |view: &Value| view["revision"].as_u64().unwrap();
+    let (_, read) = client.call("GET", &path, Some(&community), None).await;
+    let seen = revision(&read);
+    let call = |action: &'static str, revision: String, body: Option<Value>| {
+        let (client, path, community) = (&client, format!("{path}/{action}"), community.clone());
+        async move {
+            let headers = [("expected-revision", revision.as_str())];
+            client
+                .call_with("POST", &path, Some(&community), body.map(|body| body.to_string()), &headers)
+                .await
+        }
+    };
+
+    // A revision the mandate is not at: 409 naming both, nothing written.
+    let head = client.state.log.head().await.unwrap().position;
+    let (status, conflict) = call("accept", (seen + 3).to_string(), None).await;
+    assert_eq!((status, conflict["error"].as_str()), (StatusCode::CONFLICT, Some("conflict")), "{conflict}");
+    let message = conflict["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("mandate-{mandate}"))
+            && message.contains(&format!("revision {seen},"))
+            && message.contains(&format!("expected revision {}", seen + 3)),
+        "{message}"
+    );
+    let (status, malformed) = call("accept", "latest".into(), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{malformed}");
+    assert!(malformed["message"].as_str().unwrap().starts_with("Expected-Revision:"), "{malformed}");
+    assert_eq!(client.state.log.head().await.unwrap().position, head, "nothing was written");
+
+    // On the revision read, it goes through; the answer carries the revision it left.
+    let (status, accepted) = call("accept", seen.to_string(), None).await;
+    assert_eq!((status, accepted["status"].as_str()), (StatusCode::OK, Some("active")), "{accepted}");
+    let (_, read) = client.call("GET", &path, Some(&community), None).await;
+    assert_eq!(revision(&read), seen + 2, "accepted and activated");
+
+    // The revision read before the acceptance is stale now.
+    let contest = json!({"grounds": ["caseload_outgrew_funding"], "statement": "Twice the cases"});
+    let (status, stale) = call("contest", seen.to_string(), Some(contest.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{stale}");
+
+    // Two clients decide on the same revision at once: one goes through, one is told to read
+    // again, and the mandate holds one contest.
+    let now = revision(&read).to_string();
+    let complete = call("complete", now.clone(), None);
+    let contested = call("contest", now.clone(), Some(contest.clone()));
+    let ((first, _), (second, _)) = tokio::join!(complete, contested);
+    let mut statuses = [first, second];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let (_, read) = client.call("GET", &path, Some(&community), None).await;
+    assert_eq!(revision(&read), seen + 3, "one of the two was written");
+
+    // A request's action alike.
+    let resident = client.token(Role::Resident, places.communities[0].0);
+    let request = Uuid::now_v7();
+    let file = json!({"request_id": request, "matter_code": "SSV-012", "channel": "counter", "description": "a dispute"});
+    let (status, filed) =
+        client.call("POST", "/api/v1/requests", Some(&resident), Some(file.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{filed}");
+    let request_path = format!("/api/v1/requests/{request}/accept");
+    let at = |revision: u64| revision.to_string();
+    let filed_at = filed["revision"].as_u64().unwrap();
+    for (revision, expected) in [(filed_at + 1, StatusCode::CONFLICT), (filed_at, StatusCode::OK)] {
+        let headers = [("expected-revision", at(revision))];
+        let headers: Vec<(&str, &str)> =
+            headers.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let (status, answer) =
+            client.call_with("POST", &request_path, Some(&community), Some("{}".into()), &headers).await;
+        assert_eq!(status, expected, "{answer}");
+    }
 }
 
 fn hash(value: &Value) -> [u8; 32] {

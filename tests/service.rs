@@ -31,6 +31,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_mandate_stands_admitted_only_with_its_funds_reserved,
         proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole,
         a_review_sent_again_under_its_key_answers_as_the_first_time,
+        a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfway,
     ]
 }
 
@@ -465,6 +466,68 @@ async fn nothing_to_do_is_never_answered_on_a_stale_kept_state(db: Db) {
     assert_eq!(first.ledger(places.district).await.unwrap(), books);
 }
 
+/// SQL that makes the database refuse the ledger's rows, as a full disk would refuse a page,
+/// and SQL that lets them in again.
+fn ledger_refusal(db: &Db) -> (&'static str, &'static str) {
+    match db.backend {
+        crate::helpers::BackendUnderTest::Sqlite => (
+            "CREATE TRIGGER refuse_ledger BEFORE INSERT ON events WHEN NEW.stream LIKE 'ledger-%' \
+             BEGIN SELECT RAISE(ABORT, 'the test refuses ledger rows'); END;",
+            "DROP TRIGGER refuse_ledger;",
+        ),
+        crate::helpers::BackendUnderTest::Postgres => (
+            "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'the test refuses ledger rows'; END $$; \
+             CREATE TRIGGER refuse_ledger BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.stream LIKE 'ledger-%') EXECUTE FUNCTION refuse_ledger();",
+            "DROP TRIGGER refuse_ledger ON events; DROP FUNCTION refuse_ledger();",
+        ),
+    }
+}
+
+/// The funds posted for a mandate follow it each time it is reassigned, back and forth; and a
+/// reassignment that stopped after moving the mandate, before its funds (the database refused
+/// the ledger's rows), is finished by sending it again.
+async fn a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfway(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    // The demo reassigned SAF-001 to 菊儿社区 (community 9), its funds with it.
+    let rentals = demo_id("mandate/SAF-001");
+    let street = Actor { role: Role::StreetOffice, organisation: places.streets.last().unwrap().0 };
+    let [eight, nine, ten] = [8, 9, 10].map(|index| places.communities[index].0);
+    let held = |community: Uuid| {
+        let service = &service;
+        async move {
+            let ledger = service.ledger(places.district).await.unwrap();
+            ledger.balance(Account::Mandate { mandate: rentals, community })
+        }
+    };
+    let funds = held(nine).await;
+    assert!(funds > 0);
+    for (to, from) in [(ten, nine), (nine, ten), (ten, nine)] {
+        service.reassign(street, rentals, to).await.unwrap();
+        assert_eq!((held(to).await, held(from).await), (funds, 0), "moved to {to}");
+    }
+
+    let (refuse, allow) = ledger_refusal(&db);
+    execute_directly(&db, refuse).await.unwrap();
+    let stopped = service.reassign(street, rentals, eight).await;
+    assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
+    execute_directly(&db, allow).await.unwrap();
+    assert_eq!(service.mandate(rentals).await.unwrap().proposal.community, eight, "the mandate moved");
+    assert_eq!((held(eight).await, held(ten).await), (0, funds), "its funds did not");
+
+    // Sent again, it finishes; sent once more, there is nothing left to do and it says so.
+    let finished = service.reassign(street, rentals, eight).await.unwrap();
+    assert_eq!(finished.status, MandateStatus::Active);
+    assert_eq!((held(eight).await, held(ten).await), (funds, 0));
+    let again = service.reassign(street, rentals, eight).await;
+    assert!(
+        matches!(again, Err(ServiceError::Mandate(shequ_domain::mandate::MandateError::SameCommunity))),
+        "{again:?}"
+    );
+}
+
 /// A funded proposal's mandate events and the reservation of its funds are one append to two
 /// streams: when the reservation cannot be written, neither is the mandate (it would stand
 /// admitted with nothing reserved, as it would if the process stopped between two appends),
@@ -479,20 +542,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     let head = log.head().await.unwrap().position;
 
     // The database refuses the ledger's rows, as a full disk would refuse a page.
-    let (refuse, allow) = match db.backend {
-        crate::helpers::BackendUnderTest::Sqlite => (
-            "CREATE TRIGGER refuse_ledger BEFORE INSERT ON events WHEN NEW.stream LIKE 'ledger-%' \
-             BEGIN SELECT RAISE(ABORT, 'the test refuses ledger rows'); END;",
-            "DROP TRIGGER refuse_ledger;",
-        ),
-        crate::helpers::BackendUnderTest::Postgres => (
-            "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'the test refuses ledger rows'; END $$; \
-             CREATE TRIGGER refuse_ledger BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.stream LIKE 'ledger-%') EXECUTE FUNCTION refuse_ledger();",
-            "DROP TRIGGER refuse_ledger ON events; DROP FUNCTION refuse_ledger();",
-        ),
-    };
+    let (refuse, allow) = ledger_refusal(&db);
     execute_directly(&db, refuse).await.unwrap();
     let mandate = Uuid::now_v7();
     let failed = service.propose(actor, mandate, proposal.clone()).await;
@@ -612,7 +662,7 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
     let keyed = service.with_command_id(key);
     let contested = keyed.contest(community, mandate, vec![ContestGround::FundsNotPosted], "again").await;
     assert!(
-        matches!(&contested, Err(ServiceError::Invalid(message)) if message.starts_with("Idempotency-Key")),
+        matches!(&contested, Err(ServiceError::KeyReused(message)) if message.starts_with("Idempotency-Key")),
         "{contested:?}"
     );
 }

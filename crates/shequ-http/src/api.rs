@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use shequ_domain::mandate::{ContestGround, MandateError, MandateRecord, MandateStatus, Proposal, Violation};
 use shequ_domain::Fen;
 use shequ_service::{MandateOutcome, ServiceError};
@@ -60,21 +61,71 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// The optional `Idempotency-Key` header of a command on a mandate or request: a UUID the
-/// client chose, bare or as a quoted string (the IETF draft's form). A malformed one is
-/// answered 400 naming the header.
-pub struct IdempotencyKey(pub Option<Uuid>);
+/// The optional headers of a command on an existing mandate or request, parsed and
+/// documented once. A malformed one is answered 400 naming the header.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CommandHeaders {
+    /// A UUID the client chose for this command, bare or quoted (the IETF draft's form): a
+    /// retry with the same key returns the first result (the events the command appended to
+    /// the mandate or request, and its state as it stands) instead of running it again.
+    #[param(rename = "Idempotency-Key", value_type = Option<Uuid>)]
+    idempotency_key: Option<Uuid>,
+    /// The `revision` the client last read the mandate or request at: the command goes
+    /// through only if it is still there, and is answered 409 otherwise (read it again and
+    /// decide again). Without it, the command acts on the state as it stands.
+    #[param(rename = "Expected-Revision", value_type = Option<u64>, minimum = 0)]
+    expected_revision: Option<u64>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl CommandHeaders {
+    /// A handle on `service` for this command (`action`, with the body it was sent), and the
+    /// recorder of the events it appends. The digest of the action and its body, as parsed,
+    /// goes with a keyed command's events: the same key sent with another body is refused.
+    fn service(
+        &self,
+        service: &shequ_service::Service,
+        action: &str,
+        body: &impl Serialize,
+    ) -> (shequ_service::Service, shequ_store::Recorder) {
+        let digest = self.idempotency_key.map(|_| {
+            let body = serde_json::to_vec(body).expect("a parsed body serialises");
+            let mut hasher = Sha256::new();
+            hasher.update(action.as_bytes());
+            hasher.update(b"\n");
+            hasher.update(&body);
+            hex::encode(hasher.finalize())
+        });
+        service
+            .with_command_id(self.idempotency_key)
+            .with_command_digest(digest)
+            .expecting(self.expected_revision)
+            .recording()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
-        let key = value.to_str().ok().map(|value| value.trim().trim_matches('"'));
-        match key.map(Uuid::parse_str) {
-            Some(Ok(key)) => Ok(IdempotencyKey(Some(key))),
-            _ => Err(ApiError::BadRequest("Idempotency-Key: must be a UUID".into())),
-        }
+        let header = |name: &str| parts.headers.get(name).map(|value| value.to_str().unwrap_or("").trim());
+        let idempotency_key = match header("idempotency-key") {
+            None => None,
+            Some(value) => Some(
+                Uuid::parse_str(value.trim_matches('"'))
+                    .map_err(|_| ApiError::BadRequest("Idempotency-Key: must be a UUID".into()))?,
+            ),
+        };
+        let expected_revision = match header("expected-revision") {
+            None => None,
+            Some(value) => Some(value.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(
+                    "Expected-Revision: must be a revision number, the `revision` of the record as read"
+                        .into(),
+                )
+            })?),
+        };
+        Ok(CommandHeaders { idempotency_key, expected_revision })
     }
 }
 
@@ -238,7 +289,7 @@ async fn propose(
         Ok(outcome) => outcome,
         // A retry of the same proposal: answer as the first time.
         Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
-            let record = state.service.read_mandate(actor, request.mandate_id).await?;
+            let (record, _) = state.service.read_mandate(actor, request.mandate_id).await?;
             if record.proposal != proposal {
                 return Err(ServiceError::Invalid(format!(
                     "mandate_id {} is taken by another proposal",
@@ -275,6 +326,9 @@ struct MandateView {
     funds_posted_fen: Fen,
     contest: Option<ContestView>,
     recorded_outside_process: bool,
+    /// The revision of the mandate's last event: a command sent with it as
+    /// `Expected-Revision` goes through only on this state.
+    revision: u64,
 }
 
 /// A mandate's open contest.
@@ -287,9 +341,10 @@ struct ContestView {
     escalated: bool,
 }
 
-fn mandate_view(mandate: Uuid, record: MandateRecord) -> MandateView {
+fn mandate_view(mandate: Uuid, record: MandateRecord, revision: u64) -> MandateView {
     MandateView {
         mandate,
+        revision,
         status: record.status,
         decision_id: record.decision.decision_id,
         bundle_digest: record.decision.bundle_digest,
@@ -330,8 +385,8 @@ async fn read_mandate(
     Authenticated(claims): Authenticated,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<MandateView>, ApiError> {
-    let record = state.service.read_mandate(claims.actor(), id).await?;
-    Ok(Json(mandate_view(id, record)))
+    let (record, revision) = state.service.read_mandate(claims.actor(), id).await?;
+    Ok(Json(mandate_view(id, record, revision)))
 }
 
 #[utoipa::path(
@@ -340,11 +395,7 @@ async fn read_mandate(
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     responses(
         (status = 200, description = "Accepted by the community", body = OutcomeView),
@@ -375,15 +426,15 @@ async fn read_mandate(
 async fn accept(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "accept", &());
     let outcome = service.accept(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ContestRequest {
     grounds: Vec<ContestGround>,
@@ -396,11 +447,7 @@ struct ContestRequest {
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = ContestRequest,
     responses(
@@ -432,11 +479,11 @@ struct ContestRequest {
 async fn contest(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "contest", &request);
     let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -523,7 +570,7 @@ async fn record_outside_process(
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CureRequest {
     #[serde(default)]
@@ -540,11 +587,7 @@ struct CureRequest {
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = CureRequest,
     responses(
@@ -576,21 +619,21 @@ struct CureRequest {
 async fn cure(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.service(&state.service, "cure", &request);
     let cure = shequ_domain::mandate::Cure {
         funds_added_fen: fen("funds_added_fen", request.funds_added_fen)?,
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    let (service, recorder) = state.service.with_command_id(key).recording();
     let outcome = service.cure(claims.actor(), id, cure).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReviewRequest {
     outcome: shequ_domain::mandate::ReviewOutcome,
@@ -603,11 +646,7 @@ struct ReviewRequest {
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = ReviewRequest,
     responses(
@@ -639,16 +678,16 @@ struct ReviewRequest {
 async fn review(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "review", &request);
     let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonRequest {
     reason: String,
@@ -660,11 +699,7 @@ struct ReasonRequest {
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = ReasonRequest,
     responses(
@@ -696,11 +731,11 @@ struct ReasonRequest {
 async fn withdraw(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "withdraw", &request);
     let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -711,11 +746,7 @@ async fn withdraw(
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     responses(
         (status = 200, description = "Completed", body = OutcomeView),
@@ -746,15 +777,15 @@ async fn withdraw(
 async fn complete(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "complete", &());
     let outcome = service.complete(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReassignRequest {
     community: Uuid,
@@ -766,11 +797,7 @@ struct ReassignRequest {
     tag = "mandates",
     params(
         ("id" = Uuid, Path, description = "The mandate's id"),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the command appended to the mandate, and the mandate as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = ReassignRequest,
     responses(
@@ -802,11 +829,11 @@ struct ReassignRequest {
 async fn reassign(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = state.service.with_command_id(key).recording();
+    let (service, recorder) = headers.service(&state.service, "reassign", &request);
     let outcome = service.reassign(claims.actor(), id, request.community).await?;
     match outcome.violations.is_empty() {
         true => Ok(Json(OutcomeView::new(outcome, recorder.take()))),

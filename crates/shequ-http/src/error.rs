@@ -97,7 +97,14 @@ impl IntoResponse for ApiError {
                 ServiceError::Invalid(message) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
                 }
-                ServiceError::Store(StoreError::Conflict { .. } | StoreError::Unfounded { .. }) => (
+                // Which stream, and the revision it is at against the one expected: what the
+                // client needs to read again.
+                ServiceError::Store(conflict @ StoreError::Conflict { .. }) => (
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    format!("{conflict}; read it again and retry"),
+                ),
+                ServiceError::Store(StoreError::Unfounded { .. }) => (
                     StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     "the record changed meanwhile; read it again and retry".to_owned(),
@@ -110,6 +117,10 @@ impl IntoResponse for ApiError {
                     shequ_domain::organisation::OrganisationError::InvalidCode
                     | shequ_domain::organisation::OrganisationError::InvalidName,
                 ) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, error.to_string()),
+                // The IETF Idempotency-Key draft's answer to a key reused for another request.
+                ServiceError::KeyReused(message) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Refused, message.clone())
+                }
                 ServiceError::Refused(_) => {
                     (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Refused, error.to_string())
                 }

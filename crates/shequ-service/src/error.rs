@@ -17,6 +17,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// An `Idempotency-Key` sent again with another command or body than the first time.
+    #[error("{0}")]
+    KeyReused(String),
     #[error(transparent)]
     Organisation(#[from] OrganisationError),
     #[error(transparent)]

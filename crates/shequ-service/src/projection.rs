@@ -175,6 +175,7 @@ pub(crate) struct RequestRow {
     filed_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
     comment: Option<String>,
+    revision: u64,
 }
 
 impl StreamFold for RequestRow {
@@ -200,6 +201,7 @@ impl StreamFold for RequestRow {
         if let Some(record) = self.state.request.as_mut() {
             record.routing.input = RecordedInput::default();
         }
+        self.revision = event.revision;
         self.updated_at = Some(event.recorded_at);
         Ok(())
     }
@@ -234,6 +236,7 @@ impl RequestRow {
             rating: record.rating,
             rating_comment: self.comment.clone(),
             history: self.history.clone(),
+            revision: self.revision,
         })
     }
 }
@@ -625,6 +628,8 @@ pub struct MandateView {
     pub decision_id: Uuid,
     pub violations: Vec<Violation>,
     pub contest: Option<ContestView>,
+    /// The revision of the mandate's last event: a command sent with it as
+    /// `Expected-Revision` goes through only on this state.
     pub revision: u64,
     pub updated_at: String,
 }
@@ -676,6 +681,9 @@ pub struct RequestView {
     pub rating: Option<u8>,
     pub rating_comment: Option<String>,
     pub history: Vec<HistoryEntry>,
+    /// The revision of the request's last event: an action sent with it as
+    /// `Expected-Revision` goes through only on this state.
+    pub revision: u64,
 }
 
 impl RequestView {

@@ -57,6 +57,11 @@ pub struct Service {
     /// The client's id for this handle's command, if it named one (see
     /// [`Service::with_command_id`]).
     command_id: Option<Uuid>,
+    /// A digest of what the named command asks (see [`Service::with_command_digest`]).
+    command_digest: Option<String>,
+    /// The revision the client saw its command's mandate or request at, if it stated one (see
+    /// [`Service::expecting`]).
+    expected_revision: Option<u64>,
 }
 
 /// The data of a `PolicyBundleRecorded` event (stream `policy-{digest}`): the policy bundle's
@@ -134,6 +139,8 @@ impl Service {
             read_model: ReadModel::new(log.clone()),
             recorder: None,
             command_id: None,
+            command_digest: None,
+            expected_revision: None,
             states: Arc::default(),
             log,
         };
@@ -165,24 +172,75 @@ impl Service {
         Self { command_id, ..self.clone() }
     }
 
+    /// A handle whose named command ([`Self::with_command_id`]) asks what `digest` sums up (the
+    /// action and its body, as the client sent them): recorded with its events, so that the
+    /// same id sent again asking something else is refused instead of answered as a retry.
+    pub fn with_command_digest(&self, digest: Option<String>) -> Service {
+        Self { command_digest: digest, ..self.clone() }
+    }
+
+    /// A handle whose command holds only if its mandate or request is still at `revision` (its
+    /// last event's; HTTP's `Expected-Revision`): the client decided on that state. Checked
+    /// under the aggregate's lock against the stream itself, when the command's first event
+    /// on it is decided; a stream that moved on answers [`StoreError::Conflict`] and nothing
+    /// of the command is written to it. A command already done under its key
+    /// ([`Self::with_command_id`]) answers as the first time, whatever the revision now.
+    pub fn expecting(&self, revision: Option<u64>) -> Service {
+        Self { expected_revision: revision, ..self.clone() }
+    }
+
+    /// What this handle's command knows of the stream it targets: [`Known::At`] the revision
+    /// the client stated, if it stated one.
+    fn known_target(&self) -> Known {
+        self.expected_revision.map_or(Known::Stored, Known::At)
+    }
+
+    /// The client's stated revision against the stream's own, before a step that writes
+    /// nothing to it (finishing a refund): the same answer as [`Known::At`] gives under the
+    /// lock, for a command that never takes it.
+    async fn check_revision<A>(&self, id: Uuid) -> Result<(), ServiceError>
+    where
+        A: Aggregate + Send + Sync,
+        A::State: Send + Default,
+        A::Event: DomainEvent + Send + Sync,
+    {
+        let Some(expected) = self.expected_revision else { return Ok(()) };
+        let manager = AggregateManager::new(self.log.aggregate_store::<A>(self.context(None)));
+        let sequence = manager.load(id).await?.map_or(0, |state| *state.sequence_number());
+        revision_check(&shequ_store::AggregateStore::<A>::stream(id), expected, sequence)
+    }
+
     /// Whether this handle's command already ran on `stream`: events there carry its command
     /// id. They are told to the recorder, as the command's own. A command id that caused
     /// events of another kind of command than `expected` (the types the command's first event
     /// may have) is refused.
     async fn already_done(&self, stream: &str, expected: &[&str]) -> Result<bool, ServiceError> {
         let Some(command_id) = self.command_id else { return Ok(false) };
-        let caused_by_command = |event: &shequ_store::RecordedEvent| {
-            serde_json::from_str::<shequ_store::EventMetadata>(&event.metadata)
-                .is_ok_and(|metadata| metadata.causation_id == command_id)
+        let metadata = |event: &shequ_store::RecordedEvent| {
+            serde_json::from_str::<shequ_store::EventMetadata>(&event.metadata).ok()
         };
-        let caused: Vec<_> =
-            self.log.read_stream(stream).await?.into_iter().filter(caused_by_command).collect();
+        let caused: Vec<_> = self
+            .log
+            .read_stream(stream)
+            .await?
+            .into_iter()
+            .filter(|event| metadata(event).is_some_and(|metadata| metadata.causation_id == command_id))
+            .collect();
         let Some(first) = caused.first() else { return Ok(false) };
+        let reused = |what: String| {
+            Err(ServiceError::KeyReused(format!(
+                "Idempotency-Key {command_id} was first used {what}: a new command needs a new key"
+            )))
+        };
         if !expected.contains(&first.event_type.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "Idempotency-Key {command_id} was used for another command ({} on {stream})",
-                first.event_type
-            )));
+            return reused(format!("for another command ({} on {stream})", first.event_type));
+        }
+        // Events recorded before digests were kept carry none: the kind of command decides.
+        let first_digest = metadata(first).and_then(|metadata| metadata.command_digest);
+        if let (Some(first_digest), Some(digest)) = (first_digest, &self.command_digest) {
+            if first_digest != *digest {
+                return reused(format!("with another body (for {} on {stream})", first.event_type));
+            }
         }
         if let Some(recorder) = &self.recorder {
             caused.iter().for_each(|event| recorder.record(event.into()));
@@ -463,7 +521,7 @@ impl Service {
         }
         let state = match known {
             true => self.execute::<Mandate>(context.clone(), mandate, command).await?,
-            false => self.create::<Mandate>(context.clone(), mandate, command).await?,
+            false => self.execute_known::<Mandate>(context.clone(), mandate, command, Known::New).await?,
         };
         // A new mandate with funds to reserve was written above, with them. Here it was known
         // already, and proposing it again answers `AlreadyExists`; were it ever admitted here,
@@ -569,8 +627,17 @@ impl Service {
         }
         let context = self.context(Some(actor));
         // An earlier attempt that stopped after accepting goes on from there.
-        if record.status != MandateStatus::Accepted {
-            self.execute::<Mandate>(context.clone(), mandate, MandateCommand::Accept).await?;
+        match record.status {
+            MandateStatus::Accepted => self.check_revision::<Mandate>(mandate).await?,
+            _ => {
+                self.execute_known::<Mandate>(
+                    context.clone(),
+                    mandate,
+                    MandateCommand::Accept,
+                    self.known_target(),
+                )
+                .await?;
+            }
         }
         let state = self.post_and_activate(context, mandate, district).await?;
         Ok(outcome(mandate, &state, None))
@@ -615,7 +682,9 @@ impl Service {
             statement: statement.to_owned(),
             contest_deadline: self.contest_deadline(),
         };
-        let state = self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+        let state = self
+            .execute_known::<Mandate>(self.context(Some(actor)), mandate, command, self.known_target())
+            .await?;
         Ok(outcome(mandate, &state, None))
     }
 
@@ -628,14 +697,24 @@ impl Service {
         cure: Cure,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
-        if let Some(answer) = self.answered_before(mandate, &["MandateCured"]).await? {
-            return Ok(answer);
+        if self.already_done_on_mandate(mandate, &["MandateCured"]).await? {
+            // A cure that resumed an active mandate with new funds, and stopped before they
+            // were posted, is finished: the mandate is never left accepted and unfunded.
+            let state = match record.status {
+                MandateStatus::Accepted => {
+                    self.post_and_activate(self.context(Some(actor)), mandate, district).await?
+                }
+                _ => self.load::<Mandate>(mandate).await?,
+            };
+            return Ok(outcome(mandate, &state, None));
         }
         // Refuse before any money moves: only a contested mandate can be cured.
         let contest = match (&record.contest, record.status) {
             (Some(contest), MandateStatus::Contested) => contest.clone(),
             (_, status) => return Err(MandateError::WrongStatus { status, action: "cured" }.into()),
         };
+        // And before any money moves for a client that decided on another state.
+        self.check_revision::<Mandate>(mandate).await?;
         let mut cured = record.proposal.clone();
         cured.funds_offered_fen = cured
             .funds_offered_fen
@@ -664,7 +743,8 @@ impl Service {
             self.execute_quietly::<Ledger>(context.clone(), district, reserve).await?;
         }
         let command = MandateCommand::Cure { cure, decision };
-        let mut state = self.execute::<Mandate>(context.clone(), mandate, command).await?;
+        let mut state =
+            self.execute_known::<Mandate>(context.clone(), mandate, command, self.known_target()).await?;
         // A mandate that was active resumes only once the new funds are posted.
         let resumed_accepted =
             state.mandate.as_ref().is_some_and(|cured| cured.status == MandateStatus::Accepted);
@@ -687,6 +767,9 @@ impl Service {
         let done = self.already_done_on_mandate(mandate, &["ContestUpheld", "ContestDismissed"]).await?;
         if review == ReviewOutcome::Uphold && record.status == MandateStatus::Withdrawn {
             // An upheld contest whose refund did not finish: finish it.
+            if !done {
+                self.check_revision::<Mandate>(mandate).await?;
+            }
             self.return_funds(Some(actor), mandate, &record, district).await?;
             return Ok(MandateOutcome {
                 mandate,
@@ -703,7 +786,9 @@ impl Service {
             reviewer: actor.organisation,
             reason: reason.to_owned(),
         };
-        let state = self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+        let state = self
+            .execute_known::<Mandate>(self.context(Some(actor)), mandate, command, self.known_target())
+            .await?;
         if review == ReviewOutcome::Uphold {
             self.return_funds(Some(actor), mandate, &record, district).await?;
         }
@@ -721,7 +806,10 @@ impl Service {
         // A withdrawal whose refund did not finish is finished by asking again.
         if !done && record.status != MandateStatus::Withdrawn {
             let command = MandateCommand::Withdraw { reason: reason.to_owned() };
-            self.execute::<Mandate>(self.context(Some(actor)), mandate, command).await?;
+            self.execute_known::<Mandate>(self.context(Some(actor)), mandate, command, self.known_target())
+                .await?;
+        } else if !done {
+            self.check_revision::<Mandate>(mandate).await?;
         }
         self.return_funds(Some(actor), mandate, &record, district).await?;
         let state = self.load::<Mandate>(mandate).await?;
@@ -733,8 +821,14 @@ impl Service {
         if let Some(answer) = self.answered_before(mandate, &["MandateCompleted"]).await? {
             return Ok(answer);
         }
-        let state =
-            self.execute::<Mandate>(self.context(Some(actor)), mandate, MandateCommand::Complete).await?;
+        let state = self
+            .execute_known::<Mandate>(
+                self.context(Some(actor)),
+                mandate,
+                MandateCommand::Complete,
+                self.known_target(),
+            )
+            .await?;
         Ok(outcome(mandate, &state, None))
     }
 
@@ -747,8 +841,14 @@ impl Service {
         community: Uuid,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
+        // A reassignment that stopped after moving the mandate, before its funds, is finished
+        // by asking again, with or without its key.
+        let finished = self.finish_move(actor, mandate, &record, district).await?;
         if let Some(answer) = self.answered_before(mandate, &["MandateReassigned"]).await? {
             return Ok(answer);
+        }
+        if finished && record.proposal.community == community {
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
         let (new_district, new_street) = self.community_place(community).await?;
         let target = Target {
@@ -774,17 +874,67 @@ impl Service {
             });
         }
         let state = self
-            .execute::<Mandate>(context.clone(), mandate, MandateCommand::Reassign { community, decision })
+            .execute_known::<Mandate>(
+                context.clone(),
+                mandate,
+                MandateCommand::Reassign { community, decision },
+                self.known_target(),
+            )
             .await?;
-        let from_community = record.proposal.community;
-        let move_funds = LedgerCommand::Move {
-            transfer_id: derived(mandate, &format!("move/{from_community}/{community}")),
-            mandate,
-            from_community,
-            to_community: community,
-        };
-        self.execute_quietly::<Ledger>(context, district, move_funds).await?;
+        self.move_funds(context, mandate, district, record.proposal.community, community).await?;
         Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// Moves what is posted for `mandate` at `from` to `to`, once for its latest reassignment:
+    /// the transfer's id names both communities and how many times the mandate has been
+    /// reassigned, so a move sent again is nothing to do, and a mandate reassigned back and
+    /// forth moves its funds each time.
+    async fn move_funds(
+        &self,
+        context: CommandContext,
+        mandate: Uuid,
+        district: Uuid,
+        from: Uuid,
+        to: Uuid,
+    ) -> Result<(), ServiceError> {
+        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
+        let events = self.log.read_stream(&stream).await?;
+        let reassignments = events.iter().filter(|event| event.event_type == "MandateReassigned").count();
+        let move_funds = LedgerCommand::Move {
+            transfer_id: derived(mandate, &format!("move/{from}/{to}/{reassignments}")),
+            mandate,
+            from_community: from,
+            to_community: to,
+        };
+        self.execute_quietly::<Ledger>(context, district, move_funds).await
+    }
+
+    /// Funds still posted for `mandate` at a community it has left (a reassignment stopped
+    /// between the mandate's move and the funds') follow it to its community now. Whether
+    /// there were any.
+    async fn finish_move(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+        record: &MandateRecord,
+        district: Uuid,
+    ) -> Result<bool, ServiceError> {
+        let here = record.proposal.community;
+        let left_behind: Vec<Uuid> = self
+            .ledger(district)
+            .await?
+            .mandate_funds(mandate)
+            .iter()
+            .filter_map(|(account, balance)| match account {
+                Account::Mandate { community, .. } if *community != here && *balance > 0 => Some(*community),
+                _ => None,
+            })
+            .collect();
+        for from in &left_behind {
+            tracing::info!(%mandate, %from, to = %here, "finishing a reassignment's move of funds");
+            self.move_funds(self.context(Some(actor)), mandate, district, *from, here).await?;
+        }
+        Ok(!left_behind.is_empty())
     }
 
     pub async fn spend(
@@ -813,17 +963,30 @@ impl Service {
         Ok(())
     }
 
-    /// A mandate, for an actor allowed to read it where it lies.
-    pub async fn read_mandate(&self, actor: Actor, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
-        let (record, _) = self.authorize_on_mandate(&actor, mandate, "read.mandate").await?;
-        Ok(record)
+    /// A mandate and its revision (its last event's), for an actor allowed to read it where
+    /// it lies.
+    pub async fn read_mandate(
+        &self,
+        actor: Actor,
+        mandate: Uuid,
+    ) -> Result<(MandateRecord, u64), ServiceError> {
+        let (record, revision) = self.mandate_at(mandate).await?;
+        self.authorize_on_record(&actor, &record, "read.mandate").await?;
+        Ok((record, revision))
     }
 
     pub async fn mandate(&self, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
-        self.load::<Mandate>(mandate)
-            .await?
-            .mandate
-            .ok_or_else(|| ServiceError::NotFound(format!("mandate {mandate}")))
+        Ok(self.mandate_at(mandate).await?.0)
+    }
+
+    /// A mandate as its stream holds it, and the revision of the stream's last event.
+    async fn mandate_at(&self, mandate: Uuid) -> Result<(MandateRecord, u64), ServiceError> {
+        let manager = AggregateManager::new(self.log.aggregate_store::<Mandate>(self.context(None)));
+        let state = manager.load(mandate).await?;
+        let revision = state.as_ref().map_or(0, |state| *state.sequence_number()).saturating_sub(1);
+        let record = state.and_then(|state| state.into_inner().mandate);
+        let record = record.ok_or_else(|| ServiceError::NotFound(format!("mandate {mandate}")))?;
+        Ok((record, u64::try_from(revision).unwrap_or(0)))
     }
 
     /// Fires every contest timer that is due: each open contest past its deadline escalates
@@ -922,6 +1085,17 @@ impl Service {
         action: &str,
     ) -> Result<(MandateRecord, Uuid), ServiceError> {
         let record = self.mandate(mandate).await?;
+        let district = self.authorize_on_record(actor, &record, action).await?;
+        Ok((record, district))
+    }
+
+    /// Authorises `action` on a mandate as loaded; returns its district.
+    async fn authorize_on_record(
+        &self,
+        actor: &Actor,
+        record: &MandateRecord,
+        action: &str,
+    ) -> Result<Uuid, ServiceError> {
         let (district, street) = self.community_place(record.proposal.community).await?;
         let target = Target {
             district: Some(district),
@@ -931,7 +1105,7 @@ impl Service {
             ..Target::default()
         };
         self.authorize(actor, action, target).await?;
-        Ok((record, district))
+        Ok(district)
     }
 
     async fn authorize(&self, actor: &Actor, action: &str, target: Target) -> Result<(), ServiceError> {
@@ -1032,7 +1206,8 @@ impl Service {
     fn context(&self, actor: Option<Actor>) -> CommandContext {
         let actor = actor.map_or_else(|| "system".to_owned(), |actor| actor.to_string());
         let context = match self.command_id {
-            Some(command_id) => CommandContext::for_command(actor, command_id),
+            Some(command_id) => CommandContext::for_command(actor, command_id)
+                .with_command_digest(self.command_digest.clone()),
             None => CommandContext::new(actor),
         };
         context.with_recorder(self.recorder.clone())
@@ -1157,13 +1332,15 @@ impl Service {
         Ok(state.expect("asked for the state"))
     }
 
-    /// [`Self::execute`] for a stream that does not exist yet as far as the live projection
-    /// knows: nothing is read before deciding (see [`Known::New`]).
-    async fn create<A>(
+    /// [`Self::execute`] on a stream the caller knows more of: one that does not exist yet as
+    /// far as the live projection knows ([`Known::New`]: nothing is read before deciding), or
+    /// the revision the client decided on (`self.known_target()`, [`Known::At`]).
+    async fn execute_known<A>(
         &self,
         context: CommandContext,
         id: Uuid,
         command: A::Command,
+        known: Known,
     ) -> Result<A::State, ServiceError>
     where
         A: Aggregate + Send + Sync,
@@ -1172,7 +1349,7 @@ impl Service {
         A::Command: Send + Clone,
         ServiceError: From<A::Error>,
     {
-        let state = self.run::<A>(context, id, command, Known::New, Answer::State, None).await?;
+        let state = self.run::<A>(context, id, command, known, Answer::State, None).await?;
         Ok(state.expect("asked for the state"))
     }
 
@@ -1259,6 +1436,21 @@ impl Service {
                 state = Self::with_tail(&store, state).await?;
             }
             let sequence_before = *state.sequence_number();
+            if let Known::At(expected) = known {
+                if let Err(conflict) = revision_check(&stream, expected, sequence_before) {
+                    if sequence_before >= CACHED_STREAM_EVENTS_MIN {
+                        self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
+                    }
+                    // Memory may be behind the log: the log's word decides.
+                    match from_memory {
+                        true => {
+                            trust_memory = false;
+                            continue;
+                        }
+                        false => return Err(conflict),
+                    }
+                }
+            }
             // Decided here first (on a short stream esrs decides again below; deciding is
             // pure) so that a refusal keeps the state, which esrs would drop.
             let events = match A::handle_command(state.inner(), command.clone()) {
@@ -1433,6 +1625,24 @@ enum Known {
     /// The live projection has never seen it: start from the empty state without a read.
     /// Wrong only if another process created it meanwhile; then the append conflicts.
     New,
+    /// The client decided on it at this revision (its last event's): the command holds only
+    /// if the stream is still there, checked on the state read under the aggregate's lock.
+    At(u64),
+}
+
+/// The client's stated revision against a stream holding `sequence` events: a stream that
+/// moved on is a conflict, answered with both revisions.
+fn revision_check(stream: &str, expected: u64, sequence: i32) -> Result<(), ServiceError> {
+    let actual = u64::try_from(sequence).ok().and_then(|count| count.checked_sub(1));
+    match actual == Some(expected) {
+        true => Ok(()),
+        false => Err(StoreError::Conflict {
+            stream: stream.to_owned(),
+            expected: ExpectedRevision::Exact(expected),
+            actual,
+        }
+        .into()),
+    }
 }
 
 /// Whether the caller wants the state a command leaves.

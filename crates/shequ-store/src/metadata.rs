@@ -68,6 +68,10 @@ pub struct CommandContext {
     pub causation_id: Uuid,
     /// The policy decision behind the command, where one decided.
     pub decision_id: Option<Uuid>,
+    /// For a command the client named ([`Self::for_command`]): a digest of what it asked
+    /// (the action and its body), so that the same id sent again with something else is
+    /// told apart from a retry.
+    pub command_digest: Option<String>,
     /// Where to tell what was appended, when the caller wants to know.
     pub recorder: Option<Recorder>,
 }
@@ -81,6 +85,7 @@ impl CommandContext {
             correlation_id: command_id,
             causation_id: command_id,
             decision_id: None,
+            command_digest: None,
             recorder: None,
         }
     }
@@ -96,6 +101,11 @@ impl CommandContext {
         self
     }
 
+    pub fn with_command_digest(mut self, digest: Option<String>) -> Self {
+        self.command_digest = digest;
+        self
+    }
+
     pub fn with_decision(mut self, decision_id: Uuid) -> Self {
         self.decision_id = Some(decision_id);
         self
@@ -108,6 +118,7 @@ impl CommandContext {
             actor: self.actor.clone(),
             occurred_at: occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             decision_id: self.decision_id,
+            command_digest: self.command_digest.clone(),
         }
     }
 }
@@ -125,6 +136,10 @@ pub struct EventMetadata {
     pub occurred_at: String,
     #[serde(rename = "decisionId", default, skip_serializing_if = "Option::is_none")]
     pub decision_id: Option<Uuid>,
+    /// For a command the client named by an `Idempotency-Key` (its `$causationId`): the
+    /// SHA-256 of what it asked, hex, to tell a retry from the key reused for something else.
+    #[serde(rename = "commandDigest", default, skip_serializing_if = "Option::is_none")]
+    pub command_digest: Option<String>,
 }
 
 impl EventMetadata {

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, Authenticated, IdempotencyKey};
+use super::{ApiJson, ApiPath, Authenticated, CommandHeaders};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -525,7 +525,7 @@ async fn read_request(
 
 /// What an action on a request says: `note` for most, `reason` for `reject`, `rating` (1–5)
 /// and `comment` for `rate`; the others are ignored.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[schema(as = RequestAction)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
@@ -550,11 +550,7 @@ struct ActionBody {
             Path,
             description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"
         ),
-        (
-            "Idempotency-Key" = Option<Uuid>,
-            Header,
-            description = "A UUID the client chose for this command: a retry with the same key returns the first result (the events the action appended, and the request as it stands) instead of running it again"
-        )
+        CommandHeaders
     ),
     request_body = ActionBody,
     responses(
@@ -591,9 +587,10 @@ async fn act_on_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
     ApiPath((id, action)): ApiPath<(Uuid, String)>,
-    IdempotencyKey(key): IdempotencyKey,
+    headers: CommandHeaders,
     ApiJson(body): ApiJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
+    let (service, recorder) = headers.service(&state.service, &action, &body);
     let action = match action.as_str() {
         "forward" => RequestAction::Forward { note: body.note },
         "accept" => RequestAction::Accept { note: body.note },
@@ -611,7 +608,6 @@ async fn act_on_request(
             ))))
         }
     };
-    let (service, recorder) = state.service.with_command_id(key).recording();
     let view = service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
     Ok(Json(RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) }))
 }

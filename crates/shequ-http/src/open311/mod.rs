@@ -312,7 +312,7 @@ fn service_problem(error: ServiceError) -> Problem {
     match error {
         ServiceError::Forbidden(reason) => Problem::forbidden(format!("forbidden: {reason}")),
         ServiceError::NotFound(what) => Problem::not_found(format!("{what} not found")),
-        ServiceError::Invalid(message) => Problem::bad_request(message),
+        ServiceError::Invalid(message) | ServiceError::KeyReused(message) => Problem::bad_request(message),
         ServiceError::Refused(violations) => Problem {
             status: StatusCode::BAD_REQUEST,
             descriptions: violations

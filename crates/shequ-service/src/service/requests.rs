@@ -13,7 +13,7 @@ use shequ_domain::request::{
 use shequ_domain::Fen;
 use uuid::Uuid;
 
-use super::{Service, Target};
+use super::{Known, Service, Target};
 use crate::actor::{Actor, Role};
 use crate::projection::{Projection, RequestView};
 use crate::ServiceError;
@@ -139,10 +139,11 @@ impl Service {
         };
         let context = self.context(Some(actor)).with_decision(routing.decision_id);
         match self
-            .create::<Request>(
+            .execute_known::<Request>(
                 context,
                 request,
                 RequestCommand::File { filing: Box::new(filing), routing: Box::new(routing) },
+                Known::New,
             )
             .await
         {
@@ -274,7 +275,8 @@ impl Service {
             RequestAction::Close { note } => RequestCommand::Close { note },
             RequestAction::Rate { rating, comment } => RequestCommand::Rate { rating, comment },
         };
-        self.execute::<Request>(self.context(Some(actor)), request, command).await?;
+        self.execute_known::<Request>(self.context(Some(actor)), request, command, self.known_target())
+            .await?;
         self.request_view(request).await
     }
 
