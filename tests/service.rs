@@ -32,6 +32,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole,
         a_review_sent_again_under_its_key_answers_as_the_first_time,
         a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfway,
+        a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not,
+        a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started,
     ]
 }
 
@@ -466,23 +468,99 @@ async fn nothing_to_do_is_never_answered_on_a_stale_kept_state(db: Db) {
     assert_eq!(first.ledger(places.district).await.unwrap(), books);
 }
 
-/// SQL that makes the database refuse the ledger's rows, as a full disk would refuse a page,
-/// and SQL that lets them in again.
-fn ledger_refusal(db: &Db) -> (&'static str, &'static str) {
+/// SQL that makes the database refuse the ledger's rows (those that also match `also`, an SQL
+/// condition on `NEW`, if given), as a full disk would refuse a page, and SQL that lets them
+/// in again.
+fn ledger_refusal(db: &Db, also: &str) -> (String, String) {
     match db.backend {
         crate::helpers::BackendUnderTest::Sqlite => (
-            "CREATE TRIGGER refuse_ledger BEFORE INSERT ON events WHEN NEW.stream LIKE 'ledger-%' \
-             BEGIN SELECT RAISE(ABORT, 'the test refuses ledger rows'); END;",
-            "DROP TRIGGER refuse_ledger;",
+            format!(
+                "CREATE TRIGGER refuse_ledger BEFORE INSERT ON events \
+                 WHEN NEW.stream LIKE 'ledger-%' {also} \
+                 BEGIN SELECT RAISE(ABORT, 'the test refuses ledger rows'); END;"
+            ),
+            "DROP TRIGGER refuse_ledger;".into(),
         ),
         crate::helpers::BackendUnderTest::Postgres => (
-            "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'the test refuses ledger rows'; END $$; \
-             CREATE TRIGGER refuse_ledger BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.stream LIKE 'ledger-%') EXECUTE FUNCTION refuse_ledger();",
-            "DROP TRIGGER refuse_ledger ON events; DROP FUNCTION refuse_ledger();",
+            format!(
+                "CREATE FUNCTION refuse_ledger() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'the test refuses ledger rows'; END $$; \
+                 CREATE TRIGGER refuse_ledger BEFORE INSERT ON events FOR EACH ROW \
+                 WHEN (NEW.stream LIKE 'ledger-%' {also}) EXECUTE FUNCTION refuse_ledger();"
+            ),
+            "DROP TRIGGER refuse_ledger ON events; DROP FUNCTION refuse_ledger();".into(),
         ),
     }
+}
+
+/// A cure that resumes an active mandate with new funds posts them before it is active again.
+/// When the posting failed after the cure was recorded, the same cure sent again under its
+/// `Idempotency-Key` posts them and activates it, reserving nothing twice.
+async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let department = Actor { role: Role::Department, organisation: places.departments[0].0 };
+    let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
+    let mandate = demo_id("mandate/SSV-007");
+    let unit = Account::Organisation { organisation: department.organisation };
+    let before = service.ledger(places.district).await.unwrap().balance(unit);
+    service
+        .contest(community, mandate, vec![ContestGround::CaseloadOutgrewFunding], "More cases")
+        .await
+        .unwrap();
+    let cure = shequ_domain::mandate::Cure { funds_added_fen: fen(10_000), ..Default::default() };
+    // Decided on a revision the mandate has left (before the contest): a conflict, and no
+    // money moves.
+    let (_, contested_at) = service.read_mandate(department, mandate).await.unwrap();
+    let head = service.log().head().await.unwrap().position;
+    let stale = service.expecting(Some(contested_at - 1)).cure(department, mandate, cure.clone()).await;
+    assert!(matches!(stale, Err(ServiceError::Store(shequ_store::StoreError::Conflict { .. }))), "{stale:?}");
+    assert_eq!(service.log().head().await.unwrap().position, head);
+    let keyed = service.with_command_id(Some(Uuid::now_v7())).expecting(Some(contested_at));
+
+    let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
+    execute_directly(&db, &refuse).await.unwrap();
+    let stopped = keyed.cure(department, mandate, cure.clone()).await;
+    execute_directly(&db, &allow).await.unwrap();
+    assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
+    let record = service.mandate(mandate).await.unwrap();
+    assert_eq!((record.status, record.funds_posted_fen), (MandateStatus::Accepted, fen(60_000)));
+
+    let finished = keyed.cure(department, mandate, cure).await.unwrap();
+    assert_eq!(finished.status, MandateStatus::Active);
+    let record = service.mandate(mandate).await.unwrap();
+    assert_eq!(record.funds_posted_fen, fen(70_000));
+    assert_eq!(service.ledger(places.district).await.unwrap().balance(unit), before - 10_000);
+}
+
+/// An acceptance that stopped after `MandateAccepted`, before its funds were posted, sent
+/// again under its key and with the revision its client read: the key is looked up first, so
+/// the revision its own first attempt moved on is not a conflict, and the funds are posted.
+async fn a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let street = Actor { role: Role::StreetOffice, organisation: places.streets[0].0 };
+    let community = Actor { role: Role::Community, organisation: places.communities[0].0 };
+    let mandate = Uuid::now_v7();
+    let proposal = employment(street.organisation, community.organisation, 1, 3_000);
+    service.propose(street, mandate, proposal).await.unwrap();
+    let (_, revision) = service.read_mandate(community, mandate).await.unwrap();
+    let keyed = service.with_command_id(Some(Uuid::now_v7())).expecting(Some(revision));
+
+    let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
+    execute_directly(&db, &refuse).await.unwrap();
+    let stopped = keyed.accept(community, mandate).await;
+    execute_directly(&db, &allow).await.unwrap();
+    assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
+    let (record, moved_on) = service.read_mandate(community, mandate).await.unwrap();
+    assert_eq!((record.status, moved_on), (MandateStatus::Accepted, revision + 1));
+
+    let finished = keyed.accept(community, mandate).await.unwrap();
+    assert_eq!(finished.status, MandateStatus::Active);
+    assert_eq!(service.mandate(mandate).await.unwrap().funds_posted_fen, fen(3_000));
+    // Another client's command on the revision it read before all this is told to read again.
+    let stale = service.expecting(Some(revision)).complete(community, mandate).await;
+    assert!(matches!(stale, Err(ServiceError::Store(shequ_store::StoreError::Conflict { .. }))), "{stale:?}");
 }
 
 /// The funds posted for a mandate follow it each time it is reassigned, back and forth; and a
@@ -509,11 +587,11 @@ async fn a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfwa
         assert_eq!((held(to).await, held(from).await), (funds, 0), "moved to {to}");
     }
 
-    let (refuse, allow) = ledger_refusal(&db);
-    execute_directly(&db, refuse).await.unwrap();
+    let (refuse, allow) = ledger_refusal(&db, "");
+    execute_directly(&db, &refuse).await.unwrap();
     let stopped = service.reassign(street, rentals, eight).await;
     assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
-    execute_directly(&db, allow).await.unwrap();
+    execute_directly(&db, &allow).await.unwrap();
     assert_eq!(service.mandate(rentals).await.unwrap().proposal.community, eight, "the mandate moved");
     assert_eq!((held(eight).await, held(ten).await), (0, funds), "its funds did not");
 
@@ -542,8 +620,8 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     let head = log.head().await.unwrap().position;
 
     // The database refuses the ledger's rows, as a full disk would refuse a page.
-    let (refuse, allow) = ledger_refusal(&db);
-    execute_directly(&db, refuse).await.unwrap();
+    let (refuse, allow) = ledger_refusal(&db, "");
+    execute_directly(&db, &refuse).await.unwrap();
     let mandate = Uuid::now_v7();
     let failed = service.propose(actor, mandate, proposal.clone()).await;
     assert!(matches!(failed, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{failed:?}");
@@ -553,7 +631,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     );
     assert_eq!(log.head().await.unwrap().position, head, "nothing of the proposal was written");
 
-    execute_directly(&db, allow).await.unwrap();
+    execute_directly(&db, &allow).await.unwrap();
     let outcome = service.propose(actor, mandate, proposal).await.unwrap();
     assert_eq!(outcome.status, MandateStatus::Admitted);
     let events = log.read_all(head + 1, 10).await.unwrap();

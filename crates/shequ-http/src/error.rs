@@ -97,14 +97,19 @@ impl IntoResponse for ApiError {
                 ServiceError::Invalid(message) => {
                     (StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message.clone())
                 }
-                // Which stream, and the revision it is at against the one expected: what the
-                // client needs to read again.
-                ServiceError::Store(conflict @ StoreError::Conflict { .. }) => (
-                    StatusCode::CONFLICT,
-                    ErrorCode::Conflict,
-                    format!("{conflict}; read it again and retry"),
-                ),
-                ServiceError::Store(StoreError::Unfounded { .. }) => (
+                // Which mandate or request, and the revision it is at against the one
+                // expected: what the client needs to read again. (Another stream's conflict,
+                // the ledger's, is the command path's own, and not the client's to read.)
+                ServiceError::Store(conflict @ StoreError::Conflict { stream, .. })
+                    if stream.starts_with("mandate-") || stream.starts_with("request-") =>
+                {
+                    (
+                        StatusCode::CONFLICT,
+                        ErrorCode::Conflict,
+                        format!("{conflict}; read it again and retry"),
+                    )
+                }
+                ServiceError::Store(StoreError::Conflict { .. } | StoreError::Unfounded { .. }) => (
                     StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     "the record changed meanwhile; read it again and retry".to_owned(),

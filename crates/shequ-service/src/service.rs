@@ -620,14 +620,15 @@ impl Service {
     /// becomes active. It is never active unfunded.
     pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
-        if self.already_done_on_mandate(mandate, &["MandateAccepted"]).await?
-            && record.status != MandateStatus::Accepted
-        {
+        let done = self.already_done_on_mandate(mandate, &["MandateAccepted"]).await?;
+        if done && record.status != MandateStatus::Accepted {
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
         let context = self.context(Some(actor));
-        // An earlier attempt that stopped after accepting goes on from there.
+        // An earlier attempt that stopped after accepting goes on from there; under its own key
+        // whatever revision it was sent with, which its first attempt moved on.
         match record.status {
+            MandateStatus::Accepted if done => {}
             MandateStatus::Accepted => self.check_revision::<Mandate>(mandate).await?,
             _ => {
                 self.execute_known::<Mandate>(
@@ -698,8 +699,9 @@ impl Service {
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
         if self.already_done_on_mandate(mandate, &["MandateCured"]).await? {
-            // A cure that resumed an active mandate with new funds, and stopped before they
-            // were posted, is finished: the mandate is never left accepted and unfunded.
+            // Sent again under its key. A mandate left accepted (a cure that resumed it with
+            // new funds stopped before posting them) is owed its funds and its activation:
+            // they are posted now, so it is never left accepted and unfunded.
             let state = match record.status {
                 MandateStatus::Accepted => {
                     self.post_and_activate(self.context(Some(actor)), mandate, district).await?
@@ -708,13 +710,13 @@ impl Service {
             };
             return Ok(outcome(mandate, &state, None));
         }
+        // A client that decided on another state hears so first.
+        self.check_revision::<Mandate>(mandate).await?;
         // Refuse before any money moves: only a contested mandate can be cured.
         let contest = match (&record.contest, record.status) {
             (Some(contest), MandateStatus::Contested) => contest.clone(),
             (_, status) => return Err(MandateError::WrongStatus { status, action: "cured" }.into()),
         };
-        // And before any money moves for a client that decided on another state.
-        self.check_revision::<Mandate>(mandate).await?;
         let mut cured = record.proposal.clone();
         cured.funds_offered_fen = cured
             .funds_offered_fen
@@ -730,21 +732,25 @@ impl Service {
         let decision = self.decide(&cured, Some(ledger.balance(unit) + already)).await?;
         let decision_id = decision.decision_id;
         let context = self.context(Some(actor)).with_decision(decision_id);
-        if cure.funds_added_fen > Fen::ZERO {
-            // The id depends on the contest and the total before this cure: a retried cure
-            // reserves once, a second cure in the same contest reserves again.
-            let purpose = format!("cure/{}", record.proposal.funds_offered_fen.get());
-            let reserve = LedgerCommand::Reserve {
-                transfer_id: derived(contest.contest_id, &purpose),
-                mandate,
-                from: record.proposal.delegating_unit,
-                amount_fen: cure.funds_added_fen,
-            };
-            self.execute_quietly::<Ledger>(context.clone(), district, reserve).await?;
-        }
+        let funds_added = cure.funds_added_fen;
         let command = MandateCommand::Cure { cure, decision };
-        let mut state =
-            self.execute_known::<Mandate>(context.clone(), mandate, command, self.known_target()).await?;
+        let mut state = match funds_added > Fen::ZERO {
+            true => {
+                // The id depends on the contest and the total before this cure: a cure sent
+                // again reserves once, a second cure in the same contest reserves again.
+                let purpose = format!("cure/{}", record.proposal.funds_offered_fen.get());
+                let reserve = LedgerCommand::Reserve {
+                    transfer_id: derived(contest.contest_id, &purpose),
+                    mandate,
+                    from: record.proposal.delegating_unit,
+                    amount_fen: funds_added,
+                };
+                self.cure_with_funds(&context, mandate, district, command, reserve).await?
+            }
+            false => {
+                self.execute_known::<Mandate>(context.clone(), mandate, command, self.known_target()).await?
+            }
+        };
         // A mandate that was active resumes only once the new funds are posted.
         let resumed_accepted =
             state.mandate.as_ref().is_some_and(|cured| cured.status == MandateStatus::Accepted);
@@ -752,6 +758,38 @@ impl Service {
             state = self.post_and_activate(context, mandate, district).await?;
         }
         Ok(outcome(mandate, &state, Some(decision_id)))
+    }
+
+    /// A cure's events and the reservation of the funds it adds, in one append to both streams
+    /// (see [`Joined`]): the money moves only if the mandate is cured, and the mandate is never
+    /// cured on money that was not reserved. The cure is decided on the mandate as the log
+    /// holds it, under its lock, and at the revision the client stated, if it stated one; that
+    /// revision guards the append, so another process's command in between is a conflict and
+    /// nothing is written.
+    async fn cure_with_funds(
+        &self,
+        context: &CommandContext,
+        mandate: Uuid,
+        district: Uuid,
+        command: MandateCommand,
+        reserve: LedgerCommand,
+    ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
+        let store = self.log.aggregate_store::<Mandate>(context.clone());
+        let _guard = store.lock(mandate).await?;
+        let state = Self::with_tail(&store, AggregateState::with_id(mandate)).await?;
+        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
+        let sequence = *state.sequence_number();
+        if let Some(expected) = self.expected_revision {
+            revision_check(&stream, expected, sequence)?;
+        }
+        let revision = u64::try_from(sequence).ok().and_then(|count| count.checked_sub(1));
+        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        let state = state.into_inner();
+        let events = Mandate::handle_command(&state, command)?;
+        let joined = Joined::next_events(store, mandate, expected, &events)?;
+        self.run::<Ledger>(context.clone(), district, reserve, Known::Stored, Answer::Nothing, Some(&joined))
+            .await?;
+        Ok(events.into_iter().fold(state, Mandate::apply_event))
     }
 
     /// A reviewer at district level upholds (the mandate is withdrawn and its funds go back)
@@ -841,13 +879,19 @@ impl Service {
         community: Uuid,
     ) -> Result<MandateOutcome, ServiceError> {
         let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
-        // A reassignment that stopped after moving the mandate, before its funds, is finished
-        // by asking again, with or without its key.
-        let finished = self.finish_move(actor, mandate, &record, district).await?;
-        if let Some(answer) = self.answered_before(mandate, &["MandateReassigned"]).await? {
-            return Ok(answer);
+        if self.already_done_on_mandate(mandate, &["MandateReassigned"]).await? {
+            // Sent again under its key: answered as the first time, its funds moved if the
+            // first attempt stopped before they were.
+            self.gather_funds(self.context(Some(actor)), mandate, district, &record).await?;
+            return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
-        if finished && record.proposal.community == community {
+        self.check_revision::<Mandate>(mandate).await?;
+        // Sent again without its key, to where the mandate already is: a reassignment that
+        // stopped before its funds moved is finished. With nothing to finish, there is nowhere
+        // to move it, and the domain says so.
+        if record.proposal.community == community
+            && self.gather_funds(self.context(Some(actor)), mandate, district, &record).await?
+        {
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
         let (new_district, new_street) = self.community_place(community).await?;
@@ -873,68 +917,49 @@ impl Service {
                 decision_id: Some(decision_id),
             });
         }
-        let state = self
-            .execute_known::<Mandate>(
-                context.clone(),
-                mandate,
-                MandateCommand::Reassign { community, decision },
-                self.known_target(),
-            )
-            .await?;
-        self.move_funds(context, mandate, district, record.proposal.community, community).await?;
+        let command = MandateCommand::Reassign { community, decision };
+        let state =
+            self.execute_known::<Mandate>(context.clone(), mandate, command, self.known_target()).await?;
+        let reassigned = state.mandate.as_ref().expect("a reassigned mandate stands");
+        self.gather_funds(context, mandate, district, reassigned).await?;
         Ok(outcome(mandate, &state, Some(decision_id)))
     }
 
-    /// Moves what is posted for `mandate` at `from` to `to`, once for its latest reassignment:
-    /// the transfer's id names both communities and how many times the mandate has been
-    /// reassigned, so a move sent again is nothing to do, and a mandate reassigned back and
-    /// forth moves its funds each time.
-    async fn move_funds(
+    /// Moves whatever is posted for `mandate` at a community other than its own (`record`) to
+    /// its own: after a reassignment, and to finish one that stopped between the mandate's
+    /// move and its funds'. Each move's transfer id names both communities and the decision
+    /// that placed the mandate where it is (the reassignment's), so a move sent again is
+    /// nothing to do and a mandate moved back and forth takes its funds every time. Whether
+    /// there was anything to move.
+    async fn gather_funds(
         &self,
         context: CommandContext,
         mandate: Uuid,
         district: Uuid,
-        from: Uuid,
-        to: Uuid,
-    ) -> Result<(), ServiceError> {
-        let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
-        let events = self.log.read_stream(&stream).await?;
-        let reassignments = events.iter().filter(|event| event.event_type == "MandateReassigned").count();
-        let move_funds = LedgerCommand::Move {
-            transfer_id: derived(mandate, &format!("move/{from}/{to}/{reassignments}")),
-            mandate,
-            from_community: from,
-            to_community: to,
-        };
-        self.execute_quietly::<Ledger>(context, district, move_funds).await
-    }
-
-    /// Funds still posted for `mandate` at a community it has left (a reassignment stopped
-    /// between the mandate's move and the funds') follow it to its community now. Whether
-    /// there were any.
-    async fn finish_move(
-        &self,
-        actor: Actor,
-        mandate: Uuid,
         record: &MandateRecord,
-        district: Uuid,
     ) -> Result<bool, ServiceError> {
         let here = record.proposal.community;
-        let left_behind: Vec<Uuid> = self
+        let placed_by = record.decision.decision_id;
+        let elsewhere: Vec<Uuid> = self
             .ledger(district)
             .await?
             .mandate_funds(mandate)
             .iter()
-            .filter_map(|(account, balance)| match account {
-                Account::Mandate { community, .. } if *community != here && *balance > 0 => Some(*community),
+            .filter_map(|(account, _)| match account {
+                Account::Mandate { community, .. } if *community != here => Some(*community),
                 _ => None,
             })
             .collect();
-        for from in &left_behind {
-            tracing::info!(%mandate, %from, to = %here, "finishing a reassignment's move of funds");
-            self.move_funds(self.context(Some(actor)), mandate, district, *from, here).await?;
+        for from in &elsewhere {
+            let move_funds = LedgerCommand::Move {
+                transfer_id: derived(mandate, &format!("move/{from}/{here}/{placed_by}")),
+                mandate,
+                from_community: *from,
+                to_community: here,
+            };
+            self.execute_quietly::<Ledger>(context.clone(), district, move_funds).await?;
         }
-        Ok(!left_behind.is_empty())
+        Ok(!elsewhere.is_empty())
     }
 
     pub async fn spend(
@@ -1601,7 +1626,18 @@ impl Joined {
         mandate: Uuid,
         events: &[MandateEvent],
     ) -> Result<Self, StoreError> {
-        let append = store.first_part(mandate, events)?;
+        Self::next_events(store, mandate, ExpectedRevision::NoStream, events)
+    }
+
+    /// A mandate's next events, decided on it at `expected`, as a part to join to another
+    /// append.
+    fn next_events(
+        store: shequ_store::AggregateStore<Mandate>,
+        mandate: Uuid,
+        expected: ExpectedRevision,
+        events: &[MandateEvent],
+    ) -> Result<Self, StoreError> {
+        let append = store.part(mandate, expected, events)?;
         Ok(Self { append, types: events.iter().map(DomainEvent::event_type).collect(), store })
     }
 

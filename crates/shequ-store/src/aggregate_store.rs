@@ -135,9 +135,20 @@ where
     /// ([`EventLog::append_all`]): they commit only with the other parts, and only if the
     /// stream does not exist yet.
     pub fn first_part(&self, aggregate_id: Uuid, events: &[A::Event]) -> Result<StreamAppend, StoreError> {
+        self.part(aggregate_id, ExpectedRevision::NoStream, events)
+    }
+
+    /// An aggregate's next events as one part of an append to several streams: they commit
+    /// only with the other parts, and only if the stream is still at `expected`.
+    pub fn part(
+        &self,
+        aggregate_id: Uuid,
+        expected: ExpectedRevision,
+        events: &[A::Event],
+    ) -> Result<StreamAppend, StoreError> {
         Ok(StreamAppend {
             stream: Self::stream(aggregate_id),
-            expected: ExpectedRevision::NoStream,
+            expected,
             after: None,
             events: self.new_events(events)?,
         })
