@@ -197,6 +197,9 @@ async fn a_service_request_over_http(db: Db) {
     assert_eq!((status, rated["rating"].as_u64()), (StatusCode::OK, Some(5)));
     assert_eq!(rated["history"].as_array().unwrap().len(), 6);
     assert_eq!(step(resident.clone(), "fly", json!({})).await.0, StatusCode::NOT_FOUND);
+    // A body left out stands for an empty one: `rate` then names what it needs.
+    let (status, body) = client.call("POST", &format!("{path}/rate"), Some(&resident), None).await;
+    assert_eq!((status, body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("rating: required, 1–5")));
 
     // Bad input is named; a matter outside the catalogue is refused with its clause.
     let bad = json!({"request_id": Uuid::now_v7(), "matter_code": "EMP-001", "channel": "pigeon", "description": "x"});
@@ -369,9 +372,10 @@ async fn every_role_against_every_endpoint(db: Db) {
             let request = |matter: &'static str, steps: &'static [&'static str]| async move {
                 let filed = step("/api/v1/requests".into(), R, Some(fresh(&file(matter)))).await;
                 let id = filed["request"].as_str().unwrap().to_owned();
+                // With no body at all: an action that needs nothing takes none.
                 for action in steps {
                     let role = if *action == "close" { R } else { C };
-                    step(format!("/api/v1/requests/{id}/{action}"), role, Some("{}".into())).await;
+                    step(format!("/api/v1/requests/{id}/{action}"), role, None).await;
                 }
                 id
             };

@@ -162,6 +162,34 @@ where
     }
 }
 
+/// [`ApiJson`] for a body the client may leave out: a request with no body at all (no
+/// `Content-Type`, nothing sent), or a JSON `null`, stands for `T::default()`. Any other body
+/// is read as [`ApiJson`] reads it.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for OptionalJson<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
+        let headers = request.headers();
+        let left_out = !headers.contains_key(CONTENT_TYPE)
+            && !headers.contains_key(TRANSFER_ENCODING)
+            && headers.get(CONTENT_LENGTH).is_none_or(|length| length.as_bytes() == b"0");
+        match left_out {
+            true => Ok(OptionalJson(T::default())),
+            // `null` stands for the default as well, as the OpenAPI document allows it.
+            false => Ok(OptionalJson(
+                ApiJson::<Option<T>>::from_request(request, state).await?.0.unwrap_or_default(),
+            )),
+        }
+    }
+}
+
 /// The catalogue of community public-service matters.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Catalogue)]

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, Authenticated, CommandHeaders};
+use super::{ApiJson, ApiPath, Authenticated, CommandHeaders, OptionalJson};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -552,7 +552,10 @@ struct ActionBody {
         ),
         CommandHeaders
     ),
-    request_body = ActionBody,
+    request_body(
+        content = Option<ActionBody>,
+        description = "May be left out (no body at all) where the action needs nothing: `accept`, `start`, `resolve`, `close` and `forward` take an optional `note`"
+    ),
     responses(
         (
             status = 200,
@@ -588,7 +591,7 @@ async fn act_on_request(
     Authenticated(claims): Authenticated,
     ApiPath((id, action)): ApiPath<(Uuid, String)>,
     headers: CommandHeaders,
-    ApiJson(body): ApiJson<ActionBody>,
+    OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
     let (service, recorder) = headers.service(&state.service, &action, &body);
     let action = match action.as_str() {
