@@ -320,7 +320,8 @@ enum On {
 }
 
 /// Which roles may reach each endpoint, and what each of them is answered; everyone else
-/// gets 403, and nobody without a token gets anything but 401. The demo's actors: the
+/// gets 403, and nobody without a token gets anything but 401. An allowed role from another
+/// place (another street, another community, another resident) gets 403 on what is not its. The demo's actors: the
 /// district, the civil-affairs department, the first street office, its first community, the
 /// district's inspector, and a resident of that community.
 async fn every_role_against_every_endpoint(db: Db) {
@@ -339,8 +340,8 @@ async fn every_role_against_every_endpoint(db: Db) {
     let token = |role: Role| client.token(role, org(role));
     let employment = demo_id("mandate/EMP-001");
     let propose = json!({"mandate_id": FRESH, "matter_code": "EMP-001", "community": community,
-                         "scope": "Unemployment registration assistance", "volume": 5,
-                         "deadline": "2026-12-31", "funds_offered_fen": 15000,
+                         "scope": "Unemployment registration assistance", "volume": 1,
+                         "deadline": "2026-12-31", "funds_offered_fen": 3000,
                          "powers_granted": ["collect-resident-data"],
                          "working_conditions": ["service-counter", "information-terminal"]});
     let outside = json!({"mandate_id": FRESH, "delegating_unit": places.streets[0].0, "matter_code": "SSV-006",
@@ -513,8 +514,18 @@ async fn every_role_against_every_endpoint(db: Db) {
             ok,
         ),
     ];
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let issue = |role: Role, organisation: Uuid, subject: &str| {
+        client.state.keys.issue(role, organisation, subject, now, 3600)
+    };
+    let outsiders = [
+        ("another street's office", S, issue(S, places.streets[1].0, "test")),
+        ("another community", C, issue(C, places.communities[1].0, "test")),
+        ("a resident of another community", R, issue(R, places.communities[1].0, "test")),
+        ("another resident of the same community", R, issue(R, community, "someone else")),
+    ];
     let mut failures = Vec::new();
-    let mut checks = 0;
+    let (mut checks, mut outsider_checks) = (0, 0);
     for (method, path, body, on, allowed, answer) in &rows {
         for role in all {
             let target = make(*on).await;
@@ -542,9 +553,28 @@ async fn every_role_against_every_endpoint(db: Db) {
         if status != StatusCode::UNAUTHORIZED {
             failures.push(format!("anonymous {method} {path}: {status}"));
         }
+        // The right role in the wrong place, on what lies at the first street's first
+        // community: refused, and nothing written.
+        if matches!(on, On::Nothing) {
+            continue;
+        }
+        for (who, role, outsider) in &outsiders {
+            if !allowed.contains(role) {
+                continue;
+            }
+            let path = path.replace(TARGET, &make(*on).await);
+            let head = client.state.log.head().await.unwrap().position;
+            let (status, got) = client.call(method, &path, Some(outsider), body.as_ref().map(fresh)).await;
+            checks += 1;
+            outsider_checks += 1;
+            if status != StatusCode::FORBIDDEN || client.state.log.head().await.unwrap().position != head {
+                failures.push(format!("{who} {method} {path}: {status}, not 403 and nothing written: {got}"));
+            }
+        }
     }
     assert!(failures.is_empty(), "{} of {checks} checks failed:\n{}", failures.len(), failures.join("\n"));
-    assert_eq!(checks, rows.len() * 7);
+    assert_eq!(checks, rows.len() * 7 + outsider_checks);
+    assert!(outsider_checks >= 20, "{outsider_checks}");
 }
 
 async fn the_district_registers_its_organisations(db: Db) {
