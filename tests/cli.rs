@@ -226,6 +226,12 @@ async fn setup_makes_a_store_ready_for_its_district(db: Db) {
     let (outcome, _) = shequ(&["--db", &db.url, "setup", "--district", "西城区", "--id", &id]).await;
     let error = shequ::chain(&outcome.unwrap_err());
     assert!(error.contains("is already the District 东城区"), "{error}");
+    // The same name under another id is refused too, naming the id it has: one district each.
+    let other = uuid::Uuid::now_v7().to_string();
+    let (outcome, _) = shequ(&["--db", &db.url, "setup", "--district", "东城区", "--id", &other]).await;
+    let error = shequ::chain(&outcome.unwrap_err());
+    assert!(error.contains(&format!("the district 东城区 is already registered as {id}")), "{error}");
+    assert_eq!(EventLog::open(&db.url).await.unwrap().head().await.unwrap().position, head);
 
     let (outcome, token) =
         shequ(&["--key-file", key_file, "token", "issue", "--role", "district", "--org", &id]).await;

@@ -327,6 +327,17 @@ async fn setup(
             matters.len()
         ));
     }
+    // One district of a name: `--id` names a district's id, not a second district.
+    let namesake = service.read_model().read().await?.organisations().find(|existing| {
+        existing.kind == OrganisationKind::District && existing.name == name && existing.id != id
+    });
+    if let Some(namesake) = namesake {
+        return Err(ServiceError::Invalid(format!(
+            "the district {name} is already registered as {}; run setup without --id, or with --id {}",
+            namesake.id, namesake.id
+        ))
+        .into());
+    }
     match service.register_organisation(None, id, OrganisationKind::District, name, None, None).await {
         Ok(()) => report.push(format!("Registered the district {name}: {id}.")),
         Err(ServiceError::Organisation(OrganisationError::AlreadyRegistered)) => {
