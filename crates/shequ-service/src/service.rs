@@ -195,9 +195,10 @@ impl Service {
         self.expected_revision.map_or(Known::Stored, Known::At)
     }
 
-    /// The client's stated revision against the stream's own, before a step that writes
-    /// nothing to it (finishing a refund): the same answer as [`Known::At`] gives under the
-    /// lock, for a command that never takes it.
+    /// The client's stated revision against the stream's own, read without the lock: for a
+    /// step that writes nothing to the stream (finishing a refund or a move), the answer
+    /// [`Known::At`] gives under the lock; before a command's other refusals, the same answer
+    /// first. It is never the only check of a command that then writes to the stream.
     async fn check_revision<A>(&self, id: Uuid) -> Result<(), ServiceError>
     where
         A: Aggregate + Send + Sync,
@@ -627,9 +628,15 @@ impl Service {
         let context = self.context(Some(actor));
         // An earlier attempt that stopped after accepting goes on from there; under its own key
         // whatever revision it was sent with, which its first attempt moved on.
-        match record.status {
-            MandateStatus::Accepted if done => {}
-            MandateStatus::Accepted => self.check_revision::<Mandate>(mandate).await?,
+        // Resuming without the key, the activation is the command's first event on the
+        // mandate (the posting is the ledger's): it is the one checked against the revision.
+        let activate_at = match record.status {
+            MandateStatus::Accepted if done => Known::Stored,
+            MandateStatus::Accepted => {
+                // Checked before the money is posted, and again under the lock.
+                self.check_revision::<Mandate>(mandate).await?;
+                self.known_target()
+            }
             _ => {
                 self.execute_known::<Mandate>(
                     context.clone(),
@@ -638,18 +645,22 @@ impl Service {
                     self.known_target(),
                 )
                 .await?;
+                Known::Stored
             }
-        }
-        let state = self.post_and_activate(context, mandate, district).await?;
+        };
+        let state = self.post_and_activate(context, mandate, district, activate_at).await?;
         Ok(outcome(mandate, &state, None))
     }
 
     /// Posts what is reserved for an accepted mandate to its community, and activates it.
+    /// The activation is decided knowing the mandate `activate_at` ([`Known::At`] the
+    /// client's revision when it is the command's first event on the mandate).
     async fn post_and_activate(
         &self,
         context: CommandContext,
         mandate: Uuid,
         district: Uuid,
+        activate_at: Known,
     ) -> Result<shequ_domain::mandate::MandateState, ServiceError> {
         let record = self.mandate(mandate).await?;
         let community = record.proposal.community;
@@ -662,7 +673,8 @@ impl Service {
         }
         let posted = self.balance(district, Account::Mandate { mandate, community }).await?;
         let posted = Fen::parse(posted).map_err(|error| ServiceError::Invalid(error.to_string()))?;
-        self.execute::<Mandate>(context, mandate, MandateCommand::Activate { funds_posted_fen: posted }).await
+        let activate = MandateCommand::Activate { funds_posted_fen: posted };
+        self.execute_known::<Mandate>(context, mandate, activate, activate_at).await
     }
 
     /// The community contests; while the contest is open it owes no work on the mandate.
@@ -704,7 +716,8 @@ impl Service {
             // they are posted now, so it is never left accepted and unfunded.
             let state = match record.status {
                 MandateStatus::Accepted => {
-                    self.post_and_activate(self.context(Some(actor)), mandate, district).await?
+                    self.post_and_activate(self.context(Some(actor)), mandate, district, Known::Stored)
+                        .await?
                 }
                 _ => self.load::<Mandate>(mandate).await?,
             };
@@ -755,7 +768,7 @@ impl Service {
         let resumed_accepted =
             state.mandate.as_ref().is_some_and(|cured| cured.status == MandateStatus::Accepted);
         if contest.resumes == MandateStatus::Active && resumed_accepted {
-            state = self.post_and_activate(context, mandate, district).await?;
+            state = self.post_and_activate(context, mandate, district, Known::Stored).await?;
         }
         Ok(outcome(mandate, &state, Some(decision_id)))
     }
