@@ -465,6 +465,13 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
             && message.contains(&format!("expected revision {}", seen + 3)),
         "{message}"
     );
+    // A command that takes no revision says so rather than ignore it.
+    let headers = [("expected-revision", "0")];
+    let another = body.to_string().replace(&mandate.to_string(), &Uuid::now_v7().to_string());
+    let (status, refused) =
+        client.call_with("POST", "/api/v1/mandates", Some(&street), Some(another), &headers).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["message"].as_str().unwrap().starts_with("Expected-Revision: this command takes none"));
     let (status, malformed) = call("accept", "latest".into(), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{malformed}");
     assert!(malformed["message"].as_str().unwrap().starts_with("Expected-Revision:"), "{malformed}");

@@ -129,6 +129,26 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
     }
 }
 
+/// For a command that takes no `Expected-Revision`: one that creates its record, or moves
+/// money under its own transfer id. A client that sends the header expects a check this
+/// command does not make, and is told so (400) instead of having it ignored.
+pub struct NoExpectedRevision;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoExpectedRevision {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        match parts.headers.contains_key("expected-revision") {
+            false => Ok(NoExpectedRevision),
+            true => Err(ApiError::BadRequest(
+                "Expected-Revision: this command takes none (it creates its record, or names its \
+                 own transfer id); send it only on an action on an existing mandate or request"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// A path parameter, with a malformed one answered 400 in the JSON error body naming it
 /// (axum's own answer is plain text).
 pub struct ApiPath<T>(pub T);
@@ -296,6 +316,7 @@ impl OutcomeView {
 async fn propose(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiJson(request): ApiJson<ProposeRequest>,
 ) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
     let actor = claims.actor();
@@ -578,6 +599,7 @@ struct OutsideProcessRequest {
 async fn record_outside_process(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiJson(request): ApiJson<OutsideProcessRequest>,
 ) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
     let actor = claims.actor();
@@ -924,6 +946,7 @@ struct Recorded {
 async fn spend(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<SpendRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
@@ -975,6 +998,7 @@ struct AllocateRequest {
 async fn allocate(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiJson(request): ApiJson<AllocateRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ApiJson, ApiPath, Authenticated, CommandHeaders, OptionalJson};
+use super::{ApiJson, ApiPath, Authenticated, CommandHeaders, NoExpectedRevision, OptionalJson};
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
@@ -161,6 +161,7 @@ struct RegisterOrganisationBody {
 async fn register_organisation(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiJson(body): ApiJson<RegisterOrganisationBody>,
 ) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
     let actor = claims.actor();
@@ -408,6 +409,7 @@ fn request_out(view: RequestView, today: &str) -> RequestOut {
 async fn file_request(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
     ApiJson(body): ApiJson<FileRequestBody>,
 ) -> Result<(StatusCode, Json<RequestOut>), ApiError> {
     let actor = claims.actor();
