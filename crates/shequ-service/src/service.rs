@@ -195,20 +195,14 @@ impl Service {
         self.expected_revision.map_or(Known::Stored, Known::At)
     }
 
-    /// The client's stated revision against the stream's own, read without the lock: for a
-    /// step that writes nothing to the stream (finishing a refund or a move), the answer
-    /// [`Known::At`] gives under the lock; before a command's other refusals, the same answer
-    /// first. It is never the only check of a command that then writes to the stream.
-    async fn check_revision<A>(&self, id: Uuid) -> Result<(), ServiceError>
-    where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default,
-        A::Event: DomainEvent + Send + Sync,
-    {
+    /// The client's stated revision against the mandate's `revision` as the command loaded it,
+    /// without the lock: for a step that writes nothing to the mandate (finishing a refund or
+    /// a move), the answer [`Known::At`] gives under the lock; before a command's other
+    /// refusals, the same answer first. It is never the only check of a command that then
+    /// writes to the mandate.
+    fn check_revision(&self, mandate: Uuid, revision: u64) -> Result<(), ServiceError> {
         let Some(expected) = self.expected_revision else { return Ok(()) };
-        let manager = AggregateManager::new(self.log.aggregate_store::<A>(self.context(None)));
-        let sequence = manager.load(id).await?.map_or(0, |state| *state.sequence_number());
-        revision_check(&shequ_store::AggregateStore::<A>::stream(id), expected, sequence)
+        revision_check(&shequ_store::AggregateStore::<Mandate>::stream(mandate), expected, Some(revision))
     }
 
     /// Whether this handle's command already ran on `stream`: events there carry its command
@@ -620,7 +614,8 @@ impl Service {
     /// The community accepts: its funds are posted to its mandate account and the mandate
     /// becomes active. It is never active unfunded.
     pub async fn accept(&self, actor: Actor, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
+        let (record, district, revision) =
+            self.authorize_on_mandate(&actor, mandate, "mandate.accept").await?;
         let done = self.already_done_on_mandate(mandate, &["MandateAccepted"]).await?;
         if done && record.status != MandateStatus::Accepted {
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
@@ -634,7 +629,7 @@ impl Service {
             MandateStatus::Accepted if done => Known::Stored,
             MandateStatus::Accepted => {
                 // Checked before the money is posted, and again under the lock.
-                self.check_revision::<Mandate>(mandate).await?;
+                self.check_revision(mandate, revision)?;
                 self.known_target()
             }
             _ => {
@@ -709,7 +704,7 @@ impl Service {
         mandate: Uuid,
         cure: Cure,
     ) -> Result<MandateOutcome, ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
+        let (record, district, revision) = self.authorize_on_mandate(&actor, mandate, "mandate.cure").await?;
         if self.already_done_on_mandate(mandate, &["MandateCured"]).await? {
             // Sent again under its key. A mandate left accepted (a cure that resumed it with
             // new funds stopped before posting them) is owed its funds and its activation:
@@ -724,7 +719,7 @@ impl Service {
             return Ok(outcome(mandate, &state, None));
         }
         // A client that decided on another state hears so first.
-        self.check_revision::<Mandate>(mandate).await?;
+        self.check_revision(mandate, revision)?;
         // Refuse before any money moves: only a contested mandate can be cured.
         let contest = match (&record.contest, record.status) {
             (Some(contest), MandateStatus::Contested) => contest.clone(),
@@ -791,11 +786,10 @@ impl Service {
         let _guard = store.lock(mandate).await?;
         let state = Self::with_tail(&store, AggregateState::with_id(mandate)).await?;
         let stream = shequ_store::AggregateStore::<Mandate>::stream(mandate);
-        let sequence = *state.sequence_number();
+        let revision = last_revision(*state.sequence_number());
         if let Some(expected) = self.expected_revision {
-            revision_check(&stream, expected, sequence)?;
+            revision_check(&stream, expected, revision)?;
         }
-        let revision = u64::try_from(sequence).ok().and_then(|count| count.checked_sub(1));
         let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
         let state = state.into_inner();
         let events = Mandate::handle_command(&state, command)?;
@@ -814,12 +808,13 @@ impl Service {
         review: ReviewOutcome,
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
+        let (record, district, revision) =
+            self.authorize_on_mandate(&actor, mandate, "contest.review").await?;
         let done = self.already_done_on_mandate(mandate, &["ContestUpheld", "ContestDismissed"]).await?;
         if review == ReviewOutcome::Uphold && record.status == MandateStatus::Withdrawn {
             // An upheld contest whose refund did not finish: finish it.
             if !done {
-                self.check_revision::<Mandate>(mandate).await?;
+                self.check_revision(mandate, revision)?;
             }
             self.return_funds(Some(actor), mandate, &record, district).await?;
             return Ok(MandateOutcome {
@@ -852,7 +847,8 @@ impl Service {
         mandate: Uuid,
         reason: &str,
     ) -> Result<MandateOutcome, ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
+        let (record, district, revision) =
+            self.authorize_on_mandate(&actor, mandate, "mandate.withdraw").await?;
         let done = self.already_done_on_mandate(mandate, &["MandateWithdrawn"]).await?;
         // A withdrawal whose refund did not finish is finished by asking again.
         if !done && record.status != MandateStatus::Withdrawn {
@@ -860,7 +856,7 @@ impl Service {
             self.execute_known::<Mandate>(self.context(Some(actor)), mandate, command, self.known_target())
                 .await?;
         } else if !done {
-            self.check_revision::<Mandate>(mandate).await?;
+            self.check_revision(mandate, revision)?;
         }
         self.return_funds(Some(actor), mandate, &record, district).await?;
         let state = self.load::<Mandate>(mandate).await?;
@@ -891,14 +887,15 @@ impl Service {
         mandate: Uuid,
         community: Uuid,
     ) -> Result<MandateOutcome, ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
+        let (record, district, revision) =
+            self.authorize_on_mandate(&actor, mandate, "mandate.reassign").await?;
         if self.already_done_on_mandate(mandate, &["MandateReassigned"]).await? {
             // Sent again under its key: answered as the first time, its funds moved if the
             // first attempt stopped before they were.
             self.gather_funds(self.context(Some(actor)), mandate, district, &record).await?;
             return Ok(outcome(mandate, &self.load::<Mandate>(mandate).await?, None));
         }
-        self.check_revision::<Mandate>(mandate).await?;
+        self.check_revision(mandate, revision)?;
         // Sent again without its key, to where the mandate already is: a reassignment that
         // stopped before its funds moved is finished. With nothing to finish, there is nowhere
         // to move it, and the domain says so.
@@ -983,7 +980,7 @@ impl Service {
         amount_fen: Fen,
         memo: &str,
     ) -> Result<(), ServiceError> {
-        let (record, district) = self.authorize_on_mandate(&actor, mandate, "ledger.spend").await?;
+        let (record, district, _) = self.authorize_on_mandate(&actor, mandate, "ledger.spend").await?;
         if record.status != MandateStatus::Active {
             return Err(ServiceError::Forbidden(format!(
                 "mandate {mandate} is {:?}: no live grant to act on",
@@ -1021,10 +1018,10 @@ impl Service {
     async fn mandate_at(&self, mandate: Uuid) -> Result<(MandateRecord, u64), ServiceError> {
         let manager = AggregateManager::new(self.log.aggregate_store::<Mandate>(self.context(None)));
         let state = manager.load(mandate).await?;
-        let revision = state.as_ref().map_or(0, |state| *state.sequence_number()).saturating_sub(1);
+        let revision = state.as_ref().and_then(|state| last_revision(*state.sequence_number()));
         let record = state.and_then(|state| state.into_inner().mandate);
         let record = record.ok_or_else(|| ServiceError::NotFound(format!("mandate {mandate}")))?;
-        Ok((record, u64::try_from(revision).unwrap_or(0)))
+        Ok((record, revision.unwrap_or(0)))
     }
 
     /// Fires every contest timer that is due: each open contest past its deadline escalates
@@ -1115,16 +1112,17 @@ impl Service {
         Ok(())
     }
 
-    /// Loads the mandate and authorises `action` on it; returns it and its district.
+    /// Loads the mandate and authorises `action` on it; returns it, its district and its
+    /// revision as loaded.
     async fn authorize_on_mandate(
         &self,
         actor: &Actor,
         mandate: Uuid,
         action: &str,
-    ) -> Result<(MandateRecord, Uuid), ServiceError> {
-        let record = self.mandate(mandate).await?;
+    ) -> Result<(MandateRecord, Uuid, u64), ServiceError> {
+        let (record, revision) = self.mandate_at(mandate).await?;
         let district = self.authorize_on_record(actor, &record, action).await?;
-        Ok((record, district))
+        Ok((record, district, revision))
     }
 
     /// Authorises `action` on a mandate as loaded; returns its district.
@@ -1475,7 +1473,7 @@ impl Service {
             }
             let sequence_before = *state.sequence_number();
             if let Known::At(expected) = known {
-                if let Err(conflict) = revision_check(&stream, expected, sequence_before) {
+                if let Err(conflict) = revision_check(&stream, expected, last_revision(sequence_before)) {
                     if sequence_before >= CACHED_STREAM_EVENTS_MIN {
                         self.states.put(stream.clone(), state.into_inner(), sequence_before, pipeline);
                     }
@@ -1679,10 +1677,15 @@ enum Known {
     At(u64),
 }
 
-/// The client's stated revision against a stream holding `sequence` events: a stream that
-/// moved on is a conflict, answered with both revisions.
-fn revision_check(stream: &str, expected: u64, sequence: i32) -> Result<(), ServiceError> {
-    let actual = u64::try_from(sequence).ok().and_then(|count| count.checked_sub(1));
+/// The revision of the last event of a stream holding `sequence` events (esrs counts them),
+/// none for an empty stream.
+fn last_revision(sequence: i32) -> Option<u64> {
+    u64::try_from(sequence).ok().and_then(|count| count.checked_sub(1))
+}
+
+/// The client's stated revision against the stream's `actual` one: a stream that moved on is
+/// a conflict, answered with both revisions.
+fn revision_check(stream: &str, expected: u64, actual: Option<u64>) -> Result<(), ServiceError> {
     match actual == Some(expected) {
         true => Ok(()),
         false => Err(StoreError::Conflict {

@@ -194,7 +194,7 @@ impl Service {
 
     /// Every event of one mandate, with actor and decision, and every transfer made for it.
     pub async fn mandate_timeline(&self, actor: Actor, mandate: Uuid) -> Result<Timeline, ServiceError> {
-        let (_, district) = self.authorize_on_mandate(&actor, mandate, "read.audit").await?;
+        let (_, district, _) = self.authorize_on_mandate(&actor, mandate, "read.audit").await?;
         let stream = format!("mandate-{mandate}");
         let mut events = Vec::new();
         for event in self.log.read_stream(&stream).await? {
