@@ -275,13 +275,29 @@ async fn redecide_reruns_every_decision_and_names_a_rewritten_one(db: Db) {
     );
 }
 
-async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db: Db) {
-    let (log, policies, places) = demo_world(&db).await;
+/// The demo's SSV-007, active and funded: the civil-affairs department delegated it to
+/// community 4.
+struct ActiveMandate {
+    service: Service,
+    places: demo::DemoPlaces,
+    department: Actor,
+    community: Actor,
+    mandate: Uuid,
+    /// The department's own account, which pays for it.
+    unit: Account,
+}
+
+async fn active_mandate(db: &Db) -> ActiveMandate {
+    let (log, policies, places) = demo_world(db).await;
     let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
     let department = Actor { role: Role::Department, organisation: places.departments[0].0 };
     let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
-    let mandate = demo_id("mandate/SSV-007");
     let unit = Account::Organisation { organisation: department.organisation };
+    ActiveMandate { service, places, department, community, mandate: demo_id("mandate/SSV-007"), unit }
+}
+
+async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db: Db) {
+    let ActiveMandate { service, places, department, community, mandate, unit } = active_mandate(&db).await;
     let books = || async { service.ledger(places.district).await.unwrap() };
     let cure = shequ_domain::mandate::Cure { funds_added_fen: fen(10_000), ..Default::default() };
 
@@ -497,12 +513,7 @@ fn ledger_refusal(db: &Db, also: &str) -> (String, String) {
 /// When the posting failed after the cure was recorded, the same cure sent again under its
 /// `Idempotency-Key` posts them and activates it, reserving nothing twice.
 async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) {
-    let (log, policies, places) = demo_world(&db).await;
-    let service = Service::new(log, policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
-    let department = Actor { role: Role::Department, organisation: places.departments[0].0 };
-    let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
-    let mandate = demo_id("mandate/SSV-007");
-    let unit = Account::Organisation { organisation: department.organisation };
+    let ActiveMandate { service, places, department, community, mandate, unit } = active_mandate(&db).await;
     let before = service.ledger(places.district).await.unwrap().balance(unit);
     service
         .contest(community, mandate, vec![ContestGround::CaseloadOutgrewFunding], "More cases")
