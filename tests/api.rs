@@ -18,6 +18,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         inspectors_read_the_past_and_the_timeline,
         every_role_against_every_endpoint,
         the_district_registers_its_organisations,
+        streets_and_communities_read_the_money_of_their_own_place,
     ]
 }
 
@@ -474,8 +475,10 @@ async fn every_role_against_every_endpoint(db: Db) {
             &[S],
             created,
         ),
-        row("GET", "/api/v1/ledger/balances".into(), None, On::Nothing, &readers_of_district, ok),
-        row("GET", "/api/v1/ledger/transfers".into(), None, On::Nothing, &readers_of_district, ok),
+        // Street offices and communities read the accounts of their own place (see
+        // `streets_and_communities_read_the_money_of_their_own_place`).
+        row("GET", "/api/v1/ledger/balances".into(), None, On::Nothing, &readers_of_mandate, ok),
+        row("GET", "/api/v1/ledger/transfers".into(), None, On::Nothing, &readers_of_mandate, ok),
         // A community worker files on a resident's behalf, naming them.
         row("POST", "/api/v1/requests".into(), Some(on_behalf), On::Nothing, &[C, R], created),
         row("GET", "/api/v1/requests".into(), None, On::Nothing, &all, ok),
@@ -643,4 +646,158 @@ async fn the_district_registers_its_organisations(db: Db) {
         client.call("POST", "/api/v1/requests", Some(&resident), Some(request.to_string())).await;
     assert_eq!(status, StatusCode::CREATED, "{filed}");
     assert_eq!(filed["handler"], json!(justice), "{filed}");
+}
+
+/// Every transfer a reader may list, paging `limit` at a time through `query`.
+async fn all_transfers(client: &Client, token: &str, query: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.as_ref().map(|cursor| format!("&cursor={cursor}")).unwrap_or_default();
+        let path = format!("/api/v1/ledger/transfers?limit={limit}{query}{after}");
+        let (status, page) = client.call("GET", &path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        let page_items = page["items"].as_array().unwrap();
+        assert!(page_items.len() <= limit);
+        items.extend(page_items.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+/// The accounts a transfer moves money between, as `GET /ledger/balances` names them.
+fn transfer_accounts(transfer: &Value) -> [String; 2] {
+    let name = |account: &Value| match account["kind"].as_str().unwrap() {
+        "organisation" => format!("organisation:{}", account["organisation"].as_str().unwrap()),
+        "reserved" => format!("reserved:{}", account["mandate"].as_str().unwrap()),
+        "mandate" => {
+            format!(
+                "mandate:{}@{}",
+                account["mandate"].as_str().unwrap(),
+                account["community"].as_str().unwrap()
+            )
+        }
+        other => other.to_owned(),
+    };
+    [name(&transfer["debit"]), name(&transfer["credit"])]
+}
+
+async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let district = client.token(Role::District, places.district);
+    let balances = |token: String| {
+        let client = &client;
+        async move {
+            let (status, view) = client.call("GET", "/api/v1/ledger/balances", Some(&token), None).await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            let accounts: Vec<String> = view["balances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["account"].as_str().unwrap().to_owned())
+                .collect();
+            (accounts, view["transfers"].as_u64().unwrap() as usize)
+        }
+    };
+    let (everything, all_count) = balances(district.clone()).await;
+    let all = all_transfers(&client, &district, "", 500).await;
+    assert_eq!(all.len(), all_count, "the district reads every transfer");
+
+    // Where each mandate is carried, to place the accounts that name a mandate.
+    let (_, mandates) = client.call("GET", "/api/v1/mandates?limit=500", Some(&district), None).await;
+    let carried_at = |mandate: &str| -> Uuid {
+        let item = mandates["items"].as_array().unwrap().iter().find(|item| item["mandate"] == mandate);
+        item.unwrap_or_else(|| panic!("mandate {mandate} is listed"))["community"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let street_of =
+        |community: Uuid| places.communities.iter().find(|(id, ..)| *id == community).map(|(_, s, _)| *s);
+    // The community of the demo's first funded mandate account, and its street.
+    let funded = everything.iter().find(|account| account.starts_with("mandate:")).expect("a posted mandate");
+    let community: Uuid = funded.rsplit_once('@').unwrap().1.parse().unwrap();
+    let street = street_of(community).unwrap();
+    // Whether an account lies at `community`, or anywhere in `street` when `community` is None.
+    let lies_in = |account: &str, street: Uuid, community: Option<Uuid>| -> bool {
+        let at = |place: Uuid| match community {
+            Some(community) => place == community,
+            None => place == street || street_of(place) == Some(street),
+        };
+        match account.split_once(':') {
+            Some(("organisation", id)) => at(id.parse().unwrap()),
+            Some(("reserved", mandate)) => at(carried_at(mandate)),
+            Some(("mandate", held)) => at(held.rsplit_once('@').unwrap().1.parse().unwrap()),
+            _ => false,
+        }
+    };
+
+    for (who, token, place) in [
+        ("the street office", client.token(Role::StreetOffice, street), None),
+        ("the community", client.token(Role::Community, community), Some(community)),
+    ] {
+        let (accounts, count) = balances(token.clone()).await;
+        let expected: Vec<String> =
+            everything.iter().filter(|account| lies_in(account, street, place)).cloned().collect();
+        assert_eq!(accounts, expected, "{who} reads exactly the accounts of its place");
+        assert!(accounts.contains(funded), "{who} sees the mandate's funds: {accounts:?}");
+        assert!(accounts.len() < everything.len(), "{who} does not see the whole district");
+        // Its transfers: those touching an account it reads, the same one page or one at a time.
+        let listed = all_transfers(&client, &token, "", 500).await;
+        let expected: Vec<&Value> = all
+            .iter()
+            .filter(|transfer| transfer_accounts(transfer).iter().any(|account| accounts.contains(account)))
+            .collect();
+        assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{who}'s transfers");
+        assert_eq!(listed.len(), count, "{who}'s balances count the transfers it reads");
+        assert_eq!(all_transfers(&client, &token, "", 1).await, listed, "{who} pages one at a time");
+    }
+    let street_accounts = balances(client.token(Role::StreetOffice, street)).await.0;
+    let other_street = places.streets.iter().map(|(id, _)| *id).find(|id| *id != street).unwrap();
+    assert!(!street_accounts.contains(&format!("organisation:{other_street}")));
+    assert!(street_accounts.contains(&format!("organisation:{street}")), "{street_accounts:?}");
+
+    // Filters: by mandate, by kind, by organisation; each kept transfer matches.
+    let mandate = funded.trim_start_matches("mandate:").split_once('@').unwrap().0.to_owned();
+    let for_mandate = all_transfers(&client, &district, &format!("&mandate={mandate}"), 2).await;
+    assert!(for_mandate.len() >= 2, "reserved, then posted: {for_mandate:?}");
+    assert!(for_mandate.iter().all(|transfer| transfer["mandate"] == mandate.as_str()));
+    assert_eq!(
+        for_mandate.len(),
+        all.iter().filter(|transfer| transfer["mandate"] == mandate.as_str()).count()
+    );
+    let allocations = all_transfers(&client, &district, "&kind=allocation", 500).await;
+    assert!(!allocations.is_empty() && allocations.iter().all(|transfer| transfer["kind"] == "allocation"));
+    let street_money = all_transfers(&client, &district, &format!("&organisation={street}"), 500).await;
+    assert!(!street_money.is_empty());
+    assert!(street_money
+        .iter()
+        .all(|transfer| transfer_accounts(transfer).contains(&format!("organisation:{street}"))));
+    let community_worker = client.token(Role::Community, community);
+    let posted = all_transfers(&client, &community_worker, "&kind=posting", 500).await;
+    assert!(posted.iter().any(|transfer| transfer["mandate"] == mandate.as_str()), "{posted:?}");
+    let (status, body) =
+        client.call("GET", "/api/v1/ledger/transfers?kind=gift", Some(&district), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("kind"), "{body}");
+
+    // A resident reads no ledger, and an inspector's past balances stay the inspectors'.
+    let resident = client.token(Role::Resident, community);
+    assert_eq!(
+        client.call("GET", "/api/v1/ledger/balances", Some(&resident), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        client.call("GET", "/api/v1/ledger/transfers", Some(&resident), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let office = client.token(Role::StreetOffice, street);
+    assert_eq!(
+        client.call("GET", "/api/v1/audit/balances", Some(&office), None).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

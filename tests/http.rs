@@ -403,7 +403,7 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
     let (status, done) = client.call("POST", &employment, Some(&first_community), None).await;
     assert_eq!((status, done["status"].as_str()), (StatusCode::OK, Some("completed")));
 
-    // The books: inspectors read them, communities do not.
+    // The books: inspectors read them all, a community only its own accounts.
     let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&inspector), None).await;
     let text = client.text("/metrics").await;
     assert!(
@@ -415,10 +415,21 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
     let total: i64 =
         books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
     assert_eq!(total, 0, "debits equal credits");
-    assert_eq!(
-        client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await.0,
-        StatusCode::FORBIDDEN
-    );
+    let (status, own) = client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    let community = places.communities[0].0.to_string();
+    let own = own["balances"].as_array().unwrap();
+    assert!(!own.is_empty() && own.len() < books["balances"].as_array().unwrap().len(), "{own:?}");
+    for row in own {
+        let account = row["account"].as_str().unwrap();
+        assert!(books["balances"].as_array().unwrap().contains(row), "{account} is in the books");
+        assert!(
+            account == format!("organisation:{community}")
+                || account.ends_with(&format!("@{community}"))
+                || account.starts_with("reserved:"),
+            "{account} is the community's own"
+        );
+    }
 }
 
 /// `Expected-Revision`: a command decided on a state the record has left is answered 409

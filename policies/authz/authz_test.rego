@@ -30,6 +30,20 @@ test_a_street_office_cannot_reach_another_street if {
 	authz.reason == "street_office may not mandate.propose here" with input as {"actor": street_office, "action": "mandate.propose", "target": object.union(in_street, {"street": other_street})}
 }
 
+test_a_street_office_reads_the_money_of_its_street_only if {
+	check(street_office, "read.ledger", {"district": district, "street": street})
+	check(street_office, "read.ledger", {"district": district, "street": street, "community": community})
+	not check(street_office, "read.ledger", {"district": district, "street": other_street})
+	not check(street_office, "read.ledger", {"district": district})
+}
+
+test_a_community_reads_its_own_money_only if {
+	worker := {"role": "community", "organisation": community, "kind": "community", "district": district}
+	check(worker, "read.ledger", {"district": district, "street": street, "community": community})
+	not check(worker, "read.ledger", {"district": district, "street": street, "community": "c2"})
+	not check(worker, "read.ledger", {"district": district, "street": street})
+}
+
 test_a_street_office_cures_only_its_own_tasks if {
 	not check(street_office, "mandate.cure", object.union(in_street, {"delegating_unit": "dep1"}))
 	check(street_office, "mandate.cure", in_street)

@@ -1016,11 +1016,12 @@ struct BalanceView {
     balance_fen: i64,
 }
 
-/// The balances of the caller's district's ledger.
+/// The balances of the caller's district's ledger that the caller may read.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = LedgerBalances)]
 struct BalancesView {
     district: Uuid,
+    /// How many transfers moved money into or out of the accounts shown.
     transfers: usize,
     balances: Vec<BalanceView>,
 }
@@ -1030,7 +1031,11 @@ struct BalancesView {
     path = "/ledger/balances",
     tag = "ledger",
     responses(
-        (status = 200, description = "Every account's balance in the caller's district", body = BalancesView),
+        (
+            status = 200,
+            description = "The balances the caller may read: every account of the district for the district, its departments and inspectors; the accounts of its street and its communities for a street office; its own for a community",
+            body = BalancesView
+        ),
         (
             status = 403,
             description = "Outside the caller's role or place (`policies/authz`)",
@@ -1044,13 +1049,13 @@ async fn balances(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
 ) -> Result<Json<BalancesView>, ApiError> {
-    let (district, ledger) = state.service.read_ledger(claims.actor()).await?;
+    let ledger = state.service.read_ledger(claims.actor()).await?;
     let balances = ledger
         .balances
         .iter()
         .map(|(account, balance)| BalanceView { account: account.to_string(), balance_fen: *balance })
         .collect();
-    Ok(Json(BalancesView { district, transfers: ledger.transfers.len(), balances }))
+    Ok(Json(BalancesView { district: ledger.district, transfers: ledger.transfers, balances }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

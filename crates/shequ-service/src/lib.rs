@@ -23,6 +23,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use read_model::ReadModel;
 pub use service::{
-    FileRequest, MandateFilter, MandateOutcome, PolicyBundleRecorded, RequestAction, RequestFilter, Service,
-    StateAsOf, Timeline, TimelineEntry, TransferEntry, CONTEST_DAYS_DEFAULT,
+    FileRequest, LedgerView, MandateFilter, MandateOutcome, PolicyBundleRecorded, RequestAction,
+    RequestFilter, Service, StateAsOf, Timeline, TimelineEntry, TransferEntry, TransferFilter,
+    CONTEST_DAYS_DEFAULT,
 };

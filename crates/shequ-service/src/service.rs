@@ -30,7 +30,9 @@ use crate::read_model::ReadModel;
 mod reads;
 mod requests;
 
-pub use reads::{MandateFilter, StateAsOf, Timeline, TimelineEntry, TransferEntry};
+pub use reads::{
+    LedgerView, MandateFilter, StateAsOf, Timeline, TimelineEntry, TransferEntry, TransferFilter,
+};
 pub use requests::{FileRequest, RequestAction, RequestFilter};
 
 /// Days a contest may stay unanswered before it escalates to the district by itself.
@@ -424,20 +426,6 @@ impl Service {
     async fn authorize_audit(&self, actor: &Actor) -> Result<(), ServiceError> {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await
-    }
-
-    /// The district's ledger, for an actor allowed to read it (district, department, inspector).
-    pub async fn read_ledger(&self, actor: Actor) -> Result<(Uuid, LedgerState), ServiceError> {
-        let district = self.ledger_district(actor).await?;
-        Ok((district, self.ledger(district).await?))
-    }
-
-    /// The district whose ledger `actor` may read: their own.
-    async fn ledger_district(&self, actor: Actor) -> Result<Uuid, ServiceError> {
-        let district = self.district_of(actor.organisation).await?;
-        self.authorize(&actor, "read.ledger", Target { district: Some(district), ..Target::default() })
-            .await?;
-        Ok(district)
     }
 
     /// One account's balance, from the live projection.

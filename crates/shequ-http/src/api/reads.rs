@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use shequ_domain::ledger::TransferKind;
 use shequ_domain::mandate::MandateStatus;
 use shequ_domain::organisation::OrganisationKind;
 use shequ_domain::request::{Channel, RequestStatus};
@@ -15,7 +16,9 @@ use shequ_service::projection::{
     AsOf, BalanceView, MandateView, OrganisationView, RequestView, StateDocument,
 };
 use shequ_service::replay::{JsonStyle, WriteStateError};
-use shequ_service::{FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry};
+use shequ_service::{
+    FileRequest, MandateFilter, RequestAction, RequestFilter, Timeline, TransferEntry, TransferFilter,
+};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -621,6 +624,13 @@ async fn act_on_request(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TransferQuery {
+    /// Only transfers of this kind.
+    kind: Option<TransferKind>,
+    /// Only transfers made for this mandate.
+    mandate: Option<Uuid>,
+    /// Only transfers into or out of this organisation's budget account or, for a community,
+    /// its mandate accounts.
+    organisation: Option<Uuid>,
     /// The position after which to continue: the `next_cursor` of the page before.
     cursor: Option<u64>,
     /// Items per page, 1–500 (default 50).
@@ -635,7 +645,11 @@ struct TransferQuery {
         TransferQuery
     ),
     responses(
-        (status = 200, description = "The district's transfers in log order", body = Page<TransferEntry>),
+        (
+            status = 200,
+            description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order",
+            body = Page<TransferEntry>
+        ),
         (
             status = 400,
             description = "A malformed filter, cursor or limit (1–500), naming it",
@@ -657,7 +671,10 @@ async fn list_transfers(
 ) -> Result<Json<Page<TransferEntry>>, ApiError> {
     let request = query(raw)?;
     let limit = limit(request.limit)?;
-    let items = state.service.list_transfers(claims.actor(), request.cursor.unwrap_or(0), limit).await?;
+    let filter =
+        TransferFilter { kind: request.kind, mandate: request.mandate, organisation: request.organisation };
+    let items =
+        state.service.list_transfers(claims.actor(), &filter, request.cursor.unwrap_or(0), limit).await?;
     Ok(Json(page(items, limit, |entry| entry.position.to_string())))
 }
 

@@ -3,7 +3,9 @@
 //! row is shown only to an actor `policies/authz` lets read it.
 
 use serde::Serialize;
-use shequ_domain::ledger::{LedgerEvent, Transfer};
+use std::collections::HashMap;
+
+use shequ_domain::ledger::{Account, LedgerEvent, Transfer, TransferKind};
 use shequ_domain::mandate::MandateStatus;
 use shequ_domain::organisation::OrganisationKind;
 use shequ_domain::DomainEvent;
@@ -34,6 +36,103 @@ impl MandateFilter {
             && self.delegating_unit.is_none_or(|unit| view.delegating_unit == unit)
             && self.matter_code.as_ref().is_none_or(|code| &view.matter_code == code)
             && self.contested.is_none_or(|contested| view.contest.is_some() == contested)
+    }
+}
+
+/// What a list of transfers is narrowed to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransferFilter {
+    pub kind: Option<TransferKind>,
+    pub mandate: Option<Uuid>,
+    /// Transfers into or out of this organisation's budget account or, for a community, its
+    /// mandate accounts.
+    pub organisation: Option<Uuid>,
+}
+
+impl TransferFilter {
+    fn matches(&self, transfer: &Transfer) -> bool {
+        let owned_by = |account: Account, organisation: Uuid| match account {
+            Account::Organisation { organisation: owner } | Account::Mandate { community: owner, .. } => {
+                owner == organisation
+            }
+            Account::Fiscal | Account::Expenditure | Account::Reserved { .. } => false,
+        };
+        self.kind.is_none_or(|kind| transfer.kind == kind)
+            && self.mandate.is_none_or(|mandate| transfer.mandate == Some(mandate))
+            && self.organisation.is_none_or(|organisation| {
+                owned_by(transfer.debit, organisation) || owned_by(transfer.credit, organisation)
+            })
+    }
+}
+
+/// How many ledger events a list of transfers reads at a time while it fills a page.
+const TRANSFERS_READ_EVENTS: u32 = 500;
+
+/// The part of a district's ledger an actor may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerView {
+    pub district: Uuid,
+    pub balances: Vec<(Account, i64)>,
+    /// How many transfers touch an account shown.
+    pub transfers: usize,
+}
+
+/// Which accounts of a district one actor may read: all (`shown: None`), or those whose
+/// place `policies/authz` lets the actor read, each asked once per request.
+struct LedgerScope {
+    district: Uuid,
+    actor: Actor,
+    shown: Option<HashMap<Account, bool>>,
+}
+
+impl LedgerScope {
+    fn shows(
+        &mut self,
+        service: &Service,
+        projection: &Projection,
+        account: Account,
+    ) -> Result<bool, ServiceError> {
+        let Some(shown) = &mut self.shown else { return Ok(true) };
+        if let Some(answer) = shown.get(&account) {
+            return Ok(*answer);
+        }
+        let target = account_place(projection, self.district, account);
+        let answer = service.permits(projection, &self.actor, None, "read.ledger", target)?;
+        shown.insert(account, answer);
+        Ok(answer)
+    }
+
+    /// A transfer is shown to whoever may read either of its accounts.
+    fn shows_transfer(
+        &mut self,
+        service: &Service,
+        projection: &Projection,
+        transfer: &Transfer,
+    ) -> Result<bool, ServiceError> {
+        Ok(self.shows(service, projection, transfer.debit)?
+            || self.shows(service, projection, transfer.credit)?)
+    }
+}
+
+/// Where an account sits, as a target for `policies/authz`: an organisation's budget where
+/// the organisation sits; a mandate's reserved or posted funds where the mandate is carried,
+/// with its delegating unit; the fiscal budget and expenditure at the district.
+fn account_place(projection: &Projection, district: Uuid, account: Account) -> Target {
+    let at_district = || Target { district: Some(district), ..Target::default() };
+    let mandate_place = |mandate: Uuid| match projection.mandate(mandate) {
+        Some(view) => Target {
+            delegating_unit: Some(view.delegating_unit),
+            ..Service::place_of(projection, view.community)
+        },
+        None => at_district(),
+    };
+    match account {
+        Account::Fiscal | Account::Expenditure => at_district(),
+        Account::Organisation { organisation } => Service::place_of(projection, organisation),
+        Account::Reserved { mandate } => mandate_place(mandate),
+        Account::Mandate { mandate, community } => {
+            Target { community: Some(community), ..mandate_place(mandate) }
+        }
     }
 }
 
@@ -187,7 +286,7 @@ impl Service {
         actor: Actor,
         as_of: AsOf,
     ) -> Result<(Uuid, u64, Vec<BalanceView>), ServiceError> {
-        let district = self.read_ledger(actor).await?.0;
+        let district = self.audit_district(&actor).await?;
         let projection = replay::replay_ledgers(&self.log, as_of).await?;
         Ok((district, projection.position(), projection.balances(district)))
     }
@@ -222,19 +321,81 @@ impl Service {
         Ok(Timeline { mandate, events, transfers })
     }
 
-    /// The district's transfers in log order, after position `after`, at most `limit`.
+    /// The part of the district's ledger that `actor` may read: every account for the
+    /// district's own readers, the accounts of its place for a street office or a community.
+    pub async fn read_ledger(&self, actor: Actor) -> Result<LedgerView, ServiceError> {
+        let (district, mut scope) = self.ledger_scope(actor).await?;
+        let ledger = self.ledger(district).await?;
+        let projection = self.read_model.read().await?;
+        let mut balances = Vec::new();
+        for (account, balance) in &ledger.balances {
+            if scope.shows(self, &projection, *account)? {
+                balances.push((*account, *balance));
+            }
+        }
+        let mut transfers = 0;
+        for transfer in ledger.transfers.values() {
+            if scope.shows_transfer(self, &projection, transfer)? {
+                transfers += 1;
+            }
+        }
+        Ok(LedgerView { district, balances, transfers })
+    }
+
+    /// The district's transfers that `actor` may read and `filter` keeps, in log order, after
+    /// position `after`, at most `limit`.
     pub async fn list_transfers(
         &self,
         actor: Actor,
+        filter: &TransferFilter,
         after: u64,
         limit: usize,
     ) -> Result<Vec<TransferEntry>, ServiceError> {
-        let district = self.ledger_district(actor).await?;
-        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-        let events = self.log.read_stream_after(&format!("ledger-{district}"), after, limit).await?;
-        events.iter().map(TransferEntry::from_event).collect()
+        let (district, mut scope) = self.ledger_scope(actor).await?;
+        let stream = format!("ledger-{district}");
+        let mut page = Vec::new();
+        let mut after = after;
+        loop {
+            let events = self.log.read_stream_after(&stream, after, TRANSFERS_READ_EVENTS).await?;
+            let Some(last) = events.last() else { return Ok(page) };
+            after = last.position;
+            let entries = events.iter().map(TransferEntry::from_event).collect::<Result<Vec<_>, _>>()?;
+            // Read after the events, so that the projection knows every mandate they name.
+            let projection = self.read_model.read().await?;
+            for entry in entries {
+                if filter.matches(&entry.transfer)
+                    && scope.shows_transfer(self, &projection, &entry.transfer)?
+                {
+                    page.push(entry);
+                    if page.len() == limit {
+                        return Ok(page);
+                    }
+                }
+            }
+            if events.len() < TRANSFERS_READ_EVENTS as usize {
+                return Ok(page);
+            }
+        }
     }
 
+    /// Whose accounts `actor` may read. The district's own readers (`read.ledger` on the
+    /// district) read every account; anyone else must be allowed `read.ledger` on their own
+    /// place, or is refused, and then reads the accounts whose place `policies/authz` lets
+    /// them read.
+    async fn ledger_scope(&self, actor: Actor) -> Result<(Uuid, LedgerScope), ServiceError> {
+        let district = self.district_of(actor.organisation).await?;
+        let whole = {
+            let projection = self.read_model.read().await?;
+            let target = Target { district: Some(district), ..Target::default() };
+            self.permits(&projection, &actor, None, "read.ledger", target)?
+        };
+        if whole {
+            return Ok((district, LedgerScope { district, actor, shown: None }));
+        }
+        let own_place = Self::place_of(&*self.read_model.read().await?, actor.organisation);
+        self.authorize(&actor, "read.ledger", own_place).await?;
+        Ok((district, LedgerScope { district, actor, shown: Some(HashMap::new()) }))
+    }
     async fn audit_district(&self, actor: &Actor) -> Result<Uuid, ServiceError> {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await?;
