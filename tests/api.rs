@@ -684,29 +684,28 @@ fn transfer_accounts(transfer: &Value) -> [String; 2] {
     [name(&transfer["debit"]), name(&transfer["credit"])]
 }
 
-async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
-    let client = demo_client(&db).await;
+/// The accounts `GET /ledger/balances` shows `token`, and the transfers they count.
+async fn balances_of(client: &Client, token: &str) -> (Vec<String>, usize) {
+    let (status, view) = client.call("GET", "/api/v1/ledger/balances", Some(token), None).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let accounts = view["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["account"].as_str().unwrap().to_owned())
+        .collect();
+    (accounts, view["transfers"].as_u64().unwrap() as usize)
+}
+
+/// Checks that the office of `street`, or the worker of `community` when given, reads exactly
+/// the accounts that lie in its place, and exactly the transfers into or out of them, by
+/// comparing with what the district reads. Returns the accounts it read.
+async fn reads_exactly_its_place(client: &Client, street: Uuid, community: Option<Uuid>) -> Vec<String> {
     let places = demo::places();
     let district = client.token(Role::District, places.district);
-    let balances = |token: String| {
-        let client = &client;
-        async move {
-            let (status, view) = client.call("GET", "/api/v1/ledger/balances", Some(&token), None).await;
-            assert_eq!(status, StatusCode::OK, "{view}");
-            let accounts: Vec<String> = view["balances"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row["account"].as_str().unwrap().to_owned())
-                .collect();
-            (accounts, view["transfers"].as_u64().unwrap() as usize)
-        }
-    };
-    let (everything, all_count) = balances(district.clone()).await;
-    let all = all_transfers(&client, &district, "", 500).await;
+    let (everything, all_count) = balances_of(client, &district).await;
+    let all = all_transfers(client, &district, "", 500).await;
     assert_eq!(all.len(), all_count, "the district reads every transfer");
-
-    // Where each mandate is carried, to place the accounts that name a mandate.
     let (_, mandates) = client.call("GET", "/api/v1/mandates?limit=500", Some(&district), None).await;
     let carried_at = |mandate: &str| -> Uuid {
         let item = mandates["items"].as_array().unwrap().iter().find(|item| item["mandate"] == mandate);
@@ -717,49 +716,57 @@ async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
             .unwrap()
     };
     let street_of =
-        |community: Uuid| places.communities.iter().find(|(id, ..)| *id == community).map(|(_, s, _)| *s);
+        |id: Uuid| places.communities.iter().find(|(community, ..)| *community == id).map(|(_, s, _)| *s);
+    let at = |place: Uuid| match community {
+        Some(community) => place == community,
+        None => place == street || street_of(place) == Some(street),
+    };
+    // Budgets where their owner sits; posted funds where they were posted; reserved funds
+    // where the mandate is carried now.
+    let lies_in = |account: &str| match account.split_once(':') {
+        Some(("organisation", id)) => at(id.parse().unwrap()),
+        Some(("reserved", mandate)) => at(carried_at(mandate)),
+        Some(("mandate", held)) => at(held.rsplit_once('@').unwrap().1.parse().unwrap()),
+        _ => false,
+    };
+    let (who, token) = match community {
+        Some(community) => (format!("community {community}"), client.token(Role::Community, community)),
+        None => (format!("street office {street}"), client.token(Role::StreetOffice, street)),
+    };
+    let (accounts, count) = balances_of(client, &token).await;
+    let expected: Vec<String> = everything.iter().filter(|account| lies_in(account)).cloned().collect();
+    assert_eq!(accounts, expected, "{who} reads exactly the accounts of its place");
+    assert!(!accounts.is_empty() && accounts.len() < everything.len(), "{who}: {accounts:?}");
+    let listed = all_transfers(client, &token, "", 500).await;
+    let expected: Vec<&Value> = all
+        .iter()
+        .filter(|transfer| transfer_accounts(transfer).iter().any(|account| accounts.contains(account)))
+        .collect();
+    assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{who}'s transfers");
+    assert_eq!(listed.len(), count, "{who}'s balances count the transfers it reads");
+    assert_eq!(all_transfers(client, &token, "", 1).await, listed, "{who} pages one at a time");
+    accounts
+}
+
+async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
+    let client = demo_client(&db).await;
+    let places = demo::places();
+    let district = client.token(Role::District, places.district);
+    let (everything, _) = balances_of(&client, &district).await;
+    let all = all_transfers(&client, &district, "", 500).await;
+    let street_of = |id: Uuid| places.communities.iter().find(|(community, ..)| *community == id).unwrap().1;
+
     // The community of the demo's first funded mandate account, and its street.
     let funded = everything.iter().find(|account| account.starts_with("mandate:")).expect("a posted mandate");
     let community: Uuid = funded.rsplit_once('@').unwrap().1.parse().unwrap();
-    let street = street_of(community).unwrap();
-    // Whether an account lies at `community`, or anywhere in `street` when `community` is None.
-    let lies_in = |account: &str, street: Uuid, community: Option<Uuid>| -> bool {
-        let at = |place: Uuid| match community {
-            Some(community) => place == community,
-            None => place == street || street_of(place) == Some(street),
-        };
-        match account.split_once(':') {
-            Some(("organisation", id)) => at(id.parse().unwrap()),
-            Some(("reserved", mandate)) => at(carried_at(mandate)),
-            Some(("mandate", held)) => at(held.rsplit_once('@').unwrap().1.parse().unwrap()),
-            _ => false,
-        }
-    };
-
-    for (who, token, place) in [
-        ("the street office", client.token(Role::StreetOffice, street), None),
-        ("the community", client.token(Role::Community, community), Some(community)),
-    ] {
-        let (accounts, count) = balances(token.clone()).await;
-        let expected: Vec<String> =
-            everything.iter().filter(|account| lies_in(account, street, place)).cloned().collect();
-        assert_eq!(accounts, expected, "{who} reads exactly the accounts of its place");
-        assert!(accounts.contains(funded), "{who} sees the mandate's funds: {accounts:?}");
-        assert!(accounts.len() < everything.len(), "{who} does not see the whole district");
-        // Its transfers: those touching an account it reads, the same one page or one at a time.
-        let listed = all_transfers(&client, &token, "", 500).await;
-        let expected: Vec<&Value> = all
-            .iter()
-            .filter(|transfer| transfer_accounts(transfer).iter().any(|account| accounts.contains(account)))
-            .collect();
-        assert_eq!(listed.iter().collect::<Vec<_>>(), expected, "{who}'s transfers");
-        assert_eq!(listed.len(), count, "{who}'s balances count the transfers it reads");
-        assert_eq!(all_transfers(&client, &token, "", 1).await, listed, "{who} pages one at a time");
-    }
-    let street_accounts = balances(client.token(Role::StreetOffice, street)).await.0;
+    let street = street_of(community);
+    let street_accounts = reads_exactly_its_place(&client, street, None).await;
+    let community_accounts = reads_exactly_its_place(&client, street, Some(community)).await;
+    assert!(street_accounts.contains(funded) && community_accounts.contains(funded));
+    assert!(street_accounts.contains(&format!("organisation:{street}")), "{street_accounts:?}");
     let other_street = places.streets.iter().map(|(id, _)| *id).find(|id| *id != street).unwrap();
     assert!(!street_accounts.contains(&format!("organisation:{other_street}")));
-    assert!(street_accounts.contains(&format!("organisation:{street}")), "{street_accounts:?}");
+    assert!(!community_accounts.contains(&format!("organisation:{street}")));
 
     // Filters: by mandate, by kind, by organisation; each kept transfer matches.
     let mandate = funded.trim_start_matches("mandate:").split_once('@').unwrap().0.to_owned();
@@ -777,24 +784,62 @@ async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
     assert!(street_money
         .iter()
         .all(|transfer| transfer_accounts(transfer).contains(&format!("organisation:{street}"))));
-    let community_worker = client.token(Role::Community, community);
-    let posted = all_transfers(&client, &community_worker, "&kind=posting", 500).await;
+    // A community's own filter keeps its postings; one naming another place finds nothing of it.
+    let worker = client.token(Role::Community, community);
+    let posted = all_transfers(&client, &worker, "&kind=posting", 500).await;
     assert!(posted.iter().any(|transfer| transfer["mandate"] == mandate.as_str()), "{posted:?}");
+    assert!(posted.iter().all(|transfer| transfer["kind"] == "posting"
+        && transfer_accounts(transfer).iter().any(|account| community_accounts.contains(account))));
+    let mine = all_transfers(&client, &worker, &format!("&organisation={community}"), 500).await;
+    assert!(
+        mine.iter().any(|transfer| transfer["mandate"] == mandate.as_str()),
+        "its mandate accounts: {mine:?}"
+    );
+    assert!(all_transfers(&client, &worker, &format!("&organisation={other_street}"), 500).await.is_empty());
     let (status, body) =
         client.call("GET", "/api/v1/ledger/transfers?kind=gift", Some(&district), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["message"].as_str().unwrap().contains("kind"), "{body}");
 
-    // A resident reads no ledger, and an inspector's past balances stay the inspectors'.
+    // A department moves a funded task of its own to a community of another street: the funds
+    // posted at the first community stay in its street's books, the funds moved go to the new one.
+    let departments: Vec<Uuid> = places.departments.iter().map(|(id, ..)| *id).collect();
+    let (_, mandates) =
+        client.call("GET", "/api/v1/mandates?limit=500&status=active", Some(&district), None).await;
+    let task = mandates["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| {
+            item["funds_posted_fen"].as_i64().unwrap() > 0
+                && departments.contains(&item["delegating_unit"].as_str().unwrap().parse().unwrap())
+        })
+        .expect("a department's funded, active task");
+    let (id, from): (&str, Uuid) =
+        (task["mandate"].as_str().unwrap(), task["community"].as_str().unwrap().parse().unwrap());
+    let unit: Uuid = task["delegating_unit"].as_str().unwrap().parse().unwrap();
+    let to = places.communities.iter().find(|(_, street, _)| *street != street_of(from)).unwrap().0;
+    let (status, moved) = client
+        .call(
+            "POST",
+            &format!("/api/v1/mandates/{id}/reassign"),
+            Some(&client.token(Role::Department, unit)),
+            Some(json!({"community": to}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    let old_books = reads_exactly_its_place(&client, street_of(from), None).await;
+    let new_books = reads_exactly_its_place(&client, street_of(to), None).await;
+    reads_exactly_its_place(&client, street_of(to), Some(to)).await;
+    let (at_old, at_new) = (format!("mandate:{id}@{from}"), format!("mandate:{id}@{to}"));
+    assert!(old_books.contains(&at_old) && !old_books.contains(&at_new), "{old_books:?}");
+    assert!(new_books.contains(&at_new) && !new_books.contains(&at_old), "{new_books:?}");
+
+    // A resident reads no ledger, and past balances stay the audit's.
     let resident = client.token(Role::Resident, community);
-    assert_eq!(
-        client.call("GET", "/api/v1/ledger/balances", Some(&resident), None).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        client.call("GET", "/api/v1/ledger/transfers", Some(&resident), None).await.0,
-        StatusCode::FORBIDDEN
-    );
+    for path in ["/api/v1/ledger/balances", "/api/v1/ledger/transfers"] {
+        assert_eq!(client.call("GET", path, Some(&resident), None).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
     let office = client.token(Role::StreetOffice, street);
     assert_eq!(
         client.call("GET", "/api/v1/audit/balances", Some(&office), None).await.0,

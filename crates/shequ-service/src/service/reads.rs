@@ -115,24 +115,27 @@ impl LedgerScope {
 }
 
 /// Where an account sits, as a target for `policies/authz`: an organisation's budget where
-/// the organisation sits; a mandate's reserved or posted funds where the mandate is carried,
-/// with its delegating unit; the fiscal budget and expenditure at the district.
+/// the organisation sits; funds posted for a mandate at the community they were posted to
+/// (which keeps them after the mandate moves on); funds reserved for a mandate where the
+/// mandate is carried now; the fiscal budget and expenditure at the district. A mandate's
+/// delegating unit comes along when the projection knows it.
 fn account_place(projection: &Projection, district: Uuid, account: Account) -> Target {
     let at_district = || Target { district: Some(district), ..Target::default() };
-    let mandate_place = |mandate: Uuid| match projection.mandate(mandate) {
-        Some(view) => Target {
-            delegating_unit: Some(view.delegating_unit),
-            ..Service::place_of(projection, view.community)
-        },
-        None => at_district(),
-    };
+    let mandate = |id: Uuid| projection.mandate(id);
     match account {
         Account::Fiscal | Account::Expenditure => at_district(),
         Account::Organisation { organisation } => Service::place_of(projection, organisation),
-        Account::Reserved { mandate } => mandate_place(mandate),
-        Account::Mandate { mandate, community } => {
-            Target { community: Some(community), ..mandate_place(mandate) }
-        }
+        Account::Reserved { mandate: id } => match mandate(id) {
+            Some(view) => Target {
+                delegating_unit: Some(view.delegating_unit),
+                ..Service::place_of(projection, view.community)
+            },
+            None => at_district(),
+        },
+        Account::Mandate { mandate: id, community } => Target {
+            delegating_unit: mandate(id).map(|view| view.delegating_unit),
+            ..Service::place_of(projection, community)
+        },
     }
 }
 
@@ -351,6 +354,7 @@ impl Service {
         after: u64,
         limit: usize,
     ) -> Result<Vec<TransferEntry>, ServiceError> {
+        debug_assert!(limit > 0, "a page holds at least one transfer");
         let (district, mut scope) = self.ledger_scope(actor).await?;
         let stream = format!("ledger-{district}");
         let mut page = Vec::new();
@@ -360,7 +364,12 @@ impl Service {
             let Some(last) = events.last() else { return Ok(page) };
             after = last.position;
             let entries = events.iter().map(TransferEntry::from_event).collect::<Result<Vec<_>, _>>()?;
-            // Read after the events, so that the projection knows every mandate they name.
+            // The projection must know every mandate these transfers name, to place their
+            // accounts: one that has not yet seen another process's last appends asks the
+            // database.
+            if scope.shown.is_some() && self.read_model.read().await?.position() < after {
+                self.read_model.catch_up().await?;
+            }
             let projection = self.read_model.read().await?;
             for entry in entries {
                 if filter.matches(&entry.transfer)
