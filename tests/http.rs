@@ -411,6 +411,20 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
         "the street's attempt on another account was counted:\n{text}"
     );
     assert!(text.contains("shequ_http_requests_total{status=\"201\"}"), "{text}");
+    // The writer's counters: every event this test appended went through a counted batch.
+    let counter = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    let (batches, events) = (counter("shequ_log_batches_total"), counter("shequ_log_events_appended_total"));
+    let appended = client.state.log.head().await.unwrap().position as f64;
+    assert!(batches >= 1.0 && events >= batches, "{batches} batches, {events} events");
+    assert_eq!(events, appended, "this process appended the whole log: {text}");
+    assert_eq!(counter("shequ_log_failed_batches_total"), 0.0);
+    assert!(counter("shequ_log_commit_seconds_total") > 0.0);
     assert_eq!(status, StatusCode::OK);
     let total: i64 =
         books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
@@ -423,10 +437,19 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
     for row in own {
         let account = row["account"].as_str().unwrap();
         assert!(books["balances"].as_array().unwrap().contains(row), "{account} is in the books");
+        // Funds reserved for a task are shown where the task is carried.
+        let carried_here = match account.strip_prefix("reserved:") {
+            Some(mandate) => {
+                let path = format!("/api/v1/mandates?community={community}&limit=500");
+                let (_, here) = client.call("GET", &path, Some(&inspector), None).await;
+                here["items"].as_array().unwrap().iter().any(|item| item["mandate"] == mandate)
+            }
+            None => false,
+        };
         assert!(
             account == format!("organisation:{community}")
                 || account.ends_with(&format!("@{community}"))
-                || account.starts_with("reserved:"),
+                || carried_here,
             "{account} is the community's own"
         );
     }

@@ -8,8 +8,10 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+use shequ_store::WriterCounts;
 
 use crate::AppState;
 
@@ -21,6 +23,57 @@ pub struct Metrics {
     denied: IntCounter,
     duration: Histogram,
     head: IntGauge,
+    writer: WriterMetrics,
+}
+
+/// The event log writer's counters, brought up to its own at each scrape.
+#[derive(Clone)]
+struct WriterMetrics {
+    batches: IntCounter,
+    events: IntCounter,
+    failed_batches: IntCounter,
+    commit_seconds: Counter,
+}
+
+impl WriterMetrics {
+    fn new() -> Self {
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("a valid metric");
+        Self {
+            batches: counter(
+                "shequ_log_batches_total",
+                "Batches the event log's writer committed, each one durable commit",
+            ),
+            events: counter("shequ_log_events_appended_total", "Events those batches appended"),
+            failed_batches: counter(
+                "shequ_log_failed_batches_total",
+                "Batches that failed as a whole, nothing of them written",
+            ),
+            commit_seconds: Counter::new(
+                "shequ_log_commit_seconds_total",
+                "Time the writer spent committing batches: near 1 per second, it is the bottleneck",
+            )
+            .expect("a valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 4] {
+        [
+            Box::new(self.batches.clone()),
+            Box::new(self.events.clone()),
+            Box::new(self.failed_batches.clone()),
+            Box::new(self.commit_seconds.clone()),
+        ]
+    }
+
+    /// Counters only go up: each is raised by what the writer did since the last scrape.
+    fn update(&self, counts: WriterCounts) {
+        let raise = |counter: &IntCounter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
+        raise(&self.batches, counts.batches);
+        raise(&self.events, counts.events);
+        raise(&self.failed_batches, counts.failed_batches);
+        let seconds = counts.commit_micros as f64 / 1e6;
+        self.commit_seconds.inc_by((seconds - self.commit_seconds.get()).max(0.0));
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -52,15 +105,17 @@ impl Metrics {
         .expect("a valid metric");
         let head = IntGauge::new("shequ_log_head_position", "The event log's last position")
             .expect("a valid metric");
-        for collector in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        let writer = WriterMetrics::new();
+        let own: [Box<dyn prometheus::core::Collector>; 4] = [
+            Box::new(requests.clone()),
             Box::new(denied.clone()),
             Box::new(duration.clone()),
             Box::new(head.clone()),
-        ] {
+        ];
+        for collector in own.into_iter().chain(writer.collectors()) {
             registry.register(collector).expect("each metric is registered once");
         }
-        Self { registry, requests, denied, duration, head }
+        Self { registry, requests, denied, duration, head, writer }
     }
 }
 
@@ -97,6 +152,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(head) = state.log.head().await {
         state.metrics.head.set(i64::try_from(head.position).unwrap_or(i64::MAX));
     }
+    state.metrics.writer.update(state.log.writer_counts());
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut body) {
         Ok(()) => ([("content-type", prometheus::TEXT_FORMAT)], body).into_response(),

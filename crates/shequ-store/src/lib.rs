@@ -37,6 +37,7 @@ pub use proofs::{ConsistencyProof, InclusionProof};
 pub use record::{Appended, AppendedEvent, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 pub use subscription::CatchUp;
 pub use verify::{VerifyFailure, VerifyReport};
+pub use writer::WriterCounts;
 
 /// The most events one append may carry.
 pub const APPEND_EVENTS_MAX: usize = 1_000;

@@ -19,7 +19,7 @@ use crate::metadata::CommandContext;
 use crate::plan::AppendRequest;
 use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 use crate::tail::Tail;
-use crate::writer::{self, Pending};
+use crate::writer::{self, Pending, WriterCounts};
 use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
 
 /// The longest stream name, in bytes.
@@ -40,6 +40,7 @@ struct Inner {
     /// The newest events this process committed.
     tail: Arc<Tail>,
     locks: AggregateLocks,
+    counters: Arc<writer::Counters>,
 }
 
 /// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.
@@ -105,7 +106,14 @@ impl EventLog {
         let (queue, receiver) = mpsc::channel(QUEUE_LENGTH_MAX);
         let (head_sender, head_receiver) = watch::channel(head.position);
         let tail = Arc::new(Tail::default());
-        tokio::spawn(writer::run(backend.clone(), receiver, head_sender, Arc::clone(&tail)));
+        let counters = Arc::new(writer::Counters::default());
+        tokio::spawn(writer::run(
+            backend.clone(),
+            receiver,
+            head_sender,
+            Arc::clone(&tail),
+            Arc::clone(&counters),
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
@@ -113,12 +121,18 @@ impl EventLog {
                 head: head_receiver,
                 tail,
                 locks: AggregateLocks::default(),
+                counters,
             }),
         })
     }
 
     pub fn kind(&self) -> BackendKind {
         self.inner.backend.kind()
+    }
+
+    /// What this process's writer has committed since the log was opened.
+    pub fn writer_counts(&self) -> WriterCounts {
+        self.inner.counters.read()
     }
 
     /// Appends `events` to `stream` if the stream is at `expected`. Returns once the events

@@ -6,7 +6,9 @@
 //! processes sharing a PostgreSQL database, the head row lock takes over (see `backend`).
 
 use chrono::{SubsecRound, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -17,6 +19,40 @@ use crate::plan::{AppendRequest, WriterCache};
 use crate::record::Appended;
 use crate::tail::Tail;
 use crate::BATCH_EVENTS_MAX;
+
+/// What the writer has done since the log was opened, for `/metrics` and the benchmarks:
+/// how full its batches are, and how much of the time it spends committing them.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    batches: AtomicU64,
+    events: AtomicU64,
+    failed_batches: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+/// A reading of the writer's counters (see [`crate::EventLog::writer_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterCounts {
+    /// Batches committed: each one transaction and one durable commit.
+    pub batches: u64,
+    /// Events those batches appended.
+    pub events: u64,
+    /// Batches that failed as a whole (nothing of them was written).
+    pub failed_batches: u64,
+    /// Time spent in the database committing batches, failed ones included.
+    pub commit_micros: u64,
+}
+
+impl Counters {
+    pub(crate) fn read(&self) -> WriterCounts {
+        WriterCounts {
+            batches: self.batches.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            commit_micros: self.commit_micros.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// One caller's append: one request, or several joined ones that commit all or none.
 pub(crate) struct Pending {
@@ -50,6 +86,7 @@ pub(crate) async fn run(
     mut queue: mpsc::Receiver<Pending>,
     head: watch::Sender<u64>,
     tail: Arc<Tail>,
+    counters: Arc<Counters>,
 ) {
     let mut batch: Vec<Pending> = Vec::new();
     let mut cache = WriterCache::default();
@@ -79,7 +116,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        commit(&backend, &mut batch, &head, &tail, &mut cache).await;
+        commit(&backend, &mut batch, &head, &tail, &mut cache, &counters).await;
     }
 }
 
@@ -89,6 +126,7 @@ async fn commit(
     head: &watch::Sender<u64>,
     tail: &Tail,
     cache: &mut WriterCache,
+    counters: &Counters,
 ) {
     let mut requests = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
@@ -98,8 +136,14 @@ async fn commit(
     }
     // Microseconds: what both databases keep, so an append's answer equals what is read back.
     let recorded_at = Utc::now().trunc_subsecs(6);
-    match backend.commit_batch(&requests, recorded_at, cache).await {
+    let started = Instant::now();
+    let committed = backend.commit_batch(&requests, recorded_at, cache).await;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    counters.commit_micros.fetch_add(micros, Ordering::Relaxed);
+    match committed {
         Ok(planned) => {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters.events.fetch_add(planned.rows.len() as u64, Ordering::Relaxed);
             debug_assert_eq!(planned.outcomes.len(), requests.len());
             // Kept before the head moves: whoever sees the new head finds its events here.
             tail.extend(planned.base.position, planned.rows);
@@ -116,6 +160,7 @@ async fn commit(
             }
         }
         Err(error) => {
+            counters.failed_batches.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, appends = replies.len(), "event log batch failed; nothing of it was written");
             for (reply, decided, _) in replies {
                 answer(reply, &decided, Err(error.clone()));
