@@ -24,7 +24,7 @@ use shequ_http::AppState;
 use shequ_policy::Policies;
 use shequ_service::demo::{self, DemoPlaces};
 use shequ_service::{Actor, Role, Service, SystemClock};
-use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend};
+use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend, WriterCounts};
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -106,6 +106,8 @@ struct Run {
     /// The whole machine's busy CPU time over the measured seconds (server, clients and
     /// database together), where `/proc/stat` can be read.
     busy_seconds: Option<f64>,
+    /// What the log's writer did over the measured seconds.
+    writer: WriterCounts,
 }
 
 impl Run {
@@ -129,7 +131,22 @@ impl Run {
             p50_ms: percentile_ms(0.5),
             p99_ms: percentile_ms(0.99),
             busy_seconds,
+            writer: WriterCounts::default(),
         }
+    }
+
+    /// Events per committed batch: how much each durable commit carried.
+    fn events_per_batch(&self) -> String {
+        match self.writer.batches {
+            0 => "–".to_owned(),
+            batches => format!("{:.0}", self.writer.events as f64 / batches as f64),
+        }
+    }
+
+    /// The share of the measured time the writer spent committing: near 100 %, the single
+    /// writer is what holds the rate.
+    fn writer_busy(&self) -> String {
+        format!("{:.0} %", self.writer.commit_micros as f64 / 1e4 / self.elapsed.as_secs_f64())
     }
 
     fn per_second(&self) -> f64 {
@@ -151,9 +168,10 @@ type Failure = Box<dyn std::error::Error + Send + Sync>;
 pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
     println!(
         "| backend | what | connections | commands/s | p50 ms | p99 ms | failed | CPU µs/command | \
-         bare append commands/s | bare CPU µs/command | ratio |"
+         events/batch | writer busy | bare append commands/s | bare CPU µs/command | bare events/batch | \
+         bare writer busy | ratio |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for backend in &arguments.backends {
         for &connections in &arguments.connections {
             for &kind in &arguments.commands {
@@ -167,15 +185,19 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
                 let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
                 cleanup.run().await?;
                 println!(
-                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {:.0} | {} | {:.2}× |",
+                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2}× |",
                     kind.name(),
                     served.per_second(),
                     served.p50_ms,
                     served.p99_ms,
                     served.failures,
                     served.cpu_us_per_command(),
+                    served.events_per_batch(),
+                    served.writer_busy(),
                     bare.per_second(),
                     bare.cpu_us_per_command(),
+                    bare.events_per_batch(),
+                    bare.writer_busy(),
                     served.per_second() / bare.per_second(),
                 );
             }
@@ -352,6 +374,7 @@ async fn measure_http(
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
     let busy = tokio::spawn(busy_between(warmup_until, until));
+    let writer = tokio::spawn(writer_between(state.log.clone(), warmup_until, until));
     let mut clients = Vec::new();
     for client in 0..connections {
         let base = base.clone();
@@ -413,7 +436,8 @@ async fn measure_http(
         latencies_us.extend(latencies);
     }
     let elapsed = Duration::from_secs(arguments.seconds);
-    let run = Run::of_latencies(commands, failures, elapsed, latencies_us, busy.await?);
+    let mut run = Run::of_latencies(commands, failures, elapsed, latencies_us, busy.await?);
+    run.writer = writer.await?;
     server.abort();
     Ok((run, verified_samples(&state.log).await?))
 }
@@ -455,12 +479,15 @@ async fn measure_wrk(
     }
     let before = state.log.head().await?.position;
     let busy_before = machine_busy_seconds();
+    let writer_before = state.log.writer_counts();
     let output = wrk(&base, connections, arguments.seconds, script.path()).await?;
     let busy_seconds = machine_busy_seconds().zip(busy_before).map(|(after, before)| after - before);
+    let writer = writer_since(&state.log, writer_before);
     settle().await;
     let written = state.log.head().await?.position - before;
     server.abort();
-    let run = parse_wrk(&output, busy_seconds)?;
+    let mut run = parse_wrk(&output, busy_seconds)?;
+    run.writer = writer;
     let per_command = match kind {
         Kind::Propose => 3,
         Kind::File => 2,
@@ -588,6 +615,7 @@ fn parse_wrk(report: &str, busy_seconds: Option<f64>) -> Result<Run, Failure> {
         p50_ms: percentile("50%")?,
         p99_ms: percentile("99%")?,
         busy_seconds,
+        writer: WriterCounts::default(),
     })
 }
 
@@ -635,6 +663,7 @@ async fn measure_bare(
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
     let busy = tokio::spawn(busy_between(warmup_until, until));
+    let writer = tokio::spawn(writer_between(log.clone(), warmup_until, until));
     let mut clients = Vec::new();
     for _ in 0..connections {
         let log = log.clone();
@@ -697,9 +726,28 @@ async fn measure_bare(
         latencies_us.extend(latencies);
     }
     let elapsed = Duration::from_secs(arguments.seconds);
-    let run = Run::of_latencies(commands, 0, elapsed, latencies_us, busy.await?);
+    let mut run = Run::of_latencies(commands, 0, elapsed, latencies_us, busy.await?);
+    run.writer = writer.await?;
     log.close().await;
     Ok(run)
+}
+
+/// What the log's writer did between `from` and `until`.
+async fn writer_between(log: EventLog, from: Instant, until: Instant) -> WriterCounts {
+    tokio::time::sleep_until(from.into()).await;
+    let before = log.writer_counts();
+    tokio::time::sleep_until(until.into()).await;
+    writer_since(&log, before)
+}
+
+fn writer_since(log: &EventLog, before: WriterCounts) -> WriterCounts {
+    let after = log.writer_counts();
+    WriterCounts {
+        batches: after.batches - before.batches,
+        events: after.events - before.events,
+        failed_batches: after.failed_batches - before.failed_batches,
+        commit_micros: after.commit_micros - before.commit_micros,
+    }
 }
 
 /// The machine's busy CPU seconds between `from` and `until`.
