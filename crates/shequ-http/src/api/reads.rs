@@ -647,7 +647,7 @@ struct TransferQuery {
     responses(
         (
             status = 200,
-            description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order",
+            description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order. A page looks through at most 10 ledger events for each transfer it may hold (500 for the default `limit` of 50), so a page can hold fewer than `limit`, even none, and still have a `next_cursor`: the list ends only where `next_cursor` is null",
             body = Page<TransferEntry>
         ),
         (
@@ -673,9 +673,9 @@ async fn list_transfers(
     let limit = limit(request.limit)?;
     let filter =
         TransferFilter { kind: request.kind, mandate: request.mandate, organisation: request.organisation };
-    let items =
+    let (items, next) =
         state.service.list_transfers(claims.actor(), &filter, request.cursor.unwrap_or(0), limit).await?;
-    Ok(Json(page(items, limit, |entry| entry.position.to_string())))
+    Ok(Json(Page { items, next_cursor: next.map(|position| position.to_string()) }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -66,7 +66,11 @@ impl TransferFilter {
 }
 
 /// How many ledger events a list of transfers reads at a time while it fills a page.
-const TRANSFERS_READ_EVENTS: u32 = 500;
+const TRANSFERS_READ_EVENTS: usize = 500;
+
+/// How many ledger events a page of transfers may read for each transfer it may hold: a page
+/// of 50 reads at most 500 events, whatever it finds among them.
+pub const TRANSFERS_SCANNED_PER_ITEM: usize = 10;
 
 /// The part of a district's ledger an actor may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,45 +350,54 @@ impl Service {
     }
 
     /// The district's transfers that `actor` may read and `filter` keeps, in log order, after
-    /// position `after`, at most `limit`.
+    /// position `after`: at most `limit`, found among at most `limit` × [`TRANSFERS_SCANNED_PER_ITEM`]
+    /// ledger events, so that a page costs the same however few of the ledger's transfers the
+    /// reader sees. Also returns where the next page starts, unless the ledger was read to its
+    /// end: the last transfer of a full page, or else the last event read (a short page, even
+    /// an empty one, is then not the last).
     pub async fn list_transfers(
         &self,
         actor: Actor,
         filter: &TransferFilter,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<TransferEntry>, ServiceError> {
+    ) -> Result<(Vec<TransferEntry>, Option<u64>), ServiceError> {
         debug_assert!(limit > 0, "a page holds at least one transfer");
         let (district, mut scope) = self.ledger_scope(actor).await?;
         let stream = format!("ledger-{district}");
         let mut page = Vec::new();
         let mut after = after;
-        loop {
-            let events = self.log.read_stream_after(&stream, after, TRANSFERS_READ_EVENTS).await?;
-            let Some(last) = events.last() else { return Ok(page) };
-            after = last.position;
+        let mut budget = limit.saturating_mul(TRANSFERS_SCANNED_PER_ITEM);
+        while budget > 0 {
+            let chunk = budget.min(TRANSFERS_READ_EVENTS);
+            let events =
+                self.log.read_stream_after(&stream, after, u32::try_from(chunk).unwrap_or(u32::MAX)).await?;
+            let Some(last) = events.last() else { return Ok((page, None)) };
             let entries = events.iter().map(TransferEntry::from_event).collect::<Result<Vec<_>, _>>()?;
             // The projection must know every mandate these transfers name, to place their
             // accounts: one that has not yet seen another process's last appends asks the
             // database.
-            if scope.shown.is_some() && self.read_model.read().await?.position() < after {
+            if scope.shown.is_some() && self.read_model.read().await?.position() < last.position {
                 self.read_model.catch_up().await?;
             }
             let projection = self.read_model.read().await?;
             for entry in entries {
+                after = entry.position;
                 if filter.matches(&entry.transfer)
                     && scope.shows_transfer(self, &projection, &entry.transfer)?
                 {
                     page.push(entry);
                     if page.len() == limit {
-                        return Ok(page);
+                        return Ok((page, Some(after)));
                     }
                 }
             }
-            if events.len() < TRANSFERS_READ_EVENTS as usize {
-                return Ok(page);
+            if events.len() < chunk {
+                return Ok((page, None));
             }
+            budget -= chunk;
         }
+        Ok((page, Some(after)))
     }
 
     /// Whose accounts `actor` may read. The district's own readers (`read.ledger` on the
