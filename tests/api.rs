@@ -569,11 +569,11 @@ async fn every_role_against_every_endpoint(db: Db) {
             }
         }
         // And nobody without a token.
-        let path = path.replace(TARGET, &make(*on).await);
-        let (status, _) = client.call(method, &path, None, body.as_ref().map(fresh)).await;
+        let anonymous_path = path.replace(TARGET, &make(*on).await);
+        let (status, _) = client.call(method, &anonymous_path, None, body.as_ref().map(fresh)).await;
         checks += 1;
         if status != StatusCode::UNAUTHORIZED {
-            failures.push(format!("anonymous {method} {path}: {status}"));
+            failures.push(format!("anonymous {method} {anonymous_path}: {status}"));
         }
         // The right role in the wrong place, on what lies at the first street's first
         // community: refused, and nothing written.
@@ -597,6 +597,45 @@ async fn every_role_against_every_endpoint(db: Db) {
     assert!(failures.is_empty(), "{} of {checks} checks failed:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(checks, rows.len() * 7 + outsider_checks);
     assert!(outsider_checks >= 50, "{outsider_checks}");
+
+    // What names the first district's places outright is refused to the second's too, and its
+    // own books hold nothing of the first's.
+    let other_district = issue(D, elsewhere, "test");
+    let other_office = issue(S, its_street, "test");
+    let head = client.state.log.head().await.unwrap().position;
+    for (who, token, method, path, body) in [
+        ("another district", &other_district, "GET", format!("/api/v1/mandates/{employment}"), None),
+        (
+            "another district",
+            &other_district,
+            "GET",
+            format!("/api/v1/organisations/{}", places.district),
+            None,
+        ),
+        (
+            "another district",
+            &other_district,
+            "GET",
+            format!("/api/v1/audit/mandates/{employment}/timeline"),
+            None,
+        ),
+        (
+            "another district's street office",
+            &other_office,
+            "POST",
+            "/api/v1/mandates".into(),
+            Some(fresh(&propose)),
+        ),
+    ] {
+        let (status, got) = client.call(method, &path, Some(token), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who} {method} {path}: {got}");
+    }
+    assert_eq!(client.state.log.head().await.unwrap().position, head, "the refusals wrote nothing");
+    let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&other_district), None).await;
+    assert_eq!(status, StatusCode::OK, "{books}");
+    assert_eq!((books["district"].clone(), books["balances"].clone()), (json!(elsewhere), json!([])));
+    let (_, transfers) = client.call("GET", "/api/v1/ledger/transfers", Some(&other_district), None).await;
+    assert_eq!(transfers["items"], json!([]), "{transfers}");
 }
 
 async fn the_district_registers_its_organisations(db: Db) {
@@ -680,7 +719,13 @@ async fn all_transfers(client: &Client, token: &str, query: &str, limit: usize) 
         assert!(page_items.len() <= limit);
         items.extend(page_items.iter().cloned());
         match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+            Some(next) => {
+                let moved_on = cursor
+                    .as_ref()
+                    .is_none_or(|before| next.parse::<u64>().unwrap() > before.parse().unwrap());
+                assert!(moved_on, "{path}: the cursor moves on: {page}");
+                cursor = Some(next.to_owned());
+            }
             None => return items,
         }
     }

@@ -33,6 +33,8 @@ struct WriterMetrics {
     events: IntCounter,
     failed_batches: IntCounter,
     commit_seconds: Counter,
+    /// One update at a time: two scrapes at once would each add the same difference.
+    updating: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl WriterMetrics {
@@ -53,6 +55,7 @@ impl WriterMetrics {
                 "Time the writer spent committing batches: near 1 per second, it is the bottleneck",
             )
             .expect("a valid metric"),
+            updating: std::sync::Arc::default(),
         }
     }
 
@@ -67,6 +70,8 @@ impl WriterMetrics {
 
     /// Counters only go up: each is raised by what the writer did since the last scrape.
     fn update(&self, counts: WriterCounts) {
+        // A poisoned lock only means another scrape panicked midway; the counters stand.
+        let _one_at_a_time = self.updating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let raise = |counter: &IntCounter, total: u64| counter.inc_by(total.saturating_sub(counter.get()));
         raise(&self.batches, counts.batches);
         raise(&self.events, counts.events);

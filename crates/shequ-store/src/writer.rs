@@ -33,7 +33,7 @@ pub(crate) struct Counters {
 /// A reading of the writer's counters (see [`crate::EventLog::writer_counts`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterCounts {
-    /// Batches committed: each one transaction and one durable commit.
+    /// Batches that appended events: each one transaction and one durable commit.
     pub batches: u64,
     /// Events those batches appended.
     pub events: u64,
@@ -142,8 +142,11 @@ async fn commit(
     counters.commit_micros.fetch_add(micros, Ordering::Relaxed);
     match committed {
         Ok(planned) => {
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters.events.fetch_add(planned.rows.len() as u64, Ordering::Relaxed);
+            // A batch whose appends were all refused, or all retries, wrote nothing.
+            if !planned.rows.is_empty() {
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters.events.fetch_add(planned.rows.len() as u64, Ordering::Relaxed);
+            }
             debug_assert_eq!(planned.outcomes.len(), requests.len());
             // Kept before the head moves: whoever sees the new head finds its events here.
             tail.extend(planned.base.position, planned.rows);
