@@ -4,7 +4,6 @@
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use shequ_domain::organisation::OrganisationKind;
-use shequ_policy::Policies;
 use shequ_service::demo::{self, demo_id};
 use shequ_service::Role;
 use uuid::Uuid;
@@ -23,14 +22,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
     ]
 }
 
-async fn demo_client(db: &Db) -> Client {
-    let client = Client::new(db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
-    client
-}
-
 async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let inspector = client.token(Role::Inspector, places.district);
     let (status, first) = client.call("GET", "/api/v1/mandates?limit=3", Some(&inspector), None).await;
@@ -107,7 +100,7 @@ async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
 }
 
 async fn a_service_request_over_http(db: Db) {
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let station = places.communities[1].0;
     let resident = client.token(Role::Resident, station);
@@ -235,7 +228,7 @@ async fn a_service_request_over_http(db: Db) {
 }
 
 async fn inspectors_read_the_past_and_the_timeline(db: Db) {
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let inspector = client.token(Role::Inspector, places.district);
     let (status, now) = client.call("GET", "/api/v1/audit/state", Some(&inspector), None).await;
@@ -330,7 +323,7 @@ async fn every_role_against_every_endpoint(db: Db) {
     use Role::{
         Community as C, Department as Dp, District as D, Inspector as I, Resident as R, StreetOffice as S,
     };
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let community = places.communities[0].0;
     let org = |role: Role| match role {
@@ -639,7 +632,7 @@ async fn every_role_against_every_endpoint(db: Db) {
 }
 
 async fn the_district_registers_its_organisations(db: Db) {
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let district = client.token(Role::District, places.district);
     let street = Uuid::now_v7();
@@ -813,7 +806,7 @@ async fn reads_exactly_its_place(client: &Client, street: Uuid, community: Optio
 }
 
 async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
-    let client = demo_client(&db).await;
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let district = client.token(Role::District, places.district);
     let (everything, _) = balances_of(&client, &district).await;

@@ -47,6 +47,13 @@ impl Drop for Client {
 }
 
 impl Client {
+    /// A client of a server on a fresh store loaded with the demo data set.
+    pub async fn with_demo(db: &Db) -> Self {
+        let client = Self::new(db).await;
+        demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+        client
+    }
+
     pub async fn new(db: &Db) -> Self {
         let log = EventLog::open(&db.url).await.unwrap();
         let service =
@@ -154,8 +161,7 @@ async fn health_and_readiness(db: Db) {
 }
 
 async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: Db) {
-    let client = Client::new(&db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let street = client.token(Role::StreetOffice, places.streets[0].0);
     let community = client.token(Role::Community, places.communities[0].0);
@@ -324,8 +330,7 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
 }
 
 async fn a_mandate_and_its_money_over_http(db: Db) {
-    let client = Client::new(&db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let district = client.token(Role::District, places.district);
     let department = client.token(Role::Department, places.departments[0].0);
@@ -459,8 +464,7 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
 /// naming both revisions, writes nothing, and goes through once sent on the revision read
 /// again; two clients deciding on the same revision get one success and one conflict.
 async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
-    let client = Client::new(&db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let street = client.token(Role::StreetOffice, places.streets[0].0);
     let community = client.token(Role::Community, places.communities[0].0);
@@ -560,8 +564,7 @@ fn hash(value: &Value) -> [u8; 32] {
 
 async fn merkle_proofs_verify_as_rfc_9162_says(db: Db) {
     use shequ_store::merkle;
-    let client = Client::new(&db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let inspector = client.token(Role::Inspector, places.district);
     let size = client.state.log.head().await.unwrap().position;

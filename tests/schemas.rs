@@ -15,7 +15,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use axum::http::StatusCode;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
-use shequ_policy::Policies;
 use shequ_service::checkpoint::CheckpointKey;
 use shequ_service::demo;
 use shequ_service::event_schemas::{self, DIALECT, ID_BASE, METADATA};
@@ -215,8 +214,7 @@ fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 /// `schemas/events`. (No API renames an organisation, and the demo's mandates are not yet due
 /// to complete: those two types are checked against the code only.)
 async fn every_recorded_event_validates_against_its_schema(db: Db) {
-    let client = Client::new(&db).await;
-    demo::load(&client.state.log, &Policies::embedded().unwrap()).await.unwrap();
+    let client = Client::with_demo(&db).await;
     let places = demo::places();
     let station = places.communities[1].0;
     let resident = client.token(Role::Resident, station);
