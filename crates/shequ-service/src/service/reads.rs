@@ -420,6 +420,7 @@ impl Service {
         self.authorize(&actor, "read.ledger", own_place).await?;
         Ok((district, LedgerScope { district, actor, shown: Some(HashMap::new()) }))
     }
+
     async fn audit_district(&self, actor: &Actor) -> Result<Uuid, ServiceError> {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await?;
