@@ -25,6 +25,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         the_api_authenticates_authorises_and_answers_with_the_right_status,
         a_mandate_and_its_money_over_http,
         a_command_on_a_revision_that_moved_on_is_a_conflict,
+        a_command_sent_again_while_it_runs_runs_once,
         merkle_proofs_verify_as_rfc_9162_says,
     ]
 }
@@ -556,6 +557,69 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
             client.call_with("POST", &request_path, Some(&community), Some("{}".into()), &headers).await;
         assert_eq!(status, expected, "{answer}");
     }
+}
+
+/// A client that times out and sends its keyed command again while the first attempt still
+/// runs gets the first attempt's answer: the two attempts take turns, and the second finds
+/// the first's events.
+async fn a_command_sent_again_while_it_runs_runs_once(db: Db) {
+    let client = Client::with_demo(&db).await;
+    let places = demo::places();
+    let street = client.token(Role::StreetOffice, places.streets[0].0);
+    let community = client.token(Role::Community, places.communities[0].0);
+    let mandate = Uuid::now_v7();
+    let body = json!({
+        "mandate_id": mandate, "matter_code": "EMP-001", "community": places.communities[0].0,
+        "scope": "Unemployment registration assistance", "volume": 5, "deadline": "2026-12-31",
+        "funds_offered_fen": 15000, "powers_granted": ["collect-resident-data"],
+        "working_conditions": ["service-counter", "information-terminal"],
+    });
+    let (status, admitted) =
+        client.call("POST", "/api/v1/mandates", Some(&street), Some(body.to_string())).await;
+    assert_eq!(status, StatusCode::CREATED, "{admitted}");
+    let path = format!("/api/v1/mandates/{mandate}");
+    let attempts = |action: &'static str, body: Option<Value>| {
+        let key = Uuid::now_v7().to_string();
+        let (client, path, community) = (&client, format!("{path}/{action}"), community.clone());
+        let attempt = move || {
+            let (key, path, community, body) = (key.clone(), path.clone(), community.clone(), body.clone());
+            async move {
+                let headers = [("idempotency-key", key.as_str())];
+                client
+                    .call_with("POST", &path, Some(&community), body.map(|body| body.to_string()), &headers)
+                    .await
+            }
+        };
+        futures::future::join_all((0..6).map(|_| attempt()))
+    };
+    let types = |answer: &Value| -> Vec<String> {
+        let events = answer["events"].as_array().unwrap().iter();
+        events.map(|event| event["event_type"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let head = client.state.log.head().await.unwrap().position;
+    let accepted = attempts("accept", None).await;
+    for (status, answer) in &accepted {
+        assert_eq!((*status, answer["status"].as_str()), (StatusCode::OK, Some("active")), "{answer}");
+    }
+    assert!(accepted
+        .iter()
+        .any(|(_, answer)| types(answer) == ["MandateAccepted", "TransferRecorded", "MandateActivated"]));
+    assert_eq!(
+        client.state.log.head().await.unwrap().position,
+        head + 3,
+        "accepted, posted and activated once"
+    );
+
+    let contest = json!({"grounds": ["caseload_outgrew_funding"], "statement": "Twice the cases"});
+    let contested = attempts("contest", Some(contest)).await;
+    let (_, first) = &contested[0];
+    for (status, answer) in &contested {
+        assert_eq!((*status, answer["status"].as_str()), (StatusCode::OK, Some("contested")), "{answer}");
+        assert_eq!(answer["events"], first["events"], "every attempt answers with the same events");
+    }
+    assert_eq!(types(first), ["MandateContested"]);
+    assert_eq!(client.state.log.head().await.unwrap().position, head + 4, "contested once");
 }
 
 fn hash(value: &Value) -> [u8; 32] {

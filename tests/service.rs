@@ -527,7 +527,7 @@ async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) 
     let stale = service.expecting(Some(contested_at - 1)).cure(department, mandate, cure.clone()).await;
     assert!(matches!(stale, Err(ServiceError::Store(shequ_store::StoreError::Conflict { .. }))), "{stale:?}");
     assert_eq!(service.log().head().await.unwrap().position, head);
-    let keyed = service.with_command_id(Some(Uuid::now_v7())).expecting(Some(contested_at));
+    let keyed = service.with_command_id(Some(Uuid::now_v7())).await.expecting(Some(contested_at));
 
     let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
     execute_directly(&db, &refuse).await.unwrap();
@@ -556,7 +556,7 @@ async fn a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started(db
     let proposal = employment(street.organisation, community.organisation, 1, 3_000);
     service.propose(street, mandate, proposal).await.unwrap();
     let (_, revision) = service.read_mandate(community, mandate).await.unwrap();
-    let keyed = service.with_command_id(Some(Uuid::now_v7())).expecting(Some(revision));
+    let keyed = service.with_command_id(Some(Uuid::now_v7())).await.expecting(Some(revision));
 
     let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
     execute_directly(&db, &refuse).await.unwrap();
@@ -732,12 +732,10 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
         .await
         .unwrap();
     let key = Some(Uuid::now_v7());
-    let review = || {
-        let (keyed, recorder) = service.with_command_id(key).recording();
-        async move {
-            let outcome = keyed.review(district, mandate, ReviewOutcome::Uphold, "upheld").await.unwrap();
-            (outcome.status, recorder.take())
-        }
+    let review = || async {
+        let (keyed, recorder) = service.with_command_id(key).await.recording();
+        let outcome = keyed.review(district, mandate, ReviewOutcome::Uphold, "upheld").await.unwrap();
+        (outcome.status, recorder.take())
     };
     let (status, first) = review().await;
     assert_eq!(status, MandateStatus::Withdrawn);
@@ -748,7 +746,7 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
     let (status, again) = review().await;
     assert_eq!((status, again), (MandateStatus::Withdrawn, on_mandate));
     assert_eq!(log.head().await.unwrap().position, head, "nothing appended, nothing refunded twice");
-    let keyed = service.with_command_id(key);
+    let keyed = service.with_command_id(key).await;
     let contested = keyed.contest(community, mandate, vec![ContestGround::FundsNotPosted], "again").await;
     assert!(
         matches!(&contested, Err(ServiceError::KeyReused(message)) if message.starts_with("Idempotency-Key")),

@@ -68,7 +68,8 @@ impl FromRequestParts<AppState> for Authenticated {
 pub struct CommandHeaders {
     /// A UUID the client chose for this command, bare or quoted (the IETF draft's form): a
     /// retry with the same key returns the first result (the events the command appended to
-    /// the mandate or request, and its state as it stands) instead of running it again.
+    /// the mandate or request, and its state as it stands) instead of running it again. A
+    /// retry sent while the first attempt still runs waits for it, then answers the same.
     #[param(rename = "Idempotency-Key", value_type = Option<Uuid>)]
     idempotency_key: Option<Uuid>,
     /// The `revision` the client last read the mandate or request at: the command goes
@@ -82,7 +83,7 @@ impl CommandHeaders {
     /// A handle on `service` for this command (`action`, with the body it was sent), and the
     /// recorder of the events it appends. The digest of the action and its body, as parsed,
     /// goes with a keyed command's events: the same key sent with another body is refused.
-    fn service(
+    async fn service(
         &self,
         service: &shequ_service::Service,
         action: &str,
@@ -98,6 +99,7 @@ impl CommandHeaders {
         });
         service
             .with_command_id(self.idempotency_key)
+            .await
             .with_command_digest(digest)
             .expecting(self.expected_revision)
             .recording()
@@ -478,7 +480,7 @@ async fn accept(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "accept", &());
+    let (service, recorder) = headers.service(&state.service, "accept", &()).await;
     let outcome = service.accept(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -532,7 +534,7 @@ async fn contest(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "contest", &request);
+    let (service, recorder) = headers.service(&state.service, "contest", &request).await;
     let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -673,7 +675,7 @@ async fn cure(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "cure", &request);
+    let (service, recorder) = headers.service(&state.service, "cure", &request).await;
     let cure = shequ_domain::mandate::Cure {
         funds_added_fen: fen("funds_added_fen", request.funds_added_fen)?,
         powers_added: request.powers_added,
@@ -732,7 +734,7 @@ async fn review(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "review", &request);
+    let (service, recorder) = headers.service(&state.service, "review", &request).await;
     let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -785,7 +787,7 @@ async fn withdraw(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "withdraw", &request);
+    let (service, recorder) = headers.service(&state.service, "withdraw", &request).await;
     let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -830,7 +832,7 @@ async fn complete(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "complete", &());
+    let (service, recorder) = headers.service(&state.service, "complete", &()).await;
     let outcome = service.complete(claims.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
@@ -883,7 +885,7 @@ async fn reassign(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "reassign", &request);
+    let (service, recorder) = headers.service(&state.service, "reassign", &request).await;
     let outcome = service.reassign(claims.actor(), id, request.community).await?;
     match outcome.violations.is_empty() {
         true => Ok(Json(OutcomeView::new(outcome, recorder.take()))),

@@ -29,6 +29,7 @@ use crate::read_model::ReadModel;
 
 mod reads;
 mod requests;
+mod turns;
 
 pub use reads::{
     LedgerView, MandateFilter, StateAsOf, Timeline, TimelineEntry, TransferEntry, TransferFilter,
@@ -59,6 +60,10 @@ pub struct Service {
     /// The client's id for this handle's command, if it named one (see
     /// [`Service::with_command_id`]).
     command_id: Option<Uuid>,
+    /// Attempts at commands named by the same id take turns, in this process.
+    turns: Arc<turns::CommandTurns>,
+    /// This handle's turn at its named command: the next attempt waits until it is dropped.
+    _turn: Option<Arc<turns::CommandTurn>>,
     /// A digest of what the named command asks (see [`Service::with_command_digest`]).
     command_digest: Option<String>,
     /// The revision the client saw its command's mandate or request at, if it stated one (see
@@ -141,6 +146,8 @@ impl Service {
             read_model: ReadModel::new(log.clone()),
             recorder: None,
             command_id: None,
+            turns: Arc::default(),
+            _turn: None,
             command_digest: None,
             expected_revision: None,
             states: Arc::default(),
@@ -170,8 +177,16 @@ impl Service {
     /// events carry the id as their correlation and causation id, and a command on a mandate
     /// or request whose stream already holds events caused by the id is not run again: it
     /// answers with those events and the state as it stands.
-    pub fn with_command_id(&self, command_id: Option<Uuid>) -> Service {
-        Self { command_id, ..self.clone() }
+    ///
+    /// Waits while another handle named by the same id is alive in this process (an attempt
+    /// sent again while the first still runs), so that the second finds the first's events
+    /// rather than acting on what it has half done.
+    pub async fn with_command_id(&self, command_id: Option<Uuid>) -> Service {
+        let turn = match command_id {
+            Some(id) => Some(Arc::new(self.turns.take(id).await)),
+            None => None,
+        };
+        Self { command_id, _turn: turn, ..self.clone() }
     }
 
     /// A handle whose named command ([`Self::with_command_id`]) asks what `digest` sums up (the

@@ -598,7 +598,7 @@ async fn act_on_request(
     headers: CommandHeaders,
     OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, &action, &body);
+    let (service, recorder) = headers.service(&state.service, &action, &body).await;
     let action = match action.as_str() {
         "forward" => RequestAction::Forward { note: body.note },
         "accept" => RequestAction::Accept { note: body.note },
