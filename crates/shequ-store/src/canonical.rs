@@ -4,6 +4,7 @@
 //! without a new format version there.
 
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::record::RecordedEvent;
 
@@ -24,62 +25,113 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// metadata      u32 big-endian byte length, then the JSON text's bytes
 /// ```
 pub fn canonical_bytes(event: &RecordedEvent) -> Vec<u8> {
-    let capacity = 8
-        + 4
-        + event.stream.len()
-        + 8
-        + 16
-        + 4
-        + event.event_type.len()
-        + 4
-        + 4
-        + event.data.len()
-        + 4
-        + event.metadata.len();
-    let mut bytes = Vec::with_capacity(capacity);
-    bytes.extend_from_slice(&event.position.to_be_bytes());
-    push_text(&mut bytes, event.stream.as_bytes());
-    bytes.extend_from_slice(&event.revision.to_be_bytes());
-    bytes.extend_from_slice(event.event_id.as_bytes());
-    push_text(&mut bytes, event.event_type.as_bytes());
-    bytes.extend_from_slice(&event.event_version.to_be_bytes());
-    push_text(&mut bytes, event.data.as_bytes());
-    push_text(&mut bytes, event.metadata.as_bytes());
-    debug_assert_eq!(bytes.len(), capacity);
-    bytes
+    Fields::from(event).bytes()
 }
 
 /// The chain hash of an event: SHA-256(previous event's hash ‖ canonical bytes).
 pub fn chain_hash(previous: &[u8; 32], event: &RecordedEvent) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(previous);
-    update_canonical(&mut hasher, event);
-    hasher.finalize().into()
+    Fields::from(event).chain_hash(previous)
 }
 
 /// The Merkle leaf hash of an event: SHA-256(0x00 ‖ canonical bytes), as
 /// `merkle::leaf_hash(&canonical_bytes(event))`.
 pub fn leaf_hash(event: &RecordedEvent) -> [u8; 32] {
+    Fields::from(event).leaf_hash()
+}
+
+/// The chain hash of an event given its canonical bytes.
+pub(crate) fn chain_hash_of_bytes(previous: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
-    hasher.update([0x00]);
-    update_canonical(&mut hasher, event);
+    hasher.update(previous);
+    hasher.update(canonical);
     hasher.finalize().into()
 }
 
-/// Feeds `hasher` the canonical bytes of `event`, field by field, without building them.
-fn update_canonical(hasher: &mut Sha256, event: &RecordedEvent) {
-    hasher.update(event.position.to_be_bytes());
-    hasher.update(text_length(event.stream.as_bytes()));
-    hasher.update(event.stream.as_bytes());
-    hasher.update(event.revision.to_be_bytes());
-    hasher.update(event.event_id.as_bytes());
-    hasher.update(text_length(event.event_type.as_bytes()));
-    hasher.update(event.event_type.as_bytes());
-    hasher.update(event.event_version.to_be_bytes());
-    hasher.update(text_length(event.data.as_bytes()));
-    hasher.update(event.data.as_bytes());
-    hasher.update(text_length(event.metadata.as_bytes()));
-    hasher.update(event.metadata.as_bytes());
+/// The fields of an event that its canonical bytes hold, borrowed from wherever the event
+/// was read (a [`RecordedEvent`], or a database row as it lies in the driver's memory).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub position: u64,
+    pub stream: &'a str,
+    pub revision: u64,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub event_version: u32,
+    pub data: &'a str,
+    pub metadata: &'a str,
+}
+
+impl<'a> From<&'a RecordedEvent> for Fields<'a> {
+    fn from(event: &'a RecordedEvent) -> Self {
+        Fields {
+            position: event.position,
+            stream: &event.stream,
+            revision: event.revision,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            event_version: event.event_version,
+            data: &event.data,
+            metadata: &event.metadata,
+        }
+    }
+}
+
+impl Fields<'_> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
+        let capacity = 8
+            + 4
+            + self.stream.len()
+            + 8
+            + 16
+            + 4
+            + self.event_type.len()
+            + 4
+            + 4
+            + self.data.len()
+            + 4
+            + self.metadata.len();
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.extend_from_slice(&self.position.to_be_bytes());
+        push_text(&mut bytes, self.stream.as_bytes());
+        bytes.extend_from_slice(&self.revision.to_be_bytes());
+        bytes.extend_from_slice(self.event_id.as_bytes());
+        push_text(&mut bytes, self.event_type.as_bytes());
+        bytes.extend_from_slice(&self.event_version.to_be_bytes());
+        push_text(&mut bytes, self.data.as_bytes());
+        push_text(&mut bytes, self.metadata.as_bytes());
+        debug_assert_eq!(bytes.len(), capacity);
+        bytes
+    }
+
+    pub(crate) fn chain_hash(&self, previous: &[u8; 32]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(previous);
+        self.update(&mut hasher);
+        hasher.finalize().into()
+    }
+
+    pub(crate) fn leaf_hash(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update([0x00]);
+        self.update(&mut hasher);
+        hasher.finalize().into()
+    }
+
+    /// Feeds `hasher` the canonical bytes, field by field, without building them.
+    fn update(&self, hasher: &mut Sha256) {
+        hasher.update(self.position.to_be_bytes());
+        hasher.update(text_length(self.stream.as_bytes()));
+        hasher.update(self.stream.as_bytes());
+        hasher.update(self.revision.to_be_bytes());
+        hasher.update(self.event_id.as_bytes());
+        hasher.update(text_length(self.event_type.as_bytes()));
+        hasher.update(self.event_type.as_bytes());
+        hasher.update(self.event_version.to_be_bytes());
+        hasher.update(text_length(self.data.as_bytes()));
+        hasher.update(self.data.as_bytes());
+        hasher.update(text_length(self.metadata.as_bytes()));
+        hasher.update(self.metadata.as_bytes());
+    }
 }
 
 fn text_length(text: &[u8]) -> [u8; 4] {

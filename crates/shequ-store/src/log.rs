@@ -19,6 +19,7 @@ use crate::metadata::CommandContext;
 use crate::plan::AppendRequest;
 use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 use crate::tail::Tail;
+use crate::verify::CheckedPage;
 use crate::writer::{self, Pending, WriterCounts};
 use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
 
@@ -321,7 +322,32 @@ impl EventLog {
         F: Fn(&[RecordedEvent]) -> X + Clone + Send + Sync + 'static,
     {
         let log = self.clone();
-        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, prepare))
+        let read = move |log: EventLog, from: u64, limit: u32| {
+            let prepare = prepare.clone();
+            async move {
+                let page = log.read_all(from, limit).await?;
+                let prepared = prepare(&page);
+                Ok((page, prepared))
+            }
+        };
+        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, read))
+    }
+
+    /// The pages of [`EventLog::stream_all`] as `verify` checks them, each checked where it
+    /// was read (see [`CheckedPage`]).
+    pub(crate) fn checked_pages(
+        &self,
+        from_position: u64,
+        page_events: u32,
+    ) -> impl Stream<Item = Result<CheckedPage, StoreError>> + Send + 'static {
+        let log = self.clone();
+        let read = |log: EventLog, from: u64, limit: u32| async move {
+            match page_limit(from, limit) {
+                Some(limit) => log.inner.backend.check_page(from.max(1), limit).await,
+                None => Ok(CheckedPage::default()),
+            }
+        };
+        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, read))
     }
 
     /// Every event of one category's streams (`category-…`) up to and including position
@@ -540,35 +566,31 @@ impl Drop for AbortOnDrop {
 /// what comes out is the same pages, from the same queries, as reading one after another; a
 /// short page (the end of the log) or a gap (a tampered log) drops the guesses after it, and
 /// reading goes on one page at a time from where that page ended.
-async fn read_ahead<X, F>(
+async fn read_ahead<P, R, Read>(
     log: EventLog,
     mut next: u64,
     page_events: u32,
-    pages: mpsc::Sender<Result<(Vec<RecordedEvent>, X), StoreError>>,
-    prepare: F,
+    pages: mpsc::Sender<Result<P, StoreError>>,
+    read: R,
 ) where
-    X: Send + 'static,
-    F: Fn(&[RecordedEvent]) -> X + Clone + Send + Sync + 'static,
+    P: LogPage,
+    R: Fn(EventLog, u64, u32) -> Read + Send + Sync + 'static,
+    Read: Future<Output = Result<P, StoreError>> + Send + 'static,
 {
     let page_events = page_events.clamp(1, READ_PAGE_EVENTS_MAX);
     // Dropping a handle lets its read run to its end, unwanted, rather than cancelling it in
     // the middle of a query.
-    let mut in_flight: VecDeque<(u64, PreparedRead<X>)> = VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
+    let mut in_flight: VecDeque<(u64, tokio::task::JoinHandle<Result<P, StoreError>>)> =
+        VecDeque::with_capacity(READ_AHEAD_PAGES_MAX);
     let mut guess = next;
     let mut readers = 1;
     loop {
         while in_flight.len() < readers {
-            let (reader, prepare) = (log.clone(), prepare.clone());
-            let read = tokio::spawn(async move {
-                let page = reader.read_all(guess, page_events).await?;
-                let prepared = prepare(&page);
-                Ok((page, prepared))
-            });
-            in_flight.push_back((guess, read));
+            in_flight.push_back((guess, tokio::spawn(read(log.clone(), guess, page_events))));
             guess += u64::from(page_events);
         }
-        let (start, read) = in_flight.pop_front().expect("at least one page is being read");
-        let page = match read.await {
+        let (start, reading) = in_flight.pop_front().expect("at least one page is being read");
+        let page = match reading.await {
             Ok(page) => page,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             // Only a runtime shutting down cancels the task.
@@ -583,8 +605,8 @@ async fn read_ahead<X, F>(
                 return;
             }
         };
-        let Some(last) = page.0.last() else { return };
-        next = last.position + 1;
+        let Some(last) = page.last_position() else { return };
+        next = last + 1;
         match next == start + u64::from(page_events) {
             true => readers = READ_AHEAD_PAGES_MAX,
             false => {
@@ -599,9 +621,25 @@ async fn read_ahead<X, F>(
     }
 }
 
-/// A page being read by `read_ahead`, in its own task.
+/// A page `read_ahead` hands over: events in position order, the last of which it knows.
+trait LogPage: Send + 'static {
+    fn last_position(&self) -> Option<u64>;
+}
+
+impl<X: Send + 'static> LogPage for (Vec<RecordedEvent>, X) {
+    fn last_position(&self) -> Option<u64> {
+        self.0.last().map(|event| event.position)
+    }
+}
+
+impl LogPage for CheckedPage {
+    fn last_position(&self) -> Option<u64> {
+        CheckedPage::last_position(self)
+    }
+}
+
+/// A page being read by `stream_category`, in its own task.
 type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
-type PreparedRead<X> = tokio::task::JoinHandle<Result<(Vec<RecordedEvent>, X), StoreError>>;
 
 /// An append that builds on an event names the exact revision that event is at.
 fn validate_after(expected: ExpectedRevision, after: Option<Uuid>) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures::TryStreamExt;
 
-use crate::canonical::{chain_hash, leaf_hash, GENESIS_HASH};
+use crate::canonical::{chain_hash_of_bytes, Fields, GENESIS_HASH};
 use crate::error::StoreError;
 use crate::log::{EventLog, LogHead};
 use crate::merkle::{Hash, RootBuilder};
@@ -45,9 +45,10 @@ impl EventLog {
     /// roots at `tree_sizes` (those the intact events reach), all in one reading of the log:
     /// how signed checkpoints are checked.
     ///
-    /// Each page's chain links and leaf hashes are computed by the task that read it, so
-    /// pages read at once are hashed at once; this walk then checks positions and revisions,
-    /// the first link of each page, and builds the tree.
+    /// Each page's chain links and leaf hashes are computed where it was read, row by row as
+    /// the database driver holds it (see [`CheckedPage`]), so pages read at once are hashed at
+    /// once; this walk then checks positions and revisions, the first link of each page, and
+    /// builds the tree.
     pub async fn verify_with_roots(
         &self,
         tree_sizes: &BTreeSet<u64>,
@@ -55,7 +56,8 @@ impl EventLog {
     ) -> Result<VerifyReport, StoreError> {
         let mut previous_hash = GENESIS_HASH;
         let mut expected_position = 1;
-        let mut stream_revisions: HashMap<String, u64> = HashMap::new();
+        // Each stream's last revision; a stream's name is copied once, when first seen.
+        let mut stream_revisions: HashMap<Box<str>, u64> = HashMap::new();
         let mut tree = RootBuilder::new();
         let mut roots = BTreeMap::new();
         if tree_sizes.contains(&0) {
@@ -70,10 +72,9 @@ impl EventLog {
         // Appends may go on while we walk: walk, read the head, and walk again while the head
         // is ahead of us and there is more to read.
         loop {
-            let mut pages =
-                std::pin::pin!(self.pages_prepared(expected_position, VERIFY_PAGE_EVENTS, hash_page));
+            let mut pages = std::pin::pin!(self.checked_pages(expected_position, VERIFY_PAGE_EVENTS));
             loop {
-                let (events, hashes) = match pages.try_next().await {
+                let page = match pages.try_next().await {
                     Ok(Some(page)) => page,
                     Ok(None) => break,
                     Err(StoreError::Corrupt { position, reason }) => {
@@ -81,26 +82,35 @@ impl EventLog {
                     }
                     Err(error) => return Err(error),
                 };
-                for ((index, event), leaf) in events.into_iter().enumerate().zip(hashes.leaves) {
+                for (index, row) in page.rows.iter().enumerate() {
                     // A page's first event links to the previous page's last, which only this
                     // walk holds; the others were checked against the event before them in
-                    // the page, which is `previous_hash` here, since it passed.
+                    // the page by `CheckedPage::push`.
                     let linked = match index {
-                        0 => chain_hash(&previous_hash, &event) == event.hash,
-                        _ => hashes.linked[index],
+                        0 => chain_hash_of_bytes(&previous_hash, &page.first) == page.first_hash,
+                        _ => row.linked,
                     };
-                    let failure = check_event(&event, expected_position, linked, &stream_revisions);
+                    let stream = page.stream(index);
+                    let last_revision = stream_revisions.get_mut(stream);
+                    let failure = check_row(row, stream, expected_position, linked, last_revision.as_deref());
                     if let Some((position, reason)) = failure {
                         return fail(checked, self.head().await?, position, reason, &tree, roots);
                     }
-                    tree.push(leaf);
+                    match last_revision {
+                        Some(last) => *last = row.revision,
+                        None => {
+                            stream_revisions.insert(stream.into(), row.revision);
+                        }
+                    }
+                    tree.push(row.leaf);
                     if tree_sizes.contains(&tree.size()) {
                         roots.insert(tree.size(), tree.root());
                     }
-                    previous_hash = event.hash;
-                    stream_revisions.insert(event.stream, event.revision);
                     expected_position += 1;
                     checked += 1;
+                }
+                if let Some(last) = page.last_hash {
+                    previous_hash = last;
                 }
                 progress(checked);
             }
@@ -129,44 +139,152 @@ impl EventLog {
     }
 }
 
-/// What can be checked of a page alone: each event's Merkle leaf hash, and whether each
-/// event after the first links to the one before it in the page.
-struct PageHashes {
-    leaves: Vec<Hash>,
-    /// `linked[i]`: the chain hash of event `i` on event `i - 1`'s stored hash is event `i`'s
-    /// stored hash. `linked[0]` is left `false`: the walk checks it.
-    linked: Vec<bool>,
+/// What verify needs of a page of the log, and what can be checked of the page alone: each
+/// event's position, stream and revision, its Merkle leaf hash, and whether each event after
+/// the first links to the one before it in the page. Built row by row where the rows are read
+/// ([`CheckedPage::push`]), without keeping the events themselves: on SQLite, straight from
+/// the rows as SQLite holds them (`sqlite_bulk::check_page`).
+#[derive(Debug, Default)]
+pub(crate) struct CheckedPage {
+    rows: Vec<CheckedRow>,
+    /// The rows' streams, one after another; each row knows where its own ends.
+    streams: String,
+    /// The first event's canonical bytes and stored hash: its link to the page before is
+    /// checked by the walk, which alone holds that page's last hash.
+    first: Vec<u8>,
+    first_hash: Hash,
+    /// The last event's stored hash, which the next event links to.
+    last_hash: Option<Hash>,
 }
 
-fn hash_page(page: &[RecordedEvent]) -> PageHashes {
-    let leaves = page.iter().map(leaf_hash).collect();
-    let linked = std::iter::once(false)
-        .chain(page.windows(2).map(|pair| chain_hash(&pair[0].hash, &pair[1]) == pair[1].hash))
-        .collect();
-    PageHashes { leaves, linked }
+#[derive(Debug)]
+struct CheckedRow {
+    position: u64,
+    revision: u64,
+    stream_end: usize,
+    leaf: Hash,
+    /// The chain hash of this event on the stored hash of the event before it in the page is
+    /// its own stored hash. Left `false` for the first: the walk checks it.
+    linked: bool,
 }
 
-/// Checks one event against what the chain so far says it must be.
-fn check_event(
-    event: &RecordedEvent,
+impl CheckedPage {
+    pub(crate) fn with_capacity(rows: usize) -> Self {
+        Self { rows: Vec::with_capacity(rows), ..Self::default() }
+    }
+
+    /// The page of `events`, checked as [`CheckedPage::push`] checks them.
+    pub(crate) fn of_events(events: &[RecordedEvent]) -> Self {
+        let mut page = Self::with_capacity(events.len());
+        for event in events {
+            page.push(Fields::from(event), &event.hash);
+        }
+        page
+    }
+
+    /// Checks the page's next event, with the hash stored with it, and keeps what the walk
+    /// needs of it.
+    pub(crate) fn push(&mut self, event: Fields<'_>, hash: &Hash) {
+        let linked = match self.last_hash {
+            Some(previous) => event.chain_hash(&previous) == *hash,
+            None => {
+                self.first = event.bytes();
+                self.first_hash = *hash;
+                false
+            }
+        };
+        self.streams.push_str(event.stream);
+        self.rows.push(CheckedRow {
+            position: event.position,
+            revision: event.revision,
+            stream_end: self.streams.len(),
+            leaf: event.leaf_hash(),
+            linked,
+        });
+        self.last_hash = Some(*hash);
+    }
+
+    pub(crate) fn last_position(&self) -> Option<u64> {
+        self.rows.last().map(|row| row.position)
+    }
+
+    fn stream(&self, index: usize) -> &str {
+        let start = index.checked_sub(1).map_or(0, |before| self.rows[before].stream_end);
+        &self.streams[start..self.rows[index].stream_end]
+    }
+}
+
+/// Checks one event against what the chain so far says it must be: `last_revision` is its
+/// stream's revision before it, if the stream was seen.
+fn check_row(
+    row: &CheckedRow,
+    stream: &str,
     expected_position: u64,
     linked: bool,
-    stream_revisions: &HashMap<String, u64>,
+    last_revision: Option<&u64>,
 ) -> Option<(u64, String)> {
-    if event.position != expected_position {
-        let reason = format!("expected position {expected_position}, found {}", event.position);
-        return Some((expected_position.min(event.position), reason));
+    if row.position != expected_position {
+        let reason = format!("expected position {expected_position}, found {}", row.position);
+        return Some((expected_position.min(row.position), reason));
     }
-    let expected_revision = stream_revisions.get(&event.stream).map_or(0, |revision| revision + 1);
-    if event.revision != expected_revision {
-        let reason = format!(
-            "stream `{}` expected revision {expected_revision}, found {}",
-            event.stream, event.revision
-        );
-        return Some((event.position, reason));
+    let expected_revision = last_revision.map_or(0, |revision| revision + 1);
+    if row.revision != expected_revision {
+        let reason =
+            format!("stream `{stream}` expected revision {expected_revision}, found {}", row.revision);
+        return Some((row.position, reason));
     }
     if !linked {
-        return Some((event.position, "the stored hash does not match the event".to_owned()));
+        return Some((row.position, "the stored hash does not match the event".to_owned()));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::canonical::{canonical_bytes, chain_hash, leaf_hash};
+
+    #[test]
+    fn a_checked_page_keeps_each_events_stream_leaf_and_link() {
+        let mut previous = GENESIS_HASH;
+        let mut events = Vec::new();
+        for (position, stream) in (1..).zip(["mandate-a", "ledger-一", "mandate-a", "request-b"]) {
+            let mut event = RecordedEvent {
+                position,
+                stream: stream.into(),
+                revision: position / 3,
+                event_id: Uuid::from_u128(u128::from(position)),
+                event_type: "Happened".into(),
+                event_version: 1,
+                data: format!("{{\"n\":{position}}}"),
+                metadata: "{}".into(),
+                recorded_at: Utc::now(),
+                hash: [0; 32],
+            };
+            event.hash = chain_hash(&previous, &event);
+            previous = event.hash;
+            events.push(event);
+        }
+        events[2].hash[0] ^= 1;
+        let page = CheckedPage::of_events(&events);
+        assert_eq!(page.last_position(), Some(4));
+        assert_eq!(page.first, canonical_bytes(&events[0]));
+        assert_eq!(page.first_hash, events[0].hash);
+        assert_eq!(page.last_hash, Some(events[3].hash));
+        for (index, (row, event)) in page.rows.iter().zip(&events).enumerate() {
+            assert_eq!(page.stream(index), event.stream);
+            assert_eq!(
+                (row.position, row.revision, row.leaf),
+                (event.position, event.revision, leaf_hash(event))
+            );
+        }
+        // The first is the walk's to link; the third's stored hash was changed, so neither it
+        // nor the fourth, which links to the changed hash, holds.
+        let linked: Vec<bool> = page.rows.iter().map(|row| row.linked).collect();
+        assert_eq!(linked, [false, true, false, false]);
+        assert_eq!(CheckedPage::of_events(&[]).last_position(), None);
+    }
 }

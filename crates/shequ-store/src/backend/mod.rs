@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::plan::{AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
+use crate::verify::CheckedPage;
 
 /// Which database a log lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +208,17 @@ impl Backend {
         match self {
             Backend::Sqlite(_, readers) => sqlite_bulk::read_page(readers, from_position, limit).await,
             Backend::Postgres(pool) => postgres::read_page(pool, from_position, limit).await,
+        }
+    }
+
+    /// [`Backend::read_page`] as `verify` checks it. On SQLite each row is checked as SQLite
+    /// holds it, and no event is built.
+    pub async fn check_page(&self, from_position: u64, limit: u32) -> Result<CheckedPage, StoreError> {
+        match self {
+            Backend::Sqlite(_, readers) => sqlite_bulk::check_page(readers, from_position, limit).await,
+            Backend::Postgres(pool) => {
+                Ok(CheckedPage::of_events(&postgres::read_page(pool, from_position, limit).await?))
+            }
         }
     }
 

@@ -17,8 +17,10 @@ use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
 use super::{corrupt, to_hash, to_i64, to_u64};
+use crate::canonical::Fields;
 use crate::error::StoreError;
 use crate::record::RecordedEvent;
+use crate::verify::CheckedPage;
 
 /// Connections kept open between reads: up to three pages are read at once.
 const IDLE_MAX: usize = 4;
@@ -138,6 +140,29 @@ pub(super) async fn read_category_range(
         .await
 }
 
+/// [`read_page`] as `verify` checks it: each row is hashed where SQLite holds it, and only
+/// what the walk needs of it is kept.
+pub(super) async fn check_page(
+    readers: &Readers,
+    from_position: u64,
+    limit: u32,
+) -> Result<CheckedPage, StoreError> {
+    readers
+        .read(move |connection| {
+            let mut statement =
+                connection.prepare_cached(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))?;
+            let mut rows = statement.query((to_i64(from_position), i64::from(limit)))?;
+            let mut page =
+                CheckedPage::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192));
+            while let Some(row) = rows.next()? {
+                let (fields, _, hash) = read_fields(row)?;
+                page.push(fields, &hash);
+            }
+            Ok(page)
+        })
+        .await
+}
+
 fn collect(mut rows: rusqlite::Rows<'_>, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
     // The page is usually full: reserve it, but not a caller's whole `limit` if it is huge.
     let mut events = Vec::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192));
@@ -150,8 +175,28 @@ fn collect(mut rows: rusqlite::Rows<'_>, limit: u32) -> Result<Vec<RecordedEvent
 /// An event from a `select_event!` row, by column index, read where SQLite holds it: only
 /// the strings the event owns are copied.
 fn read_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
+    let (fields, recorded_at, hash) = read_fields(row)?;
+    Ok(RecordedEvent {
+        position: fields.position,
+        stream: fields.stream.to_owned(),
+        revision: fields.revision,
+        event_id: fields.event_id,
+        event_type: fields.event_type.to_owned(),
+        event_version: fields.event_version,
+        data: fields.data.to_owned(),
+        metadata: fields.metadata.to_owned(),
+        recorded_at,
+        hash,
+    })
+}
+
+/// The fields of a `select_event!` row, by column index, borrowed from SQLite; a value no
+/// append could have written is [`StoreError::Corrupt`] at the row's position.
+fn read_fields<'row>(
+    row: &'row rusqlite::Row<'_>,
+) -> Result<(Fields<'row>, DateTime<Utc>, [u8; 32]), StoreError> {
     let position: i64 = row.get(0)?;
-    let text = |index: usize| -> Result<&str, StoreError> {
+    let text = |index: usize| -> Result<&'row str, StoreError> {
         row.get_ref(index)?.as_str().map_err(|error| corrupt(position, format!("column {index}: {error}")))
     };
     let integer = |index: usize| -> Result<i64, StoreError> {
@@ -161,21 +206,21 @@ fn read_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
     let event_version = integer(5)?;
     let recorded_at = text(8)?;
     let hash = row.get_ref(9)?.as_blob().map_err(|error| corrupt(position, format!("hash: {error}")))?;
-    Ok(RecordedEvent {
+    let fields = Fields {
         position: to_u64(position, position, "position")?,
-        stream: text(1)?.to_owned(),
+        stream: text(1)?,
         revision: to_u64(integer(2)?, position, "revision")?,
         event_id: Uuid::parse_str(event_id)
             .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
-        event_type: text(4)?.to_owned(),
+        event_type: text(4)?,
         event_version: u32::try_from(event_version)
             .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
-        data: text(6)?.to_owned(),
-        metadata: text(7)?.to_owned(),
-        // sqlx writes a `DateTime<Utc>` as RFC 3339 text, which is all the log holds.
-        recorded_at: DateTime::parse_from_rfc3339(recorded_at)
-            .map_err(|error| corrupt(position, format!("recorded_at `{recorded_at}`: {error}")))?
-            .with_timezone(&Utc),
-        hash: to_hash(hash, position)?,
-    })
+        data: text(6)?,
+        metadata: text(7)?,
+    };
+    // sqlx writes a `DateTime<Utc>` as RFC 3339 text, which is all the log holds.
+    let recorded_at = DateTime::parse_from_rfc3339(recorded_at)
+        .map_err(|error| corrupt(position, format!("recorded_at `{recorded_at}`: {error}")))?
+        .with_timezone(&Utc);
+    Ok((fields, recorded_at, to_hash(hash, position)?))
 }
