@@ -464,8 +464,11 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
 /// `Expected-Revision`: a command decided on a state the record has left is answered 409
 /// naming both revisions, writes nothing, and goes through once sent on the revision read
 /// again; two clients deciding on the same revision get one success and one conflict.
-async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
-    let client = Client::with_demo(&db).await;
+/// A server on the demo data set where a street office has proposed EMP-001, funded and
+/// admissible, to the first community: the client, the street office's and the community's
+/// tokens, the mandate and the proposal as sent.
+async fn with_a_proposed_mandate(db: &Db) -> (Client, String, String, Uuid, Value) {
+    let client = Client::with_demo(db).await;
     let places = demo::places();
     let street = client.token(Role::StreetOffice, places.streets[0].0);
     let community = client.token(Role::Community, places.communities[0].0);
@@ -479,6 +482,12 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
     let (status, admitted) =
         client.call("POST", "/api/v1/mandates", Some(&street), Some(body.to_string())).await;
     assert_eq!(status, StatusCode::CREATED, "{admitted}");
+    (client, street, community, mandate, body)
+}
+
+async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
+    let places = demo::places();
+    let (client, street, community, mandate, body) = with_a_proposed_mandate(&db).await;
     let path = format!("/api/v1/mandates/{mandate}");
     let revision = |view: &Value| view["revision"].as_u64().unwrap();
     let (_, read) = client.call("GET", &path, Some(&community), None).await;
@@ -563,20 +572,7 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
 /// runs gets the first attempt's answer: the two attempts take turns, and the second finds
 /// the first's events.
 async fn a_command_sent_again_while_it_runs_runs_once(db: Db) {
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let street = client.token(Role::StreetOffice, places.streets[0].0);
-    let community = client.token(Role::Community, places.communities[0].0);
-    let mandate = Uuid::now_v7();
-    let body = json!({
-        "mandate_id": mandate, "matter_code": "EMP-001", "community": places.communities[0].0,
-        "scope": "Unemployment registration assistance", "volume": 5, "deadline": "2026-12-31",
-        "funds_offered_fen": 15000, "powers_granted": ["collect-resident-data"],
-        "working_conditions": ["service-counter", "information-terminal"],
-    });
-    let (status, admitted) =
-        client.call("POST", "/api/v1/mandates", Some(&street), Some(body.to_string())).await;
-    assert_eq!(status, StatusCode::CREATED, "{admitted}");
+    let (client, _, community, mandate, _) = with_a_proposed_mandate(&db).await;
     let path = format!("/api/v1/mandates/{mandate}");
     let attempts = |action: &'static str, body: Option<Value>| {
         let key = Uuid::now_v7().to_string();
