@@ -19,7 +19,7 @@ use crate::metadata::CommandContext;
 use crate::plan::AppendRequest;
 use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
 use crate::tail::Tail;
-use crate::verify::CheckedPage;
+use crate::verify::{CheckedPage, PageCheck};
 use crate::writer::{self, Pending, WriterCounts};
 use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
 
@@ -301,49 +301,23 @@ impl EventLog {
         from_position: u64,
         page_events: u32,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
-        events_of(
-            self.pages_prepared(from_position, page_events, |_: &[RecordedEvent]| ())
-                .map_ok(|(page, ())| page),
-        )
-    }
-
-    /// The pages of [`EventLog::stream_all`], each with what `prepare` made of it. `prepare`
-    /// runs in the task that read the page, so pages read at once are prepared at once, on
-    /// whichever cores are free: work on a page that needs nothing of the pages before it
-    /// (hashing it, say) is done beside the reading rather than after it.
-    pub(crate) fn pages_prepared<X, F>(
-        &self,
-        from_position: u64,
-        page_events: u32,
-        prepare: F,
-    ) -> impl Stream<Item = Result<(Vec<RecordedEvent>, X), StoreError>> + Send + 'static
-    where
-        X: Send + 'static,
-        F: Fn(&[RecordedEvent]) -> X + Clone + Send + Sync + 'static,
-    {
         let log = self.clone();
-        let read = move |log: EventLog, from: u64, limit: u32| {
-            let prepare = prepare.clone();
-            async move {
-                let page = log.read_all(from, limit).await?;
-                let prepared = prepare(&page);
-                Ok((page, prepared))
-            }
-        };
-        pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, read))
+        let read = |log: EventLog, from: u64, limit: u32| async move { log.read_all(from, limit).await };
+        events_of(pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, read)))
     }
 
-    /// The pages of [`EventLog::stream_all`] as `verify` checks them, each checked where it
-    /// was read (see [`CheckedPage`]).
+    /// The pages of [`EventLog::stream_all`] as `verify` and proofs check them, each checked
+    /// where it was read (see [`CheckedPage`]).
     pub(crate) fn checked_pages(
         &self,
         from_position: u64,
         page_events: u32,
+        check: PageCheck,
     ) -> impl Stream<Item = Result<CheckedPage, StoreError>> + Send + 'static {
         let log = self.clone();
-        let read = |log: EventLog, from: u64, limit: u32| async move {
+        let read = move |log: EventLog, from: u64, limit: u32| async move {
             match page_limit(from, limit) {
-                Some(limit) => log.inner.backend.check_page(from.max(1), limit).await,
+                Some(limit) => log.inner.backend.check_page(from.max(1), limit, check).await,
                 None => Ok(CheckedPage::default()),
             }
         };
@@ -626,9 +600,9 @@ trait LogPage: Send + 'static {
     fn last_position(&self) -> Option<u64>;
 }
 
-impl<X: Send + 'static> LogPage for (Vec<RecordedEvent>, X) {
+impl LogPage for Vec<RecordedEvent> {
     fn last_position(&self) -> Option<u64> {
-        self.0.last().map(|event| event.position)
+        self.last().map(|event| event.position)
     }
 }
 

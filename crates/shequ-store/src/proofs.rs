@@ -2,10 +2,10 @@
 
 use futures::{Stream, TryStreamExt};
 
-use crate::canonical;
 use crate::error::StoreError;
 use crate::log::EventLog;
 use crate::merkle::{self, Hash};
+use crate::verify::PageCheck;
 
 /// Events read per page while hashing leaves.
 const PAGE_EVENTS: u32 = 5_000;
@@ -48,16 +48,13 @@ impl EventLog {
         }
     }
 
-    /// The leaf hashes of the log in position order, each page hashed by the task that read
-    /// it, so that pages read at once are hashed at once. Leaf `i` is position `i + 1`: a
+    /// The leaf hashes of the log in position order, each page hashed where it was read (see
+    /// `CheckedPage`), so that pages read at once are hashed at once. Leaf `i` is position `i + 1`: a
     /// position missing from the log (a deleted row) is an error, not a shifted tree.
     fn leaf_hashes(&self) -> impl Stream<Item = Result<Hash, StoreError>> + Send + 'static {
-        let hash_page = |page: &[crate::RecordedEvent]| {
-            page.iter().map(|event| (event.position, canonical::leaf_hash(event))).collect::<Vec<_>>()
-        };
         let mut expected = 1;
-        self.pages_prepared(1, PAGE_EVENTS, hash_page)
-            .map_ok(|(_, leaves)| futures::stream::iter(leaves.into_iter().map(Ok)))
+        self.checked_pages(1, PAGE_EVENTS, PageCheck::Leaves)
+            .map_ok(|page| futures::stream::iter(page.into_leaves().map(Ok)))
             .try_flatten()
             .and_then(move |(position, leaf)| {
                 let found = match position == expected {

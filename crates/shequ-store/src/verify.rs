@@ -6,6 +6,7 @@ use crate::canonical::{chain_hash_of_bytes, Fields, GENESIS_HASH};
 use crate::error::StoreError;
 use crate::log::{EventLog, LogHead};
 use crate::merkle::{Hash, RootBuilder};
+#[cfg(test)]
 use crate::record::RecordedEvent;
 
 /// Events read per page while verifying.
@@ -72,7 +73,11 @@ impl EventLog {
         // Appends may go on while we walk: walk, read the head, and walk again while the head
         // is ahead of us and there is more to read.
         loop {
-            let mut pages = std::pin::pin!(self.checked_pages(expected_position, VERIFY_PAGE_EVENTS));
+            let mut pages = std::pin::pin!(self.checked_pages(
+                expected_position,
+                VERIFY_PAGE_EVENTS,
+                PageCheck::LinksAndLeaves
+            ));
             loop {
                 let page = match pages.try_next().await {
                     Ok(Some(page)) => page,
@@ -142,10 +147,11 @@ impl EventLog {
 /// What verify needs of a page of the log, and what can be checked of the page alone: each
 /// event's position, stream and revision, its Merkle leaf hash, and whether each event after
 /// the first links to the one before it in the page. Built row by row where the rows are read
-/// ([`CheckedPage::push`]), without keeping the events themselves: on SQLite, straight from
-/// the rows as SQLite holds them (`sqlite_bulk::check_page`).
+/// ([`CheckedPage::push`]), without keeping the events themselves: straight from the rows
+/// as the database driver holds them (`sqlite_bulk::check_page`, `postgres::check_page`).
 #[derive(Debug, Default)]
 pub(crate) struct CheckedPage {
+    check: PageCheck,
     rows: Vec<CheckedRow>,
     /// The rows' streams, one after another; each row knows where its own ends.
     streams: String,
@@ -157,6 +163,15 @@ pub(crate) struct CheckedPage {
     last_hash: Option<Hash>,
 }
 
+/// What a [`CheckedPage`] computes of each row: the chain's links too, for `verify`, or the
+/// Merkle leaves alone, for proofs (one hash a row instead of two).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum PageCheck {
+    #[default]
+    LinksAndLeaves,
+    Leaves,
+}
+
 #[derive(Debug)]
 struct CheckedRow {
     position: u64,
@@ -164,18 +179,20 @@ struct CheckedRow {
     stream_end: usize,
     leaf: Hash,
     /// The chain hash of this event on the stored hash of the event before it in the page is
-    /// its own stored hash. Left `false` for the first: the walk checks it.
+    /// its own stored hash. Left `false` for the first: the walk checks it; and for every row
+    /// of a page of [`PageCheck::Leaves`].
     linked: bool,
 }
 
 impl CheckedPage {
-    pub(crate) fn with_capacity(rows: usize) -> Self {
-        Self { rows: Vec::with_capacity(rows), ..Self::default() }
+    pub(crate) fn new(rows: usize, check: PageCheck) -> Self {
+        Self { check, rows: Vec::with_capacity(rows), ..Self::default() }
     }
 
     /// The page of `events`, checked as [`CheckedPage::push`] checks them.
-    pub(crate) fn of_events(events: &[RecordedEvent]) -> Self {
-        let mut page = Self::with_capacity(events.len());
+    #[cfg(test)]
+    fn of_events(events: &[RecordedEvent]) -> Self {
+        let mut page = Self::new(events.len(), PageCheck::LinksAndLeaves);
         for event in events {
             page.push(Fields::from(event), &event.hash);
         }
@@ -186,6 +203,7 @@ impl CheckedPage {
     /// needs of it.
     pub(crate) fn push(&mut self, event: Fields<'_>, hash: &Hash) {
         let linked = match self.last_hash {
+            _ if self.check == PageCheck::Leaves => false,
             Some(previous) => event.chain_hash(&previous) == *hash,
             None => {
                 self.first = event.bytes();
@@ -202,6 +220,11 @@ impl CheckedPage {
             linked,
         });
         self.last_hash = Some(*hash);
+    }
+
+    /// Each row's position and Merkle leaf hash, in order.
+    pub(crate) fn into_leaves(self) -> impl Iterator<Item = (u64, Hash)> {
+        self.rows.into_iter().map(|row| (row.position, row.leaf))
     }
 
     pub(crate) fn last_position(&self) -> Option<u64> {
@@ -286,5 +309,10 @@ mod tests {
         let linked: Vec<bool> = page.rows.iter().map(|row| row.linked).collect();
         assert_eq!(linked, [false, true, false, false]);
         assert_eq!(CheckedPage::of_events(&[]).last_position(), None);
+        // Leaves alone: the same leaves, no link.
+        let mut leaves = CheckedPage::new(events.len(), PageCheck::Leaves);
+        events.iter().for_each(|event| leaves.push(Fields::from(event), &event.hash));
+        assert!(leaves.rows.iter().all(|row| !row.linked));
+        assert!(leaves.into_leaves().eq(page.into_leaves()));
     }
 }

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::plan::{AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
-use crate::verify::CheckedPage;
+use crate::verify::{CheckedPage, PageCheck};
 
 /// Which database a log lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,14 +211,19 @@ impl Backend {
         }
     }
 
-    /// [`Backend::read_page`] as `verify` checks it. On SQLite each row is checked as SQLite
-    /// holds it, and no event is built.
-    pub async fn check_page(&self, from_position: u64, limit: u32) -> Result<CheckedPage, StoreError> {
+    /// [`Backend::read_page`] as `verify` checks it: each row is hashed as the driver holds
+    /// it, and no event is built.
+    pub async fn check_page(
+        &self,
+        from_position: u64,
+        limit: u32,
+        check: PageCheck,
+    ) -> Result<CheckedPage, StoreError> {
         match self {
-            Backend::Sqlite(_, readers) => sqlite_bulk::check_page(readers, from_position, limit).await,
-            Backend::Postgres(pool) => {
-                Ok(CheckedPage::of_events(&postgres::read_page(pool, from_position, limit).await?))
+            Backend::Sqlite(_, readers) => {
+                sqlite_bulk::check_page(readers, from_position, limit, check).await
             }
+            Backend::Postgres(pool) => postgres::check_page(pool, from_position, limit, check).await,
         }
     }
 

@@ -8,10 +8,12 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use super::{is_unique_violation, to_hash, to_i64, to_u64, StreamRange};
+use crate::canonical::Fields;
 use crate::error::StoreError;
 use crate::import::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
+use crate::verify::{CheckedPage, PageCheck};
 
 const CONNECTIONS_MAX: u32 = 16;
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
@@ -325,6 +327,27 @@ pub(super) async fn read_page(
     rows.iter().map(read_event).collect()
 }
 
+/// [`read_page`] as `verify` checks it: each row is hashed from the text sqlx holds for it,
+/// and no event is built.
+pub(super) async fn check_page(
+    pool: &PgPool,
+    from_position: u64,
+    limit: u32,
+    check: PageCheck,
+) -> Result<CheckedPage, StoreError> {
+    let rows = sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
+        .bind(to_i64(from_position))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    let mut page = CheckedPage::new(rows.len(), check);
+    for row in &rows {
+        let (fields, hash) = read_fields(row)?;
+        page.push(fields, &hash);
+    }
+    Ok(page)
+}
+
 pub(super) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
     let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
     read_head(&row)
@@ -370,10 +393,27 @@ fn read_head(row: &PgRow) -> Result<Head, StoreError> {
 /// An event from a `select_event!` row, by column index (its columns' order), borrowing
 /// the hash rather than allocating it.
 fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let (fields, hash) = read_fields(row)?;
+    Ok(RecordedEvent {
+        position: fields.position,
+        stream: fields.stream.to_owned(),
+        revision: fields.revision,
+        event_id: fields.event_id,
+        event_type: fields.event_type.to_owned(),
+        event_version: fields.event_version,
+        data: fields.data.to_owned(),
+        metadata: fields.metadata.to_owned(),
+        recorded_at: row.try_get(8)?,
+        hash,
+    })
+}
+
+/// The canonical fields and the hash of a `select_event!` row, borrowed from the row.
+fn read_fields(row: &PgRow) -> Result<(Fields<'_>, [u8; 32]), StoreError> {
     let position: i64 = row.try_get(0)?;
     let event_version: i32 = row.try_get(5)?;
     let hash: &[u8] = row.try_get(9)?;
-    Ok(RecordedEvent {
+    let fields = Fields {
         position: to_u64(position, position, "position")?,
         stream: row.try_get(1)?,
         revision: to_u64(row.try_get(2)?, position, "revision")?,
@@ -383,7 +423,6 @@ fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
             .map_err(|_| super::corrupt(position, format!("event_version {event_version}")))?,
         data: row.try_get(6)?,
         metadata: row.try_get(7)?,
-        recorded_at: row.try_get(8)?,
-        hash: to_hash(hash, position)?,
-    })
+    };
+    Ok((fields, to_hash(hash, position)?))
 }

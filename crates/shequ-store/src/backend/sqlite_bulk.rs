@@ -20,7 +20,7 @@ use super::{corrupt, to_hash, to_i64, to_u64};
 use crate::canonical::Fields;
 use crate::error::StoreError;
 use crate::record::RecordedEvent;
-use crate::verify::CheckedPage;
+use crate::verify::{CheckedPage, PageCheck};
 
 /// Connections kept open between reads: up to three pages are read at once.
 const IDLE_MAX: usize = 4;
@@ -146,14 +146,14 @@ pub(super) async fn check_page(
     readers: &Readers,
     from_position: u64,
     limit: u32,
+    check: PageCheck,
 ) -> Result<CheckedPage, StoreError> {
     readers
         .read(move |connection| {
             let mut statement =
                 connection.prepare_cached(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))?;
             let mut rows = statement.query((to_i64(from_position), i64::from(limit)))?;
-            let mut page =
-                CheckedPage::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192));
+            let mut page = CheckedPage::new(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192), check);
             while let Some(row) = rows.next()? {
                 let (fields, _, hash) = read_fields(row)?;
                 page.push(fields, &hash);
