@@ -3,6 +3,7 @@
 //! `docs/audit-format.md` specifies these bytes for independent verifiers; change neither
 //! without a new format version there.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -77,6 +78,23 @@ impl<'a> From<&'a RecordedEvent> for Fields<'a> {
 }
 
 impl Fields<'_> {
+    /// The event these fields were read from, owning its texts, with what the canonical
+    /// bytes leave out: the commit time and the stored hash.
+    pub(crate) fn to_event(self, recorded_at: DateTime<Utc>, hash: [u8; 32]) -> RecordedEvent {
+        RecordedEvent {
+            position: self.position,
+            stream: self.stream.to_owned(),
+            revision: self.revision,
+            event_id: self.event_id,
+            event_type: self.event_type.to_owned(),
+            event_version: self.event_version,
+            data: self.data.to_owned(),
+            metadata: self.metadata.to_owned(),
+            recorded_at,
+            hash,
+        }
+    }
+
     pub(crate) fn bytes(&self) -> Vec<u8> {
         let capacity = 8
             + 4

@@ -319,12 +319,16 @@ pub(super) async fn read_page(
     from_position: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
+    page_rows(pool, from_position, limit).await?.iter().map(read_event).collect()
+}
+
+/// The rows of events with `position >= from_position`, in position order, at most `limit`.
+async fn page_rows(pool: &PgPool, from_position: u64, limit: u32) -> Result<Vec<PgRow>, StoreError> {
+    Ok(sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
         .bind(to_i64(from_position))
         .bind(i64::from(limit))
         .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
+        .await?)
 }
 
 /// [`read_page`] as `verify` checks it: each row is hashed from the text sqlx holds for it,
@@ -335,11 +339,7 @@ pub(super) async fn check_page(
     limit: u32,
     check: PageCheck,
 ) -> Result<CheckedPage, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE position >= $1 ORDER BY position LIMIT $2"))
-        .bind(to_i64(from_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
+    let rows = page_rows(pool, from_position, limit).await?;
     let mut page = CheckedPage::new(rows.len(), check);
     for row in &rows {
         let (fields, hash) = read_fields(row)?;
@@ -390,22 +390,10 @@ fn read_head(row: &PgRow) -> Result<Head, StoreError> {
     Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
 }
 
-/// An event from a `select_event!` row, by column index (its columns' order), borrowing
-/// the hash rather than allocating it.
+/// An event from a `select_event!` row, by column index (its columns' order).
 fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let (fields, hash) = read_fields(row)?;
-    Ok(RecordedEvent {
-        position: fields.position,
-        stream: fields.stream.to_owned(),
-        revision: fields.revision,
-        event_id: fields.event_id,
-        event_type: fields.event_type.to_owned(),
-        event_version: fields.event_version,
-        data: fields.data.to_owned(),
-        metadata: fields.metadata.to_owned(),
-        recorded_at: row.try_get(8)?,
-        hash,
-    })
+    Ok(fields.to_event(row.try_get(8)?, hash))
 }
 
 /// The canonical fields and the hash of a `select_event!` row, borrowed from the row.

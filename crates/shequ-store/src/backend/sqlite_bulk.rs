@@ -95,6 +95,10 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
+/// A page of the log: events with `position >=` the first value, in position order, at most
+/// the second; read whole by [`read_page`], checked by [`check_page`].
+const PAGE_SQL: &str = select_event!("WHERE position >= ? ORDER BY position LIMIT ?");
+
 /// Events with `position >= from_position`, in position order, at most `limit`.
 pub(super) async fn read_page(
     readers: &Readers,
@@ -103,8 +107,7 @@ pub(super) async fn read_page(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     readers
         .read(move |connection| {
-            let mut statement =
-                connection.prepare_cached(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))?;
+            let mut statement = connection.prepare_cached(PAGE_SQL)?;
             let rows = statement.query((to_i64(from_position), i64::from(limit)))?;
             collect(rows, limit)
         })
@@ -150,8 +153,7 @@ pub(super) async fn check_page(
 ) -> Result<CheckedPage, StoreError> {
     readers
         .read(move |connection| {
-            let mut statement =
-                connection.prepare_cached(select_event!("WHERE position >= ? ORDER BY position LIMIT ?"))?;
+            let mut statement = connection.prepare_cached(PAGE_SQL)?;
             let mut rows = statement.query((to_i64(from_position), i64::from(limit)))?;
             let mut page = CheckedPage::new(usize::try_from(limit).unwrap_or(usize::MAX).min(8_192), check);
             while let Some(row) = rows.next()? {
@@ -176,18 +178,7 @@ fn collect(mut rows: rusqlite::Rows<'_>, limit: u32) -> Result<Vec<RecordedEvent
 /// the strings the event owns are copied.
 fn read_event(row: &rusqlite::Row<'_>) -> Result<RecordedEvent, StoreError> {
     let (fields, recorded_at, hash) = read_fields(row)?;
-    Ok(RecordedEvent {
-        position: fields.position,
-        stream: fields.stream.to_owned(),
-        revision: fields.revision,
-        event_id: fields.event_id,
-        event_type: fields.event_type.to_owned(),
-        event_version: fields.event_version,
-        data: fields.data.to_owned(),
-        metadata: fields.metadata.to_owned(),
-        recorded_at,
-        hash,
-    })
+    Ok(fields.to_event(recorded_at, hash))
 }
 
 /// The fields of a `select_event!` row, by column index, borrowed from SQLite; a value no
