@@ -96,7 +96,15 @@ impl Fields<'_> {
     }
 
     pub(crate) fn bytes(&self) -> Vec<u8> {
-        let capacity = 8
+        let mut bytes = Vec::new();
+        self.write_bytes(&mut bytes);
+        bytes
+    }
+
+    /// Replaces what `bytes` holds with the canonical bytes: a caller that hashes many events
+    /// keeps one buffer for all of them, and hashes each event's bytes as one slice.
+    pub(crate) fn write_bytes(&self, bytes: &mut Vec<u8>) {
+        let length = 8
             + 4
             + self.stream.len()
             + 8
@@ -108,17 +116,17 @@ impl Fields<'_> {
             + self.data.len()
             + 4
             + self.metadata.len();
-        let mut bytes = Vec::with_capacity(capacity);
+        bytes.clear();
+        bytes.reserve(length);
         bytes.extend_from_slice(&self.position.to_be_bytes());
-        push_text(&mut bytes, self.stream.as_bytes());
+        push_text(bytes, self.stream.as_bytes());
         bytes.extend_from_slice(&self.revision.to_be_bytes());
         bytes.extend_from_slice(self.event_id.as_bytes());
-        push_text(&mut bytes, self.event_type.as_bytes());
+        push_text(bytes, self.event_type.as_bytes());
         bytes.extend_from_slice(&self.event_version.to_be_bytes());
-        push_text(&mut bytes, self.data.as_bytes());
-        push_text(&mut bytes, self.metadata.as_bytes());
-        debug_assert_eq!(bytes.len(), capacity);
-        bytes
+        push_text(bytes, self.data.as_bytes());
+        push_text(bytes, self.metadata.as_bytes());
+        debug_assert_eq!(bytes.len(), length);
     }
 
     pub(crate) fn chain_hash(&self, previous: &[u8; 32]) -> [u8; 32] {
