@@ -1,7 +1,8 @@
 //! Reading a long log: replay (every event folded into the projection, held in memory), state
 //! (`shequ replay`'s code path: the state written as JSON, one mandate or request held at a
 //! time), verify (`shequ verify`'s: the hash chain and the Merkle tree, in one walk) and
-//! export (`shequ export`'s), in events per second, with the peak memory of each.
+//! export (`shequ export`'s), in events per second, with the peak memory of each; and proofs
+//! (the first, which builds the Merkle tree's kept subtrees, then warm ones, timed one by one).
 //!
 //! Each log is generated once (see `generate`) and kept: SQLite files under `--dir`,
 //! PostgreSQL databases `shequ_bench_log_<events>` on `--postgres`; a rerun reuses a log that
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use shequ_service::projection::AsOf;
 use shequ_service::replay;
-use shequ_store::{EventLog, StoreError};
+use shequ_store::{merkle, EventLog, StoreError};
 use sqlx::{Connection, Executor};
 
 use crate::generate::{self, Generator, Templates};
@@ -97,6 +98,9 @@ enum Phase {
     State,
     Verify,
     Export,
+    /// Merkle proofs: the first builds the kept subtrees over the whole log (its time is the
+    /// phase's); the warm ones after it are timed one by one and reported on stderr.
+    Proofs,
 }
 
 impl FromStr for Phase {
@@ -109,7 +113,8 @@ impl FromStr for Phase {
             "state" => Ok(Phase::State),
             "verify" => Ok(Phase::Verify),
             "export" => Ok(Phase::Export),
-            other => Err(format!("unknown phase `{other}`: scan, replay, state, verify or export")),
+            "proofs" => Ok(Phase::Proofs),
+            other => Err(format!("unknown phase `{other}`: scan, replay, state, verify, export or proofs")),
         }
     }
 }
@@ -122,6 +127,7 @@ impl Phase {
             Phase::State => "state",
             Phase::Verify => "verify",
             Phase::Export => "export",
+            Phase::Proofs => "proofs",
         }
     }
 
@@ -130,7 +136,7 @@ impl Phase {
         match self {
             Phase::Replay | Phase::State => Some(200_000.0),
             Phase::Verify => Some(1_000_000.0),
-            Phase::Scan | Phase::Export => None,
+            Phase::Scan | Phase::Export | Phase::Proofs => None,
         }
     }
 }
@@ -408,6 +414,7 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
     }
     let start_rss_kib = proc_status_kib("VmRSS")?;
     let started = Instant::now();
+    let mut first_proof_root = None;
     match arguments.phase {
         Phase::Scan => {
             let scanned = scan(&arguments.url).await?;
@@ -455,8 +462,12 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
             let mut said = Vec::new();
             shequ::export::export(&log, format, out, &mut said).await?;
         }
+        Phase::Proofs => first_proof_root = Some(log.inclusion_proof(1, arguments.events).await?.root_hash),
     }
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(root) = first_proof_root {
+        warm_proofs(&log, arguments.events, &root).await?;
+    }
     let peak_rss_kib = proc_status_kib("VmHWM")?;
     log.close().await;
     let report = serde_json::json!({
@@ -468,6 +479,55 @@ pub async fn phase(arguments: PhaseArguments) -> Result<(), Box<dyn std::error::
     });
     println!("{report}");
     Ok(())
+}
+
+/// After the first proof: inclusion proofs of positions spread through the log and
+/// consistency proofs from tree sizes spread through it, each timed and checked as RFC 9162
+/// says; the latencies go to stderr.
+async fn warm_proofs(
+    log: &EventLog,
+    events: u64,
+    root: &merkle::Hash,
+) -> Result<(), Box<dyn std::error::Error>> {
+    const INCLUSION: u64 = 1_000;
+    const CONSISTENCY: u64 = 100;
+    // A fixed spread (a multiplicative hash of the count), so that runs compare.
+    let spread = |n: u64| 1 + n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % events;
+    let mut micros = Vec::new();
+    for n in 0..INCLUSION {
+        let position = spread(n);
+        let started = Instant::now();
+        let proof = log.inclusion_proof(position, events).await?;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        if !merkle::verify_inclusion(position - 1, events, &proof.leaf_hash, &proof.audit_path, root) {
+            return Err(format!("the inclusion proof of {position} does not verify").into());
+        }
+    }
+    report_latencies("inclusion proofs", &mut micros);
+    for n in 0..CONSISTENCY {
+        let first = spread(n);
+        let started = Instant::now();
+        let proof = log.consistency_proof(first, events).await?;
+        micros.push(started.elapsed().as_secs_f64() * 1e6);
+        if !merkle::verify_consistency(first, events, &proof.first_root, root, &proof.proof) {
+            return Err(format!("the consistency proof from {first} does not verify").into());
+        }
+    }
+    report_latencies("consistency proofs", &mut micros);
+    Ok(())
+}
+
+fn report_latencies(what: &str, micros: &mut Vec<f64>) {
+    micros.sort_by(f64::total_cmp);
+    let at = |share: f64| micros[((micros.len() - 1) as f64 * share).round() as usize];
+    eprintln!(
+        "  then {} {what} at tree size = the log: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs",
+        micros.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+    micros.clear();
 }
 
 /// Rows read per page by the scan, as `replay` and `verify` read them.

@@ -42,6 +42,9 @@ struct Inner {
     tail: Arc<Tail>,
     locks: AggregateLocks,
     counters: Arc<writer::Counters>,
+    /// The Merkle tree's perfect subtrees over the log's whole chunks, built by the first
+    /// proof that needs them (ADR 0018): `proofs.rs`.
+    pub(crate) subtrees: crate::proofs::SubtreeCache,
 }
 
 /// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.
@@ -123,6 +126,7 @@ impl EventLog {
                 tail,
                 locks: AggregateLocks::default(),
                 counters,
+                subtrees: crate::proofs::SubtreeCache::default(),
             }),
         })
     }
@@ -316,12 +320,26 @@ impl EventLog {
     ) -> impl Stream<Item = Result<CheckedPage, StoreError>> + Send + 'static {
         let log = self.clone();
         let read = move |log: EventLog, from: u64, limit: u32| async move {
-            match page_limit(from, limit) {
-                Some(limit) => log.inner.backend.check_page(from.max(1), limit, check).await,
-                None => Ok(CheckedPage::default()),
-            }
+            log.checked_page(from, limit, check).await
         };
         pages_read_by(move |pages| read_ahead(log, from_position.max(1), page_events, pages, read))
+    }
+
+    /// One page of [`EventLog::checked_pages`], read alone: `limit` events from `from_position`.
+    pub(crate) async fn checked_page(
+        &self,
+        from_position: u64,
+        limit: u32,
+        check: PageCheck,
+    ) -> Result<CheckedPage, StoreError> {
+        match page_limit(from_position, limit) {
+            Some(limit) => self.inner.backend.check_page(from_position.max(1), limit, check).await,
+            None => Ok(CheckedPage::default()),
+        }
+    }
+
+    pub(crate) fn subtree_cache(&self) -> &crate::proofs::SubtreeCache {
+        &self.inner.subtrees
     }
 
     /// Every event of one category's streams (`category-…`) up to and including position

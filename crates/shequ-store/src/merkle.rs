@@ -4,6 +4,7 @@
 //! RFC 6962's PATH and PROOF, and verified with RFC 9162's algorithms, so that any verifier
 //! written from the RFC accepts them.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use sha2::{Digest, Sha256};
@@ -121,57 +122,88 @@ pub fn consistency_ranges(old_size: u64, size: u64) -> Option<Vec<Range<u64>>> {
     Some(ranges)
 }
 
-/// The roots of a few disjoint leaf ranges and of the whole tree, from the leaves given one at
-/// a time in order: a proof over a log too long to hold its leaves, in O(log n) memory.
+/// The roots of a log's perfect subtrees of `chunk` leaves and more, aligned as MTH splits
+/// them, over the whole chunks of its first leaves: what proofs need of a tree too long to
+/// read for each of them (ADR 0018). With them and the leaves of at most a few chunks, the
+/// root of any range that MTH's recursion meets is O(log n) hashes away ([`range_root`]).
 #[derive(Debug, Clone)]
-pub struct RangeRoots {
-    /// Each range, sorted by start, with the root of its leaves so far.
-    ranges: Vec<(Range<u64>, RootBuilder)>,
-    /// Where each range's root goes in the answer.
-    order: Vec<usize>,
-    whole: RootBuilder,
+pub struct Subtrees {
+    chunk: u64,
+    /// `levels[j][i]`: the root of leaves `[i·2^j·chunk, (i+1)·2^j·chunk)`.
+    levels: Vec<Vec<Hash>>,
 }
 
-impl RangeRoots {
-    pub fn new(ranges: Vec<Range<u64>>) -> Self {
-        let mut indexed: Vec<(usize, Range<u64>)> = ranges.into_iter().enumerate().collect();
-        indexed.sort_by_key(|(_, range)| range.start);
-        let order = indexed.iter().map(|(index, _)| *index).collect();
-        let ranges = indexed.into_iter().map(|(_, range)| (range, RootBuilder::new())).collect();
-        Self { ranges, order, whole: RootBuilder::new() }
+impl Subtrees {
+    /// No chunk yet; `chunk` is a power of two.
+    pub fn new(chunk: u64) -> Self {
+        assert!(chunk.is_power_of_two(), "a chunk of 2^k leaves");
+        Self { chunk, levels: Vec::new() }
     }
 
-    /// Adds the next leaf (the leaf at index `self.size()`).
-    pub fn push(&mut self, leaf: Hash) {
-        let index = self.whole.size();
-        let holding = self.ranges.partition_point(|(range, _)| range.start <= index);
-        if let Some((range, builder)) = holding.checked_sub(1).map(|at| &mut self.ranges[at]) {
-            if range.contains(&index) {
-                builder.push(leaf);
+    /// The leaves in a chunk.
+    pub fn chunk(&self) -> u64 {
+        self.chunk
+    }
+
+    /// The leaves the held chunks cover: a multiple of `chunk`.
+    pub fn leaves(&self) -> u64 {
+        self.levels.first().map_or(0, |chunks| chunks.len() as u64 * self.chunk)
+    }
+
+    /// Adds the root of the next chunk (leaves `[self.leaves(), self.leaves() + chunk)`), and
+    /// of every larger subtree it completes.
+    pub fn push(&mut self, chunk_root: Hash) {
+        let mut node = chunk_root;
+        for level in 0.. {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let nodes = &mut self.levels[level];
+            nodes.push(node);
+            match nodes.len() % 2 {
+                1 => return,
+                _ => node = node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]),
             }
         }
-        self.whole.push(leaf);
     }
 
-    /// The leaves added so far.
-    pub fn size(&self) -> u64 {
-        self.whole.size()
-    }
-
-    /// The root of the leaves added so far.
-    pub fn root(&self) -> Hash {
-        self.whole.root()
-    }
-
-    /// The ranges' roots, in the order the ranges were given; each over the leaves of its
-    /// range that were added.
-    pub fn range_roots(&self) -> Vec<Hash> {
-        let mut roots = vec![[0; 32]; self.ranges.len()];
-        for ((_, builder), at) in self.ranges.iter().zip(&self.order) {
-            roots[*at] = builder.root();
+    /// The root of `range` if it is a perfect subtree of at least a chunk, aligned to its size,
+    /// and held.
+    fn get(&self, range: &Range<u64>) -> Option<Hash> {
+        let n = range.end - range.start;
+        if n < self.chunk || !n.is_power_of_two() || range.start % n != 0 {
+            return None;
         }
-        roots
+        let level = usize::try_from((n / self.chunk).trailing_zeros()).ok()?;
+        self.levels.get(level)?.get(usize::try_from(range.start / n).ok()?).copied()
     }
+}
+
+/// MTH of the leaves in `range` (non-empty), from the perfect subtrees held and the leaves of
+/// the chunks in `leaves` (chunk index → its leaves from the chunk's start; the last chunk of
+/// a tree may hold fewer than a whole chunk). `Err(chunk)` names a chunk whose leaves are
+/// needed and not given.
+pub fn range_root(
+    range: Range<u64>,
+    subtrees: &Subtrees,
+    leaves: &BTreeMap<u64, Vec<Hash>>,
+) -> Result<Hash, u64> {
+    debug_assert!(range.start < range.end);
+    if let Some(root) = subtrees.get(&range) {
+        return Ok(root);
+    }
+    let chunk = range.start / subtrees.chunk;
+    if (range.end - 1) / subtrees.chunk == chunk {
+        let start = chunk * subtrees.chunk;
+        let held = leaves.get(&chunk).ok_or(chunk)?;
+        let within = as_usize(range.start - start..range.end - start);
+        return Ok(root(held.get(within).expect("a chunk's leaves are given up to the tree's size")));
+    }
+    let middle = range.start + split(range.end - range.start);
+    Ok(node_hash(
+        &range_root(range.start..middle, subtrees, leaves)?,
+        &range_root(middle..range.end, subtrees, leaves)?,
+    ))
 }
 
 fn as_usize(range: Range<u64>) -> Range<usize> {
@@ -386,22 +418,57 @@ mod tests {
     }
 
     #[test]
-    fn proofs_from_streamed_leaves_equal_proofs_from_all_of_them() {
+    fn proofs_from_subtrees_and_a_few_chunks_equal_proofs_from_all_leaves() {
         let leaves: Vec<Hash> = (0u32..40).map(|n| leaf_hash(&n.to_be_bytes())).collect();
-        let streamed = |ranges: Vec<Range<u64>>, size: usize| {
-            let mut roots = RangeRoots::new(ranges);
-            leaves[..size].iter().for_each(|leaf| roots.push(*leaf));
-            assert_eq!((roots.size(), roots.root()), (size as u64, root(&leaves[..size])));
-            roots.range_roots()
-        };
-        for size in 1..=leaves.len() {
-            for index in 0..size {
-                let ranges = inclusion_ranges(index as u64, size as u64).unwrap();
-                assert_eq!(streamed(ranges, size), inclusion_proof(&leaves[..size], index).unwrap());
-            }
-            for old_size in 1..=size {
-                let ranges = consistency_ranges(old_size as u64, size as u64).unwrap();
-                assert_eq!(streamed(ranges, size), consistency_proof(&leaves[..size], old_size).unwrap());
+        for chunk in [1, 2, 4, 8] {
+            // Subtrees over the whole chunks of a tree of `size`, and the leaves of the chunks
+            // asked for, as `EventLog` gives them: each read up to the tree's size.
+            let roots = |ranges: &[Range<u64>], size: usize| {
+                let mut subtrees = Subtrees::new(chunk);
+                for whole in leaves[..size].chunks_exact(chunk as usize) {
+                    subtrees.push(root(whole));
+                }
+                assert_eq!(subtrees.leaves(), size as u64 / chunk * chunk);
+                let mut given = BTreeMap::new();
+                loop {
+                    let found: Result<Vec<Hash>, u64> =
+                        ranges.iter().map(|range| range_root(range.clone(), &subtrees, &given)).collect();
+                    match found {
+                        Ok(found) => return (found, given.len()),
+                        Err(asked) => {
+                            let start = (asked * chunk) as usize;
+                            let end = (start + chunk as usize).min(size);
+                            assert!(
+                                given.insert(asked, leaves[start..end].to_vec()).is_none(),
+                                "asked twice"
+                            );
+                        }
+                    }
+                }
+            };
+            for size in 1..=leaves.len() {
+                let whole = 0..size as u64;
+                assert_eq!(roots(std::slice::from_ref(&whole), size).0, [root(&leaves[..size])]);
+                for index in 0..size {
+                    // The path, the leaf and the root, as `EventLog::inclusion_proof` asks.
+                    let mut ranges = inclusion_ranges(index as u64, size as u64).unwrap();
+                    ranges.extend([index as u64..index as u64 + 1, 0..size as u64]);
+                    let (mut found, read) = roots(&ranges, size);
+                    assert_eq!(found.split_off(found.len() - 2), [leaves[index], root(&leaves[..size])]);
+                    assert_eq!(found, inclusion_proof(&leaves[..size], index).unwrap());
+                    assert!(read <= 2, "the leaf's chunk and the tree's last: {read}");
+                }
+                for old_size in 1..=size {
+                    let mut ranges = consistency_ranges(old_size as u64, size as u64).unwrap();
+                    ranges.extend([0..old_size as u64, 0..size as u64]);
+                    let (mut found, read) = roots(&ranges, size);
+                    assert_eq!(
+                        found.split_off(found.len() - 2),
+                        [root(&leaves[..old_size]), root(&leaves[..size])]
+                    );
+                    assert_eq!(found, consistency_proof(&leaves[..size], old_size).unwrap());
+                    assert!(read <= 2, "the old tree's last chunk and the new one's: {read}");
+                }
             }
         }
         assert_eq!(
