@@ -41,6 +41,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         the_first_event_recorded_after_a_time_is_found_at_any_precision,
         a_row_the_log_could_not_have_written_is_named_by_its_position,
         verify_builds_the_tree_and_checks_links_across_pages,
+        a_proof_given_up_leaves_the_tree_building,
         a_closed_log_refuses_reads,
     ]
 }
@@ -765,6 +766,37 @@ async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
         assert_eq!(report.events, position - 1);
         assert_eq!(report.root, log.merkle_root(position - 1).await.unwrap());
     }
+}
+
+/// The first proof builds the Merkle tree's kept subtrees in a task of its own (ADR 0019): a
+/// request given up half-way (its client gone, its time out) leaves the build going, and the
+/// next proof finds it done.
+async fn a_proof_given_up_leaves_the_tree_building(db: Db) {
+    let streams: Vec<String> = (0..5).map(|_| stream("request")).collect();
+    let events: Vec<(&str, i64)> = (0..20_000).map(|n| (streams[n % 5].as_str(), n as i64)).collect();
+    let (log, _) = imported(&db, &events).await;
+    assert_eq!(log.merkle_leaves_kept(), 0, "nothing built before a proof");
+    let request = tokio::spawn({
+        let log = log.clone();
+        async move { log.inclusion_proof(1, 20_000).await }
+    });
+    // Given up once the build has kept its first chunk, long before it reads the last.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while log.merkle_leaves_kept() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the build never kept a chunk");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled(), "the request was given up before it finished");
+    while log.merkle_leaves_kept() < 19_456 {
+        assert!(std::time::Instant::now() < deadline, "the build stopped at {}", log.merkle_leaves_kept());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(log.merkle_leaves_kept(), 19_456, "whole chunks of 1,024 only");
+    let root = log.verify(|_| {}).await.unwrap().root;
+    let proof = log.inclusion_proof(19_999, 20_000).await.unwrap();
+    assert_eq!(proof.root_hash, root);
+    assert!(merkle::verify_inclusion(19_998, 20_000, &proof.leaf_hash, &proof.audit_path, &root));
 }
 
 async fn a_closed_log_refuses_reads(db: Db) {

@@ -23,6 +23,7 @@ pub struct Metrics {
     denied: IntCounter,
     duration: Histogram,
     head: IntGauge,
+    merkle_leaves_kept: IntGauge,
     writer: WriterMetrics,
 }
 
@@ -110,17 +111,23 @@ impl Metrics {
         .expect("a valid metric");
         let head = IntGauge::new("shequ_log_head_position", "The event log's last position")
             .expect("a valid metric");
+        let merkle_leaves_kept = IntGauge::new(
+            "shequ_merkle_leaves_kept",
+            "Events the Merkle tree's kept subtrees cover: proofs within them read at most two chunks (ADR 0019)",
+        )
+        .expect("a valid metric");
         let writer = WriterMetrics::new();
-        let own: [Box<dyn prometheus::core::Collector>; 4] = [
+        let own: [Box<dyn prometheus::core::Collector>; 5] = [
             Box::new(requests.clone()),
             Box::new(denied.clone()),
             Box::new(duration.clone()),
             Box::new(head.clone()),
+            Box::new(merkle_leaves_kept.clone()),
         ];
         for collector in own.into_iter().chain(writer.collectors()) {
             registry.register(collector).expect("each metric is registered once");
         }
-        Self { registry, requests, denied, duration, head, writer }
+        Self { registry, requests, denied, duration, head, merkle_leaves_kept, writer }
     }
 }
 
@@ -157,6 +164,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(head) = state.log.head().await {
         state.metrics.head.set(i64::try_from(head.position).unwrap_or(i64::MAX));
     }
+    let kept = state.log.merkle_leaves_kept();
+    state.metrics.merkle_leaves_kept.set(i64::try_from(kept).unwrap_or(i64::MAX));
     state.metrics.writer.update(state.log.writer_counts());
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.metrics.registry.gather(), &mut body) {

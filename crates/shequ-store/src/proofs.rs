@@ -159,13 +159,31 @@ impl EventLog {
         }
     }
 
+    /// The leaves the kept subtrees cover (a multiple of 1,024): how far a proof's tree can
+    /// reach before the proof reads more than two chunks of the log.
+    pub fn merkle_leaves_kept(&self) -> u64 {
+        self.subtree_cache().lock().leaves()
+    }
+
     /// Builds the kept subtrees over the first `leaves` (a multiple of the chunk), if they do
-    /// not reach them yet: reads the log once from where they end.
+    /// not reach them yet: reads the log once from where they end. The build runs as a task of
+    /// its own, so that a request given up (its client gone, its time out) leaves it going,
+    /// for the next.
     async fn build_subtrees(&self, leaves: u64) -> Result<(), StoreError> {
-        let cache = self.subtree_cache();
-        if cache.lock().leaves() >= leaves {
+        if self.merkle_leaves_kept() >= leaves {
             return Ok(());
         }
+        let log = self.clone();
+        match tokio::spawn(async move { log.build_subtrees_here(leaves).await }).await {
+            Ok(built) => built,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Only a runtime shutting down cancels the task.
+            Err(_) => Err(StoreError::ReaderStopped),
+        }
+    }
+
+    async fn build_subtrees_here(&self, leaves: u64) -> Result<(), StoreError> {
+        let cache = self.subtree_cache();
         let _building = cache.building.lock().await;
         let built = cache.lock().leaves();
         if built >= leaves {
@@ -182,8 +200,8 @@ impl EventLog {
             };
             chunk.push(leaf);
             if chunk.size() == CHUNK_LEAVES {
-                // Each chunk is kept as soon as it is whole: a build given up half-way (its
-                // request gone) leaves what it built for the next.
+                // Each chunk is kept as soon as it is whole: a build that stops half-way (the
+                // log closed, a row missing further on) keeps what it built.
                 cache.lock().push(std::mem::take(&mut chunk).root());
             }
         }
