@@ -753,7 +753,7 @@ async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
     }
     assert!(reopened.inclusion_proof(10, 6_999).await.is_ok(), "a tree before the gap is whole");
     // The log that built them before the row went answers from them, as it answered before:
-    // the positions they cover were appended once and are never rewritten (ADR 0018); finding
+    // the positions they cover were appended once and are never rewritten (ADR 0019); finding
     // the gap is verify's work.
     assert_eq!(log.merkle_root(8_192).await.unwrap(), report.roots[&8_192]);
     // The first event of the second page, then the last of the first.
@@ -773,14 +773,15 @@ async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
 /// next proof finds it done.
 async fn a_proof_given_up_leaves_the_tree_building(db: Db) {
     let streams: Vec<String> = (0..5).map(|_| stream("request")).collect();
-    let events: Vec<(&str, i64)> = (0..20_000).map(|n| (streams[n % 5].as_str(), n as i64)).collect();
+    let events: Vec<(&str, i64)> = (0..60_000).map(|n| (streams[n % 5].as_str(), n as i64)).collect();
     let (log, _) = imported(&db, &events).await;
     assert_eq!(log.merkle_leaves_kept(), 0, "nothing built before a proof");
     let request = tokio::spawn({
         let log = log.clone();
-        async move { log.inclusion_proof(1, 20_000).await }
+        async move { log.inclusion_proof(1, 60_000).await }
     });
-    // Given up once the build has kept its first chunk, long before it reads the last.
+    // Given up once the build has kept its first chunks, long before it reads the last: the
+    // log is long enough that it cannot finish between two looks 1 ms apart.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while log.merkle_leaves_kept() == 0 {
         assert!(std::time::Instant::now() < deadline, "the build never kept a chunk");
@@ -788,15 +789,15 @@ async fn a_proof_given_up_leaves_the_tree_building(db: Db) {
     }
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled(), "the request was given up before it finished");
-    while log.merkle_leaves_kept() < 19_456 {
+    while log.merkle_leaves_kept() < 59_392 {
         assert!(std::time::Instant::now() < deadline, "the build stopped at {}", log.merkle_leaves_kept());
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(log.merkle_leaves_kept(), 19_456, "whole chunks of 1,024 only");
+    assert_eq!(log.merkle_leaves_kept(), 59_392, "whole chunks of 1,024 only");
     let root = log.verify(|_| {}).await.unwrap().root;
-    let proof = log.inclusion_proof(19_999, 20_000).await.unwrap();
+    let proof = log.inclusion_proof(59_999, 60_000).await.unwrap();
     assert_eq!(proof.root_hash, root);
-    assert!(merkle::verify_inclusion(19_998, 20_000, &proof.leaf_hash, &proof.audit_path, &root));
+    assert!(merkle::verify_inclusion(59_998, 60_000, &proof.leaf_hash, &proof.audit_path, &root));
 }
 
 async fn a_closed_log_refuses_reads(db: Db) {

@@ -43,7 +43,7 @@ struct Inner {
     locks: AggregateLocks,
     counters: Arc<writer::Counters>,
     /// The Merkle tree's perfect subtrees over the log's whole chunks, built by the first
-    /// proof that needs them (ADR 0018): `proofs.rs`.
+    /// proof that needs them (ADR 0019): `proofs.rs`.
     pub(crate) subtrees: crate::proofs::SubtreeCache,
 }
 

@@ -124,7 +124,7 @@ pub fn consistency_ranges(old_size: u64, size: u64) -> Option<Vec<Range<u64>>> {
 
 /// The roots of a log's perfect subtrees of `chunk` leaves and more, aligned as MTH splits
 /// them, over the whole chunks of its first leaves: what proofs need of a tree too long to
-/// read for each of them (ADR 0018). With them and the leaves of at most a few chunks, the
+/// read for each of them (ADR 0019). With them and the leaves of at most a few chunks, the
 /// root of any range that MTH's recursion meets is O(log n) hashes away ([`range_root`]).
 #[derive(Debug, Clone)]
 pub struct Subtrees {

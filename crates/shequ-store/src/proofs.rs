@@ -2,7 +2,7 @@
 //!
 //! A proof needs the roots of a few leaf ranges and of the whole tree. The log's perfect
 //! subtrees of [`CHUNK_LEAVES`] leaves and more are built once, by the first proof or root
-//! that reaches them, and kept by the [`EventLog`] (ADR 0018): the positions they cover are
+//! that reaches them, and kept by the [`EventLog`] (ADR 0019): the positions they cover are
 //! never rewritten. A proof then reads the leaves of at most two chunks (the one holding the
 //! leaf or the older tree's end, and the tree's last, when either is not whole), and joins
 //! O(log n) kept roots.
