@@ -147,11 +147,27 @@ impl Client {
 async fn health_and_readiness(db: Db) {
     let client = Client::new(&db).await;
     assert_eq!(client.call("GET", "/health", None, None).await, (StatusCode::OK, json!({"status": "ok"})));
+    // A server just started has not folded the log into its projection: not ready yet, and
+    // the probe starts the catch-up, which goes on without reads to drive it.
+    assert!(!client.state.service.read_model().has_caught_up());
+    let (status, ready) = client.call("GET", "/ready", None, None).await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("catching_up")),
+        "{ready}"
+    );
+    assert_eq!((&ready["position"], &ready["projection"]), (&json!(1), &json!(0)), "{ready}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client.state.service.read_model().has_caught_up() {
+        assert!(std::time::Instant::now() < deadline, "the catch-up /ready started never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let (status, ready) = client.call("GET", "/ready", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["store"], client.state.log.kind().to_string());
     assert_eq!(ready["position"], 1, "the policy bundle is the first event");
+    assert!(ready.get("projection").is_none(), "{ready}");
 
     // With the database gone, the process is alive but not ready.
     client.state.log.close().await;

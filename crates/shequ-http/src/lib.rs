@@ -98,38 +98,69 @@ async fn health() -> Json<Health> {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Ready {
-    /// `ready` or `unavailable`.
+    /// `ready`; `catching_up` while the live projection folds the log after a start; or
+    /// `unavailable`.
     status: &'static str,
     /// The event log's backend: `SQLite` or `PostgreSQL`.
     store: String,
     /// The log's head position, when the database answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<u64>,
+    /// While catching up: the position the live projection has folded so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projection: Option<u64>,
 }
 
-/// Readiness: the event log's database answers within `READY_TIMEOUT_MS`.
+/// Readiness: the event log's database answers within `READY_TIMEOUT_MS`, and the live
+/// projection has caught up with the log since the server started, so that a read does not
+/// wait for the whole log to be folded (seconds on a log of millions of events).
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "operations",
     responses(
-        (status = 200, description = "The event log's database answers", body = Ready),
-        (status = 503, description = "The database did not answer, or not within 2 s", body = Ready)
+        (status = 200, description = "The event log's database answers and the projection is caught up", body = Ready),
+        (
+            status = 503,
+            description = "The projection is catching up (`catching_up`), or the database did not answer, or not within 2 s (`unavailable`)",
+            body = Ready
+        )
     )
 )]
 async fn ready(State(state): State<AppState>) -> Response {
     let store = state.log.kind().to_string();
     let head = tokio::time::timeout(Duration::from_millis(READY_TIMEOUT_MS), state.log.head()).await;
     match head {
-        Ok(Ok(head)) => Json(Ready { status: "ready", store, position: Some(head.position) }).into_response(),
+        Ok(Ok(head)) if state.service.read_model().has_caught_up() => {
+            Json(Ready { status: "ready", store, position: Some(head.position), projection: None })
+                .into_response()
+        }
+        Ok(Ok(head)) => {
+            let model = state.service.read_model();
+            model.catch_up_in_background();
+            let projection = model.position().await;
+            let catching_up = Ready {
+                status: "catching_up",
+                store,
+                position: Some(head.position),
+                projection: Some(projection),
+            };
+            (StatusCode::SERVICE_UNAVAILABLE, Json(catching_up)).into_response()
+        }
         Ok(Err(error)) => {
             tracing::warn!(%error, "not ready: the event log does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store, position: None }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Ready { status: "unavailable", store, position: None, projection: None }),
+            )
                 .into_response()
         }
         Err(_) => {
             tracing::warn!("not ready: the event log did not answer in time");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Ready { status: "unavailable", store, position: None }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Ready { status: "unavailable", store, position: None, projection: None }),
+            )
                 .into_response()
         }
     }

@@ -8,6 +8,7 @@
 //! its newest events or else from the database), and every other process's command that
 //! finished `FOREIGN_APPENDS_STALE_MS` before it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,11 +33,39 @@ pub struct ReadModel {
     /// One catch-up at a time; readers wait for it rather than each reading the same events.
     /// It holds when the database was last asked.
     catching_up: Arc<Mutex<Option<Instant>>>,
+    /// Set once a catch-up has reached the log's head: before that, a read may have the whole
+    /// log to fold first.
+    caught_up: Arc<AtomicBool>,
 }
 
 impl ReadModel {
     pub fn new(log: EventLog) -> Self {
-        Self { log, state: Arc::default(), catching_up: Arc::default() }
+        Self { log, state: Arc::default(), catching_up: Arc::default(), caught_up: Arc::default() }
+    }
+
+    /// Whether a catch-up has reached the log's head since this model was made; from then on a
+    /// read folds only what was appended since the read before. `/ready` waits for it.
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Starts a catch-up in a task of its own, unless one is running: `/ready` does so while
+    /// the projection has not caught up, so that it goes on without reads to drive it.
+    pub fn catch_up_in_background(&self) {
+        if self.catching_up.try_lock().is_err() {
+            return;
+        }
+        let model = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = model.catch_up().await {
+                tracing::warn!(%error, "the projection could not catch up with the log");
+            }
+        });
+    }
+
+    /// The position the projection has folded the log up to.
+    pub async fn position(&self) -> u64 {
+        self.state.read().await.position()
     }
 
     /// The projection, caught up with everything this process committed before the call, and
@@ -88,6 +117,7 @@ impl ReadModel {
             }
         }
         *looked = Some(asked);
+        self.caught_up.store(true, Ordering::Release);
         Ok(next - 1)
     }
 

@@ -233,6 +233,9 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
             if load_demo {
                 print_demo_tokens(&keys, out)?;
             }
+            // The live projection folds the whole log once before it answers a read promptly:
+            // started now, so that `/ready` turns ready as soon as it has.
+            let catching_up = tokio::spawn(catch_up(service.read_model().clone()));
             let timers = tokio::spawn(run_timers(
                 service.clone(),
                 std::time::Duration::from_secs(timer_interval_seconds),
@@ -249,6 +252,7 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
             let timeout = std::time::Duration::from_secs(request_timeout_seconds);
             let outcome = serve(state, addr, timeout).await;
             timers.abort();
+            catching_up.abort();
             outcome
         }
         Command::Demo => demo(&log, out).await,
@@ -409,6 +413,19 @@ async fn serve(
     log.close().await;
     tracing::info!("shequ stopped");
     Ok(Outcome::Success)
+}
+
+/// Folds the log into the live projection, as the first read after a start would, and says
+/// how long it took.
+async fn catch_up(model: shequ_service::ReadModel) {
+    let started = std::time::Instant::now();
+    tracing::info!("catching the projection up with the log…");
+    match model.catch_up().await {
+        Ok(position) => {
+            tracing::info!(position, seconds = started.elapsed().as_secs_f64(), "projection caught up; ready")
+        }
+        Err(error) => tracing::error!(%error, "the projection could not catch up; /ready tries again"),
+    }
 }
 
 /// Fires due contest timers every `interval`: an unanswered contest escalates to the district

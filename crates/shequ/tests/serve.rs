@@ -18,6 +18,8 @@ struct Server {
     addr: String,
     tokens: Vec<(String, String)>,
     stderr: mpsc::Receiver<String>,
+    /// What it said on stderr up to the line that says where it listens.
+    said_at_start: Vec<String>,
 }
 
 impl Drop for Server {
@@ -50,12 +52,14 @@ impl Server {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(START_SECONDS);
+        let mut said_at_start = Vec::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = stderr.recv_timeout(left).expect("shequ says where it listens");
             if let Some((_, rest)) = line.split_once("listening on http://") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            said_at_start.push(line);
         };
         // The tokens are printed before the server listens: a heading, then one per role.
         let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
@@ -68,7 +72,7 @@ impl Server {
                 (name.to_owned(), rest.split_whitespace().next().unwrap_or_default().to_owned())
             })
             .collect();
-        Server { child, addr, tokens, stderr }
+        Server { child, addr, tokens, stderr, said_at_start }
     }
 
     fn token(&self, name: &str) -> &str {
@@ -128,8 +132,22 @@ fn serve_demo_prints_working_tokens_times_out_slow_bodies_and_stops_gracefully()
     assert_eq!(names, ["DISTRICT", "DEPARTMENT", "STREET", "COMMUNITY", "INSPECTOR", "RESIDENT"]);
     let addr = server.addr.clone();
 
-    // The printed tokens are the server's own: each is let in where its role is.
+    // The server folds the log into its projection as it starts, and says when it is ready.
     assert_eq!(call(&addr, "GET", "/health", None, "").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(START_SECONDS);
+    loop {
+        let (status, body) = call(&addr, "GET", "/ready", None, "");
+        match status {
+            200 => break assert!(body.contains("\"status\":\"ready\""), "{body}"),
+            503 if Instant::now() < deadline => assert!(body.contains("\"catching_up\""), "{body}"),
+            _ => panic!("/ready: {status} {body}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said: Vec<String> = server.said_at_start.iter().cloned().chain(server.stderr.try_iter()).collect();
+    assert!(said.iter().any(|line| line.contains("projection caught up; ready")), "{said:#?}");
+
+    // The printed tokens are the server's own: each is let in where its role is.
     let (status, body) = call(&addr, "GET", "/api/v1/mandates?limit=2", Some(server.token("STREET")), "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"items\""), "{body}");
