@@ -449,6 +449,8 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
     assert!(counter("shequ_log_commit_seconds_total") > 0.0);
     // No proof asked yet, so no Merkle subtrees kept (ADR 0019).
     assert_eq!(counter("shequ_merkle_leaves_kept"), 0.0);
+    // The books were read just before: the projection has folded the whole log.
+    assert_eq!(counter("shequ_projection_position"), appended, "{text}");
     assert_eq!(status, StatusCode::OK);
     let total: i64 =
         books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();

@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests by status, denied attempts, request
-//! durations, and the log's head position. Counts only: nothing here names a person or a key.
+//! durations, the log's head position and how far the projection has folded it. Counts only:
+//! nothing here names a person or a key.
 
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ pub struct Metrics {
     denied: IntCounter,
     duration: Histogram,
     head: IntGauge,
+    projection: IntGauge,
     merkle_leaves_kept: IntGauge,
     writer: WriterMetrics,
 }
@@ -111,23 +113,29 @@ impl Metrics {
         .expect("a valid metric");
         let head = IntGauge::new("shequ_log_head_position", "The event log's last position")
             .expect("a valid metric");
+        let projection = IntGauge::new(
+            "shequ_projection_position",
+            "The last position the live projection has folded: behind the head while it catches up",
+        )
+        .expect("a valid metric");
         let merkle_leaves_kept = IntGauge::new(
             "shequ_merkle_leaves_kept",
             "Events the Merkle tree's kept subtrees cover: proofs within them read at most two chunks (ADR 0019)",
         )
         .expect("a valid metric");
         let writer = WriterMetrics::new();
-        let own: [Box<dyn prometheus::core::Collector>; 5] = [
+        let own: [Box<dyn prometheus::core::Collector>; 6] = [
             Box::new(requests.clone()),
             Box::new(denied.clone()),
             Box::new(duration.clone()),
             Box::new(head.clone()),
+            Box::new(projection.clone()),
             Box::new(merkle_leaves_kept.clone()),
         ];
         for collector in own.into_iter().chain(writer.collectors()) {
             registry.register(collector).expect("each metric is registered once");
         }
-        Self { registry, requests, denied, duration, head, merkle_leaves_kept, writer }
+        Self { registry, requests, denied, duration, head, projection, merkle_leaves_kept, writer }
     }
 }
 
@@ -164,6 +172,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
     if let Ok(head) = state.log.head().await {
         state.metrics.head.set(i64::try_from(head.position).unwrap_or(i64::MAX));
     }
+    let folded = state.service.read_model().position().await;
+    state.metrics.projection.set(i64::try_from(folded).unwrap_or(i64::MAX));
     let kept = state.log.merkle_leaves_kept();
     state.metrics.merkle_leaves_kept.set(i64::try_from(kept).unwrap_or(i64::MAX));
     state.metrics.writer.update(state.log.writer_counts());
