@@ -167,11 +167,35 @@ pub struct HistoryEntry {
     pub at: String,
 }
 
+/// A step of a request's history as the projection keeps it, for every request it holds: the
+/// time is kept as a time and the texts boxed, and a [`HistoryEntry`] is made when the request
+/// is shown.
+#[derive(Debug, Clone)]
+struct Step {
+    position: u64,
+    status: RequestStatus,
+    at: DateTime<Utc>,
+    note: Box<str>,
+    actor: Box<str>,
+}
+
+impl Step {
+    fn entry(&self) -> HistoryEntry {
+        HistoryEntry {
+            position: self.position,
+            status: self.status,
+            note: self.note.to_string(),
+            actor: self.actor.to_string(),
+            at: time(self.at),
+        }
+    }
+}
+
 /// One request as the projection holds it: the fold of its stream.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RequestRow {
     state: RequestState,
-    history: Vec<HistoryEntry>,
+    history: Vec<Step>,
     filed_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
     comment: Option<String>,
@@ -183,12 +207,12 @@ impl StreamFold for RequestRow {
         let decoded = RequestEvent::from_data(&event.event_type, event.event_version, &event.data)
             .map_err(|error| failed(event, error.to_string()))?;
         if let Some(status) = decoded.status() {
-            self.history.push(HistoryEntry {
+            self.history.push(Step {
                 position: event.position,
                 status,
-                note: decoded.note().to_owned(),
-                actor: actor_of(&event.metadata),
-                at: time(event.recorded_at),
+                at: event.recorded_at,
+                note: decoded.note().into(),
+                actor: actor_of(&event.metadata).into_boxed_str(),
             });
         }
         match &decoded {
@@ -235,7 +259,7 @@ impl RequestRow {
             updated_at: self.updated_at.map(time).unwrap_or_default(),
             rating: record.rating,
             rating_comment: self.comment.clone(),
-            history: self.history.clone(),
+            history: self.history.iter().map(Step::entry).collect(),
             revision: self.revision,
         })
     }
