@@ -571,7 +571,8 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
     // A request's action alike.
     let resident = client.token(Role::Resident, places.communities[0].0);
     let request = Uuid::now_v7();
-    let file = json!({"request_id": request, "matter_code": "SSV-012", "channel": "counter", "description": "a dispute"});
+    let attributes = json!({"household": "2", "floor": "3"});
+    let file = json!({"request_id": request, "matter_code": "SSV-012", "channel": "counter", "description": "a dispute", "attributes": attributes});
     let (status, filed) =
         client.call("POST", "/api/v1/requests", Some(&resident), Some(file.to_string())).await;
     assert_eq!(status, StatusCode::CREATED, "{filed}");
@@ -586,6 +587,13 @@ async fn a_command_on_a_revision_that_moved_on_is_a_conflict(db: Db) {
             client.call_with("POST", &request_path, Some(&community), Some("{}".into()), &headers).await;
         assert_eq!(status, expected, "{answer}");
     }
+    // Its attributes, which the projection keeps apart from the request's state, come back whole.
+    let (status, read) =
+        client.call("GET", &format!("/api/v1/requests/{request}"), Some(&resident), None).await;
+    assert_eq!(
+        (status, &read["status"], &read["attributes"]),
+        (StatusCode::OK, &json!("accepted"), &attributes)
+    );
 }
 
 /// A client that times out and sends its keyed command again while the first attempt still

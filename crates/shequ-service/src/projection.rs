@@ -196,6 +196,9 @@ impl Step {
 pub(crate) struct RequestRow {
     state: RequestState,
     history: Vec<Step>,
+    /// The filing's attributes, moved out of `state` once it holds them: a `BTreeMap` takes a
+    /// node of about 540 bytes for even one entry, for every request held.
+    attributes: Box<[(Box<str>, Box<str>)]>,
     filed_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
     comment: Option<String>,
@@ -221,9 +224,16 @@ impl StreamFold for RequestRow {
             _ => {}
         }
         self.state = Request::apply_event(std::mem::take(&mut self.state), decoded);
-        // As for mandates: the routing input is in the log, and no view shows it.
+        // As for mandates: the routing input is in the log, and no view shows it; nor the
+        // bundle's digest. No later event's fold reads either, nor the attributes.
         if let Some(record) = self.state.request.as_mut() {
             record.routing.input = RecordedInput::default();
+            record.routing.bundle_digest = String::new();
+            if !record.filing.attributes.is_empty() {
+                let attributes = std::mem::take(&mut record.filing.attributes);
+                self.attributes =
+                    attributes.into_iter().map(|(code, value)| (code.into(), value.into())).collect();
+            }
         }
         self.revision = event.revision;
         self.updated_at = Some(event.recorded_at);
@@ -246,7 +256,11 @@ impl RequestRow {
             address: record.filing.address.clone(),
             lat: record.filing.lat,
             long: record.filing.long,
-            attributes: record.filing.attributes.clone(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(code, value)| (code.to_string(), value.to_string()))
+                .collect(),
             status: record.status,
             route: record.routing.route,
             holder: record.holder,
