@@ -44,7 +44,7 @@ struct Inner {
     counters: Arc<writer::Counters>,
     /// The Merkle tree's perfect subtrees over the log's whole chunks, built by the first
     /// proof that needs them (ADR 0019): `proofs.rs`.
-    pub(crate) subtrees: crate::proofs::SubtreeCache,
+    subtrees: crate::proofs::SubtreeCache,
 }
 
 /// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.

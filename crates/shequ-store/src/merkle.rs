@@ -140,11 +140,6 @@ impl Subtrees {
         Self { chunk, levels: Vec::new() }
     }
 
-    /// The leaves in a chunk.
-    pub fn chunk(&self) -> u64 {
-        self.chunk
-    }
-
     /// The leaves the held chunks cover: a multiple of `chunk`.
     pub fn leaves(&self) -> u64 {
         self.levels.first().map_or(0, |chunks| chunks.len() as u64 * self.chunk)
