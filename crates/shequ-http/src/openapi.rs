@@ -3,7 +3,8 @@
 //! router itself. A route is added together with its operation (`utoipa_axum::routes!`), so
 //! what is routed is what is documented. The statuses that every operation of a kind can give
 //! (401 and 500 behind a token, 413 with a body, 408 anywhere, a JSON 400 for a malformed
-//! path parameter) are added here from the operation's shape, once.
+//! path parameter) are added here from the operation's shape, once. Every error answer refers
+//! to the shared response of its kind (`api::responses`).
 //!
 //! Served at `GET /openapi.json` and committed as `schemas/openapi.json` (`docs/api.md`); the
 //! suite fails when the two drift.
@@ -16,14 +17,15 @@ use axum::response::IntoResponse;
 use axum::Router;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::request_body::RequestBody;
-use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
+use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ErrorBody;
+use crate::api::responses;
+use crate::error::{ErrorBody, ErrorKind};
 use crate::AppState;
 
 /// The name of the bearer-token security scheme.
@@ -100,7 +102,8 @@ pub(crate) async fn serve(text: Bytes) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], text)
 }
 
-/// Adds the bearer scheme and the statuses every operation of a kind can give.
+/// Adds the bearer scheme, the shared error responses, and the statuses every operation of a
+/// kind can give.
 fn complete(document: &mut Document) {
     let components = document.components.get_or_insert_with(Default::default);
     let scheme = HttpBuilder::new()
@@ -109,6 +112,7 @@ fn complete(document: &mut Document) {
         .description(Some("A JWT (HS256) naming the bearer (`sub`), a role and an organisation (`org`)."))
         .build();
     components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    components.responses.extend(responses::components());
     for item in document.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -135,29 +139,27 @@ fn complete_operation(operation: &mut Operation) {
     if path_parameters {
         let description = "A malformed path parameter, naming it";
         match responses.get_mut("400") {
-            Some(RefOr::T(response)) => {
-                response.description = format!("{}; {}", response.description, lowercase_first(description));
+            Some(response) => {
+                let said = format!("{}; {}", responses::described(response), lowercase_first(description));
+                responses::describe(response, said);
             }
-            _ => {
-                responses.insert("400".into(), error(description));
-            }
+            None => responses.extend([responses::reference(ErrorKind::BadRequest, Some(description))]),
         }
     }
+    let mut shared = Vec::new();
     if secured {
-        responses.entry("401".into()).or_insert_with(|| error("No bearer token, or not a valid one"));
-        responses.entry("500".into()).or_insert_with(|| error("Internal error: logged, no details shown"));
+        shared.extend([ErrorKind::Unauthorized, ErrorKind::Internal]);
     }
     if has_body {
-        responses.entry("413".into()).or_insert_with(|| error("The body is larger than 64 KiB"));
+        shared.push(ErrorKind::TooLarge);
+    }
+    for kind in shared {
+        let (status, response) = responses::reference(kind, None);
+        responses.entry(status).or_insert(response);
     }
     let timeout =
         ResponseBuilder::new().description("The request took longer than 30 s (empty body)").build();
     responses.entry("408".into()).or_insert_with(|| RefOr::T(timeout));
-}
-
-fn error(description: &str) -> RefOr<Response> {
-    let content = Content::new(Some(Ref::from_schema_name("ErrorBody")));
-    RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
 }
 
 fn lowercase_first(text: &str) -> String {

@@ -1,0 +1,573 @@
+//! `/api/v1/mandates` and `/api/v1/contests`: tasks delegated to communities, every step of
+//! them, and their contests.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shequ_domain::mandate::{
+    ContestGround, Cure, MandateError, MandateRecord, MandateStatus, Proposal, ReviewOutcome, Violation,
+};
+use shequ_domain::Fen;
+use shequ_service::projection::MandateView as MandateSummary;
+use shequ_service::{MandateFilter, MandateOutcome, ServiceError};
+use shequ_store::RecordedRef;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision};
+use super::page::{self, Page};
+use super::responses::{error_responses, ListErrors, MandateCommandErrors};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The mandate routes with their operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_mandates, propose))
+        .routes(routes!(list_contests))
+        .routes(routes!(read_mandate))
+        .routes(routes!(record_outside_process))
+        .routes(routes!(accept))
+        .routes(routes!(contest))
+        .routes(routes!(cure))
+        .routes(routes!(review))
+        .routes(routes!(withdraw))
+        .routes(routes!(complete))
+        .routes(routes!(reassign))
+}
+
+/// What became of a mandate after a command.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateOutcome)]
+pub struct OutcomeView {
+    mandate: Uuid,
+    status: MandateStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision_id: Option<Uuid>,
+    violations: Vec<Violation>,
+    /// What this call appended, in order (none for a retry that found its first result).
+    events: Vec<RecordedRef>,
+}
+
+impl OutcomeView {
+    fn new(outcome: MandateOutcome, events: Vec<RecordedRef>) -> Self {
+        Self {
+            mandate: outcome.mandate,
+            status: outcome.status,
+            decision_id: outcome.decision_id,
+            violations: outcome.violations,
+            events,
+        }
+    }
+
+    /// The answer to a command that may be refused by the access policy: refused, it was
+    /// recorded, and is answered with the mandate and every violation.
+    fn unless_refused(outcome: MandateOutcome, events: Vec<RecordedRef>) -> Result<Self, ApiError> {
+        match outcome.violations.is_empty() {
+            true => Ok(Self::new(outcome, events)),
+            false => Err(ApiError::refused(outcome.mandate, outcome.violations)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct MandateQuery {
+    /// Only mandates in this status.
+    status: Option<MandateStatus>,
+    /// Only mandates carried by this community.
+    community: Option<Uuid>,
+    /// Only mandates from this street office or department.
+    delegating_unit: Option<Uuid>,
+    /// Only mandates for this catalogue matter, e.g. `EMP-001`.
+    matter_code: Option<String>,
+    /// Only mandates with (true) or without (false) an open contest.
+    contested: Option<bool>,
+    /// The `next_cursor` of the page before: the last id it held.
+    cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/mandates",
+    tag = "mandates",
+    params(MandateQuery),
+    responses(
+        (status = 200, description = "Mandates the caller may see, in id order", body = Page<MandateSummary>),
+        ListErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn list_mandates(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiQuery(query): ApiQuery<MandateQuery>,
+) -> Result<Json<Page<MandateSummary>>, ApiError> {
+    let limit = page::limit(query.limit)?;
+    let filter = MandateFilter {
+        status: query.status,
+        community: query.community,
+        delegating_unit: query.delegating_unit,
+        matter_code: query.matter_code,
+        contested: query.contested,
+    };
+    let items = state.service.list_mandates(claims.actor(), &filter, query.cursor, limit).await?;
+    Ok(Json(Page::of(items, limit, |view| view.mandate.to_string())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct ContestQuery {
+    /// Only contests by this community.
+    community: Option<Uuid>,
+    /// The `next_cursor` of the page before: the last mandate id it held.
+    cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
+    limit: Option<usize>,
+}
+
+/// Open contests: mandates whose community contests them and that nobody has decided yet.
+#[utoipa::path(
+    get,
+    path = "/contests",
+    tag = "mandates",
+    params(ContestQuery),
+    responses(
+        (
+            status = 200,
+            description = "Open contests the caller may see, in mandate id order",
+            body = Page<MandateSummary>
+        ),
+        ListErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn list_contests(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiQuery(query): ApiQuery<ContestQuery>,
+) -> Result<Json<Page<MandateSummary>>, ApiError> {
+    let limit = page::limit(query.limit)?;
+    let filter =
+        MandateFilter { community: query.community, contested: Some(true), ..MandateFilter::default() };
+    let items = state.service.list_mandates(claims.actor(), &filter, query.cursor, limit).await?;
+    Ok(Json(Page::of(items, limit, |view| view.mandate.to_string())))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ProposeRequest {
+    /// Chosen by the client: a retried request with the same id returns the first result.
+    mandate_id: Uuid,
+    matter_code: String,
+    community: Uuid,
+    scope: String,
+    volume: u32,
+    deadline: String,
+    funds_offered_fen: i64,
+    #[serde(default)]
+    powers_granted: Vec<String>,
+    #[serde(default)]
+    working_conditions: Vec<String>,
+}
+
+error_responses!(
+    ProposeErrors: BadRequest,
+    Forbidden,
+    NotFound("The community is unknown"),
+    Conflict,
+    Refused("Refused: recorded, and answered with `mandate` and every violation"),
+);
+
+#[utoipa::path(
+    post,
+    path = "/mandates",
+    tag = "mandates",
+    request_body = ProposeRequest,
+    responses(
+        (
+            status = 201,
+            description = "Admitted (or the first answer to a retry with the same `mandate_id`)",
+            body = OutcomeView
+        ),
+        ProposeErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn propose(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
+    ApiJson(request): ApiJson<ProposeRequest>,
+) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
+    let actor = claims.actor();
+    let proposal = Proposal {
+        matter_code: request.matter_code,
+        delegating_unit: actor.organisation,
+        community: request.community,
+        scope: request.scope,
+        volume: request.volume,
+        deadline: request.deadline,
+        funds_offered_fen: super::fen("funds_offered_fen", request.funds_offered_fen)?,
+        powers_granted: request.powers_granted,
+        working_conditions: request.working_conditions,
+    };
+    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "propose", &()).await;
+    let outcome = match service.propose(actor, request.mandate_id, proposal.clone()).await {
+        Ok(outcome) => outcome,
+        // A retry of the same proposal: answer as the first time.
+        Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
+            let (record, _) = state.service.read_mandate(actor, request.mandate_id).await?;
+            if record.proposal != proposal {
+                let taken = format!("mandate_id {} is taken by another proposal", request.mandate_id);
+                return Err(ServiceError::Invalid(taken).into());
+            }
+            MandateOutcome {
+                mandate: request.mandate_id,
+                status: record.status,
+                violations: record.decision.violations.clone(),
+                decision_id: Some(record.decision.decision_id),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok((StatusCode::CREATED, Json(OutcomeView::unless_refused(outcome, recorder.take())?)))
+}
+
+/// One mandate as its aggregate holds it: the proposal, the decision, the funds, any contest.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateDetail)]
+struct MandateView {
+    mandate: Uuid,
+    status: MandateStatus,
+    proposal: Proposal,
+    decision_id: Uuid,
+    bundle_digest: String,
+    catalogue_version: u64,
+    violations: Vec<Violation>,
+    funds_posted_fen: Fen,
+    contest: Option<ContestView>,
+    recorded_outside_process: bool,
+    /// The revision of the mandate's last event: a command sent with it as
+    /// `Expected-Revision` goes through only on this state.
+    revision: u64,
+}
+
+/// A mandate's open contest.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = MandateContest)]
+struct ContestView {
+    contest_id: Uuid,
+    grounds: Vec<ContestGround>,
+    deadline: String,
+    escalated: bool,
+}
+
+impl MandateView {
+    fn new(mandate: Uuid, record: MandateRecord, revision: u64) -> Self {
+        Self {
+            mandate,
+            revision,
+            status: record.status,
+            decision_id: record.decision.decision_id,
+            bundle_digest: record.decision.bundle_digest,
+            catalogue_version: record.decision.catalogue_version,
+            violations: record.decision.violations,
+            funds_posted_fen: record.funds_posted_fen,
+            contest: record.contest.map(|contest| ContestView {
+                contest_id: contest.contest_id,
+                grounds: contest.grounds,
+                deadline: contest.deadline,
+                escalated: contest.escalated,
+            }),
+            recorded_outside_process: record.recorded_outside_process,
+            proposal: record.proposal,
+        }
+    }
+}
+
+error_responses!(ReadErrors: Forbidden, NotFound("No such mandate"));
+
+#[utoipa::path(
+    get,
+    path = "/mandates/{id}",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id")),
+    responses(
+        (status = 200, description = "The mandate, its decision and any open contest", body = MandateView),
+        ReadErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn read_mandate(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<MandateView>, ApiError> {
+    let (record, revision) = state.service.read_mandate(claims.actor(), id).await?;
+    Ok(Json(MandateView::new(id, record, revision)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OutsideProcessRequest {
+    mandate_id: Uuid,
+    /// The unit the task came from.
+    delegating_unit: Uuid,
+    matter_code: String,
+    scope: String,
+    volume: u32,
+    deadline: String,
+    #[serde(default)]
+    funds_offered_fen: i64,
+    #[serde(default)]
+    powers_granted: Vec<String>,
+    #[serde(default)]
+    working_conditions: Vec<String>,
+    /// How the task reached the community, in its own words.
+    statement: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/outside-process",
+    tag = "mandates",
+    request_body = OutsideProcessRequest,
+    responses(
+        (
+            status = 201,
+            description = "Recorded, contested on the ground `outside_access_process`",
+            body = OutcomeView
+        ),
+        MandateCommandErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn record_outside_process(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
+    ApiJson(request): ApiJson<OutsideProcessRequest>,
+) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
+    let actor = claims.actor();
+    let proposal = Proposal {
+        matter_code: request.matter_code,
+        delegating_unit: request.delegating_unit,
+        community: actor.organisation,
+        scope: request.scope,
+        volume: request.volume,
+        deadline: request.deadline,
+        funds_offered_fen: super::fen("funds_offered_fen", request.funds_offered_fen)?,
+        powers_granted: request.powers_granted,
+        working_conditions: request.working_conditions,
+    };
+    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "record_outside_process", &()).await;
+    let outcome =
+        service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
+    Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/accept",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    responses((status = 200, description = "Accepted by the community", body = OutcomeView), MandateCommandErrors),
+    security(("bearer" = []))
+)]
+async fn accept(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "accept", &()).await;
+    let outcome = service.accept(claims.actor(), id).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ContestRequest {
+    grounds: Vec<ContestGround>,
+    statement: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/contest",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    request_body = ContestRequest,
+    responses((status = 200, description = "Contested", body = OutcomeView), MandateCommandErrors),
+    security(("bearer" = []))
+)]
+async fn contest(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<ContestRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "contest", &request).await;
+    let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CureRequest {
+    #[serde(default)]
+    funds_added_fen: i64,
+    #[serde(default)]
+    powers_added: Vec<String>,
+    #[serde(default)]
+    working_conditions_added: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/cure",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    request_body = CureRequest,
+    responses((status = 200, description = "Cured and decided again", body = OutcomeView), MandateCommandErrors),
+    security(("bearer" = []))
+)]
+async fn cure(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<CureRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "cure", &request).await;
+    let cure = Cure {
+        funds_added_fen: super::fen("funds_added_fen", request.funds_added_fen)?,
+        powers_added: request.powers_added,
+        working_conditions_added: request.working_conditions_added,
+    };
+    let outcome = service.cure(claims.actor(), id, cure).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReviewRequest {
+    outcome: ReviewOutcome,
+    reason: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/review",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    request_body = ReviewRequest,
+    responses(
+        (status = 200, description = "The contest upheld or dismissed", body = OutcomeView),
+        MandateCommandErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn review(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<ReviewRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "review", &request).await;
+    let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReasonRequest {
+    reason: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/withdraw",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Withdrawn; unspent funds returned", body = OutcomeView),
+        MandateCommandErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn withdraw(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<ReasonRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "withdraw", &request).await;
+    let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/complete",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    responses((status = 200, description = "Completed", body = OutcomeView), MandateCommandErrors),
+    security(("bearer" = []))
+)]
+async fn complete(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "complete", &()).await;
+    let outcome = service.complete(claims.actor(), id).await?;
+    Ok(Json(OutcomeView::new(outcome, recorder.take())))
+}
+
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReassignRequest {
+    community: Uuid,
+}
+
+error_responses!(
+    ReassignErrors: BadRequest,
+    Forbidden,
+    NotFound("No such mandate, or an organisation it names is unknown"),
+    Conflict,
+    Refused("Refused: the access policy's violations for the new community, with `mandate`"),
+);
+
+#[utoipa::path(
+    post,
+    path = "/mandates/{id}/reassign",
+    tag = "mandates",
+    params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
+    request_body = ReassignRequest,
+    responses((status = 200, description = "Reassigned; the funds follow", body = OutcomeView), ReassignErrors),
+    security(("bearer" = []))
+)]
+async fn reassign(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: CommandHeaders,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<ReassignRequest>,
+) -> Result<Json<OutcomeView>, ApiError> {
+    let (service, recorder) = headers.command(&state.service, "reassign", &request).await;
+    let outcome = service.reassign(claims.actor(), id, request.community).await?;
+    Ok(Json(OutcomeView::unless_refused(outcome, recorder.take())?))
+}

@@ -1,0 +1,202 @@
+//! `/api/v1/organisations` and `/api/v1/catalogue`: the district, its departments, streets
+//! and communities, and the catalogue of what communities may be asked to do.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shequ_domain::catalogue::Matter;
+use shequ_domain::organisation::{OrganisationError, OrganisationKind};
+use shequ_service::projection::OrganisationView;
+use shequ_service::ServiceError;
+use shequ_store::RecordedRef;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision};
+use super::page::{self, Page};
+use super::responses::{error_responses, ListErrors};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The organisation and catalogue routes with their operations.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(catalogue))
+        .routes(routes!(list_organisations, register_organisation))
+        .routes(routes!(read_organisation))
+}
+
+/// The catalogue of community public-service matters.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Catalogue)]
+struct CatalogueView {
+    /// The number of catalogue events so far: every decision names the version it used.
+    version: u64,
+    matters: Vec<Matter>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/catalogue",
+    tag = "catalogue",
+    responses(
+        (
+            status = 200,
+            description = "The catalogue of community public-service matters and its version",
+            body = CatalogueView
+        )
+    ),
+    security(("bearer" = []))
+)]
+async fn catalogue(
+    State(state): State<AppState>,
+    Authenticated(_): Authenticated,
+) -> Result<Json<CatalogueView>, ApiError> {
+    let (version, matters) = state.service.catalogue().await?;
+    Ok(Json(CatalogueView { version, matters: matters.into_values().collect() }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct OrganisationQuery {
+    /// Only organisations of this kind.
+    kind: Option<OrganisationKind>,
+    /// Only the children of this organisation.
+    parent: Option<Uuid>,
+    /// The `next_cursor` of the page before: the last id it held.
+    cursor: Option<Uuid>,
+    /// Items per page, 1–500 (default 50).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/organisations",
+    tag = "organisations",
+    params(OrganisationQuery),
+    responses(
+        (
+            status = 200,
+            description = "Organisations the caller may see, in id order",
+            body = Page<OrganisationView>
+        ),
+        ListErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn list_organisations(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiQuery(query): ApiQuery<OrganisationQuery>,
+) -> Result<Json<Page<OrganisationView>>, ApiError> {
+    let limit = page::limit(query.limit)?;
+    let items = state
+        .service
+        .list_organisations(claims.actor(), query.kind, query.parent, query.cursor, limit)
+        .await?;
+    Ok(Json(Page::of(items, limit, |view| view.id.to_string())))
+}
+
+/// A new organisation in the caller's district.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RegisterOrganisationBody {
+    /// Chosen by the client: a retried registration with the same id and content returns the
+    /// organisation as it is.
+    id: Uuid,
+    /// `department`, `street` or `community` (a district is set up by the operator).
+    kind: OrganisationKind,
+    name: String,
+    /// The district for a department or street; the street for a community.
+    parent_id: Uuid,
+    /// A department's code in the catalogue (`owner_department`, e.g. `civil_affairs`), so
+    /// requests for its matters reach it.
+    code: Option<String>,
+}
+
+/// A registered organisation, and what its registration appended.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct RegisteredOrganisation {
+    #[serde(flatten)]
+    organisation: OrganisationView,
+    /// What this call appended: the registration's event, or none on a retry.
+    events: Vec<RecordedRef>,
+}
+
+error_responses!(
+    RegisterErrors: BadRequest("Malformed body, or a blank name or a malformed code, naming the field"),
+    Forbidden("Not the district of the parent (`policies/authz`)"),
+    NotFound("No such parent"),
+    Refused("Refused: the id is taken, or the parent is of the wrong kind"),
+);
+
+/// The district registers a department, street or community under itself.
+#[utoipa::path(
+    post,
+    path = "/organisations",
+    tag = "organisations",
+    request_body = RegisterOrganisationBody,
+    responses(
+        (status = 201, description = "Registered, with the events appended (none on a retry of the same registration)", body = RegisteredOrganisation),
+        RegisterErrors
+    ),
+    security(("bearer" = []))
+)]
+async fn register_organisation(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    _: NoExpectedRevision,
+    ApiJson(body): ApiJson<RegisterOrganisationBody>,
+) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
+    let actor = claims.actor();
+    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "register_organisation", &()).await;
+    let registered = service
+        .register_organisation(
+            Some(actor),
+            body.id,
+            body.kind,
+            &body.name,
+            Some(body.parent_id),
+            body.code.as_deref(),
+        )
+        .await;
+    match registered {
+        Ok(()) => {}
+        // A retry of the same registration answers as the first time.
+        Err(ServiceError::Organisation(OrganisationError::AlreadyRegistered)) => {
+            let existing = state.service.read_organisation(actor, body.id).await?;
+            let same = existing.kind == body.kind
+                && existing.name == body.name.trim()
+                && existing.parent_id == Some(body.parent_id)
+                && existing.code == body.code;
+            if !same {
+                let taken = format!("id: {} is taken by another organisation", body.id);
+                return Err(ServiceError::Invalid(taken).into());
+            }
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let organisation = state.service.read_organisation(actor, body.id).await?;
+    Ok((StatusCode::CREATED, Json(RegisteredOrganisation { organisation, events: recorder.take() })))
+}
+
+error_responses!(ReadErrors: Forbidden, NotFound("No such organisation"));
+
+#[utoipa::path(
+    get,
+    path = "/organisations/{id}",
+    tag = "organisations",
+    params(("id" = Uuid, Path, description = "The organisation's id")),
+    responses((status = 200, description = "The organisation", body = OrganisationView), ReadErrors),
+    security(("bearer" = []))
+)]
+async fn read_organisation(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OrganisationView>, ApiError> {
+    Ok(Json(state.service.read_organisation(claims.actor(), id).await?))
+}
