@@ -378,8 +378,10 @@ impl Document {
         for (status, response) in operation["responses"].as_object().unwrap() {
             // A shared response (`#/components/responses/…`) is checked as the one it names.
             let response = match response["$ref"].as_str() {
-                Some(shared) => &self.document["components"]["responses"]
-                    [shared.trim_start_matches("#/components/responses/")],
+                Some(shared) => {
+                    &self.document["components"]["responses"]
+                        [shared.trim_start_matches("#/components/responses/")]
+                }
                 None => response,
             };
             let contents = answers.entry(status.clone()).or_default();

@@ -119,7 +119,11 @@ impl From<ServiceError> for Failure {
             // The IETF Idempotency-Key draft's answer to a key reused for another request.
             ServiceError::KeyReused(message) => (Refused, message.clone()),
             ServiceError::Refused(violations) => {
-                return Self { kind: Refused, message: error.to_string(), violations: Some(violations.clone()) }
+                return Self {
+                    kind: Refused,
+                    message: error.to_string(),
+                    violations: Some(violations.clone()),
+                }
             }
             ServiceError::Organisation(_)
             | ServiceError::Request(_)

@@ -40,10 +40,13 @@ struct AsOfQuery {
 }
 
 impl AsOfQuery {
-    fn as_of(self) -> Result<AsOf, ApiError> {
+    /// The point of the log asked for.
+    fn point(self) -> Result<AsOf, ApiError> {
         match self.as_of {
             None => Ok(AsOf::Head),
-            Some(text) => AsOf::parse(&text).map_err(|reason| ApiError::bad_request(format!("as_of: {reason}"))),
+            Some(text) => {
+                AsOf::parse(&text).map_err(|reason| ApiError::bad_request(format!("as_of: {reason}")))
+            }
         }
     }
 }
@@ -84,7 +87,7 @@ async fn state_as_of(
     Authenticated(claims): Authenticated,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    let as_of = query.as_of()?;
+    let as_of = query.point()?;
     // Refusals and a bad `as_of` are answered before the first byte of the state.
     let district_state = state.service.state_as_of(claims.actor(), as_of).await?;
     // The state is replayed and sent a chunk at a time, one mandate or request in memory at a
@@ -182,7 +185,7 @@ async fn balances_as_of(
     Authenticated(claims): Authenticated,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Json<BalancesAsOf>, ApiError> {
-    let as_of = query.as_of()?;
+    let as_of = query.point()?;
     let (district, position, balances) = state.service.balances_as_of(claims.actor(), as_of).await?;
     Ok(Json(BalancesAsOf { district, position, balances }))
 }

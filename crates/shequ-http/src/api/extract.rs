@@ -60,7 +60,12 @@ impl CommandHeaders {
     /// recorder of the events it appends: the one place a command's handle is built from what
     /// the request says. The digest of the action and its body, as parsed, goes with a keyed
     /// command's events: the same key sent with another body is refused.
-    pub async fn command(&self, service: &Service, action: &str, body: &impl Serialize) -> (Service, Recorder) {
+    pub async fn command(
+        &self,
+        service: &Service,
+        action: &str,
+        body: &impl Serialize,
+    ) -> (Service, Recorder) {
         let digest = self.idempotency_key.map(|_| {
             let body = serde_json::to_vec(body).expect("a parsed body serialises");
             let mut hasher = Sha256::new();

@@ -203,7 +203,8 @@ async fn list_transfers(
     ApiQuery(query): ApiQuery<TransferQuery>,
 ) -> Result<Json<Page<TransferEntry>>, ApiError> {
     let limit = page::limit(query.limit)?;
-    let filter = TransferFilter { kind: query.kind, mandate: query.mandate, organisation: query.organisation };
+    let filter =
+        TransferFilter { kind: query.kind, mandate: query.mandate, organisation: query.organisation };
     let (items, next) =
         state.service.list_transfers(claims.actor(), &filter, query.cursor.unwrap_or(0), limit).await?;
     Ok(Json(Page { items, next_cursor: next.map(|position| position.to_string()) }))

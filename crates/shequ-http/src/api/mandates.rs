@@ -367,7 +367,8 @@ async fn record_outside_process(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "record_outside_process", &()).await;
+    let (service, recorder) =
+        CommandHeaders::NONE.command(&state.service, "record_outside_process", &()).await;
     let outcome =
         service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))

@@ -152,7 +152,8 @@ async fn register_organisation(
     ApiJson(body): ApiJson<RegisterOrganisationBody>,
 ) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
     let actor = claims.actor();
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "register_organisation", &()).await;
+    let (service, recorder) =
+        CommandHeaders::NONE.command(&state.service, "register_organisation", &()).await;
     let registered = service
         .register_organisation(
             Some(actor),

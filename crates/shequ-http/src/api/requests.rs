@@ -173,7 +173,8 @@ async fn list_requests(
         filed_from: query.filed_from.map(time),
         filed_before: query.filed_before.map(time),
     };
-    let items = state.service.list_requests(claims.actor(), &claims.sub, &filter, query.cursor, limit).await?;
+    let items =
+        state.service.list_requests(claims.actor(), &claims.sub, &filter, query.cursor, limit).await?;
     let today = state.service.today();
     let items: Vec<RequestOut> = items.into_iter().map(|view| RequestOut::new(view, &today)).collect();
     Ok(Json(Page::of(items, limit, |out| out.request.request.to_string())))

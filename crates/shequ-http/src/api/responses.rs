@@ -14,8 +14,10 @@ use crate::error::ErrorKind;
 pub fn components() -> impl Iterator<Item = (String, RefOr<Response>)> {
     ErrorKind::ALL.into_iter().map(|kind| {
         let content = Content::new(Some(Ref::from_schema_name("ErrorBody")));
-        let response =
-            ResponseBuilder::new().description(description(kind)).content("application/json", content).build();
+        let response = ResponseBuilder::new()
+            .description(description(kind))
+            .content("application/json", content)
+            .build();
         (name(kind).to_owned(), RefOr::T(response))
     })
 }

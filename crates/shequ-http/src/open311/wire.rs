@@ -1,6 +1,6 @@
 //! What goes over the wire: one document tree rendered as JSON or as XML (the Spark convention
-//! the spec's JSON is defined by: a list's XML element wraps one element per item), and the
-//! spec's error bodies.
+//! the spec's JSON is defined by: a list's XML element wraps one element per item). The spec's
+//! error bodies are such documents too (`errors.rs`).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -186,52 +186,6 @@ fn xml_safe(text: &str) -> String {
         .collect()
 }
 
-/// An error answer in the spec's format: `[{code, description}]` or
-/// `<errors><error><code/><description/></error></errors>`, the body's code equal to the
-/// HTTP status.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub status: StatusCode,
-    pub descriptions: Vec<String>,
-}
-
-impl Problem {
-    pub fn new(status: StatusCode, description: impl Into<String>) -> Self {
-        Self { status, descriptions: vec![description.into()] }
-    }
-
-    pub fn bad_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, description)
-    }
-
-    pub fn not_found(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, description)
-    }
-
-    pub fn forbidden(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, description)
-    }
-
-    pub fn document(&self) -> Document {
-        let code = i64::from(self.status.as_u16());
-        let errors = self
-            .descriptions
-            .iter()
-            .map(|description| {
-                Node::Record(vec![
-                    ("code", Node::Int(code)),
-                    ("description", Node::text(description.clone())),
-                ])
-            })
-            .collect();
-        Document::list("errors", "error", errors)
-    }
-
-    pub fn render(&self, format: Format) -> Response {
-        self.document().render(format, self.status)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,16 +222,5 @@ mod tests {
             json,
             r#"[{"service_request_id":"a<b&c","lat":39.915,"media_url":null,"note":"bell\u0007"}]"#
         );
-    }
-
-    #[test]
-    fn errors_have_the_spec_shape() {
-        let problem = Problem::forbidden("api_key is required");
-        let json = serde_json::to_string(&problem.document().body).unwrap();
-        assert_eq!(json, r#"[{"code":403,"description":"api_key is required"}]"#);
-        let xml = String::from_utf8(problem.document().to_xml()).unwrap();
-        assert!(xml.contains(
-            "<errors>\n  <error>\n    <code>403</code>\n    <description>api_key is required</description>"
-        ));
     }
 }
