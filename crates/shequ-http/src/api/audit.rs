@@ -15,8 +15,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiPath, ApiQuery, Authenticated};
+use super::extract::{ApiPath, ApiQuery, Caller};
 use super::responses::error_responses;
+use super::Reply;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -67,29 +68,14 @@ struct DistrictState {
 }
 
 /// The district's whole state as of a time or position, rebuilt from the log (inspectors).
-#[utoipa::path(
-    get,
-    path = "/audit/state",
-    tag = "audit",
+#[utoipa::path(get, path = "/audit/state", tag = "audit", security(("bearer" = [])),
     params(AsOfQuery),
-    responses(
-        (
-            status = 200,
-            description = "The district's state as of the point asked, rebuilt from the log",
-            body = DistrictState
-        ),
-        AsOfErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The district's state as of the point asked, rebuilt from the log", body = DistrictState), AsOfErrors)
 )]
-async fn state_as_of(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiQuery(query): ApiQuery<AsOfQuery>,
-) -> Result<Response, ApiError> {
+async fn state_as_of(caller: Caller, ApiQuery(query): ApiQuery<AsOfQuery>) -> Result<Response, ApiError> {
     let as_of = query.point()?;
     // Refusals and a bad `as_of` are answered before the first byte of the state.
-    let district_state = state.service.state_as_of(claims.actor(), as_of).await?;
+    let district_state = caller.service().state_as_of(caller.actor(), as_of).await?;
     // The state is replayed and sent a chunk at a time, one mandate or request in memory at a
     // time, however long the log; a client that hangs up stops the replay.
     let body = streamed(|chunks| district_state.write(JsonStyle::Compact, chunks));
@@ -137,27 +123,12 @@ impl Drop for WritingTask {
 
 error_responses!(TimelineErrors: Forbidden, NotFound("No such mandate"));
 
-#[utoipa::path(
-    get,
-    path = "/audit/mandates/{id}/timeline",
-    tag = "audit",
+#[utoipa::path(get, path = "/audit/mandates/{id}/timeline", tag = "audit", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id")),
-    responses(
-        (
-            status = 200,
-            description = "Every event of the mandate and every transfer made for it",
-            body = Timeline
-        ),
-        TimelineErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Every event of the mandate and every transfer made for it", body = Timeline), TimelineErrors)
 )]
-async fn mandate_timeline(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<Timeline>, ApiError> {
-    Ok(Json(state.service.mandate_timeline(claims.actor(), id).await?))
+async fn mandate_timeline(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Reply<Timeline> {
+    Ok(Json(caller.service().mandate_timeline(caller.actor(), id).await?))
 }
 
 /// The district's balances at one point of the log.
@@ -169,24 +140,13 @@ struct BalancesAsOf {
 }
 
 /// The ledger's balances as of a date (or position), for inspectors and the district.
-#[utoipa::path(
-    get,
-    path = "/audit/balances",
-    tag = "audit",
+#[utoipa::path(get, path = "/audit/balances", tag = "audit", security(("bearer" = [])),
     params(AsOfQuery),
-    responses(
-        (status = 200, description = "The district's balances as of the point asked", body = BalancesAsOf),
-        AsOfErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The district's balances as of the point asked", body = BalancesAsOf), AsOfErrors)
 )]
-async fn balances_as_of(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiQuery(query): ApiQuery<AsOfQuery>,
-) -> Result<Json<BalancesAsOf>, ApiError> {
+async fn balances_as_of(caller: Caller, ApiQuery(query): ApiQuery<AsOfQuery>) -> Reply<BalancesAsOf> {
     let as_of = query.point()?;
-    let (district, position, balances) = state.service.balances_as_of(claims.actor(), as_of).await?;
+    let (district, position, balances) = caller.service().balances_as_of(caller.actor(), as_of).await?;
     Ok(Json(BalancesAsOf { district, position, balances }))
 }
 
@@ -217,23 +177,12 @@ error_responses!(
     NotFound("The caller's organisation is unknown"),
 );
 
-#[utoipa::path(
-    get,
-    path = "/audit/proof/inclusion",
-    tag = "audit",
+#[utoipa::path(get, path = "/audit/proof/inclusion", tag = "audit", security(("bearer" = [])),
     params(InclusionQuery),
-    responses(
-        (status = 200, description = "An RFC 6962 inclusion proof", body = InclusionView),
-        InclusionErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "An RFC 6962 inclusion proof", body = InclusionView), InclusionErrors)
 )]
-async fn inclusion_proof(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiQuery(query): ApiQuery<InclusionQuery>,
-) -> Result<Json<InclusionView>, ApiError> {
-    let proof = state.service.inclusion_proof(claims.actor(), query.position, query.tree_size).await?;
+async fn inclusion_proof(caller: Caller, ApiQuery(query): ApiQuery<InclusionQuery>) -> Reply<InclusionView> {
+    let proof = caller.service().inclusion_proof(caller.actor(), query.position, query.tree_size).await?;
     Ok(Json(InclusionView {
         position: proof.position,
         leaf_index: proof.position - 1,
@@ -270,23 +219,15 @@ error_responses!(
     NotFound("The caller's organisation is unknown"),
 );
 
-#[utoipa::path(
-    get,
-    path = "/audit/proof/consistency",
-    tag = "audit",
+#[utoipa::path(get, path = "/audit/proof/consistency", tag = "audit", security(("bearer" = [])),
     params(ConsistencyQuery),
-    responses(
-        (status = 200, description = "An RFC 6962 consistency proof", body = ConsistencyView),
-        ConsistencyErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "An RFC 6962 consistency proof", body = ConsistencyView), ConsistencyErrors)
 )]
 async fn consistency_proof(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ConsistencyQuery>,
-) -> Result<Json<ConsistencyView>, ApiError> {
-    let proof = state.service.consistency_proof(claims.actor(), query.first, query.second).await?;
+) -> Reply<ConsistencyView> {
+    let proof = caller.service().consistency_proof(caller.actor(), query.first, query.second).await?;
     Ok(Json(ConsistencyView {
         first: proof.first,
         second: proof.second,
@@ -308,17 +249,8 @@ struct PublicKeyView {
 
 /// The key that signs checkpoints, so anyone holding a published checkpoint can check it.
 /// Public by nature: no token needed.
-#[utoipa::path(
-    get,
-    path = "/audit/public-key",
-    tag = "audit",
-    responses(
-        (
-            status = 200,
-            description = "The Ed25519 key that signs checkpoints; public, no token needed",
-            body = PublicKeyView
-        )
-    )
+#[utoipa::path(get, path = "/audit/public-key", tag = "audit",
+    responses((status = 200, description = "The Ed25519 key that signs checkpoints; public, no token needed", body = PublicKeyView))
 )]
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {
     Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.to_string() })

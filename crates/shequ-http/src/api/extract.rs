@@ -1,5 +1,5 @@
 //! What `/api/v1` reads from a request, each answered in the JSON error body when malformed:
-//! the bearer's claims, path parameters, query strings, JSON bodies whose errors name the
+//! the caller (a bearer token's claims), path parameters, query strings, JSON bodies whose errors name the
 //! field, and a command's headers (`Idempotency-Key`, `Expected-Revision`), from which
 //! [`CommandHeaders::command`] builds the command's handle on the service.
 
@@ -9,7 +9,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shequ_service::Service;
+use shequ_service::{Actor, Service};
 use shequ_store::Recorder;
 use uuid::Uuid;
 
@@ -17,10 +17,28 @@ use crate::auth::{AuthError, Claims};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The bearer of a valid token.
-pub struct Authenticated(pub Claims);
+/// The bearer of a valid token, and the application they call.
+pub struct Caller {
+    state: AppState,
+    claims: Claims,
+}
 
-impl FromRequestParts<AppState> for Authenticated {
+impl Caller {
+    pub fn service(&self) -> &Service {
+        &self.state.service
+    }
+
+    pub fn actor(&self) -> Actor {
+        self.claims.actor()
+    }
+
+    /// Who the bearer is (the token's `sub`), for the audit trail.
+    pub fn subject(&self) -> &str {
+        &self.claims.sub
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -30,7 +48,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .ok()
             .and_then(crate::auth::bearer_token)
             .ok_or_else(|| AuthError::Invalid("expected `Authorization: Bearer <token>`".into()))?;
-        Ok(Authenticated(state.keys.verify(token)?))
+        Ok(Caller { claims: state.keys.verify(token)?, state: state.clone() })
     }
 }
 

@@ -1,7 +1,6 @@
 //! `/api/v1/ledger` and a mandate's spending: the funding ledger's allocations, spending,
 //! transfers and balances.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -12,10 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
 use super::page::{self, Page};
 use super::responses::{error_responses, MandateCommandErrors};
-use crate::error::ApiError;
+use super::{Created, Reply};
 use crate::AppState;
 
 /// The ledger routes with their operations.
@@ -45,28 +44,20 @@ struct Recorded {
     events: Vec<RecordedRef>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/spending",
-    tag = "ledger",
+#[utoipa::path(post, path = "/mandates/{id}/spending", tag = "ledger", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id")),
     request_body = SpendRequest,
-    responses(
-        (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
-        MandateCommandErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded), MandateCommandErrors)
 )]
 async fn spend(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<SpendRequest>,
-) -> Result<(StatusCode, Json<Recorded>), ApiError> {
+) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "spend", &()).await;
-    service.spend(claims.actor(), id, request.transfer_id, amount, &request.memo).await?;
+    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "spend", &()).await;
+    service.spend(caller.actor(), id, request.transfer_id, amount, &request.memo).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
@@ -84,26 +75,18 @@ struct AllocateRequest {
 
 error_responses!(AllocateErrors: BadRequest, Forbidden, NotFound("An organisation is unknown"), Conflict, Refused);
 
-#[utoipa::path(
-    post,
-    path = "/ledger/allocations",
-    tag = "ledger",
+#[utoipa::path(post, path = "/ledger/allocations", tag = "ledger", security(("bearer" = [])),
     request_body = AllocateRequest,
-    responses(
-        (status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded),
-        AllocateErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded), AllocateErrors)
 )]
 async fn allocate(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiJson(request): ApiJson<AllocateRequest>,
-) -> Result<(StatusCode, Json<Recorded>), ApiError> {
+) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
-    let actor = Some(claims.actor());
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "allocate", &()).await;
+    let actor = Some(caller.actor());
+    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "allocate", &()).await;
     service.allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
@@ -132,25 +115,11 @@ error_responses!(
     NotFound("The caller's organisation is unknown"),
 );
 
-#[utoipa::path(
-    get,
-    path = "/ledger/balances",
-    tag = "ledger",
-    responses(
-        (
-            status = 200,
-            description = "The balances the caller may read: every account of the district for the district, its departments and inspectors; the accounts of its street and its communities for a street office; its own for a community",
-            body = BalancesView
-        ),
-        DistrictReadErrors
-    ),
-    security(("bearer" = []))
+#[utoipa::path(get, path = "/ledger/balances", tag = "ledger", security(("bearer" = [])),
+    responses((status = 200, description = "The balances the caller may read: every account of the district for the district, its departments and inspectors; the accounts of its street and its communities for a street office; its own for a community", body = BalancesView), DistrictReadErrors)
 )]
-async fn balances(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-) -> Result<Json<BalancesView>, ApiError> {
-    let ledger = state.service.read_ledger(claims.actor()).await?;
+async fn balances(caller: Caller) -> Reply<BalancesView> {
+    let ledger = caller.service().read_ledger(caller.actor()).await?;
     let balances = ledger
         .balances
         .iter()
@@ -182,30 +151,18 @@ error_responses!(
     NotFound("The caller's organisation is unknown"),
 );
 
-#[utoipa::path(
-    get,
-    path = "/ledger/transfers",
-    tag = "ledger",
+#[utoipa::path(get, path = "/ledger/transfers", tag = "ledger", security(("bearer" = [])),
     params(TransferQuery),
-    responses(
-        (
-            status = 200,
-            description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order. A page looks through at most 10 ledger events for each transfer it may hold (500 for the default `limit` of 50), so a page can hold fewer than `limit`, even none, and still have a `next_cursor`: the list ends only where `next_cursor` is null",
-            body = Page<TransferEntry>
-        ),
-        TransferListErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order. A page looks through at most 10 ledger events for each transfer it may hold (500 for the default `limit` of 50), so a page can hold fewer than `limit`, even none, and still have a `next_cursor`: the list ends only where `next_cursor` is null", body = Page<TransferEntry>), TransferListErrors)
 )]
 async fn list_transfers(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiQuery(query): ApiQuery<TransferQuery>,
-) -> Result<Json<Page<TransferEntry>>, ApiError> {
+) -> Reply<Page<TransferEntry>> {
     let limit = page::limit(query.limit)?;
     let filter =
         TransferFilter { kind: query.kind, mandate: query.mandate, organisation: query.organisation };
     let (items, next) =
-        state.service.list_transfers(claims.actor(), &filter, query.cursor.unwrap_or(0), limit).await?;
+        caller.service().list_transfers(caller.actor(), &filter, query.cursor.unwrap_or(0), limit).await?;
     Ok(Json(Page { items, next_cursor: next.map(|position| position.to_string()) }))
 }

@@ -1,7 +1,6 @@
 //! `/api/v1/mandates` and `/api/v1/contests`: tasks delegated to communities, every step of
 //! them, and their contests.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -16,9 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors, MandateCommandErrors};
+use super::{Created, Reply};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -92,22 +92,14 @@ struct MandateQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/mandates",
-    tag = "mandates",
+#[utoipa::path(get, path = "/mandates", tag = "mandates", security(("bearer" = [])),
     params(MandateQuery),
-    responses(
-        (status = 200, description = "Mandates the caller may see, in id order", body = Page<MandateSummary>),
-        ListErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Mandates the caller may see, in id order", body = Page<MandateSummary>), ListErrors)
 )]
 async fn list_mandates(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiQuery(query): ApiQuery<MandateQuery>,
-) -> Result<Json<Page<MandateSummary>>, ApiError> {
+) -> Reply<Page<MandateSummary>> {
     let limit = page::limit(query.limit)?;
     let filter = MandateFilter {
         status: query.status,
@@ -116,7 +108,7 @@ async fn list_mandates(
         matter_code: query.matter_code,
         contested: query.contested,
     };
-    let items = state.service.list_mandates(claims.actor(), &filter, query.cursor, limit).await?;
+    let items = caller.service().list_mandates(caller.actor(), &filter, query.cursor, limit).await?;
     Ok(Json(Page::of(items, limit, |view| view.mandate.to_string())))
 }
 
@@ -133,30 +125,18 @@ struct ContestQuery {
 }
 
 /// Open contests: mandates whose community contests them and that nobody has decided yet.
-#[utoipa::path(
-    get,
-    path = "/contests",
-    tag = "mandates",
+#[utoipa::path(get, path = "/contests", tag = "mandates", security(("bearer" = [])),
     params(ContestQuery),
-    responses(
-        (
-            status = 200,
-            description = "Open contests the caller may see, in mandate id order",
-            body = Page<MandateSummary>
-        ),
-        ListErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Open contests the caller may see, in mandate id order", body = Page<MandateSummary>), ListErrors)
 )]
 async fn list_contests(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ContestQuery>,
-) -> Result<Json<Page<MandateSummary>>, ApiError> {
+) -> Reply<Page<MandateSummary>> {
     let limit = page::limit(query.limit)?;
     let filter =
         MandateFilter { community: query.community, contested: Some(true), ..MandateFilter::default() };
-    let items = state.service.list_mandates(claims.actor(), &filter, query.cursor, limit).await?;
+    let items = caller.service().list_mandates(caller.actor(), &filter, query.cursor, limit).await?;
     Ok(Json(Page::of(items, limit, |view| view.mandate.to_string())))
 }
 
@@ -185,28 +165,16 @@ error_responses!(
     Refused("Refused: recorded, and answered with `mandate` and every violation"),
 );
 
-#[utoipa::path(
-    post,
-    path = "/mandates",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates", tag = "mandates", security(("bearer" = [])),
     request_body = ProposeRequest,
-    responses(
-        (
-            status = 201,
-            description = "Admitted (or the first answer to a retry with the same `mandate_id`)",
-            body = OutcomeView
-        ),
-        ProposeErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Admitted (or the first answer to a retry with the same `mandate_id`)", body = OutcomeView), ProposeErrors)
 )]
 async fn propose(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiJson(request): ApiJson<ProposeRequest>,
-) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
-    let actor = claims.actor();
+) -> Created<OutcomeView> {
+    let actor = caller.actor();
     let proposal = Proposal {
         matter_code: request.matter_code,
         delegating_unit: actor.organisation,
@@ -218,12 +186,12 @@ async fn propose(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "propose", &()).await;
+    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "propose", &()).await;
     let outcome = match service.propose(actor, request.mandate_id, proposal.clone()).await {
         Ok(outcome) => outcome,
         // A retry of the same proposal: answer as the first time.
         Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
-            let (record, _) = state.service.read_mandate(actor, request.mandate_id).await?;
+            let (record, _) = caller.service().read_mandate(actor, request.mandate_id).await?;
             if record.proposal != proposal {
                 let taken = format!("mandate_id {} is taken by another proposal", request.mandate_id);
                 return Err(ServiceError::Invalid(taken).into());
@@ -294,23 +262,12 @@ impl MandateView {
 
 error_responses!(ReadErrors: Forbidden, NotFound("No such mandate"));
 
-#[utoipa::path(
-    get,
-    path = "/mandates/{id}",
-    tag = "mandates",
+#[utoipa::path(get, path = "/mandates/{id}", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id")),
-    responses(
-        (status = 200, description = "The mandate, its decision and any open contest", body = MandateView),
-        ReadErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The mandate, its decision and any open contest", body = MandateView), ReadErrors)
 )]
-async fn read_mandate(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<MandateView>, ApiError> {
-    let (record, revision) = state.service.read_mandate(claims.actor(), id).await?;
+async fn read_mandate(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Reply<MandateView> {
+    let (record, revision) = caller.service().read_mandate(caller.actor(), id).await?;
     Ok(Json(MandateView::new(id, record, revision)))
 }
 
@@ -334,28 +291,16 @@ struct OutsideProcessRequest {
     statement: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/outside-process",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/outside-process", tag = "mandates", security(("bearer" = [])),
     request_body = OutsideProcessRequest,
-    responses(
-        (
-            status = 201,
-            description = "Recorded, contested on the ground `outside_access_process`",
-            body = OutcomeView
-        ),
-        MandateCommandErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Recorded, contested on the ground `outside_access_process`", body = OutcomeView), MandateCommandErrors)
 )]
 async fn record_outside_process(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiJson(request): ApiJson<OutsideProcessRequest>,
-) -> Result<(StatusCode, Json<OutcomeView>), ApiError> {
-    let actor = claims.actor();
+) -> Created<OutcomeView> {
+    let actor = caller.actor();
     let proposal = Proposal {
         matter_code: request.matter_code,
         delegating_unit: request.delegating_unit,
@@ -368,28 +313,19 @@ async fn record_outside_process(
         working_conditions: request.working_conditions,
     };
     let (service, recorder) =
-        CommandHeaders::NONE.command(&state.service, "record_outside_process", &()).await;
+        CommandHeaders::NONE.command(caller.service(), "record_outside_process", &()).await;
     let outcome =
         service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/accept",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/accept", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
-    responses((status = 200, description = "Accepted by the community", body = OutcomeView), MandateCommandErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "Accepted by the community", body = OutcomeView), MandateCommandErrors)
 )]
-async fn accept(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    headers: CommandHeaders,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "accept", &()).await;
-    let outcome = service.accept(claims.actor(), id).await?;
+async fn accept(caller: Caller, headers: CommandHeaders, ApiPath(id): ApiPath<Uuid>) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "accept", &()).await;
+    let outcome = service.accept(caller.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -400,24 +336,19 @@ struct ContestRequest {
     statement: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/contest",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/contest", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = ContestRequest,
-    responses((status = 200, description = "Contested", body = OutcomeView), MandateCommandErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "Contested", body = OutcomeView), MandateCommandErrors)
 )]
 async fn contest(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "contest", &request).await;
-    let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
+) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "contest", &request).await;
+    let outcome = service.contest(caller.actor(), id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -432,29 +363,24 @@ struct CureRequest {
     working_conditions_added: Vec<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/cure",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/cure", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = CureRequest,
-    responses((status = 200, description = "Cured and decided again", body = OutcomeView), MandateCommandErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "Cured and decided again", body = OutcomeView), MandateCommandErrors)
 )]
 async fn cure(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "cure", &request).await;
+) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "cure", &request).await;
     let cure = Cure {
         funds_added_fen: super::fen("funds_added_fen", request.funds_added_fen)?,
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    let outcome = service.cure(claims.actor(), id, cure).await?;
+    let outcome = service.cure(caller.actor(), id, cure).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -465,27 +391,19 @@ struct ReviewRequest {
     reason: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/review",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/review", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = ReviewRequest,
-    responses(
-        (status = 200, description = "The contest upheld or dismissed", body = OutcomeView),
-        MandateCommandErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The contest upheld or dismissed", body = OutcomeView), MandateCommandErrors)
 )]
 async fn review(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "review", &request).await;
-    let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
+) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "review", &request).await;
+    let outcome = service.review(caller.actor(), id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -495,46 +413,29 @@ struct ReasonRequest {
     reason: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/withdraw",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/withdraw", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = ReasonRequest,
-    responses(
-        (status = 200, description = "Withdrawn; unspent funds returned", body = OutcomeView),
-        MandateCommandErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Withdrawn; unspent funds returned", body = OutcomeView), MandateCommandErrors)
 )]
 async fn withdraw(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "withdraw", &request).await;
-    let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
+) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "withdraw", &request).await;
+    let outcome = service.withdraw(caller.actor(), id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/complete",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/complete", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
-    responses((status = 200, description = "Completed", body = OutcomeView), MandateCommandErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "Completed", body = OutcomeView), MandateCommandErrors)
 )]
-async fn complete(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    headers: CommandHeaders,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "complete", &()).await;
-    let outcome = service.complete(claims.actor(), id).await?;
+async fn complete(caller: Caller, headers: CommandHeaders, ApiPath(id): ApiPath<Uuid>) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "complete", &()).await;
+    let outcome = service.complete(caller.actor(), id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -552,23 +453,18 @@ error_responses!(
     Refused("Refused: the access policy's violations for the new community, with `mandate`"),
 );
 
-#[utoipa::path(
-    post,
-    path = "/mandates/{id}/reassign",
-    tag = "mandates",
+#[utoipa::path(post, path = "/mandates/{id}/reassign", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = ReassignRequest,
-    responses((status = 200, description = "Reassigned; the funds follow", body = OutcomeView), ReassignErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "Reassigned; the funds follow", body = OutcomeView), ReassignErrors)
 )]
 async fn reassign(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
-) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, "reassign", &request).await;
-    let outcome = service.reassign(claims.actor(), id, request.community).await?;
+) -> Reply<OutcomeView> {
+    let (service, recorder) = headers.command(caller.service(), "reassign", &request).await;
+    let outcome = service.reassign(caller.actor(), id, request.community).await?;
     Ok(Json(OutcomeView::unless_refused(outcome, recorder.take())?))
 }

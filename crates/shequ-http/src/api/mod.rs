@@ -16,6 +16,8 @@ mod page;
 mod requests;
 pub(crate) mod responses;
 
+use axum::http::StatusCode;
+use axum::Json;
 use shequ_domain::Fen;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -31,6 +33,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(ledger::router())
         .merge(audit::router())
 }
+
+/// A handler's answer: JSON, or an error.
+type Reply<T> = Result<Json<T>, ApiError>;
+
+/// A command's answer when it created what it names: 201 and JSON, or an error.
+type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 
 /// An amount of money sent in a body's `field`, as a [`Fen`].
 fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {

@@ -1,7 +1,6 @@
 //! `/api/v1/organisations` and `/api/v1/catalogue`: the district, its departments, streets
 //! and communities, and the catalogue of what communities may be asked to do.
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -14,10 +13,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors};
-use crate::error::ApiError;
+use super::{Created, Reply};
 use crate::AppState;
 
 /// The organisation and catalogue routes with their operations.
@@ -37,24 +36,11 @@ struct CatalogueView {
     matters: Vec<Matter>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/catalogue",
-    tag = "catalogue",
-    responses(
-        (
-            status = 200,
-            description = "The catalogue of community public-service matters and its version",
-            body = CatalogueView
-        )
-    ),
-    security(("bearer" = []))
+#[utoipa::path(get, path = "/catalogue", tag = "catalogue", security(("bearer" = [])),
+    responses((status = 200, description = "The catalogue of community public-service matters and its version", body = CatalogueView))
 )]
-async fn catalogue(
-    State(state): State<AppState>,
-    Authenticated(_): Authenticated,
-) -> Result<Json<CatalogueView>, ApiError> {
-    let (version, matters) = state.service.catalogue().await?;
+async fn catalogue(caller: Caller) -> Reply<CatalogueView> {
+    let (version, matters) = caller.service().catalogue().await?;
     Ok(Json(CatalogueView { version, matters: matters.into_values().collect() }))
 }
 
@@ -72,30 +58,18 @@ struct OrganisationQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/organisations",
-    tag = "organisations",
+#[utoipa::path(get, path = "/organisations", tag = "organisations", security(("bearer" = [])),
     params(OrganisationQuery),
-    responses(
-        (
-            status = 200,
-            description = "Organisations the caller may see, in id order",
-            body = Page<OrganisationView>
-        ),
-        ListErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Organisations the caller may see, in id order", body = Page<OrganisationView>), ListErrors)
 )]
 async fn list_organisations(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiQuery(query): ApiQuery<OrganisationQuery>,
-) -> Result<Json<Page<OrganisationView>>, ApiError> {
+) -> Reply<Page<OrganisationView>> {
     let limit = page::limit(query.limit)?;
-    let items = state
-        .service
-        .list_organisations(claims.actor(), query.kind, query.parent, query.cursor, limit)
+    let items = caller
+        .service()
+        .list_organisations(caller.actor(), query.kind, query.parent, query.cursor, limit)
         .await?;
     Ok(Json(Page::of(items, limit, |view| view.id.to_string())))
 }
@@ -134,26 +108,18 @@ error_responses!(
 );
 
 /// The district registers a department, street or community under itself.
-#[utoipa::path(
-    post,
-    path = "/organisations",
-    tag = "organisations",
+#[utoipa::path(post, path = "/organisations", tag = "organisations", security(("bearer" = [])),
     request_body = RegisterOrganisationBody,
-    responses(
-        (status = 201, description = "Registered, with the events appended (none on a retry of the same registration)", body = RegisteredOrganisation),
-        RegisterErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Registered, with the events appended (none on a retry of the same registration)", body = RegisteredOrganisation), RegisterErrors)
 )]
 async fn register_organisation(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiJson(body): ApiJson<RegisterOrganisationBody>,
-) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
-    let actor = claims.actor();
+) -> Created<RegisteredOrganisation> {
+    let actor = caller.actor();
     let (service, recorder) =
-        CommandHeaders::NONE.command(&state.service, "register_organisation", &()).await;
+        CommandHeaders::NONE.command(caller.service(), "register_organisation", &()).await;
     let registered = service
         .register_organisation(
             Some(actor),
@@ -168,7 +134,7 @@ async fn register_organisation(
         Ok(()) => {}
         // A retry of the same registration answers as the first time.
         Err(ServiceError::Organisation(OrganisationError::AlreadyRegistered)) => {
-            let existing = state.service.read_organisation(actor, body.id).await?;
+            let existing = caller.service().read_organisation(actor, body.id).await?;
             let same = existing.kind == body.kind
                 && existing.name == body.name.trim()
                 && existing.parent_id == Some(body.parent_id)
@@ -180,24 +146,16 @@ async fn register_organisation(
         }
         Err(error) => return Err(error.into()),
     }
-    let organisation = state.service.read_organisation(actor, body.id).await?;
+    let organisation = caller.service().read_organisation(actor, body.id).await?;
     Ok((StatusCode::CREATED, Json(RegisteredOrganisation { organisation, events: recorder.take() })))
 }
 
 error_responses!(ReadErrors: Forbidden, NotFound("No such organisation"));
 
-#[utoipa::path(
-    get,
-    path = "/organisations/{id}",
-    tag = "organisations",
+#[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The organisation's id")),
-    responses((status = 200, description = "The organisation", body = OrganisationView), ReadErrors),
-    security(("bearer" = []))
+    responses((status = 200, description = "The organisation", body = OrganisationView), ReadErrors)
 )]
-async fn read_organisation(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<OrganisationView>, ApiError> {
-    Ok(Json(state.service.read_organisation(claims.actor(), id).await?))
+async fn read_organisation(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Reply<OrganisationView> {
+    Ok(Json(caller.service().read_organisation(caller.actor(), id).await?))
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,11 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{
-    ApiJson, ApiPath, ApiQuery, Authenticated, CommandHeaders, NoExpectedRevision, OptionalJson,
-};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision, OptionalJson};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors};
+use super::{Created, Reply};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -80,28 +78,16 @@ error_responses!(
     Refused,
 );
 
-#[utoipa::path(
-    post,
-    path = "/requests",
-    tag = "requests",
+#[utoipa::path(post, path = "/requests", tag = "requests", security(("bearer" = [])),
     request_body = FileRequestBody,
-    responses(
-        (
-            status = 201,
-            description = "Filed and routed (or the first answer to a retry with the same `request_id`)",
-            body = RequestOut
-        ),
-        FileErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 201, description = "Filed and routed (or the first answer to a retry with the same `request_id`)", body = RequestOut), FileErrors)
 )]
 async fn file_request(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     _: NoExpectedRevision,
     ApiJson(body): ApiJson<FileRequestBody>,
-) -> Result<(StatusCode, Json<RequestOut>), ApiError> {
-    let actor = claims.actor();
+) -> Created<RequestOut> {
+    let actor = caller.actor();
     let filing = FileRequest {
         matter_code: body.matter_code,
         station: body.station.unwrap_or(actor.organisation),
@@ -113,9 +99,10 @@ async fn file_request(
         long: body.long,
         attributes: body.attributes,
     };
-    let (service, recorder) = CommandHeaders::NONE.command(&state.service, "file_request", &()).await;
-    let view = service.file_request(actor, &claims.sub, body.request_id, filing).await?;
-    let out = RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &state.service.today()) };
+    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "file_request", &()).await;
+    let view = service.file_request(actor, caller.subject(), body.request_id, filing).await?;
+    let out =
+        RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &caller.service().today()) };
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -145,22 +132,11 @@ struct RequestQuery {
     limit: Option<usize>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/requests",
-    tag = "requests",
+#[utoipa::path(get, path = "/requests", tag = "requests", security(("bearer" = [])),
     params(RequestQuery),
-    responses(
-        (status = 200, description = "Requests the caller may see, in id order", body = Page<RequestOut>),
-        ListErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "Requests the caller may see, in id order", body = Page<RequestOut>), ListErrors)
 )]
-async fn list_requests(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiQuery(query): ApiQuery<RequestQuery>,
-) -> Result<Json<Page<RequestOut>>, ApiError> {
+async fn list_requests(caller: Caller, ApiQuery(query): ApiQuery<RequestQuery>) -> Reply<Page<RequestOut>> {
     let limit = page::limit(query.limit)?;
     let time = |at: DateTime<Utc>| at.to_rfc3339_opts(SecondsFormat::Micros, true);
     let filter = RequestFilter {
@@ -173,33 +149,24 @@ async fn list_requests(
         filed_from: query.filed_from.map(time),
         filed_before: query.filed_before.map(time),
     };
-    let items =
-        state.service.list_requests(claims.actor(), &claims.sub, &filter, query.cursor, limit).await?;
-    let today = state.service.today();
+    let items = caller
+        .service()
+        .list_requests(caller.actor(), caller.subject(), &filter, query.cursor, limit)
+        .await?;
+    let today = caller.service().today();
     let items: Vec<RequestOut> = items.into_iter().map(|view| RequestOut::new(view, &today)).collect();
     Ok(Json(Page::of(items, limit, |out| out.request.request.to_string())))
 }
 
 error_responses!(ReadErrors: Forbidden, NotFound("No such request"));
 
-#[utoipa::path(
-    get,
-    path = "/requests/{id}",
-    tag = "requests",
+#[utoipa::path(get, path = "/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The request's id")),
-    responses(
-        (status = 200, description = "The request, its routing and its history", body = RequestOut),
-        ReadErrors
-    ),
-    security(("bearer" = []))
+    responses((status = 200, description = "The request, its routing and its history", body = RequestOut), ReadErrors)
 )]
-async fn read_request(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
-    ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<RequestOut>, ApiError> {
-    let view = state.service.read_request(claims.actor(), &claims.sub, id).await?;
-    Ok(Json(RequestOut::new(view, &state.service.today())))
+async fn read_request(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Reply<RequestOut> {
+    let view = caller.service().read_request(caller.actor(), caller.subject(), id).await?;
+    Ok(Json(RequestOut::new(view, &caller.service().today())))
 }
 
 /// What an action on a request says: `note` for most, `reason` for `reject`, `rating` (1–5)
@@ -250,42 +217,19 @@ error_responses!(
     Refused("Not allowed in the request's status, or not by its holder"),
 );
 
-#[utoipa::path(
-    post,
-    path = "/requests/{id}/{action}",
-    tag = "requests",
-    params(
-        ("id" = Uuid, Path, description = "The request's id"),
-        (
-            "action" = String,
-            Path,
-            description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"
-        ),
-        CommandHeaders
-    ),
-    request_body(
-        content = Option<ActionBody>,
-        description = "May be left out (no body at all) where the action needs nothing: `accept`, `start`, `resolve`, `close` and `forward` take an optional `note`"
-    ),
-    responses(
-        (
-            status = 200,
-            description = "The request after the action, with the events it appended",
-            body = RequestOut
-        ),
-        ActionErrors
-    ),
-    security(("bearer" = []))
+#[utoipa::path(post, path = "/requests/{id}/{action}", tag = "requests", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The request's id"), ("action" = String, Path, description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"), CommandHeaders),
+    request_body(content = Option<ActionBody>, description = "May be left out (no body at all) where the action needs nothing: `accept`, `start`, `resolve`, `close` and `forward` take an optional `note`"),
+    responses((status = 200, description = "The request after the action, with the events it appended", body = RequestOut), ActionErrors)
 )]
 async fn act_on_request(
-    State(state): State<AppState>,
-    Authenticated(claims): Authenticated,
+    caller: Caller,
     ApiPath((id, action)): ApiPath<(Uuid, String)>,
     headers: CommandHeaders,
     OptionalJson(body): OptionalJson<ActionBody>,
-) -> Result<Json<RequestOut>, ApiError> {
-    let (service, recorder) = headers.command(&state.service, &action, &body).await;
+) -> Reply<RequestOut> {
+    let (service, recorder) = headers.command(caller.service(), &action, &body).await;
     let action = body.action(&action)?;
-    let view = service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
-    Ok(Json(RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &state.service.today()) }))
+    let view = service.act_on_request(caller.actor(), caller.subject(), id, action).await?;
+    Ok(Json(RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &caller.service().today()) }))
 }
