@@ -49,6 +49,9 @@ pub use errors::Problem;
 use params::Params;
 pub use wire::{Document, Format, Node};
 
+/// What a resource answers: a document, or the spec's errors.
+type Answer = Result<Document, Problem>;
+
 /// The most requests one `GET requests` answers, as the spec's default limit.
 pub const REQUESTS_MAX: usize = 1_000;
 /// The longest span of a `GET requests` date range, and its default, in days.
@@ -58,13 +61,14 @@ pub const WINDOW_DAYS: i64 = 90;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/{file}", get(get_top).post(post_top).fallback(method_not_allowed))
-        .route("/services/{file}", get(get_service_definition).fallback(method_not_allowed))
-        .route("/requests/{file}", get(get_request).fallback(method_not_allowed))
-        .route("/tokens/{file}", get(get_token).fallback(method_not_allowed))
+        .route("/{folder}/{file}", get(get_one).fallback(method_not_allowed))
         .fallback(not_found)
 }
 
-fn respond(format: Format, result: Result<Document, Problem>) -> Response {
+/// The folders of the resources that one code, id or token names.
+const FOLDERS: [&str; 3] = ["services", "requests", "tokens"];
+
+fn respond(format: Format, result: Answer) -> Response {
     match result {
         Ok(document) => document.render(format, StatusCode::OK),
         Err(problem) => problem.render(format),
@@ -83,6 +87,10 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
+    let folder = uri.path().trim_start_matches('/').split_once('/').map(|(folder, _)| folder);
+    if folder.is_some_and(|folder| !FOLDERS.contains(&folder)) {
+        return not_found(uri).await;
+    }
     let problem = Problem::method_not_allowed(format!(
         "{} does not take this method: only requests.{{fmt}} takes POST, all take GET",
         uri.path()
@@ -136,40 +144,26 @@ async fn post_top(
     respond(format, result)
 }
 
-async fn get_service_definition(
+/// `services/{service_code}.{fmt}`, `requests/{service_request_id}.{fmt}` and
+/// `tokens/{token}.{fmt}`.
+async fn get_one(
     State(state): State<AppState>,
-    Path(file): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let Some((code, format)) = Format::split(&file) else {
-        return no_such_resource(&format!("services/{file}")).render(Format::guess(&file));
-    };
-    respond(format, services::service_definition(&state, code, &Params::from_query(query.as_deref())).await)
-}
-
-async fn get_request(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
+    Path((folder, file)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    let Some((id, format)) = Format::split(&file) else {
-        return no_such_resource(&format!("requests/{file}")).render(Format::guess(&file));
+    if !FOLDERS.contains(&folder.as_str()) {
+        return not_found(uri).await;
+    }
+    let Some((name, format)) = Format::split(&file) else {
+        return no_such_resource(&format!("{folder}/{file}")).render(Format::guess(&file));
     };
-    respond(format, requests::one_request(&state, id, &Params::from_query(query.as_deref()), &headers).await)
-}
-
-async fn get_token(
-    State(state): State<AppState>,
-    Path(file): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let Some((token, format)) = Format::split(&file) else {
-        return no_such_resource(&format!("tokens/{file}")).render(Format::guess(&file));
+    let params = Params::from_query(query.as_deref());
+    let result = match folder.as_str() {
+        "services" => services::service_definition(&state, name, &params).await,
+        "requests" => requests::one_request(&state, name, &params, &headers).await,
+        _ => tokens::request_from_token(&state, name, &params, &headers).await,
     };
-    respond(
-        format,
-        tokens::request_from_token(&state, token, &Params::from_query(query.as_deref()), &headers).await,
-    )
+    respond(format, result)
 }

@@ -17,6 +17,7 @@ use super::errors::Problem;
 use super::params::Params;
 use super::services::{attributes, channel, matter, CHANNEL};
 use super::wire::{Document, Node};
+use super::Answer;
 use super::{REQUESTS_MAX, WINDOW_DAYS};
 use crate::auth::Claims;
 use crate::error::ErrorKind;
@@ -29,11 +30,7 @@ const ADDRESS_ID: &str = "address_id";
 
 // ----- Filing -------------------------------------------------------------------------------
 
-pub async fn create_request(
-    state: &AppState,
-    params: &Params,
-    headers: &HeaderMap,
-) -> Result<Document, Problem> {
+pub async fn create_request(state: &AppState, params: &Params, headers: &HeaderMap) -> Answer {
     let claims = authenticate(state, params, headers, "create_request")?;
     check_jurisdiction(state, params, Some(&claims)).await?;
     if !matches!(claims.role, Role::Resident | Role::Community) {
@@ -223,12 +220,7 @@ fn service_notice(view: &RequestView) -> String {
 
 // ----- Reading ------------------------------------------------------------------------------
 
-pub async fn one_request(
-    state: &AppState,
-    id: &str,
-    params: &Params,
-    headers: &HeaderMap,
-) -> Result<Document, Problem> {
+pub async fn one_request(state: &AppState, id: &str, params: &Params, headers: &HeaderMap) -> Answer {
     let view = read_one(state, id, params, headers, "get_service_request", "service_request_id").await?;
     requests_document(state, vec![view]).await
 }
@@ -254,11 +246,7 @@ pub async fn read_one(
     }
 }
 
-pub async fn list_requests(
-    state: &AppState,
-    params: &Params,
-    headers: &HeaderMap,
-) -> Result<Document, Problem> {
+pub async fn list_requests(state: &AppState, params: &Params, headers: &HeaderMap) -> Answer {
     let claims = authenticate(state, params, headers, "get_service_requests")?;
     check_jurisdiction(state, params, Some(&claims)).await?;
     let (actor, subject) = (claims.actor(), claims.sub.as_str());
@@ -373,7 +361,7 @@ fn is_closed(status: RequestStatus) -> bool {
     }
 }
 
-async fn requests_document(state: &AppState, views: Vec<RequestView>) -> Result<Document, Problem> {
+async fn requests_document(state: &AppState, views: Vec<RequestView>) -> Answer {
     let (_, matters) = state.service.catalogue().await.map_err(Problem::from)?;
     let agencies: BTreeMap<Uuid, String> = {
         let projection = state.service.read_model().read().await.map_err(Problem::from)?;

@@ -9,6 +9,7 @@ use super::access::check_jurisdiction;
 use super::errors::Problem;
 use super::params::Params;
 use super::wire::{Document, Node};
+use super::Answer;
 use crate::AppState;
 
 /// The attribute that carries how the request reached the station.
@@ -16,7 +17,7 @@ pub const CHANNEL: &str = "channel";
 /// The informational attribute that states the matter's service level.
 const SERVICE_LEVEL: &str = "service_level";
 
-pub async fn services(state: &AppState, params: &Params) -> Result<Document, Problem> {
+pub async fn services(state: &AppState, params: &Params) -> Answer {
     check_jurisdiction(state, params, None).await?;
     let (_, matters) = state.service.catalogue().await.map_err(Problem::from)?;
     Ok(Document::list("services", "service", matters.values().map(service_node).collect()))
@@ -111,7 +112,7 @@ pub fn attributes(matter: &Matter) -> Vec<AttributeDefinition> {
     ]
 }
 
-pub async fn service_definition(state: &AppState, code: &str, params: &Params) -> Result<Document, Problem> {
+pub async fn service_definition(state: &AppState, code: &str, params: &Params) -> Answer {
     check_jurisdiction(state, params, None).await?;
     let matter = matter(state, code).await?;
     let attributes = attributes(&matter)

@@ -2,10 +2,10 @@
 
 use axum::http::HeaderMap;
 
-use super::errors::Problem;
 use super::params::Params;
 use super::requests::read_one;
 use super::wire::{Document, Node};
+use super::Answer;
 use crate::AppState;
 
 /// The request a token stands for: `[{service_request_id, token}]`.
@@ -14,7 +14,7 @@ pub async fn request_from_token(
     token: &str,
     params: &Params,
     headers: &HeaderMap,
-) -> Result<Document, Problem> {
+) -> Answer {
     let view = read_one(state, token, params, headers, "get_service_request_id", "token").await?;
     Ok(Document::list(
         "service_requests",
