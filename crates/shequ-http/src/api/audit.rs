@@ -52,12 +52,6 @@ impl AsOfQuery {
     }
 }
 
-error_responses!(
-    AsOfErrors: BadRequest("`as_of` is neither a position, an RFC 3339 time nor `head`"),
-    Forbidden,
-    NotFound("The caller's organisation is unknown"),
-);
-
 /// The caller's district's state at one point of the log.
 // What `state_as_of` streams, as `replay::write_state` writes it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -121,8 +115,6 @@ impl Drop for WritingTask {
     }
 }
 
-error_responses!(TimelineErrors: Forbidden, NotFound("No such mandate"));
-
 #[utoipa::path(get, path = "/audit/mandates/{id}/timeline", tag = "audit", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id")),
     responses((status = 200, description = "Every event of the mandate and every transfer made for it", body = Timeline), TimelineErrors)
@@ -171,12 +163,6 @@ struct InclusionView {
     root_hash: String,
 }
 
-error_responses!(
-    InclusionErrors: BadRequest("Missing or malformed parameters, or a position outside the tree"),
-    Forbidden,
-    NotFound("The caller's organisation is unknown"),
-);
-
 #[utoipa::path(get, path = "/audit/proof/inclusion", tag = "audit", security(("bearer" = [])),
     params(InclusionQuery),
     responses((status = 200, description = "An RFC 6962 inclusion proof", body = InclusionView), InclusionErrors)
@@ -212,12 +198,6 @@ struct ConsistencyView {
     second_root_hash: String,
     consistency: Vec<String>,
 }
-
-error_responses!(
-    ConsistencyErrors: BadRequest("Missing or malformed parameters, or sizes outside the log"),
-    Forbidden,
-    NotFound("The caller's organisation is unknown"),
-);
 
 #[utoipa::path(get, path = "/audit/proof/consistency", tag = "audit", security(("bearer" = [])),
     params(ConsistencyQuery),
@@ -255,6 +235,28 @@ struct PublicKeyView {
 async fn public_key(State(state): State<AppState>) -> Json<PublicKeyView> {
     Json(PublicKeyView { algorithm: "Ed25519", public_key: state.checkpoint_public_key.to_string() })
 }
+
+// The errors each operation documents, beside the shared ones (`responses.rs`).
+
+error_responses!(
+    AsOfErrors: BadRequest("`as_of` is neither a position, an RFC 3339 time nor `head`"),
+    Forbidden,
+    NotFound("The caller's organisation is unknown"),
+);
+
+error_responses!(TimelineErrors: Forbidden, NotFound("No such mandate"));
+
+error_responses!(
+    InclusionErrors: BadRequest("Missing or malformed parameters, or a position outside the tree"),
+    Forbidden,
+    NotFound("The caller's organisation is unknown"),
+);
+
+error_responses!(
+    ConsistencyErrors: BadRequest("Missing or malformed parameters, or sizes outside the log"),
+    Forbidden,
+    NotFound("The caller's organisation is unknown"),
+);
 
 #[cfg(test)]
 mod tests {

@@ -71,7 +71,7 @@ pub struct CommandHeaders {
 }
 
 impl CommandHeaders {
-    /// The headers of a command that takes none ([`NoExpectedRevision`]).
+    /// The headers of a command that takes none ([`CreateJson`]).
     pub const NONE: CommandHeaders = CommandHeaders { idempotency_key: None, expected_revision: None };
 
     /// A handle on `service` for this command (`action`, with the body it was sent), and the
@@ -125,22 +125,27 @@ impl<S: Send + Sync> FromRequestParts<S> for CommandHeaders {
     }
 }
 
-/// For a command that takes no `Expected-Revision`: one that creates its record, or moves
-/// money under its own transfer id. A client that sends the header expects a check this
-/// command does not make, and is told so (400) instead of having it ignored.
-pub struct NoExpectedRevision;
+/// The JSON body of a command that creates its record (a mandate, a request, an organisation,
+/// a transfer under its own id), and so takes no `Expected-Revision`: a client that sends the
+/// header expects a check this command does not make, and is told so (400) instead of having
+/// it ignored.
+pub struct CreateJson<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for NoExpectedRevision {
+impl<T, S> FromRequest<S> for CreateJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        match parts.headers.contains_key("expected-revision") {
-            false => Ok(NoExpectedRevision),
-            true => Err(ApiError::bad_request(
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if request.headers().contains_key("expected-revision") {
+            return Err(ApiError::bad_request(
                 "Expected-Revision: this command takes none (it creates its record, or names its \
                  own transfer id); send it only on an action on an existing mandate or request",
-            )),
+            ));
         }
+        Ok(CreateJson(ApiJson::from_request(request, state).await?.0))
     }
 }
 

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiPath, ApiQuery, Caller, CommandHeaders, CreateJson};
 use super::page::{self, Page};
 use super::responses::{error_responses, MandateCommandErrors};
 use super::{Created, Reply};
@@ -51,9 +51,8 @@ struct Recorded {
 )]
 async fn spend(
     caller: Caller,
-    _: NoExpectedRevision,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(request): ApiJson<SpendRequest>,
+    CreateJson(request): CreateJson<SpendRequest>,
 ) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
     let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "spend", &()).await;
@@ -73,17 +72,11 @@ struct AllocateRequest {
     memo: String,
 }
 
-error_responses!(AllocateErrors: BadRequest, Forbidden, NotFound("An organisation is unknown"), Conflict, Refused);
-
 #[utoipa::path(post, path = "/ledger/allocations", tag = "ledger", security(("bearer" = [])),
     request_body = AllocateRequest,
     responses((status = 201, description = "Recorded (or a retry of a recorded transfer)", body = Recorded), AllocateErrors)
 )]
-async fn allocate(
-    caller: Caller,
-    _: NoExpectedRevision,
-    ApiJson(request): ApiJson<AllocateRequest>,
-) -> Created<Recorded> {
+async fn allocate(caller: Caller, CreateJson(request): CreateJson<AllocateRequest>) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
     let actor = Some(caller.actor());
     let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "allocate", &()).await;
@@ -108,12 +101,6 @@ struct BalancesView {
     transfers: usize,
     balances: Vec<BalanceView>,
 }
-
-error_responses!(
-    /// A read of the caller's own district's: its organisation may be gone.
-    DistrictReadErrors: Forbidden,
-    NotFound("The caller's organisation is unknown"),
-);
 
 #[utoipa::path(get, path = "/ledger/balances", tag = "ledger", security(("bearer" = [])),
     responses((status = 200, description = "The balances the caller may read: every account of the district for the district, its departments and inspectors; the accounts of its street and its communities for a street office; its own for a community", body = BalancesView), DistrictReadErrors)
@@ -145,12 +132,6 @@ struct TransferQuery {
     limit: Option<usize>,
 }
 
-error_responses!(
-    TransferListErrors: BadRequest("A malformed filter, cursor or limit (1–500), naming it"),
-    Forbidden,
-    NotFound("The caller's organisation is unknown"),
-);
-
 #[utoipa::path(get, path = "/ledger/transfers", tag = "ledger", security(("bearer" = [])),
     params(TransferQuery),
     responses((status = 200, description = "The transfers the caller may read (those into or out of an account `GET /ledger/balances` shows it) that the filters keep, in log order. A page looks through at most 10 ledger events for each transfer it may hold (500 for the default `limit` of 50), so a page can hold fewer than `limit`, even none, and still have a `next_cursor`: the list ends only where `next_cursor` is null", body = Page<TransferEntry>), TransferListErrors)
@@ -166,3 +147,19 @@ async fn list_transfers(
         caller.service().list_transfers(caller.actor(), &filter, query.cursor.unwrap_or(0), limit).await?;
     Ok(Json(Page { items, next_cursor: next.map(|position| position.to_string()) }))
 }
+
+// The errors each operation documents, beside the shared ones (`responses.rs`).
+
+error_responses!(AllocateErrors: BadRequest, Forbidden, NotFound("An organisation is unknown"), Conflict, Refused);
+
+error_responses!(
+    /// A read of the caller's own district's: its organisation may be gone.
+    DistrictReadErrors: Forbidden,
+    NotFound("The caller's organisation is unknown"),
+);
+
+error_responses!(
+    TransferListErrors: BadRequest("A malformed filter, cursor or limit (1–500), naming it"),
+    Forbidden,
+    NotFound("The caller's organisation is unknown"),
+);

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, CreateJson};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors, MandateCommandErrors};
 use super::{Created, Reply};
@@ -157,23 +157,11 @@ struct ProposeRequest {
     working_conditions: Vec<String>,
 }
 
-error_responses!(
-    ProposeErrors: BadRequest,
-    Forbidden,
-    NotFound("The community is unknown"),
-    Conflict,
-    Refused("Refused: recorded, and answered with `mandate` and every violation"),
-);
-
 #[utoipa::path(post, path = "/mandates", tag = "mandates", security(("bearer" = [])),
     request_body = ProposeRequest,
     responses((status = 201, description = "Admitted (or the first answer to a retry with the same `mandate_id`)", body = OutcomeView), ProposeErrors)
 )]
-async fn propose(
-    caller: Caller,
-    _: NoExpectedRevision,
-    ApiJson(request): ApiJson<ProposeRequest>,
-) -> Created<OutcomeView> {
+async fn propose(caller: Caller, CreateJson(request): CreateJson<ProposeRequest>) -> Created<OutcomeView> {
     let actor = caller.actor();
     let proposal = Proposal {
         matter_code: request.matter_code,
@@ -260,8 +248,6 @@ impl MandateView {
     }
 }
 
-error_responses!(ReadErrors: Forbidden, NotFound("No such mandate"));
-
 #[utoipa::path(get, path = "/mandates/{id}", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id")),
     responses((status = 200, description = "The mandate, its decision and any open contest", body = MandateView), ReadErrors)
@@ -297,8 +283,7 @@ struct OutsideProcessRequest {
 )]
 async fn record_outside_process(
     caller: Caller,
-    _: NoExpectedRevision,
-    ApiJson(request): ApiJson<OutsideProcessRequest>,
+    CreateJson(request): CreateJson<OutsideProcessRequest>,
 ) -> Created<OutcomeView> {
     let actor = caller.actor();
     let proposal = Proposal {
@@ -445,14 +430,6 @@ struct ReassignRequest {
     community: Uuid,
 }
 
-error_responses!(
-    ReassignErrors: BadRequest,
-    Forbidden,
-    NotFound("No such mandate, or an organisation it names is unknown"),
-    Conflict,
-    Refused("Refused: the access policy's violations for the new community, with `mandate`"),
-);
-
 #[utoipa::path(post, path = "/mandates/{id}/reassign", tag = "mandates", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The mandate's id"), CommandHeaders),
     request_body = ReassignRequest,
@@ -468,3 +445,23 @@ async fn reassign(
     let outcome = service.reassign(caller.actor(), id, request.community).await?;
     Ok(Json(OutcomeView::unless_refused(outcome, recorder.take())?))
 }
+
+// The errors each operation documents, beside the shared ones (`responses.rs`).
+
+error_responses!(
+    ProposeErrors: BadRequest,
+    Forbidden,
+    NotFound("The community is unknown"),
+    Conflict,
+    Refused("Refused: recorded, and answered with `mandate` and every violation"),
+);
+
+error_responses!(ReadErrors: Forbidden, NotFound("No such mandate"));
+
+error_responses!(
+    ReassignErrors: BadRequest,
+    Forbidden,
+    NotFound("No such mandate, or an organisation it names is unknown"),
+    Conflict,
+    Refused("Refused: the access policy's violations for the new community, with `mandate`"),
+);

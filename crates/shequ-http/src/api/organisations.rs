@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision};
+use super::extract::{ApiPath, ApiQuery, Caller, CommandHeaders, CreateJson};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors};
 use super::{Created, Reply};
@@ -100,13 +100,6 @@ struct RegisteredOrganisation {
     events: Vec<RecordedRef>,
 }
 
-error_responses!(
-    RegisterErrors: BadRequest("Malformed body, or a blank name or a malformed code, naming the field"),
-    Forbidden("Not the district of the parent (`policies/authz`)"),
-    NotFound("No such parent"),
-    Refused("Refused: the id is taken, or the parent is of the wrong kind"),
-);
-
 /// The district registers a department, street or community under itself.
 #[utoipa::path(post, path = "/organisations", tag = "organisations", security(("bearer" = [])),
     request_body = RegisterOrganisationBody,
@@ -114,8 +107,7 @@ error_responses!(
 )]
 async fn register_organisation(
     caller: Caller,
-    _: NoExpectedRevision,
-    ApiJson(body): ApiJson<RegisterOrganisationBody>,
+    CreateJson(body): CreateJson<RegisterOrganisationBody>,
 ) -> Created<RegisteredOrganisation> {
     let actor = caller.actor();
     let (service, recorder) =
@@ -150,8 +142,6 @@ async fn register_organisation(
     Ok((StatusCode::CREATED, Json(RegisteredOrganisation { organisation, events: recorder.take() })))
 }
 
-error_responses!(ReadErrors: Forbidden, NotFound("No such organisation"));
-
 #[utoipa::path(get, path = "/organisations/{id}", tag = "organisations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The organisation's id")),
     responses((status = 200, description = "The organisation", body = OrganisationView), ReadErrors)
@@ -159,3 +149,14 @@ error_responses!(ReadErrors: Forbidden, NotFound("No such organisation"));
 async fn read_organisation(caller: Caller, ApiPath(id): ApiPath<Uuid>) -> Reply<OrganisationView> {
     Ok(Json(caller.service().read_organisation(caller.actor(), id).await?))
 }
+
+// The errors each operation documents, beside the shared ones (`responses.rs`).
+
+error_responses!(
+    RegisterErrors: BadRequest("Malformed body, or a blank name or a malformed code, naming the field"),
+    Forbidden("Not the district of the parent (`policies/authz`)"),
+    NotFound("No such parent"),
+    Refused("Refused: the id is taken, or the parent is of the wrong kind"),
+);
+
+error_responses!(ReadErrors: Forbidden, NotFound("No such organisation"));

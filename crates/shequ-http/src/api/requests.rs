@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, CommandHeaders, NoExpectedRevision, OptionalJson};
+use super::extract::{ApiPath, ApiQuery, Caller, CommandHeaders, CreateJson, OptionalJson};
 use super::page::{self, Page};
 use super::responses::{error_responses, ListErrors};
 use super::{Created, Reply};
@@ -70,23 +70,11 @@ struct FileRequestBody {
     attributes: BTreeMap<String, String>,
 }
 
-error_responses!(
-    FileErrors: BadRequest,
-    Forbidden,
-    NotFound("The station or the matter is unknown"),
-    Conflict,
-    Refused,
-);
-
 #[utoipa::path(post, path = "/requests", tag = "requests", security(("bearer" = [])),
     request_body = FileRequestBody,
     responses((status = 201, description = "Filed and routed (or the first answer to a retry with the same `request_id`)", body = RequestOut), FileErrors)
 )]
-async fn file_request(
-    caller: Caller,
-    _: NoExpectedRevision,
-    ApiJson(body): ApiJson<FileRequestBody>,
-) -> Created<RequestOut> {
+async fn file_request(caller: Caller, CreateJson(body): CreateJson<FileRequestBody>) -> Created<RequestOut> {
     let actor = caller.actor();
     let filing = FileRequest {
         matter_code: body.matter_code,
@@ -158,8 +146,6 @@ async fn list_requests(caller: Caller, ApiQuery(query): ApiQuery<RequestQuery>) 
     Ok(Json(Page::of(items, limit, |out| out.request.request.to_string())))
 }
 
-error_responses!(ReadErrors: Forbidden, NotFound("No such request"));
-
 #[utoipa::path(get, path = "/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The request's id")),
     responses((status = 200, description = "The request, its routing and its history", body = RequestOut), ReadErrors)
@@ -209,14 +195,6 @@ impl ActionBody {
     }
 }
 
-error_responses!(
-    ActionErrors: BadRequest("Malformed input, naming the field (`rate` needs `rating`)"),
-    Forbidden,
-    NotFound("No such request, or an unknown action"),
-    Conflict,
-    Refused("Not allowed in the request's status, or not by its holder"),
-);
-
 #[utoipa::path(post, path = "/requests/{id}/{action}", tag = "requests", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The request's id"), ("action" = String, Path, description = "One of `forward`, `accept`, `start`, `resolve`, `reject`, `close`, `rate`"), CommandHeaders),
     request_body(content = Option<ActionBody>, description = "May be left out (no body at all) where the action needs nothing: `accept`, `start`, `resolve`, `close` and `forward` take an optional `note`"),
@@ -233,3 +211,23 @@ async fn act_on_request(
     let view = service.act_on_request(caller.actor(), caller.subject(), id, action).await?;
     Ok(Json(RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &caller.service().today()) }))
 }
+
+// The errors each operation documents, beside the shared ones (`responses.rs`).
+
+error_responses!(
+    FileErrors: BadRequest,
+    Forbidden,
+    NotFound("The station or the matter is unknown"),
+    Conflict,
+    Refused,
+);
+
+error_responses!(ReadErrors: Forbidden, NotFound("No such request"));
+
+error_responses!(
+    ActionErrors: BadRequest("Malformed input, naming the field (`rate` needs `rating`)"),
+    Forbidden,
+    NotFound("No such request, or an unknown action"),
+    Conflict,
+    Refused("Not allowed in the request's status, or not by its holder"),
+);
