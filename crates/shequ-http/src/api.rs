@@ -83,12 +83,13 @@ impl CommandHeaders {
     /// A handle on `service` for this command (`action`, with the body it was sent), and the
     /// recorder of the events it appends. The digest of the action and its body, as parsed,
     /// goes with a keyed command's events: the same key sent with another body is refused.
-    async fn service(
+    async fn scope(
         &self,
         service: &shequ_service::Service,
+        actor: shequ_service::Actor,
         action: &str,
         body: &impl Serialize,
-    ) -> (shequ_service::Service, shequ_store::Recorder) {
+    ) -> (shequ_service::CommandScope, shequ_store::Recorder) {
         let digest = self.idempotency_key.map(|_| {
             let body = serde_json::to_vec(body).expect("a parsed body serialises");
             let mut hasher = Sha256::new();
@@ -97,12 +98,12 @@ impl CommandHeaders {
             hasher.update(&body);
             hex::encode(hasher.finalize())
         });
-        service
-            .with_command_id(self.idempotency_key)
-            .await
-            .with_command_digest(digest)
-            .expecting(self.expected_revision)
-            .recording()
+        let scope = shequ_service::CommandScope::new(actor);
+        let scope = match self.idempotency_key {
+            Some(key) => scope.keyed(service, key, digest).await,
+            None => scope,
+        };
+        scope.expecting(self.expected_revision).recording()
     }
 }
 
@@ -335,8 +336,8 @@ async fn propose(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) = state.service.recording();
-    let outcome = match service.propose(actor, request.mandate_id, proposal.clone()).await {
+    let (scope, recorder) = shequ_service::CommandScope::new(actor).recording();
+    let outcome = match state.service.propose(&scope, request.mandate_id, proposal.clone()).await {
         Ok(outcome) => outcome,
         // A retry of the same proposal: answer as the first time.
         Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
@@ -480,8 +481,8 @@ async fn accept(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "accept", &()).await;
-    let outcome = service.accept(claims.actor(), id).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "accept", &()).await;
+    let outcome = state.service.accept(&scope, id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -534,8 +535,8 @@ async fn contest(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "contest", &request).await;
-    let outcome = service.contest(claims.actor(), id, request.grounds, &request.statement).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "contest", &request).await;
+    let outcome = state.service.contest(&scope, id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -616,9 +617,11 @@ async fn record_outside_process(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) = state.service.recording();
-    let outcome =
-        service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
+    let (scope, recorder) = shequ_service::CommandScope::new(actor).recording();
+    let outcome = state
+        .service
+        .record_outside_process(&scope, request.mandate_id, proposal, &request.statement)
+        .await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
@@ -675,13 +678,13 @@ async fn cure(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "cure", &request).await;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "cure", &request).await;
     let cure = shequ_domain::mandate::Cure {
         funds_added_fen: fen("funds_added_fen", request.funds_added_fen)?,
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    let outcome = service.cure(claims.actor(), id, cure).await?;
+    let outcome = state.service.cure(&scope, id, cure).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -734,8 +737,8 @@ async fn review(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "review", &request).await;
-    let outcome = service.review(claims.actor(), id, request.outcome, &request.reason).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "review", &request).await;
+    let outcome = state.service.review(&scope, id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -787,8 +790,8 @@ async fn withdraw(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "withdraw", &request).await;
-    let outcome = service.withdraw(claims.actor(), id, &request.reason).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "withdraw", &request).await;
+    let outcome = state.service.withdraw(&scope, id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -832,8 +835,8 @@ async fn complete(
     headers: CommandHeaders,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "complete", &()).await;
-    let outcome = service.complete(claims.actor(), id).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "complete", &()).await;
+    let outcome = state.service.complete(&scope, id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -885,8 +888,8 @@ async fn reassign(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Result<Json<OutcomeView>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, "reassign", &request).await;
-    let outcome = service.reassign(claims.actor(), id, request.community).await?;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), "reassign", &request).await;
+    let outcome = state.service.reassign(&scope, id, request.community).await?;
     match outcome.violations.is_empty() {
         true => Ok(Json(OutcomeView::new(outcome, recorder.take()))),
         false => Err(ApiError::Refused { mandate: outcome.mandate, violations: outcome.violations }),
@@ -953,8 +956,8 @@ async fn spend(
     ApiJson(request): ApiJson<SpendRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;
-    let (service, recorder) = state.service.recording();
-    service.spend(claims.actor(), id, request.transfer_id, amount, &request.memo).await?;
+    let (scope, recorder) = shequ_service::CommandScope::new(claims.actor()).recording();
+    state.service.spend(&scope, id, request.transfer_id, amount, &request.memo).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
@@ -1004,9 +1007,16 @@ async fn allocate(
     ApiJson(request): ApiJson<AllocateRequest>,
 ) -> Result<(StatusCode, Json<Recorded>), ApiError> {
     let amount = fen("amount_fen", request.amount_fen)?;
-    let actor = Some(claims.actor());
-    let (service, recorder) = state.service.recording();
-    service.allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo).await?;
+    let actor = claims.actor();
+    let (scope, recorder) = shequ_service::CommandScope::new(actor).recording();
+    let allocation = shequ_service::Allocation {
+        transfer_id: request.transfer_id,
+        from: request.from,
+        to: request.to,
+        amount_fen: amount,
+        memo: &request.memo,
+    };
+    state.service.allocate(&scope, allocation).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 

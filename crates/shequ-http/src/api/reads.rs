@@ -168,17 +168,15 @@ async fn register_organisation(
     ApiJson(body): ApiJson<RegisterOrganisationBody>,
 ) -> Result<(StatusCode, Json<RegisteredOrganisation>), ApiError> {
     let actor = claims.actor();
-    let (service, recorder) = state.service.recording();
-    let registered = service
-        .register_organisation(
-            Some(actor),
-            body.id,
-            body.kind,
-            &body.name,
-            Some(body.parent_id),
-            body.code.as_deref(),
-        )
-        .await;
+    let (scope, recorder) = shequ_service::CommandScope::new(actor).recording();
+    let organisation = shequ_service::NewOrganisation {
+        id: body.id,
+        kind: body.kind,
+        name: &body.name,
+        parent: Some(body.parent_id),
+        code: body.code.as_deref(),
+    };
+    let registered = state.service.register_organisation(&scope, organisation).await;
     match registered {
         Ok(()) => {}
         // A retry of the same registration answers as the first time.
@@ -427,8 +425,8 @@ async fn file_request(
         long: body.long,
         attributes: body.attributes,
     };
-    let (service, recorder) = state.service.recording();
-    let view = service.file_request(actor, &claims.sub, body.request_id, filing).await?;
+    let (scope, recorder) = shequ_service::CommandScope::new(actor).recording();
+    let view = state.service.file_request(&scope, &claims.sub, body.request_id, filing).await?;
     let out = RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) };
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -598,7 +596,7 @@ async fn act_on_request(
     headers: CommandHeaders,
     OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Result<Json<RequestOut>, ApiError> {
-    let (service, recorder) = headers.service(&state.service, &action, &body).await;
+    let (scope, recorder) = headers.scope(&state.service, claims.actor(), &action, &body).await;
     let action = match action.as_str() {
         "forward" => RequestAction::Forward { note: body.note },
         "accept" => RequestAction::Accept { note: body.note },
@@ -616,7 +614,7 @@ async fn act_on_request(
             ))))
         }
     };
-    let view = service.act_on_request(claims.actor(), &claims.sub, id, action).await?;
+    let view = state.service.act_on_request(&scope, &claims.sub, id, action).await?;
     Ok(Json(RequestOut { events: Some(recorder.take()), ..request_out(view, &state.service.today()) }))
 }
 

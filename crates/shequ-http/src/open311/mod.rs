@@ -576,7 +576,7 @@ async fn create_request(state: &AppState, params: &Params, headers: &HeaderMap) 
     };
     let view = state
         .service
-        .file_request(claims.actor(), &claims.sub, request, filing)
+        .file_request(&shequ_service::CommandScope::new(claims.actor()), &claims.sub, request, filing)
         .await
         .map_err(service_problem)?;
     let account = match claims.role {
