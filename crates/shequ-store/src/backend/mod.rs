@@ -25,9 +25,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::page::{CheckedPage, PageCheck};
 use crate::plan::{AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
-use crate::verify::{CheckedPage, PageCheck};
 
 /// Which database a log lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,7 +228,7 @@ impl Backend {
     }
 
     /// Imports one batch of exported events as they are, in one transaction, after checking
-    /// it against the store (see `crate::import`). `base` is the head the batch follows.
+    /// it against the store (see `import_lookup`). `base` is the head the batch follows.
     pub async fn import_batch(&self, base: Head, rows: &[RecordedEvent]) -> Result<Head, StoreError> {
         match self {
             Backend::Sqlite(pool, _) => sqlite::import_batch(pool, base, rows).await,

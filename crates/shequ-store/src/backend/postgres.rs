@@ -10,10 +10,10 @@ use uuid::Uuid;
 use super::{is_unique_violation, to_hash, to_i64, to_u64, StreamRange};
 use crate::canonical::Fields;
 use crate::error::StoreError;
-use crate::import::{check_batch, ImportLookup};
+use crate::import_lookup::{check_batch, ImportLookup};
+use crate::page::{CheckedPage, PageCheck};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
-use crate::verify::{CheckedPage, PageCheck};
 
 const CONNECTIONS_MAX: u32 = 16;
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;

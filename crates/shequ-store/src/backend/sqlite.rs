@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, StreamRange, SQLITE_ROWS_PER_INSERT_MAX};
 use crate::error::StoreError;
-use crate::import::{check_batch, ImportLookup};
+use crate::import_lookup::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
 use crate::record::RecordedEvent;
 
