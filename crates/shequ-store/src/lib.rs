@@ -32,6 +32,8 @@ pub mod canonical;
 mod error;
 mod import;
 mod import_lookup;
+#[cfg(test)]
+mod layering;
 mod locks;
 mod log;
 pub mod merkle;
