@@ -1,5 +1,6 @@
 //! The two databases behind the log. Everything that differs between SQLite and PostgreSQL
 //! (SQL dialect, column types, connection settings) lives in `sqlite.rs` and `postgres.rs`;
+//! the statements that are the same on both are run here, once, through [`with_pool!`];
 //! everything that must not differ (which append wins, positions, the chain) is decided once,
 //! in `crate::plan`.
 
@@ -14,6 +15,18 @@ macro_rules! select_event {
     };
 }
 
+/// `$body` run with `$pool` bound to the sqlx pool of whichever database the log is in: for
+/// a statement that is the same on both (numbered `$n` parameters, which SQLite takes too).
+/// The body is compiled once for each pool type; rows decode with [`SqlxRow`].
+macro_rules! with_pool {
+    ($backend:expr, $pool:ident => $body:expr) => {
+        match $backend {
+            Backend::Sqlite($pool, _) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
 mod postgres;
 mod sqlite;
 mod sqlite_bulk;
@@ -22,6 +35,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::StoreError;
@@ -139,10 +153,11 @@ impl Backend {
         stream: &str,
         from_revision: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::read_stream(pool, stream, from_revision).await,
-            Backend::Postgres(pool) => postgres::read_stream(pool, stream, from_revision).await,
-        }
+        let query = select_event!("WHERE stream = $1 AND revision >= $2 ORDER BY revision");
+        with_pool!(self, pool => {
+            let rows = sqlx::query(query).bind(stream).bind(to_i64(from_revision)).fetch_all(pool).await?;
+            rows.iter().map(SqlxRow::read_event).collect()
+        })
     }
 
     /// At most `limit` of one stream's events after `after_position`, in revision order.
@@ -152,10 +167,11 @@ impl Backend {
         after_position: u64,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::read_stream_after(pool, stream, after_position, limit).await,
-            Backend::Postgres(pool) => postgres::read_stream_after(pool, stream, after_position, limit).await,
-        }
+        let query = select_event!("WHERE stream = $1 AND position > $2 ORDER BY revision LIMIT $3");
+        with_pool!(self, pool => {
+            let query = sqlx::query(query).bind(stream).bind(to_i64(after_position)).bind(i64::from(limit));
+            query.fetch_all(pool).await?.iter().map(SqlxRow::read_event).collect()
+        })
     }
 
     /// The last (stream, revision) of the page of `page_events` events with `position <= up_to`
@@ -168,14 +184,22 @@ impl Backend {
         up_to: u64,
         page_events: u32,
     ) -> Result<Option<(String, i64)>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => {
-                sqlite::category_page_end(pool, range, after, up_to, page_events).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::category_page_end(pool, range, after, up_to, page_events).await
-            }
-        }
+        // From the (stream, revision) index alone. The row value alone is the lower bound, so
+        // the search starts there; `stream >= $1` besides would start it at the category's
+        // first stream (on SQLite).
+        let query = "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) \
+                     AND stream < $3 AND position <= $4 ORDER BY stream, revision LIMIT 1 OFFSET $5";
+        with_pool!(self, pool => {
+            let end = sqlx::query(query)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(&range.to)
+                .bind(to_i64(up_to))
+                .bind(i64::from(page_events) - 1)
+                .fetch_optional(pool)
+                .await?;
+            end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+        })
     }
 
     /// The events after `after` up to and including `until`, in (stream, revision) order,
@@ -197,10 +221,13 @@ impl Backend {
 
     /// The first position recorded after `time`, if any.
     pub async fn first_recorded_after(&self, time: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::first_recorded_after(pool, time).await,
-            Backend::Postgres(pool) => postgres::first_recorded_after(pool, time).await,
-        }
+        // On SQLite `recorded_at` is sqlx's RFC 3339 text in UTC (0, 3, 6 or 9 fraction
+        // digits, `+00:00`), whose byte order is time order; the bound time is written the
+        // same way.
+        let query = "SELECT min(position) FROM events WHERE recorded_at > $1";
+        let position: Option<i64> =
+            with_pool!(self, pool => sqlx::query_scalar(query).bind(time).fetch_one(pool).await?);
+        position.map(|position| to_u64(position, position, "position")).transpose()
     }
 
     /// Events with `position >= from_position`, in position order, at most `limit`.
@@ -237,33 +264,31 @@ impl Backend {
     }
 
     pub async fn head(&self) -> Result<Head, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::head(pool).await,
-            Backend::Postgres(pool) => postgres::head(pool).await,
-        }
+        let query = "SELECT position, hash FROM log_head WHERE id = 1";
+        with_pool!(self, pool => sqlx::query(query).fetch_one(pool).await?.read_head())
     }
 
     pub async fn load_checkpoint(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::load_checkpoint(pool, name).await,
-            Backend::Postgres(pool) => postgres::load_checkpoint(pool, name).await,
-        }
+        let query = "SELECT position FROM subscription_checkpoints WHERE name = $1";
+        let position: Option<i64> =
+            with_pool!(self, pool => sqlx::query_scalar(query).bind(name).fetch_optional(pool).await?);
+        position.map(|position| to_u64(position, position, "checkpoint")).transpose()
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        let query = "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+                     updated_at = excluded.updated_at";
         let now = Utc::now();
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::save_checkpoint(pool, name, position, now).await,
-            Backend::Postgres(pool) => postgres::save_checkpoint(pool, name, position, now).await,
-        }
+        with_pool!(self, pool => {
+            sqlx::query(query).bind(name).bind(to_i64(position)).bind(now).execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// One round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
-            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
-        }
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
         Ok(())
     }
 
@@ -276,6 +301,15 @@ impl Backend {
             Backend::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// What the statements run on either database ([`with_pool!`]) read of a row of sqlx's.
+trait SqlxRow {
+    /// An event from a `select_event!` row, by column index (its columns' order).
+    fn read_event(&self) -> Result<RecordedEvent, StoreError>;
+
+    /// The head from a row of `position, hash`.
+    fn read_head(&self) -> Result<Head, StoreError>;
 }
 
 /// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `sqlite://:memory:`,

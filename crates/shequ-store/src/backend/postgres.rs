@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use super::{is_unique_violation, to_hash, to_i64, to_u64, StreamRange};
+use super::{is_unique_violation, to_hash, to_i64, to_u64, SqlxRow};
 use crate::canonical::Fields;
 use crate::error::StoreError;
 use crate::import_lookup::{check_batch, ImportLookup};
@@ -229,55 +229,6 @@ async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<
     Ok(moved == 1)
 }
 
-pub(super) async fn read_stream(
-    pool: &PgPool,
-    stream: &str,
-    from_revision: u64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 AND revision >= $2 ORDER BY revision"))
-        .bind(stream)
-        .bind(to_i64(from_revision))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn read_stream_after(
-    pool: &PgPool,
-    stream: &str,
-    after_position: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 AND position > $2 ORDER BY revision LIMIT $3"))
-        .bind(stream)
-        .bind(to_i64(after_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn category_page_end(
-    pool: &PgPool,
-    range: &StreamRange,
-    after: (&str, i64),
-    up_to: u64,
-    page_events: u32,
-) -> Result<Option<(String, i64)>, StoreError> {
-    let end = sqlx::query(
-        "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) AND stream < $3 \
-         AND position <= $4 ORDER BY stream, revision LIMIT 1 OFFSET $5",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(&range.to)
-    .bind(to_i64(up_to))
-    .bind(i64::from(page_events) - 1)
-    .fetch_optional(pool)
-    .await?;
-    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
-}
-
 pub(super) async fn read_category_range(
     pool: &PgPool,
     after: (&str, i64),
@@ -300,18 +251,7 @@ pub(super) async fn read_category_range(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn first_recorded_after(
-    pool: &PgPool,
-    time: DateTime<Utc>,
-) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > $1")
-        .bind(time)
-        .fetch_one(pool)
-        .await?;
-    position.map(|position| to_u64(position, position, "position")).transpose()
+    rows.iter().map(SqlxRow::read_event).collect()
 }
 
 pub(super) async fn read_page(
@@ -319,7 +259,7 @@ pub(super) async fn read_page(
     from_position: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    page_rows(pool, from_position, limit).await?.iter().map(read_event).collect()
+    page_rows(pool, from_position, limit).await?.iter().map(SqlxRow::read_event).collect()
 }
 
 /// The rows of events with `position >= from_position`, in position order, at most `limit`.
@@ -348,52 +288,21 @@ pub(super) async fn check_page(
     Ok(page)
 }
 
-pub(super) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
-    read_head(&row)
-}
-
-pub(super) async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
-}
-
-pub(super) async fn save_checkpoint(
-    pool: &PgPool,
-    name: &str,
-    position: u64,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-    )
-    .bind(name)
-    .bind(to_i64(position))
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 fn event_version_to_i32(version: u32) -> i32 {
     i32::try_from(version).expect("event versions are small numbers")
 }
 
-fn read_head(row: &PgRow) -> Result<Head, StoreError> {
-    let position: i64 = row.try_get("position")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
-}
+impl SqlxRow for PgRow {
+    fn read_event(&self) -> Result<RecordedEvent, StoreError> {
+        let (fields, hash) = read_fields(self)?;
+        Ok(fields.to_event(self.try_get(8)?, hash))
+    }
 
-/// An event from a `select_event!` row, by column index (its columns' order).
-fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let (fields, hash) = read_fields(row)?;
-    Ok(fields.to_event(row.try_get(8)?, hash))
+    fn read_head(&self) -> Result<Head, StoreError> {
+        let position: i64 = self.try_get("position")?;
+        let hash: Vec<u8> = self.try_get("hash")?;
+        Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+    }
 }
 
 /// The canonical fields and the hash of a `select_event!` row, borrowed from the row.

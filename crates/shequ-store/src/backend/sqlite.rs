@@ -9,7 +9,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, StreamRange, SQLITE_ROWS_PER_INSERT_MAX};
+use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SqlxRow, SQLITE_ROWS_PER_INSERT_MAX};
 use crate::error::StoreError;
 use crate::import_lookup::{check_batch, ImportLookup};
 use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
@@ -104,7 +104,7 @@ pub(super) async fn commit_batch(
         sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
             .fetch_one(&mut *transaction)
             .await?;
-    let head = read_head(&head_row)?;
+    let head = head_row.read_head()?;
 
     let stream_revisions = last_revisions(&mut transaction, streams).await?;
     let existing = existing_events(&mut transaction, event_ids).await?;
@@ -253,7 +253,7 @@ pub(super) async fn import_batch(
         sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
             .fetch_one(&mut *transaction)
             .await?;
-    let head = read_head(&head_row)?;
+    let head = head_row.read_head()?;
     let any_events = match base.position {
         0 => {
             sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
@@ -281,127 +281,32 @@ pub(super) async fn import_batch(
     Ok(next)
 }
 
-pub(super) async fn read_stream(
-    pool: &SqlitePool,
-    stream: &str,
-    from_revision: u64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = ? AND revision >= ? ORDER BY revision"))
-        .bind(stream)
-        .bind(to_i64(from_revision))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
+impl SqlxRow for SqliteRow {
+    /// Borrows what is copied anyway (the id's text, the hash) rather than allocating it.
+    fn read_event(&self) -> Result<RecordedEvent, StoreError> {
+        let position: i64 = self.try_get(0)?;
+        let event_id: &str = self.try_get(3)?;
+        let event_version: i64 = self.try_get(5)?;
+        let hash: &[u8] = self.try_get(9)?;
+        Ok(RecordedEvent {
+            position: to_u64(position, position, "position")?,
+            stream: self.try_get(1)?,
+            revision: to_u64(self.try_get(2)?, position, "revision")?,
+            event_id: Uuid::parse_str(event_id)
+                .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
+            event_type: self.try_get(4)?,
+            event_version: u32::try_from(event_version)
+                .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
+            data: self.try_get(6)?,
+            metadata: self.try_get(7)?,
+            recorded_at: self.try_get(8)?,
+            hash: to_hash(hash, position)?,
+        })
+    }
 
-pub(super) async fn read_stream_after(
-    pool: &SqlitePool,
-    stream: &str,
-    after_position: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = ? AND position > ? ORDER BY revision LIMIT ?"))
-        .bind(stream)
-        .bind(to_i64(after_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn category_page_end(
-    pool: &SqlitePool,
-    range: &StreamRange,
-    after: (&str, i64),
-    up_to: u64,
-    page_events: u32,
-) -> Result<Option<(String, i64)>, StoreError> {
-    // From the (stream, revision) index alone. The row value alone is the lower bound, so the
-    // search starts there; `stream >= ?` besides would start it at the category's first stream.
-    let end = sqlx::query(
-        "SELECT stream, revision FROM events WHERE (stream, revision) > (?, ?) AND stream < ? \
-         AND position <= ? ORDER BY stream, revision LIMIT 1 OFFSET ?",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(&range.to)
-    .bind(to_i64(up_to))
-    .bind(i64::from(page_events) - 1)
-    .fetch_optional(pool)
-    .await?;
-    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
-}
-
-pub(super) async fn first_recorded_after(
-    pool: &SqlitePool,
-    time: DateTime<Utc>,
-) -> Result<Option<u64>, StoreError> {
-    // `recorded_at` is sqlx's RFC 3339 text in UTC (0, 3, 6 or 9 fraction digits, `+00:00`),
-    // whose byte order is time order; the bound time is written the same way.
-    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > ?")
-        .bind(time)
-        .fetch_one(pool)
-        .await?;
-    position.map(|position| to_u64(position, position, "position")).transpose()
-}
-
-pub(super) async fn head(pool: &SqlitePool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
-    read_head(&row)
-}
-
-pub(super) async fn load_checkpoint(pool: &SqlitePool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = ?")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
-}
-
-pub(super) async fn save_checkpoint(
-    pool: &SqlitePool,
-    name: &str,
-    position: u64,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-    )
-    .bind(name)
-    .bind(to_i64(position))
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-fn read_head(row: &SqliteRow) -> Result<Head, StoreError> {
-    let position: i64 = row.try_get("position")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
-}
-
-/// An event from a `select_event!` row, by column index (its columns' order), borrowing
-/// what is copied anyway (the id's text, the hash) rather than allocating it.
-fn read_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
-    let event_id: &str = row.try_get(3)?;
-    let event_version: i64 = row.try_get(5)?;
-    let hash: &[u8] = row.try_get(9)?;
-    Ok(RecordedEvent {
-        position: to_u64(position, position, "position")?,
-        stream: row.try_get(1)?,
-        revision: to_u64(row.try_get(2)?, position, "revision")?,
-        event_id: Uuid::parse_str(event_id)
-            .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
-        event_type: row.try_get(4)?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
-        data: row.try_get(6)?,
-        metadata: row.try_get(7)?,
-        recorded_at: row.try_get(8)?,
-        hash: to_hash(hash, position)?,
-    })
+    fn read_head(&self) -> Result<Head, StoreError> {
+        let position: i64 = self.try_get("position")?;
+        let hash: Vec<u8> = self.try_get("hash")?;
+        Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+    }
 }
