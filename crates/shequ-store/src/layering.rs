@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("backend/sqlite", 3),
     ("backend/sqlite_bulk", 3),
     ("backend/postgres", 3),
+    ("backend/values", 3),
     ("log", 4),
     ("writer", 4),
     ("verify", 5),
@@ -79,6 +80,9 @@ fn the_reader_finds_uses_in_paths_and_groups() {
     let found = uses_in(code, &["backend".to_owned(), "postgres".to_owned()], &known);
     let expected: BTreeSet<String> = ["log", "plan", "backend/sqlite", "backend"].map(String::from).into();
     assert_eq!(found, expected);
+    // A submodule named from its parent; a path's later names are not taken for first ones.
+    let found = uses_in("sqlite::read(x::log::y)", &["backend".to_owned()], &known);
+    assert_eq!(found, BTreeSet::from(["backend/sqlite".to_owned()]));
 }
 
 /// Whether `from` reaches `to` by uses, in one step or more (or is it).
@@ -150,23 +154,28 @@ fn non_test_code(text: &str) -> String {
     code.copied().collect::<Vec<_>>().join("\n")
 }
 
-/// The known modules that `code`, in the module at `path`, names by `crate::` or `super::`.
+/// The known modules that `code`, in the module at `path`, names by `crate::`, `super::` or
+/// `self::` paths, or by the name of one of its own submodules (`sqlite::…` in `backend`).
 /// Items of the crate root are left out: it only declares the modules and a few constants.
 fn uses_in(code: &str, path: &[String], known: &BTreeSet<String>) -> BTreeSet<String> {
+    let is_name = |character: char| character.is_alphanumeric() || character == '_';
     let mut found = BTreeSet::new();
-    for (start, _) in code.match_indices("::") {
-        let before = &code[..start];
-        let (keyword, base) = match () {
-            _ if before.ends_with("crate") => ("crate", Vec::new()),
-            _ if before.ends_with("super") => ("super", path[..path.len().saturating_sub(1)].to_vec()),
-            _ => continue,
-        };
-        // `crate` and `super` themselves, not the end of a longer name or path.
-        let preceding = before[..before.len() - keyword.len()].chars().next_back();
-        if preceding.is_some_and(|character| character.is_alphanumeric() || "_:".contains(character)) {
+    for (end, _) in code.match_indices("::") {
+        let start = code[..end].trim_end_matches(is_name).len();
+        // The first name of a path, not a later one (`resolve` follows those).
+        if code[..start].ends_with(':') {
             continue;
         }
-        resolve(&code[start + 2..], base, known, &mut found);
+        let (base, rest) = match &code[start..end] {
+            "crate" => (Vec::new(), &code[end + 2..]),
+            "super" => (path[..path.len().saturating_sub(1)].to_vec(), &code[end + 2..]),
+            "self" => (path.to_vec(), &code[end + 2..]),
+            name if known.contains(&[path, &[name.to_owned()]].concat().join("/")) => {
+                (path.to_vec(), &code[start..])
+            }
+            _ => continue,
+        };
+        resolve(rest, base, known, &mut found);
     }
     found
 }

@@ -20,7 +20,8 @@
 //!    read), `validate` (input limits and checks), `plan` (which append wins, positions,
 //!    the chain), `import_lookup` (what an import batch is checked against), `subtree_cache`
 //!    (the kept Merkle subtrees), `tail` (the newest committed events).
-//! 3. The databases: `backend` and its `sqlite`, `sqlite_bulk` and `postgres`.
+//! 3. The databases: `backend`, over its `sqlite`, `sqlite_bulk` and `postgres`, over
+//!    `backend::values` (the log's values as the databases hold them).
 //! 4. The façade: `log` ([`EventLog`]) and `writer`, its single writer; the one pair that uses
 //!    each other.
 //! 5. Features, each an `impl EventLog` or a type over it, none using another: `verify`,

@@ -15,14 +15,27 @@ macro_rules! select_event {
     };
 }
 
-/// `$body` run with `$pool` bound to the sqlx pool of whichever database the log is in: for
-/// a statement that is the same on both (numbered `$n` parameters, which SQLite takes too).
-/// The body is compiled once for each pool type; rows decode with [`SqlxRow`].
+/// `$body` run with `$pool` bound to the sqlx pool of whichever database the log is in, and
+/// `$database` naming its module (`sqlite` or `postgres`): for what is the same on both but
+/// for a few dialect steps. Statements in the body use numbered `$n` parameters, which
+/// SQLite takes too. The body is compiled once for each database; rows decode with
+/// [`SqlxRow`].
 macro_rules! with_pool {
     ($backend:expr, $pool:ident => $body:expr) => {
+        with_pool!($backend, $pool, _database => $body)
+    };
+    ($backend:expr, $pool:ident, $database:ident => $body:expr) => {
         match $backend {
-            Backend::Sqlite($pool, _) => $body,
-            Backend::Postgres($pool) => $body,
+            Backend::Sqlite($pool, _) => {
+                #[allow(unused_imports)]
+                use crate::backend::sqlite as $database;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use crate::backend::postgres as $database;
+                $body
+            }
         }
     };
 }
@@ -30,6 +43,7 @@ macro_rules! with_pool {
 mod postgres;
 mod sqlite;
 mod sqlite_bulk;
+mod values;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -39,9 +53,11 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::import_lookup::{check_batch, ImportLookup};
 use crate::page::{CheckedPage, PageCheck};
-use crate::plan::{AppendRequest, Head, Planned, WriterCache};
+use crate::plan::{plan_batch, AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
+use values::{to_i64, to_u64, SqlxRow};
 
 /// Which database a log lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,10 +128,7 @@ impl Backend {
         cache: &mut WriterCache,
     ) -> Result<Planned, StoreError> {
         if let Some(planned) = cache.plan(requests, recorded_at) {
-            let written = match self {
-                Backend::Sqlite(pool, _) => sqlite::write_planned(pool, &planned).await?,
-                Backend::Postgres(pool) => postgres::write_planned(pool, &planned).await?,
-            };
+            let written = with_pool!(self, pool, database => database::write_planned(pool, &planned).await?);
             if written {
                 cache.remember(&planned, false);
                 return Ok(planned);
@@ -137,14 +150,16 @@ impl Backend {
             .iter()
             .flat_map(|request| request.events.iter().map(|event| event.event_id).chain(request.after))
             .collect();
-        match self {
-            Backend::Sqlite(pool, _) => {
-                sqlite::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
-            }
-        }
+        with_pool!(self, pool, database => {
+            let mut transaction = pool.begin().await?;
+            let (head, stream_revisions, existing) =
+                database::lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
+            let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+            let written = database::write_rows(&mut transaction, &planned).await?;
+            assert!(written, "the head cannot move while this transaction holds its lock");
+            transaction.commit().await?;
+            Ok(planned)
+        })
     }
 
     /// One stream's events with `revision >= from_revision`, in revision order.
@@ -254,13 +269,37 @@ impl Backend {
         }
     }
 
-    /// Imports one batch of exported events as they are, in one transaction, after checking
-    /// it against the store (see `import_lookup`). `base` is the head the batch follows.
+    /// Imports one batch of exported events as they are, in one transaction: locks the head,
+    /// looks up what the batch touches, has `import_lookup::check_batch` decide, inserts the
+    /// rows as they are (each with its own `recorded_at`) and moves the head. `base` is the
+    /// head the batch follows; returns the new head.
     pub async fn import_batch(&self, base: Head, rows: &[RecordedEvent]) -> Result<Head, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::import_batch(pool, base, rows).await,
-            Backend::Postgres(pool) => postgres::import_batch(pool, base, rows).await,
-        }
+        let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+        let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+        with_pool!(self, pool, database => {
+            let mut transaction = pool.begin().await?;
+            let (head, stream_revisions, existing) =
+                database::lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
+            let any_events = match base.position {
+                0 => {
+                    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
+                        .fetch_one(&mut *transaction)
+                        .await?
+                }
+                _ => false,
+            };
+            let existing_event_ids = existing.into_keys().collect();
+            let found = ImportLookup { head, any_events, stream_revisions, existing_event_ids };
+            let next = check_batch(found, base, rows)?;
+            database::insert_rows(&mut transaction, rows).await?;
+            sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+                .bind(to_i64(next.position))
+                .bind(next.hash.as_slice())
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(next)
+        })
     }
 
     pub async fn head(&self) -> Result<Head, StoreError> {
@@ -303,15 +342,6 @@ impl Backend {
     }
 }
 
-/// What the statements run on either database ([`with_pool!`]) read of a row of sqlx's.
-trait SqlxRow {
-    /// An event from a `select_event!` row, by column index (its columns' order).
-    fn read_event(&self) -> Result<RecordedEvent, StoreError>;
-
-    /// The head from a row of `position, hash`.
-    fn read_head(&self) -> Result<Head, StoreError>;
-}
-
 /// Whether a `sqlite:` URL names an in-memory database (`sqlite::memory:`, `sqlite://:memory:`,
 /// `mode=memory`), as sqlx reads it.
 fn is_in_memory(url: &str) -> bool {
@@ -321,13 +351,6 @@ fn is_in_memory(url: &str) -> bool {
     path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
-/// A unique key refused the write: on the fast path, a sign that the writer's memory was behind.
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|error| error.is_unique_violation())
-}
-
-/// Positions and revisions are u64 in the code and BIGINT in the databases; a log never gets
-/// near 2^63 events, so a failure here is a bug, not an input error.
 /// The stream names of one category, `category-…`, as a range of names in byte order: from
 /// `category-` up to, not including, `category.` (`.` is the byte after `-`).
 #[derive(Debug, Clone)]
@@ -341,24 +364,3 @@ impl StreamRange {
         Self { from: format!("{}-", category.as_str()), to: format!("{}.", category.as_str()) }
     }
 }
-
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).expect("positions and revisions stay below 2^63")
-}
-
-/// Reads a stored non-negative integer back; a negative one means the row was tampered with.
-pub(crate) fn to_u64(value: i64, position: i64, column: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(position, format!("negative {column} {value}")))
-}
-
-pub(crate) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
-    bytes.try_into().map_err(|_| corrupt(position, format!("hash of {} bytes, not 32", bytes.len())))
-}
-
-pub(crate) fn corrupt(position: i64, reason: String) -> StoreError {
-    StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason }
-}
-
-/// The number of rows one multi-row INSERT carries on SQLite, whose statements take at most
-/// 32,766 bound values (10 per row here).
-pub(crate) const SQLITE_ROWS_PER_INSERT_MAX: usize = 1_000;

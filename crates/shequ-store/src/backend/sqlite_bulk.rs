@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
-use super::{corrupt, to_hash, to_i64, to_u64};
+use super::values::{corrupt, to_hash, to_i64, to_u64};
 use crate::canonical::Fields;
 use crate::error::StoreError;
 use crate::page::{CheckedPage, PageCheck};
