@@ -1,6 +1,6 @@
 //! The two databases behind the log. Everything that differs between SQLite and PostgreSQL
 //! (SQL dialect, column types, connection settings) lives in `sqlite.rs` and `postgres.rs`;
-//! the statements that are the same on both are run here, once, through [`with_pool!`];
+//! the statements that are the same on both are run here, once, through `with_pool!`;
 //! everything that must not differ (which append wins, positions, the chain) is decided once,
 //! in `crate::plan`.
 
@@ -19,7 +19,7 @@ macro_rules! select_event {
 /// `$database` naming its module (`sqlite` or `postgres`): for what is the same on both but
 /// for a few dialect steps. Statements in the body use numbered `$n` parameters, which
 /// SQLite takes too. The body is compiled once for each database; rows decode with
-/// [`SqlxRow`].
+/// `values::SqlxRow`.
 macro_rules! with_pool {
     ($backend:expr, $pool:ident => $body:expr) => {
         with_pool!($backend, $pool, _database => $body)

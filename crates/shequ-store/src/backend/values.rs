@@ -5,7 +5,7 @@ use crate::error::StoreError;
 use crate::plan::Head;
 use crate::record::RecordedEvent;
 
-/// What the statements run on either database ([`with_pool!`]) read of a row of sqlx's.
+/// What the statements run on either database (`with_pool!`) read of a row of sqlx's.
 pub(super) trait SqlxRow {
     /// An event from a `select_event!` row, by column index (its columns' order).
     fn read_event(&self) -> Result<RecordedEvent, StoreError>;
