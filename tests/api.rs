@@ -3,8 +3,8 @@
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
+use shequ::demo::{self, demo_id};
 use shequ_domain::organisation::OrganisationKind;
-use shequ_service::demo::{self, demo_id};
 use shequ_service::Role;
 use uuid::Uuid;
 
@@ -525,7 +525,8 @@ async fn every_role_against_every_endpoint(db: Db) {
         (its_street, OrganisationKind::Street, "德胜街道", Some(elsewhere)),
         (its_community, OrganisationKind::Community, "六铺炕社区", Some(its_street)),
     ] {
-        service.register_organisation(None, id, kind, name, parent, None).await.unwrap();
+        let organisation = shequ_service::NewOrganisation { id, kind, name, parent, code: None };
+        service.register_organisation_as_operator(organisation).await.unwrap();
     }
     let outsiders = [
         ("another street's office", S, issue(S, places.streets[1].0, "test")),

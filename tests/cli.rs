@@ -250,12 +250,14 @@ async fn setup_makes_a_store_ready_for_its_district(db: Db) {
     let street = uuid::Uuid::now_v7();
     service
         .register_organisation(
-            Some(actor),
-            street,
-            shequ_domain::organisation::OrganisationKind::Street,
-            "东华门街道",
-            Some(district),
-            None,
+            &shequ_service::CommandScope::new(actor),
+            shequ_service::NewOrganisation {
+                id: street,
+                kind: shequ_domain::organisation::OrganisationKind::Street,
+                name: "东华门街道",
+                parent: Some(district),
+                code: None,
+            },
         )
         .await
         .unwrap();

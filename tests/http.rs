@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
+use shequ::demo::{self, demo_id};
 use shequ_http::auth::TokenKeys;
 use shequ_http::{app, AppState};
 use shequ_policy::Policies;
-use shequ_service::demo::{self, demo_id};
 use shequ_service::{Role, Service, SystemClock};
 use shequ_store::EventLog;
 use uuid::Uuid;

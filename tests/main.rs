@@ -11,6 +11,7 @@ mod cli;
 mod export;
 mod helpers;
 mod http;
+mod layering;
 mod open311;
 mod processes;
 mod requests;
@@ -57,6 +58,9 @@ fn main() -> ExitCode {
                 );
             }
         }
+    }
+    for (name, test) in layering::tests() {
+        trials.push(Trial::test(format!("layering::{name}"), test));
     }
     let postgres_trials = trials.iter().filter(|trial| trial.has_ignored_flag()).count();
     let conclusion = libtest_mimic::run(&arguments, trials);

@@ -11,11 +11,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use shequ::demo::{self, DemoOutcome, DemoPlaces};
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
 use shequ_policy::Policies;
-use shequ_service::demo::{self, DemoOutcome, DemoPlaces};
-use shequ_service::{Actor, RequestAction, Role, Service, SystemClock};
+use shequ_service::{Actor, CommandScope, RequestAction, Role, Service, SystemClock};
 use shequ_store::EventLog;
 use uuid::Uuid;
 
@@ -506,11 +506,16 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
     for action in
         [RequestAction::Accept { note: "taken".into() }, RequestAction::Start { note: "visiting".into() }]
     {
-        service.act_on_request(worker, "worker-wang", id_uuid, action).await.unwrap();
+        service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap();
     }
     assert_eq!(list(vec![("status", "open".into())]).await, [id.clone(), other.clone()]);
     service
-        .act_on_request(worker, "worker-wang", id_uuid, RequestAction::Resolve { note: "registered".into() })
+        .act_on_request(
+            &CommandScope::new(worker),
+            "worker-wang",
+            id_uuid,
+            RequestAction::Resolve { note: "registered".into() },
+        )
         .await
         .unwrap();
     assert_eq!(list(vec![("status", "closed".into())]).await, [id.as_str()]);

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use shequ::demo::{self, demo_id, DemoOutcome, DemoPlaces};
 use shequ_domain::request::{Channel, RequestStatus, Route};
 use shequ_policy::Policies;
-use shequ_service::demo::{self, demo_id, DemoOutcome, DemoPlaces};
 use shequ_service::projection::{AsOf, Projection};
 use shequ_service::replay::JsonStyle;
 use shequ_service::{
-    replay, Actor, Clock, FileRequest, ManualClock, RequestAction, RequestFilter, Role, Service,
-    ServiceError, SystemClock,
+    replay, Actor, Clock, CommandScope, FileRequest, ManualClock, RequestAction, RequestFilter, Role,
+    Service, ServiceError, SystemClock,
 };
 use shequ_store::EventLog;
 use uuid::Uuid;
@@ -72,7 +72,9 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     let file = |code: &str, station: Uuid| {
         let service = service.clone();
         let filing = filing(code, station, Channel::Counter);
-        async move { service.file_request(resident_of(station), "r1", Uuid::now_v7(), filing).await }
+        async move {
+            service.file_request(&CommandScope::new(resident_of(station)), "r1", Uuid::now_v7(), filing).await
+        }
     };
     // EMP-001 is mandated to community 0, active and funded: the community handles it.
     let handled = file("EMP-001", community(0)).await.unwrap();
@@ -106,7 +108,7 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     assert_eq!(handled.expected_date, (today + chrono::Duration::days(5)).to_string());
     let priority = service
         .file_request(
-            resident_of(community(0)),
+            &CommandScope::new(resident_of(community(0))),
             "r2",
             Uuid::now_v7(),
             filing("EMP-001", community(0), Channel::CallAssistance),
@@ -128,8 +130,10 @@ async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db:
         let service = service.clone();
         let filing = filing("SAF-001", station, Channel::Counter);
         async move {
-            let filed =
-                service.file_request(resident_of(station), "r1", Uuid::now_v7(), filing).await.unwrap();
+            let filed = service
+                .file_request(&CommandScope::new(resident_of(station)), "r1", Uuid::now_v7(), filing)
+                .await
+                .unwrap();
             (filed.route, filed.holder, filed.mandate)
         }
     };
@@ -137,11 +141,11 @@ async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db:
     assert_eq!(route(nine).await, (Route::Community, nine, Some(rentals)));
     assert_eq!(route(eight).await.2, None);
     let street = Actor { role: Role::StreetOffice, organisation: places.streets.last().unwrap().0 };
-    service.reassign(street, rentals, ten).await.unwrap();
+    service.reassign(&CommandScope::new(street), rentals, ten).await.unwrap();
     assert_eq!(route(ten).await, (Route::Community, ten, Some(rentals)));
     assert_eq!(route(nine).await.2, None);
     // Once it is over, it handles nothing.
-    service.withdraw(street, rentals, "the rentals office reopened").await.unwrap();
+    service.withdraw(&CommandScope::new(street), rentals, "the rentals office reopened").await.unwrap();
     assert_eq!(route(ten).await.2, None);
 }
 
@@ -158,8 +162,10 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
     let (resident, worker) = (resident_of(station), Actor { role: Role::Community, organisation: station });
     let id = Uuid::now_v7();
     // EMP-001's SLA is 5 days; community 0 holds its mandate and handles it.
-    let filed =
-        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Counter)).await.unwrap();
+    let filed = service
+        .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Counter))
+        .await
+        .unwrap();
     assert_eq!(filed.expected_date, (clock.now().date_naive() + chrono::Duration::days(5)).to_string());
     let overdue = || {
         let service = service.clone();
@@ -175,10 +181,18 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
     assert_eq!(overdue().await, [id]);
     let today = clock.now().date_naive().to_string();
     assert!(service.read_request(resident, "r1", id).await.unwrap().is_overdue(&today));
-    service.act_on_request(worker, "w", id, RequestAction::Accept { note: "on it".into() }).await.unwrap();
+    service
+        .act_on_request(&CommandScope::new(worker), "w", id, RequestAction::Accept { note: "on it".into() })
+        .await
+        .unwrap();
     assert_eq!(overdue().await, [id], "accepted is still open");
     service
-        .act_on_request(worker, "w", id, RequestAction::Resolve { note: "registered".into() })
+        .act_on_request(
+            &CommandScope::new(worker),
+            "w",
+            id,
+            RequestAction::Resolve { note: "registered".into() },
+        )
         .await
         .unwrap();
     assert_eq!(overdue().await, Vec::<Uuid>::new());
@@ -191,21 +205,29 @@ async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
     let worker = Actor { role: Role::Community, organisation: station };
     let resident = resident_of(station);
     let id = Uuid::now_v7();
-    let filed =
-        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
+    let filed = service
+        .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Web))
+        .await
+        .unwrap();
     assert_eq!(filed.status, RequestStatus::Routed);
     // A retry with the same id returns the first result; another request under it is refused.
     assert_eq!(
-        service.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap(),
+        service
+            .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Web))
+            .await
+            .unwrap(),
         filed
     );
     let mut other = filing("EMP-001", station, Channel::Web);
     other.description = "something else".into();
-    assert!(matches!(service.file_request(resident, "r1", id, other).await, Err(ServiceError::Invalid(_))));
+    assert!(matches!(
+        service.file_request(&CommandScope::new(resident), "r1", id, other).await,
+        Err(ServiceError::Invalid(_))
+    ));
 
     let act = |actor: Actor, subject: &'static str, action: RequestAction| {
         let service = service.clone();
-        async move { service.act_on_request(actor, subject, id, action).await }
+        async move { service.act_on_request(&CommandScope::new(actor), subject, id, action).await }
     };
     let note = || "ok".to_owned();
     // The department may not accept before the station forwards it; the resident may not work it.
@@ -239,7 +261,12 @@ async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
 
     // Residents see their own requests only; the district's inspector sees them all.
     let mine = service
-        .file_request(resident, "r9", Uuid::now_v7(), filing("SSV-012", station, Channel::Phone))
+        .file_request(
+            &CommandScope::new(resident),
+            "r9",
+            Uuid::now_v7(),
+            filing("SSV-012", station, Channel::Phone),
+        )
         .await
         .unwrap();
     let list = |actor: Actor, subject: &'static str| {
@@ -270,7 +297,7 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
     let station = places.communities[0].0;
     service
         .file_request(
-            resident_of(station),
+            &CommandScope::new(resident_of(station)),
             "r1",
             Uuid::now_v7(),
             filing("EMP-001", station, Channel::Hotline),
@@ -282,7 +309,10 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
         let channel = [Channel::Counter, Channel::CallAssistance][index % 2];
         let station = places.communities[1 + index % 3].0;
         let filing = filing("EMP-001", station, channel);
-        service.file_request(resident_of(station), "r2", Uuid::now_v7(), filing).await.unwrap();
+        service
+            .file_request(&CommandScope::new(resident_of(station)), "r2", Uuid::now_v7(), filing)
+            .await
+            .unwrap();
     }
     let document = service.read_model().read().await.unwrap().document();
     let live = serde_json::to_value(&document).unwrap();
@@ -327,7 +357,12 @@ async fn a_replay_stream_by_stream_is_the_fold_in_position_order(db: Db) {
         let station = community.0;
         let filing = filing("EMP-001", station, Channel::Web);
         service
-            .file_request(resident_of(station), &format!("r{index}"), Uuid::now_v7(), filing)
+            .file_request(
+                &CommandScope::new(resident_of(station)),
+                &format!("r{index}"),
+                Uuid::now_v7(),
+                filing,
+            )
             .await
             .unwrap();
     }
@@ -404,7 +439,7 @@ async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
     let station = places.communities[0].0;
     service
         .file_request(
-            resident_of(station),
+            &CommandScope::new(resident_of(station)),
             "r1",
             Uuid::now_v7(),
             filing("EMP-001", station, Channel::Counter),
@@ -428,7 +463,12 @@ async fn shequ_replay_writes_the_live_state_as_json(db: Db) {
     let (service, places) = demo_service(&db).await;
     let station = places.communities[0].0;
     let filed = service
-        .file_request(resident_of(station), "r1", Uuid::now_v7(), filing("EMP-001", station, Channel::Web))
+        .file_request(
+            &CommandScope::new(resident_of(station)),
+            "r1",
+            Uuid::now_v7(),
+            filing("EMP-001", station, Channel::Web),
+        )
         .await
         .unwrap();
     let directory = tempfile::tempdir().unwrap();
@@ -469,7 +509,7 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
     let station = places.communities[0].0;
     let agent = service
         .file_request(
-            resident_of(station),
+            &CommandScope::new(resident_of(station)),
             "r1",
             Uuid::now_v7(),
             filing("EMP-001", places.communities[1].0, Channel::Web),
@@ -479,7 +519,12 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
     let mut ids = Vec::new();
     for code in ["EMP-001", "SSV-012", "SSV-006"] {
         let view = service
-            .file_request(resident_of(station), "r1", Uuid::now_v7(), filing(code, station, Channel::Web))
+            .file_request(
+                &CommandScope::new(resident_of(station)),
+                "r1",
+                Uuid::now_v7(),
+                filing(code, station, Channel::Web),
+            )
             .await
             .unwrap();
         ids.push(view.request);
@@ -524,19 +569,35 @@ async fn a_request_filed_by_another_process_is_not_filed_twice(db: Db) {
     // The first process has just looked at the log, so the second's filing is news to it.
     let id = Uuid::now_v7();
     first
-        .file_request(resident, "r1", Uuid::now_v7(), filing("EMP-001", station, Channel::Web))
+        .file_request(
+            &CommandScope::new(resident),
+            "r1",
+            Uuid::now_v7(),
+            filing("EMP-001", station, Channel::Web),
+        )
         .await
         .unwrap();
-    let filed =
-        second.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
-    let again =
-        first.file_request(resident, "r1", id, filing("EMP-001", station, Channel::Web)).await.unwrap();
+    let filed = second
+        .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Web))
+        .await
+        .unwrap();
+    let again = first
+        .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Web))
+        .await
+        .unwrap();
     assert_eq!(again, filed);
     let mut other = filing("EMP-001", station, Channel::Web);
     other.description = "Something else".into();
-    let taken = first.file_request(resident, "r1", Uuid::now_v7(), other.clone()).await.unwrap();
-    let clash =
-        second.file_request(resident, "r1", taken.request, filing("EMP-001", station, Channel::Web)).await;
+    let taken =
+        first.file_request(&CommandScope::new(resident), "r1", Uuid::now_v7(), other.clone()).await.unwrap();
+    let clash = second
+        .file_request(
+            &CommandScope::new(resident),
+            "r1",
+            taken.request,
+            filing("EMP-001", station, Channel::Web),
+        )
+        .await;
     assert!(matches!(clash, Err(ServiceError::Invalid(_))), "{clash:?}");
     // One stream each, of the two events a filing appends.
     for request in [id, taken.request] {
@@ -556,7 +617,12 @@ async fn lists_answer_while_commands_commit(db: Db) {
     let resident = resident_of(station);
     for _ in 0..20 {
         service
-            .file_request(resident, "r1", Uuid::now_v7(), filing("SSV-012", station, Channel::Web))
+            .file_request(
+                &CommandScope::new(resident),
+                "r1",
+                Uuid::now_v7(),
+                filing("SSV-012", station, Channel::Web),
+            )
             .await
             .unwrap();
     }
@@ -567,7 +633,10 @@ async fn lists_answer_while_commands_commit(db: Db) {
             let mut filed = 0;
             while !stop.load(Ordering::Relaxed) {
                 let filing = filing("SSV-012", station, Channel::Web);
-                service.file_request(resident, "r1", Uuid::now_v7(), filing).await.unwrap();
+                service
+                    .file_request(&CommandScope::new(resident), "r1", Uuid::now_v7(), filing)
+                    .await
+                    .unwrap();
                 filed += 1;
             }
             filed

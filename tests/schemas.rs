@@ -15,8 +15,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use axum::http::StatusCode;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
+use shequ::demo;
 use shequ_service::checkpoint::CheckpointKey;
-use shequ_service::demo;
 use shequ_service::event_schemas::{self, DIALECT, ID_BASE, METADATA};
 use shequ_service::Role;
 use uuid::Uuid;
@@ -272,7 +272,7 @@ async fn every_recorded_event_validates_against_its_schema(db: Db) {
     let mut matters = shequ_policy::starting_catalogue().unwrap();
     matters[0].legal_basis.push_str(" (amended)");
     matters.pop();
-    client.state.service.publish_catalogue(None, matters).await.unwrap();
+    client.state.service.publish_catalogue_as_operator(matters).await.unwrap();
     let directory = tempfile::tempdir().unwrap();
     let key = CheckpointKey::load_or_create(&directory.path().join("checkpoint.key")).unwrap();
     key.sign(&client.state.log).await.unwrap();

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use clap::Parser;
+use shequ::demo::{self, demo_id, DemoOutcome};
 use shequ::{Cli, Outcome};
 use shequ_domain::ledger::Account;
 use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal, ReviewOutcome};
 use shequ_domain::Fen;
 use shequ_policy::Policies;
-use shequ_service::demo::{self, demo_id, DemoOutcome};
-use shequ_service::{Actor, ManualClock, Role, Service, ServiceError};
+use shequ_service::{Actor, Allocation, CommandScope, ManualClock, Role, Service, ServiceError};
 use shequ_store::EventLog;
 use uuid::Uuid;
 
@@ -164,7 +164,7 @@ async fn funds_must_be_available_to_the_delegating_unit(db: Db) {
     let street = places.streets[0].0;
     let actor = Actor { role: Role::StreetOffice, organisation: street };
     let proposal = employment(street, places.communities[1].0, 1_000, 3_000_000);
-    let outcome = service.propose(actor, Uuid::now_v7(), proposal).await.unwrap();
+    let outcome = service.propose(&CommandScope::new(actor), Uuid::now_v7(), proposal).await.unwrap();
     assert_eq!(outcome.status, MandateStatus::Refused);
     let violation = &outcome.violations[0];
     assert_eq!((violation.rule.as_str(), violation.clause.as_str()), ("funds-available", "plan:5.2-F"));
@@ -178,7 +178,12 @@ async fn a_contest_escalates_once_even_across_restarts(db: Db) {
     let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
     let mandate = demo_id("mandate/SSV-007");
     let contested = service
-        .contest(community, mandate, vec![ContestGround::FundsNotPosted], "Nothing arrived")
+        .contest(
+            &CommandScope::new(community),
+            mandate,
+            vec![ContestGround::FundsNotPosted],
+            "Nothing arrived",
+        )
         .await
         .unwrap();
     assert_eq!(contested.status, MandateStatus::Contested);
@@ -216,7 +221,7 @@ async fn every_command_is_authorised_by_role_and_place(db: Db) {
         powers_granted: vec![],
         working_conditions: vec![],
     };
-    let denied = service.propose(other_street, Uuid::now_v7(), proposal.clone()).await;
+    let denied = service.propose(&CommandScope::new(other_street), Uuid::now_v7(), proposal.clone()).await;
     assert!(
         matches!(&denied, Err(ServiceError::Forbidden(reason)) if reason == "street_office may not mandate.propose here"),
         "{denied:?}"
@@ -225,18 +230,18 @@ async fn every_command_is_authorised_by_role_and_place(db: Db) {
     let mut as_inspector = proposal.clone();
     as_inspector.delegating_unit = places.district;
     assert!(matches!(
-        service.propose(inspector, Uuid::now_v7(), as_inspector).await,
+        service.propose(&CommandScope::new(inspector), Uuid::now_v7(), as_inspector).await,
         Err(ServiceError::Forbidden(_))
     ));
     let stranger = Actor { role: Role::Community, organisation: places.communities[1].0 };
     assert!(matches!(
-        service.accept(stranger, demo_id("mandate/SSV-007")).await,
+        service.accept(&CommandScope::new(stranger), demo_id("mandate/SSV-007")).await,
         Err(ServiceError::Forbidden(_))
     ));
     let stranger_review = Actor { role: Role::StreetOffice, organisation: places.streets[0].0 };
     let review = service
         .review(
-            stranger_review,
+            &CommandScope::new(stranger_review),
             demo_id("mandate/PMD-002"),
             shequ_domain::mandate::ReviewOutcome::Dismiss,
             "no",
@@ -304,20 +309,26 @@ async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db
     // An active, uncontested mandate cannot be cured, and no money moves trying.
     let before = books().await.balance(unit);
     for _ in 0..2 {
-        let refused = service.cure(department, mandate, cure.clone()).await;
+        let refused = service.cure(&CommandScope::new(department), mandate, cure.clone()).await;
         assert!(matches!(refused, Err(ServiceError::Mandate(_))), "{refused:?}");
     }
     assert_eq!(books().await.balance(unit), before);
 
     // Contested while active: no spending, no work owed.
     service
-        .contest(community, mandate, vec![ContestGround::CaseloadOutgrewFunding], "More cases")
+        .contest(
+            &CommandScope::new(community),
+            mandate,
+            vec![ContestGround::CaseloadOutgrewFunding],
+            "More cases",
+        )
         .await
         .unwrap();
-    let spend = service.spend(community, mandate, Uuid::now_v7(), fen(1_000), "visit").await;
+    let spend =
+        service.spend(&CommandScope::new(community), mandate, Uuid::now_v7(), fen(1_000), "visit").await;
     assert!(matches!(spend, Err(ServiceError::Forbidden(_))), "{spend:?}");
     // Cured with new funds: posted before it is active again, never active unfunded.
-    let cured = service.cure(department, mandate, cure).await.unwrap();
+    let cured = service.cure(&CommandScope::new(department), mandate, cure).await.unwrap();
     assert_eq!(cured.status, MandateStatus::Active);
     let record = service.mandate(mandate).await.unwrap();
     assert_eq!(record.proposal.funds_offered_fen, fen(70_000));
@@ -325,9 +336,9 @@ async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db
     assert_eq!(books().await.balance(unit), before - 10_000);
 
     // Withdrawn twice: the second asks again and changes nothing; the money comes back once.
-    service.withdraw(department, mandate, "No longer needed").await.unwrap();
+    service.withdraw(&CommandScope::new(department), mandate, "No longer needed").await.unwrap();
     let after_first = books().await;
-    service.withdraw(department, mandate, "No longer needed").await.unwrap();
+    service.withdraw(&CommandScope::new(department), mandate, "No longer needed").await.unwrap();
     assert_eq!(books().await, after_first);
     assert_eq!(after_first.balance(unit), before + 60_000);
     assert!(after_first.mandate_funds(mandate).is_empty());
@@ -345,7 +356,16 @@ async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
     let pay = |service: &Service, amount: i64, to: usize| {
         let service = service.clone();
         let to = places.communities[to].0;
-        async move { service.allocate(Some(office), Uuid::now_v7(), Some(street), to, fen(amount), "m").await }
+        async move {
+            let allocation = Allocation {
+                transfer_id: Uuid::now_v7(),
+                from: Some(street),
+                to,
+                amount_fen: fen(amount),
+                memo: "m",
+            };
+            service.allocate(&CommandScope::new(office), allocation).await
+        }
     };
     // The first process keeps the ledger's state after its command.
     pay(&first, 1, 0).await.unwrap();
@@ -360,7 +380,14 @@ async fn a_kept_ledger_state_sees_what_another_process_appended(db: Db) {
     // The other way round: the first keeps the ledger at 0 for the street, the second tops
     // it up; the first's payment is refused by its memory, and must not be refused for it.
     let district = Actor { role: Role::District, organisation: places.district };
-    second.allocate(Some(district), Uuid::now_v7(), None, street, fen(500), "top-up").await.unwrap();
+    let top_up = Allocation {
+        transfer_id: Uuid::now_v7(),
+        from: None,
+        to: street,
+        amount_fen: fen(500),
+        memo: "top-up",
+    };
+    second.allocate(&CommandScope::new(district), top_up).await.unwrap();
     pay(&first, 400, 0).await.unwrap();
     assert_eq!(street_balance(&first, places.district, street).await, 100);
     assert_eq!(street_balance(&second, places.district, street).await, 100);
@@ -386,7 +413,16 @@ async fn a_districts_ledger_commands_are_pipelined_and_stand_only_on_committed_e
     let pay = |service: &Service, transfer: Uuid, amount: i64, to: usize| {
         let service = service.clone();
         let to = communities[to % 2];
-        async move { service.allocate(Some(office), transfer, Some(street), to, fen(amount), "m").await }
+        async move {
+            let allocation = Allocation {
+                transfer_id: transfer,
+                from: Some(street),
+                to,
+                amount_fen: fen(amount),
+                memo: "m",
+            };
+            service.allocate(&CommandScope::new(office), allocation).await
+        }
     };
     let ledger_stream = format!("ledger-{}", places.district);
 
@@ -474,10 +510,10 @@ async fn nothing_to_do_is_never_answered_on_a_stale_kept_state(db: Db) {
     let funds = held(&first.ledger(places.district).await.unwrap(), nine);
     assert!(funds > 0);
     // The first process keeps the ledger; the second moves the task (and funds) to community 10.
-    second.reassign(street, rentals, ten).await.unwrap();
+    second.reassign(&CommandScope::new(street), rentals, ten).await.unwrap();
     // The first moves it on to community 8: its kept ledger still shows the funds at 9 and
     // none at 10, but the log has them at 10, and they must follow the task.
-    first.reassign(street, rentals, eight).await.unwrap();
+    first.reassign(&CommandScope::new(street), rentals, eight).await.unwrap();
     let fresh = Service::new(EventLog::open(&db.url).await.unwrap(), policies, clock).await.unwrap();
     let books = fresh.ledger(places.district).await.unwrap();
     assert_eq!([held(&books, eight), held(&books, nine), held(&books, ten)], [funds, 0, 0]);
@@ -516,7 +552,12 @@ async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) 
     let ActiveMandate { service, places, department, community, mandate, unit } = active_mandate(&db).await;
     let before = service.ledger(places.district).await.unwrap().balance(unit);
     service
-        .contest(community, mandate, vec![ContestGround::CaseloadOutgrewFunding], "More cases")
+        .contest(
+            &CommandScope::new(community),
+            mandate,
+            vec![ContestGround::CaseloadOutgrewFunding],
+            "More cases",
+        )
         .await
         .unwrap();
     let cure = shequ_domain::mandate::Cure { funds_added_fen: fen(10_000), ..Default::default() };
@@ -524,20 +565,25 @@ async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) 
     // money moves.
     let (_, contested_at) = service.read_mandate(department, mandate).await.unwrap();
     let head = service.log().head().await.unwrap().position;
-    let stale = service.expecting(Some(contested_at - 1)).cure(department, mandate, cure.clone()).await;
+    let stale = service
+        .cure(&CommandScope::new(department).expecting(Some(contested_at - 1)), mandate, cure.clone())
+        .await;
     assert!(matches!(stale, Err(ServiceError::Store(shequ_store::StoreError::Conflict { .. }))), "{stale:?}");
     assert_eq!(service.log().head().await.unwrap().position, head);
-    let keyed = service.with_command_id(Some(Uuid::now_v7())).await.expecting(Some(contested_at));
+    let keyed = CommandScope::new(department)
+        .keyed(&service, Uuid::now_v7(), None)
+        .await
+        .expecting(Some(contested_at));
 
     let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
     execute_directly(&db, &refuse).await.unwrap();
-    let stopped = keyed.cure(department, mandate, cure.clone()).await;
+    let stopped = service.cure(&keyed, mandate, cure.clone()).await;
     execute_directly(&db, &allow).await.unwrap();
     assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
     let record = service.mandate(mandate).await.unwrap();
     assert_eq!((record.status, record.funds_posted_fen), (MandateStatus::Accepted, fen(60_000)));
 
-    let finished = keyed.cure(department, mandate, cure).await.unwrap();
+    let finished = service.cure(&keyed, mandate, cure).await.unwrap();
     assert_eq!(finished.status, MandateStatus::Active);
     let record = service.mandate(mandate).await.unwrap();
     assert_eq!(record.funds_posted_fen, fen(70_000));
@@ -554,23 +600,24 @@ async fn a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started(db
     let community = Actor { role: Role::Community, organisation: places.communities[0].0 };
     let mandate = Uuid::now_v7();
     let proposal = employment(street.organisation, community.organisation, 1, 3_000);
-    service.propose(street, mandate, proposal).await.unwrap();
+    service.propose(&CommandScope::new(street), mandate, proposal).await.unwrap();
     let (_, revision) = service.read_mandate(community, mandate).await.unwrap();
-    let keyed = service.with_command_id(Some(Uuid::now_v7())).await.expecting(Some(revision));
+    let keyed =
+        CommandScope::new(community).keyed(&service, Uuid::now_v7(), None).await.expecting(Some(revision));
 
     let (refuse, allow) = ledger_refusal(&db, "AND NEW.data LIKE '%\"posting\"%'");
     execute_directly(&db, &refuse).await.unwrap();
-    let stopped = keyed.accept(community, mandate).await;
+    let stopped = service.accept(&keyed, mandate).await;
     execute_directly(&db, &allow).await.unwrap();
     assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
     let (record, moved_on) = service.read_mandate(community, mandate).await.unwrap();
     assert_eq!((record.status, moved_on), (MandateStatus::Accepted, revision + 1));
 
-    let finished = keyed.accept(community, mandate).await.unwrap();
+    let finished = service.accept(&keyed, mandate).await.unwrap();
     assert_eq!(finished.status, MandateStatus::Active);
     assert_eq!(service.mandate(mandate).await.unwrap().funds_posted_fen, fen(3_000));
     // Another client's command on the revision it read before all this is told to read again.
-    let stale = service.expecting(Some(revision)).complete(community, mandate).await;
+    let stale = service.complete(&CommandScope::new(community).expecting(Some(revision)), mandate).await;
     assert!(matches!(stale, Err(ServiceError::Store(shequ_store::StoreError::Conflict { .. }))), "{stale:?}");
 }
 
@@ -594,23 +641,23 @@ async fn a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfwa
     let funds = held(nine).await;
     assert!(funds > 0);
     for (to, from) in [(ten, nine), (nine, ten), (ten, nine)] {
-        service.reassign(street, rentals, to).await.unwrap();
+        service.reassign(&CommandScope::new(street), rentals, to).await.unwrap();
         assert_eq!((held(to).await, held(from).await), (funds, 0), "moved to {to}");
     }
 
     let (refuse, allow) = ledger_refusal(&db, "");
     execute_directly(&db, &refuse).await.unwrap();
-    let stopped = service.reassign(street, rentals, eight).await;
+    let stopped = service.reassign(&CommandScope::new(street), rentals, eight).await;
     assert!(matches!(stopped, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{stopped:?}");
     execute_directly(&db, &allow).await.unwrap();
     assert_eq!(service.mandate(rentals).await.unwrap().proposal.community, eight, "the mandate moved");
     assert_eq!((held(eight).await, held(ten).await), (0, funds), "its funds did not");
 
     // Sent again, it finishes; sent once more, there is nothing left to do and it says so.
-    let finished = service.reassign(street, rentals, eight).await.unwrap();
+    let finished = service.reassign(&CommandScope::new(street), rentals, eight).await.unwrap();
     assert_eq!(finished.status, MandateStatus::Active);
     assert_eq!((held(eight).await, held(ten).await), (funds, 0));
-    let again = service.reassign(street, rentals, eight).await;
+    let again = service.reassign(&CommandScope::new(street), rentals, eight).await;
     assert!(
         matches!(again, Err(ServiceError::Mandate(shequ_domain::mandate::MandateError::SameCommunity))),
         "{again:?}"
@@ -634,7 +681,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     let (refuse, allow) = ledger_refusal(&db, "");
     execute_directly(&db, &refuse).await.unwrap();
     let mandate = Uuid::now_v7();
-    let failed = service.propose(actor, mandate, proposal.clone()).await;
+    let failed = service.propose(&CommandScope::new(actor), mandate, proposal.clone()).await;
     assert!(matches!(failed, Err(ServiceError::Store(shequ_store::StoreError::Database(_)))), "{failed:?}");
     assert!(
         log.read_stream(&format!("mandate-{mandate}")).await.unwrap().is_empty(),
@@ -643,7 +690,7 @@ async fn a_mandate_stands_admitted_only_with_its_funds_reserved(db: Db) {
     assert_eq!(log.head().await.unwrap().position, head, "nothing of the proposal was written");
 
     execute_directly(&db, &allow).await.unwrap();
-    let outcome = service.propose(actor, mandate, proposal).await.unwrap();
+    let outcome = service.propose(&CommandScope::new(actor), mandate, proposal).await.unwrap();
     assert_eq!(outcome.status, MandateStatus::Admitted);
     let events = log.read_all(head + 1, 10).await.unwrap();
     let written: Vec<(&str, &str)> = events
@@ -682,9 +729,9 @@ async fn proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole(db: Db)
             .map(|_| {
                 let (service, mandate) = (service.clone(), Uuid::now_v7());
                 let proposal = employment(street, community, volume, offer);
-                tokio::spawn(
-                    async move { (mandate, service.propose(office, mandate, proposal).await.unwrap()) },
-                )
+                tokio::spawn(async move {
+                    (mandate, service.propose(&CommandScope::new(office), mandate, proposal).await.unwrap())
+                })
             })
             .collect();
         let mut funded = 0;
@@ -728,13 +775,18 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
     let district = Actor { role: Role::District, organisation: places.district };
     let mandate = demo_id("mandate/SSV-007");
     service
-        .contest(community, mandate, vec![ContestGround::FundsNotPosted], "Nothing arrived")
+        .contest(
+            &CommandScope::new(community),
+            mandate,
+            vec![ContestGround::FundsNotPosted],
+            "Nothing arrived",
+        )
         .await
         .unwrap();
-    let key = Some(Uuid::now_v7());
+    let key = Uuid::now_v7();
     let review = || async {
-        let (keyed, recorder) = service.with_command_id(key).await.recording();
-        let outcome = keyed.review(district, mandate, ReviewOutcome::Uphold, "upheld").await.unwrap();
+        let (keyed, recorder) = CommandScope::new(district).keyed(&service, key, None).await.recording();
+        let outcome = service.review(&keyed, mandate, ReviewOutcome::Uphold, "upheld").await.unwrap();
         (outcome.status, recorder.take())
     };
     let (status, first) = review().await;
@@ -746,8 +798,8 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
     let (status, again) = review().await;
     assert_eq!((status, again), (MandateStatus::Withdrawn, on_mandate));
     assert_eq!(log.head().await.unwrap().position, head, "nothing appended, nothing refunded twice");
-    let keyed = service.with_command_id(key).await;
-    let contested = keyed.contest(community, mandate, vec![ContestGround::FundsNotPosted], "again").await;
+    let keyed = CommandScope::new(community).keyed(&service, key, None).await;
+    let contested = service.contest(&keyed, mandate, vec![ContestGround::FundsNotPosted], "again").await;
     assert!(
         matches!(&contested, Err(ServiceError::KeyReused(message)) if message.starts_with("Idempotency-Key")),
         "{contested:?}"

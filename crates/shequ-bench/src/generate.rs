@@ -19,13 +19,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use shequ::demo::{self, DemoOutcome, DemoPlaces};
 use shequ_domain::ledger::{LedgerEvent, TransferKind};
 use shequ_domain::mandate::{MandateEvent, Proposal};
 use shequ_domain::request::{Channel, RequestEvent, Route};
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
-use shequ_service::demo::{self, DemoOutcome, DemoPlaces};
-use shequ_service::{Actor, FileRequest, RequestAction, Role, Service, SystemClock};
+use shequ_service::{Actor, CommandScope, FileRequest, RequestAction, Role, Service, SystemClock};
 use shequ_store::canonical::chain_hash;
 use shequ_store::{EventLog, EventMetadata, RecordedEvent};
 use uuid::Uuid;
@@ -248,10 +248,15 @@ async fn run_request(
         attributes: [("household".to_owned(), "2".to_owned())].into(),
     };
     let id = Uuid::now_v7();
-    let filed = service.file_request(resident, "r1", id, filing).await?;
+    let filed = service.file_request(&CommandScope::new(resident), "r1", id, filing).await?;
     if filed.route == Route::Agent {
         service
-            .act_on_request(worker, "w", id, RequestAction::Forward { note: "转交主管部门".into() })
+            .act_on_request(
+                &CommandScope::new(worker),
+                "w",
+                id,
+                RequestAction::Forward { note: "转交主管部门".into() },
+            )
             .await?;
     }
     let holder = service.read_request(resident, "r1", id).await?.holder;
@@ -259,18 +264,35 @@ async fn run_request(
     let note = |step: usize| NOTES[(index + step) % NOTES.len()].to_owned();
     if index % 6 == 5 {
         let reason = "不属于本单位受理范围".to_owned();
-        service.act_on_request(handler, "h", id, RequestAction::Reject { reason }).await?;
+        service
+            .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Reject { reason })
+            .await?;
         return Ok(());
     }
-    service.act_on_request(handler, "h", id, RequestAction::Accept { note: note(0) }).await?;
+    service
+        .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Accept { note: note(0) })
+        .await?;
     if index % 5 != 2 {
-        service.act_on_request(handler, "h", id, RequestAction::Start { note: note(1) }).await?;
+        service
+            .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Start { note: note(1) })
+            .await?;
     }
-    service.act_on_request(handler, "h", id, RequestAction::Resolve { note: note(2) }).await?;
-    service.act_on_request(resident, "r1", id, RequestAction::Close { note: note(3) }).await?;
+    service
+        .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Resolve { note: note(2) })
+        .await?;
+    service
+        .act_on_request(&CommandScope::new(resident), "r1", id, RequestAction::Close { note: note(3) })
+        .await?;
     if index % 4 != 3 {
         let rating = 3 + u8::try_from(index % 3).unwrap_or(0);
-        service.act_on_request(resident, "r1", id, RequestAction::Rate { rating, comment: note(4) }).await?;
+        service
+            .act_on_request(
+                &CommandScope::new(resident),
+                "r1",
+                id,
+                RequestAction::Rate { rating, comment: note(4) },
+            )
+            .await?;
     }
     Ok(())
 }
@@ -313,17 +335,17 @@ async fn run_mandate(
         working_conditions: matter.working_conditions.clone(),
     };
     let mandate = Uuid::now_v7();
-    let outcome = service.propose(unit, mandate, proposal).await?;
+    let outcome = service.propose(&CommandScope::new(unit), mandate, proposal).await?;
     if !outcome.violations.is_empty() || spends == 0 {
         return Ok(());
     }
-    let in_community = Actor { role: Role::Community, organisation: community };
-    service.accept(in_community, mandate).await?;
+    let in_community = CommandScope::new(Actor { role: Role::Community, organisation: community });
+    service.accept(&in_community, mandate).await?;
     let case = matter.cost_standard.amount_fen.get().max(100);
     for spend in 0..spends {
         let amount = Fen::parse(case * (1 + i64::try_from(spend % 3).unwrap_or(0))).unwrap_or(Fen::ZERO);
         let memo = format!("{} cases assisted", 1 + spend % 3);
-        service.spend(in_community, mandate, Uuid::now_v7(), amount, &memo).await?;
+        service.spend(&in_community, mandate, Uuid::now_v7(), amount, &memo).await?;
     }
     Ok(())
 }

@@ -17,13 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
+use shequ::demo::{self, DemoPlaces};
 use shequ_domain::mandate::Proposal;
 use shequ_domain::Fen;
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
 use shequ_policy::Policies;
-use shequ_service::demo::{self, DemoPlaces};
-use shequ_service::{Actor, Role, Service, SystemClock};
+use shequ_service::{Actor, Allocation, CommandScope, Role, Service, SystemClock};
 use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend, WriterCounts};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -261,10 +261,17 @@ async fn serve(
     demo::load(&log, &policies).await?;
     let places = demo::places();
     let service = Service::new(log.clone(), policies, Arc::new(SystemClock)).await?;
-    let district = Actor { role: Role::District, organisation: places.district };
+    let district = CommandScope::new(Actor { role: Role::District, organisation: places.district });
     for (street, _) in &places.streets {
-        let amount = Fen::parse(STREET_BUDGET_FEN)?;
-        service.allocate(Some(district), Uuid::now_v7(), None, *street, amount, "load budget").await?;
+        let amount_fen = Fen::parse(STREET_BUDGET_FEN)?;
+        let allocation = Allocation {
+            transfer_id: Uuid::now_v7(),
+            from: None,
+            to: *street,
+            amount_fen,
+            memo: "load budget",
+        };
+        service.allocate(&district, allocation).await?;
     }
     propose_mandates(&service, &places, arguments.mandates).await?;
     let state = AppState::new(shequ_http::AppParts {
@@ -308,7 +315,9 @@ async fn propose_mandates(service: &Service, places: &DemoPlaces, count: usize) 
         };
         let service = service.clone();
         let actor = Actor { role: Role::StreetOffice, organisation: street };
-        proposing.spawn(async move { service.propose(actor, Uuid::now_v7(), proposal).await.map(|_| ()) });
+        proposing.spawn(async move {
+            service.propose(&CommandScope::new(actor), Uuid::now_v7(), proposal).await.map(|_| ())
+        });
     }
     while let Some(proposed) = proposing.join_next().await {
         proposed??;

@@ -211,140 +211,8 @@ impl esrs::Aggregate for Ledger {
                 return Ok(vec![]);
             }
         }
-        let transfers = match command {
-            C::Allocate { transfer_id, from, to, amount_fen, memo } => {
-                if from == Some(to) {
-                    return Err(LedgerError::SelfAllocation);
-                }
-                let debit =
-                    from.map_or(Account::Fiscal, |organisation| Account::Organisation { organisation });
-                let credit = Account::Organisation { organisation: to };
-                vec![transfer(transfer_id, TransferKind::Allocation, debit, credit, amount_fen, None, memo)]
-            }
-            C::Reserve { transfer_id, mandate, from, amount_fen } => {
-                let debit = Account::Organisation { organisation: from };
-                let credit = Account::Reserved { mandate };
-                vec![transfer(
-                    transfer_id,
-                    TransferKind::Reservation,
-                    debit,
-                    credit,
-                    amount_fen,
-                    Some(mandate),
-                    String::new(),
-                )]
-            }
-            C::Post { transfer_id, mandate, community } => {
-                let reserved = Account::Reserved { mandate };
-                let amount =
-                    positive(state.balance(reserved)).ok_or(LedgerError::NothingToTransfer(mandate))?;
-                let credit = Account::Mandate { mandate, community };
-                vec![transfer(
-                    transfer_id,
-                    TransferKind::Posting,
-                    reserved,
-                    credit,
-                    amount,
-                    Some(mandate),
-                    String::new(),
-                )]
-            }
-            C::Spend { transfer_id, mandate, community, amount_fen, memo } => {
-                let debit = Account::Mandate { mandate, community };
-                vec![transfer(
-                    transfer_id,
-                    TransferKind::Spending,
-                    debit,
-                    Account::Expenditure,
-                    amount_fen,
-                    Some(mandate),
-                    memo,
-                )]
-            }
-            C::ReturnUnspent { transfer_id, mandate, community, to } => {
-                let credit = Account::Organisation { organisation: to };
-                let mut sources = vec![Account::Reserved { mandate }];
-                sources.extend(community.map(|community| Account::Mandate { mandate, community }));
-                let returns: Vec<Transfer> = sources
-                    .into_iter()
-                    .filter_map(|account| positive(state.balance(account)).map(|amount| (account, amount)))
-                    .enumerate()
-                    .map(|(index, (account, amount))| {
-                        // One client id, possibly two transfers: the second id is derived from it.
-                        let id = match index {
-                            0 => transfer_id,
-                            _ => Uuid::new_v5(&transfer_id, b"return-posted"),
-                        };
-                        transfer(
-                            id,
-                            TransferKind::Return,
-                            account,
-                            credit,
-                            amount,
-                            Some(mandate),
-                            String::new(),
-                        )
-                    })
-                    .collect();
-                if returns.is_empty() {
-                    return Err(LedgerError::NothingToTransfer(mandate));
-                }
-                returns
-            }
-            C::Move { transfer_id, mandate, from_community, to_community } => {
-                let debit = Account::Mandate { mandate, community: from_community };
-                let credit = Account::Mandate { mandate, community: to_community };
-                match positive(state.balance(debit)) {
-                    None => vec![],
-                    Some(amount) => vec![transfer(
-                        transfer_id,
-                        TransferKind::Move,
-                        debit,
-                        credit,
-                        amount,
-                        Some(mandate),
-                        String::new(),
-                    )],
-                }
-            }
-        };
-        let mut events = Vec::with_capacity(transfers.len());
-        // The balances this command's transfers have moved so far, over the state's: a command
-        // touches a few accounts, while the ledger holds one or two for every mandate.
-        let mut moved: HashMap<Account, i64> = HashMap::with_capacity(2 * transfers.len());
-        let balance = |moved: &HashMap<Account, i64>, account: Account| {
-            moved.get(&account).copied().unwrap_or_else(|| state.balance(account))
-        };
-        for transfer in transfers {
-            if transfer.amount_fen == Fen::ZERO {
-                return Err(LedgerError::ZeroAmount);
-            }
-            if transfer.memo.chars().count() > MEMO_CHARS_MAX {
-                return Err(LedgerError::MemoTooLong);
-            }
-            match state.transfers.get(&transfer.transfer_id) {
-                Some(recorded) if *recorded == transfer => continue,
-                Some(_) => return Err(LedgerError::TransferIdReused(transfer.transfer_id)),
-                None => {}
-            }
-            let debit_balance = balance(&moved, transfer.debit);
-            if transfer.debit.is_holding() && debit_balance < transfer.amount_fen.get() {
-                return Err(LedgerError::InsufficientFunds {
-                    account: transfer.debit,
-                    balance: debit_balance,
-                    amount: transfer.amount_fen,
-                });
-            }
-            let amount = transfer.amount_fen.get();
-            let credit_balance = balance(&moved, transfer.credit);
-            let debited = debit_balance.checked_sub(amount).ok_or(LedgerError::Overflow(transfer.debit))?;
-            let credited =
-                credit_balance.checked_add(amount).ok_or(LedgerError::Overflow(transfer.credit))?;
-            moved.insert(transfer.debit, debited);
-            moved.insert(transfer.credit, credited);
-            events.push(LedgerEvent::TransferRecorded { transfer });
-        }
-        Ok(events)
+        let transfers = transfers_for(state, command)?;
+        checked_events(state, transfers)
     }
 
     fn apply_event(mut state: Self::State, event: Self::Event) -> Self::State {
@@ -366,6 +234,152 @@ fn transfer(
     memo: String,
 ) -> Transfer {
     Transfer { transfer_id, kind, debit, credit, amount_fen, mandate, memo }
+}
+
+/// The transfers a command asks for, their amounts taken from the balances where the command
+/// names none.
+fn transfers_for(state: &LedgerState, command: LedgerCommand) -> Result<Vec<Transfer>, LedgerError> {
+    use LedgerCommand as C;
+    let transfers = match command {
+        C::Allocate { transfer_id, from, to, amount_fen, memo } => {
+            if from == Some(to) {
+                return Err(LedgerError::SelfAllocation);
+            }
+            let debit = from.map_or(Account::Fiscal, |organisation| Account::Organisation { organisation });
+            let credit = Account::Organisation { organisation: to };
+            vec![transfer(transfer_id, TransferKind::Allocation, debit, credit, amount_fen, None, memo)]
+        }
+        C::Reserve { transfer_id, mandate, from, amount_fen } => {
+            let debit = Account::Organisation { organisation: from };
+            let credit = Account::Reserved { mandate };
+            vec![transfer(
+                transfer_id,
+                TransferKind::Reservation,
+                debit,
+                credit,
+                amount_fen,
+                Some(mandate),
+                String::new(),
+            )]
+        }
+        C::Post { transfer_id, mandate, community } => {
+            let reserved = Account::Reserved { mandate };
+            let amount = positive(state.balance(reserved)).ok_or(LedgerError::NothingToTransfer(mandate))?;
+            let credit = Account::Mandate { mandate, community };
+            vec![transfer(
+                transfer_id,
+                TransferKind::Posting,
+                reserved,
+                credit,
+                amount,
+                Some(mandate),
+                String::new(),
+            )]
+        }
+        C::Spend { transfer_id, mandate, community, amount_fen, memo } => {
+            let debit = Account::Mandate { mandate, community };
+            vec![transfer(
+                transfer_id,
+                TransferKind::Spending,
+                debit,
+                Account::Expenditure,
+                amount_fen,
+                Some(mandate),
+                memo,
+            )]
+        }
+        C::ReturnUnspent { transfer_id, mandate, community, to } => {
+            returns(state, transfer_id, mandate, community, to)?
+        }
+        C::Move { transfer_id, mandate, from_community, to_community } => {
+            let debit = Account::Mandate { mandate, community: from_community };
+            let credit = Account::Mandate { mandate, community: to_community };
+            match positive(state.balance(debit)) {
+                None => vec![],
+                Some(amount) => vec![transfer(
+                    transfer_id,
+                    TransferKind::Move,
+                    debit,
+                    credit,
+                    amount,
+                    Some(mandate),
+                    String::new(),
+                )],
+            }
+        }
+    };
+    Ok(transfers)
+}
+
+/// What is still held for a mandate (reserved, and posted to `community`), back to `to`.
+fn returns(
+    state: &LedgerState,
+    transfer_id: Uuid,
+    mandate: Uuid,
+    community: Option<Uuid>,
+    to: Uuid,
+) -> Result<Vec<Transfer>, LedgerError> {
+    let credit = Account::Organisation { organisation: to };
+    let mut sources = vec![Account::Reserved { mandate }];
+    sources.extend(community.map(|community| Account::Mandate { mandate, community }));
+    let returns: Vec<Transfer> = sources
+        .into_iter()
+        .filter_map(|account| positive(state.balance(account)).map(|amount| (account, amount)))
+        .enumerate()
+        .map(|(index, (account, amount))| {
+            // One client id, possibly two transfers: the second id is derived from it.
+            let id = match index {
+                0 => transfer_id,
+                _ => Uuid::new_v5(&transfer_id, b"return-posted"),
+            };
+            transfer(id, TransferKind::Return, account, credit, amount, Some(mandate), String::new())
+        })
+        .collect();
+    if returns.is_empty() {
+        return Err(LedgerError::NothingToTransfer(mandate));
+    }
+    Ok(returns)
+}
+
+/// The events recording `transfers`, each checked against the balances as the ones before it
+/// left them: no holding account below zero, no overflow, no id reused for another transfer.
+fn checked_events(state: &LedgerState, transfers: Vec<Transfer>) -> Result<Vec<LedgerEvent>, LedgerError> {
+    let mut events = Vec::with_capacity(transfers.len());
+    // The balances this command's transfers have moved so far, over the state's: a command
+    // touches a few accounts, while the ledger holds one or two for every mandate.
+    let mut moved: HashMap<Account, i64> = HashMap::with_capacity(2 * transfers.len());
+    let balance = |moved: &HashMap<Account, i64>, account: Account| {
+        moved.get(&account).copied().unwrap_or_else(|| state.balance(account))
+    };
+    for transfer in transfers {
+        if transfer.amount_fen == Fen::ZERO {
+            return Err(LedgerError::ZeroAmount);
+        }
+        if transfer.memo.chars().count() > MEMO_CHARS_MAX {
+            return Err(LedgerError::MemoTooLong);
+        }
+        match state.transfers.get(&transfer.transfer_id) {
+            Some(recorded) if *recorded == transfer => continue,
+            Some(_) => return Err(LedgerError::TransferIdReused(transfer.transfer_id)),
+            None => {}
+        }
+        let debit_balance = balance(&moved, transfer.debit);
+        if transfer.debit.is_holding() && debit_balance < transfer.amount_fen.get() {
+            return Err(LedgerError::InsufficientFunds {
+                account: transfer.debit,
+                balance: debit_balance,
+                amount: transfer.amount_fen,
+            });
+        }
+        let amount = transfer.amount_fen.get();
+        let credit_balance = balance(&moved, transfer.credit);
+        let debited = debit_balance.checked_sub(amount).ok_or(LedgerError::Overflow(transfer.debit))?;
+        let credited = credit_balance.checked_add(amount).ok_or(LedgerError::Overflow(transfer.credit))?;
+        moved.insert(transfer.debit, debited);
+        moved.insert(transfer.credit, credited);
+        events.push(LedgerEvent::TransferRecorded { transfer });
+    }
+    Ok(events)
 }
 
 fn positive(balance: i64) -> Option<Fen> {

@@ -352,28 +352,7 @@ impl esrs::Aggregate for Mandate {
                 if record.is_some() {
                     return Err(MandateError::AlreadyExists);
                 }
-                validate_proposal(&proposal)?;
-                let statement = parse_text("statement", &statement)?;
-                let mut grounds = vec![ContestGround::OutsideAccessProcess];
-                grounds.extend(grounds_from(&decision.violations));
-                let violations = decision.violations.clone();
-                // Recorded as the policy sees it: a task that breaks the rules stands refused
-                // while contested, and only a cure that satisfies the policy admits it.
-                let verdict = match decision.admits() {
-                    true => E::MandateAdmitted { decision },
-                    false => E::MandateRefused { decision },
-                };
-                Ok(vec![
-                    E::MandateRecordedOutsideProcess { proposal, statement: statement.clone() },
-                    verdict,
-                    E::MandateContested {
-                        contest_id,
-                        grounds,
-                        statement,
-                        deadline: contest_deadline,
-                        violations,
-                    },
-                ])
+                record_outside_process(proposal, decision, contest_id, &statement, contest_deadline)
             }
             C::Accept => match status {
                 Some(S::Admitted) => Ok(vec![E::MandateAccepted]),
@@ -411,44 +390,18 @@ impl esrs::Aggregate for Mandate {
                 if status != Some(S::Contested) {
                     return Err(wrong("cured"));
                 }
-                if cure.funds_added_fen == Fen::ZERO
-                    && cure.powers_added.is_empty()
-                    && cure.working_conditions_added.is_empty()
-                {
-                    return Err(MandateError::EmptyCure);
-                }
                 let offered = record.map_or(Fen::ZERO, |record| record.proposal.funds_offered_fen);
-                if offered.checked_add(cure.funds_added_fen).is_none() {
-                    return Err(MandateError::InvalidProposal(
-                        "funds_added_fen: the cured total is out of range".into(),
-                    ));
-                }
-                Ok(vec![E::MandateCured { cure, decision }])
+                Ok(vec![E::MandateCured { cure: checked_cure(offered, cure)?, decision }])
             }
             C::Review { outcome, reviewer, reason } => {
                 let contest =
                     record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("reviewed"))?;
-                let reason = parse_text("reason", &reason)?;
-                let contest_id = contest.contest_id;
-                Ok(match outcome {
-                    ReviewOutcome::Uphold => vec![
-                        E::ContestUpheld { contest_id, reviewer, reason: reason.clone() },
-                        E::MandateWithdrawn { reason: format!("contest upheld: {reason}") },
-                    ],
-                    ReviewOutcome::Dismiss => vec![E::ContestDismissed { contest_id, reviewer, reason }],
-                })
+                review(contest, outcome, reviewer, &reason)
             }
             C::Escalate { now } => {
                 let contest =
                     record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("escalated"))?;
-                if contest.escalated {
-                    return Err(MandateError::AlreadyEscalated);
-                }
-                // RFC 3339 dates and times in UTC compare correctly as text.
-                if now.as_str() < contest.deadline.as_str() {
-                    return Err(MandateError::NotYetDue { deadline: contest.deadline.clone() });
-                }
-                Ok(vec![E::ContestEscalated { contest_id: contest.contest_id }])
+                escalate(contest, &now)
             }
             C::Complete => match status {
                 Some(S::Active) => Ok(vec![E::MandateCompleted]),
@@ -465,14 +418,7 @@ impl esrs::Aggregate for Mandate {
                 if !matches!(record.status, S::Admitted | S::Accepted | S::Active) {
                     return Err(wrong("reassigned"));
                 }
-                if community == record.proposal.community {
-                    return Err(MandateError::SameCommunity);
-                }
-                if !decision.admits() {
-                    return Err(MandateError::ReassignmentRefused(decision.violations.len()));
-                }
-                let from_community = record.proposal.community;
-                Ok(vec![E::MandateReassigned { from_community, to_community: community, decision }])
+                reassign(record, community, decision)
             }
         }
     }
@@ -602,6 +548,98 @@ fn grounds_from(violations: &[Violation]) -> Vec<ContestGround> {
         }
     }
     grounds
+}
+
+/// A task that reached a community outside the access process, recorded and contested at once.
+fn record_outside_process(
+    proposal: Proposal,
+    decision: Decision,
+    contest_id: Uuid,
+    statement: &str,
+    contest_deadline: String,
+) -> Result<Vec<MandateEvent>, MandateError> {
+    validate_proposal(&proposal)?;
+    let statement = parse_text("statement", statement)?;
+    let mut grounds = vec![ContestGround::OutsideAccessProcess];
+    grounds.extend(grounds_from(&decision.violations));
+    let violations = decision.violations.clone();
+    // Recorded as the policy sees it: a task that breaks the rules stands refused while
+    // contested, and only a cure that satisfies the policy admits it.
+    let verdict = match decision.admits() {
+        true => MandateEvent::MandateAdmitted { decision },
+        false => MandateEvent::MandateRefused { decision },
+    };
+    Ok(vec![
+        MandateEvent::MandateRecordedOutsideProcess { proposal, statement: statement.clone() },
+        verdict,
+        MandateEvent::MandateContested {
+            contest_id,
+            grounds,
+            statement,
+            deadline: contest_deadline,
+            violations,
+        },
+    ])
+}
+
+/// A reviewer's answer to a contest: upheld (the mandate is withdrawn) or dismissed.
+fn review(
+    contest: &OpenContest,
+    outcome: ReviewOutcome,
+    reviewer: Uuid,
+    reason: &str,
+) -> Result<Vec<MandateEvent>, MandateError> {
+    let reason = parse_text("reason", reason)?;
+    let contest_id = contest.contest_id;
+    Ok(match outcome {
+        ReviewOutcome::Uphold => vec![
+            MandateEvent::ContestUpheld { contest_id, reviewer, reason: reason.clone() },
+            MandateEvent::MandateWithdrawn { reason: format!("contest upheld: {reason}") },
+        ],
+        ReviewOutcome::Dismiss => vec![MandateEvent::ContestDismissed { contest_id, reviewer, reason }],
+    })
+}
+
+/// A contest past its deadline (`now`, RFC 3339) escalated to the district, once.
+fn escalate(contest: &OpenContest, now: &str) -> Result<Vec<MandateEvent>, MandateError> {
+    if contest.escalated {
+        return Err(MandateError::AlreadyEscalated);
+    }
+    // RFC 3339 dates and times in UTC compare correctly as text.
+    if now < contest.deadline.as_str() {
+        return Err(MandateError::NotYetDue { deadline: contest.deadline.clone() });
+    }
+    Ok(vec![MandateEvent::ContestEscalated { contest_id: contest.contest_id }])
+}
+
+/// A cure that adds something, to a total of funds offered that stays in range.
+fn checked_cure(offered: Fen, cure: Cure) -> Result<Cure, MandateError> {
+    if cure.funds_added_fen == Fen::ZERO
+        && cure.powers_added.is_empty()
+        && cure.working_conditions_added.is_empty()
+    {
+        return Err(MandateError::EmptyCure);
+    }
+    if offered.checked_add(cure.funds_added_fen).is_none() {
+        return Err(MandateError::InvalidProposal("funds_added_fen: the cured total is out of range".into()));
+    }
+    Ok(cure)
+}
+
+/// A live mandate moved to another community, on a decision that admits it there.
+fn reassign(
+    record: &MandateRecord,
+    community: Uuid,
+    decision: Decision,
+) -> Result<Vec<MandateEvent>, MandateError> {
+    if community == record.proposal.community {
+        return Err(MandateError::SameCommunity);
+    }
+    if !decision.admits() {
+        return Err(MandateError::ReassignmentRefused(decision.violations.len()));
+    }
+    let from_community = record.proposal.community;
+    Ok(vec![MandateEvent::MandateReassigned { from_community, to_community: community, decision }])
 }
 
 fn validate_proposal(proposal: &Proposal) -> Result<(), MandateError> {

@@ -1,15 +1,17 @@
-//! shequ's command path, shared by the HTTP API and the command line (`shequ demo`).
+//! shequ's command path, shared by the HTTP API and the command line.
 //!
 //! Every command goes the same way: authorise the actor by role and place (`policies/authz`),
-//! look up what the command needs from the log (catalogue, hierarchy, balances), ask the
-//! access policy where the plan's rules apply, and run the aggregate through esrs's
-//! `AggregateManager` with the actor, correlation and decision in every event's metadata.
+//! look up what the command needs from the live projection (catalogue, hierarchy, balances),
+//! ask the access policy where the plan's rules apply, and run the aggregate (`service/runner.rs`:
+//! through esrs's `AggregateManager` on a short stream, pipelined on a long or joined one),
+//! with the actor, correlation and decision in every event's metadata. What belongs to one
+//! command travels in its `CommandScope`; the operator's set-up and the service's own timers
+//! say so in their names (`…_as_operator`) or run as the system.
 
 mod actor;
 pub mod audit;
 pub mod checkpoint;
 mod clock;
-pub mod demo;
 mod error;
 pub mod event_schemas;
 pub mod key_file;
@@ -23,7 +25,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use read_model::ReadModel;
 pub use service::{
-    FileRequest, LedgerView, MandateFilter, MandateOutcome, PolicyBundleRecorded, RequestAction,
-    RequestFilter, Service, StateAsOf, Timeline, TimelineEntry, TransferEntry, TransferFilter,
-    CONTEST_DAYS_DEFAULT,
+    Allocation, CommandScope, FileRequest, LedgerView, MandateFilter, MandateOutcome, NewOrganisation,
+    PolicyBundleRecorded, RequestAction, RequestFilter, Service, StateAsOf, Timeline, TimelineEntry,
+    TransferEntry, TransferFilter, CONTEST_DAYS_DEFAULT,
 };

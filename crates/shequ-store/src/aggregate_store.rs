@@ -8,8 +8,7 @@ use shequ_domain::DomainEvent;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::log::EventLog;
-use crate::log::QueuedAppend;
+use crate::log::{EventLog, QueuedAppend};
 use crate::metadata::{CommandContext, RecordedRef};
 use crate::record::{Appended, ExpectedRevision, NewEvent, StreamAppend};
 
@@ -30,8 +29,16 @@ impl<A> std::fmt::Debug for AggregateStore<A> {
     }
 }
 
+impl EventLog {
+    /// A per-command handle implementing esrs's `EventStore` for aggregate `A`; every event
+    /// it writes carries `context` in its metadata.
+    pub fn aggregate_store<A>(&self, context: CommandContext) -> AggregateStore<A> {
+        AggregateStore::new(self.clone(), context)
+    }
+}
+
 impl<A> AggregateStore<A> {
-    pub(crate) fn new(log: EventLog, context: CommandContext) -> Self {
+    fn new(log: EventLog, context: CommandContext) -> Self {
         Self { log, context, aggregate: PhantomData }
     }
 

@@ -9,21 +9,44 @@
 //! - [`CatchUp`] is a catch-up subscription with a stored checkpoint.
 //! - [`verify`](EventLog::verify) walks the hash chain and names the first bad position.
 //! - [`import`](EventLog::import) takes in a whole exported log, keeping positions and hashes.
+//!
+//! # Layers
+//!
+//! Each module uses only the modules in the layers below it (and the constants here), so the
+//! files never import one another in a circle; `layering.rs` checks it.
+//!
+//! 1. Records and hashing: `record`, `error`, `canonical`, `merkle`, `metadata`, `locks`.
+//! 2. What the features and the backends share: `page` (a page of the log, hashed where it is
+//!    read), `validate` (input limits and checks), `plan` (which append wins, positions,
+//!    the chain), `import_lookup` (what an import batch is checked against), `subtree_cache`
+//!    (the kept Merkle subtrees), `tail` (the newest committed events).
+//! 3. The databases: `backend`, over its `sqlite`, `sqlite_bulk` and `postgres`, over
+//!    `backend::values` (the log's values as the databases hold them).
+//! 4. The façade: `log` ([`EventLog`]) and `writer`, its single writer; the one pair that uses
+//!    each other.
+//! 5. Features, each an `impl EventLog` or a type over it, none using another: `verify`,
+//!    `import`, `proofs`, `subscription`, `aggregate_store`.
 
 mod aggregate_store;
 mod backend;
 pub mod canonical;
 mod error;
 mod import;
+mod import_lookup;
+#[cfg(test)]
+mod layering;
 mod locks;
 mod log;
 pub mod merkle;
 mod metadata;
+mod page;
 mod plan;
 mod proofs;
 mod record;
 mod subscription;
+mod subtree_cache;
 mod tail;
+mod validate;
 mod verify;
 mod writer;
 

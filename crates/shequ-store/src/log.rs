@@ -1,4 +1,4 @@
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,22 +11,17 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::aggregate_store::AggregateStore;
 use crate::backend::{Backend, BackendKind, StreamRange};
 use crate::error::StoreError;
 use crate::locks::AggregateLocks;
-use crate::metadata::CommandContext;
+use crate::page::{CheckedPage, PageCheck};
 use crate::plan::AppendRequest;
 use crate::record::{Appended, ExpectedRevision, NewEvent, RecordedEvent, StreamAppend};
+use crate::subtree_cache::SubtreeCache;
 use crate::tail::Tail;
-use crate::verify::{CheckedPage, PageCheck};
+use crate::validate::{validate_append, validate_parts};
 use crate::writer::{self, Pending, WriterCounts};
-use crate::{APPEND_EVENTS_MAX, EVENT_TEXT_BYTES_MAX, QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
-
-/// The longest stream name, in bytes.
-const STREAM_BYTES_MAX: usize = 256;
-/// The longest event type name, in bytes.
-const EVENT_TYPE_BYTES_MAX: usize = 128;
+use crate::{QUEUE_LENGTH_MAX, READ_PAGE_EVENTS_MAX};
 
 /// The event log of one database. Cheap to clone; all clones share one writer.
 #[derive(Clone)]
@@ -44,7 +39,7 @@ struct Inner {
     counters: Arc<writer::Counters>,
     /// The Merkle tree's perfect subtrees over the log's whole chunks, built by the first
     /// proof that needs them (ADR 0019): `proofs.rs`.
-    subtrees: crate::proofs::SubtreeCache,
+    subtrees: SubtreeCache,
 }
 
 /// An append in the writer's queue (see [`EventLog::enqueue`]): a future of its outcome.
@@ -126,7 +121,7 @@ impl EventLog {
                 tail,
                 locks: AggregateLocks::default(),
                 counters,
-                subtrees: crate::proofs::SubtreeCache::default(),
+                subtrees: SubtreeCache::default(),
             }),
         })
     }
@@ -167,8 +162,7 @@ impl EventLog {
         after: Option<Uuid>,
         events: Vec<NewEvent>,
     ) -> Result<QueuedAppend, StoreError> {
-        validate_append(stream, &events)?;
-        validate_after(expected, after)?;
+        validate_append(stream, expected, after, &events)?;
         let request = AppendRequest { stream: stream.to_owned(), expected, after, events, joined: false };
         let (answer, decided) = self.send(vec![request]).await?;
         let outcome =
@@ -187,37 +181,8 @@ impl EventLog {
     /// [`Self::append_all`] as [`Self::enqueue`] does it: returns once the parts are queued,
     /// with one [`QueuedAppend`] per part; all of them resolve to the same fate.
     pub async fn enqueue_all(&self, appends: Vec<StreamAppend>) -> Result<Vec<QueuedAppend>, StoreError> {
+        validate_parts(&appends)?;
         let parts = appends.len();
-        if parts == 0 {
-            return Err(StoreError::InvalidAppend(
-                "an append to several streams needs at least one part".into(),
-            ));
-        }
-        let mut streams = HashSet::with_capacity(parts);
-        let mut event_ids = HashSet::new();
-        let mut events = 0;
-        for append in &appends {
-            validate_append(&append.stream, &append.events)?;
-            validate_after(append.expected, append.after)?;
-            if !streams.insert(append.stream.as_str()) {
-                return Err(StoreError::InvalidAppend(format!(
-                    "stream `{}` appears in two parts of one append",
-                    append.stream
-                )));
-            }
-            if let Some(event) = append.events.iter().find(|event| !event_ids.insert(event.event_id)) {
-                return Err(StoreError::InvalidAppend(format!(
-                    "event id {} appears twice in one append",
-                    event.event_id
-                )));
-            }
-            events += append.events.len();
-        }
-        if events > APPEND_EVENTS_MAX {
-            return Err(StoreError::InvalidAppend(format!(
-                "an append carries 1–{APPEND_EVENTS_MAX} events in all its parts, not {events}"
-            )));
-        }
         let requests = appends
             .into_iter()
             .enumerate()
@@ -338,7 +303,7 @@ impl EventLog {
         }
     }
 
-    pub(crate) fn subtree_cache(&self) -> &crate::proofs::SubtreeCache {
+    pub(crate) fn subtree_cache(&self) -> &SubtreeCache {
         &self.inner.subtrees
     }
 
@@ -431,12 +396,6 @@ impl EventLog {
     pub async fn head(&self) -> Result<LogHead, StoreError> {
         let head = self.inner.backend.head().await?;
         Ok(LogHead { position: head.position, hash: head.hash })
-    }
-
-    /// A per-command handle implementing esrs's `EventStore` for aggregate `A`; every event
-    /// it writes carries `context` in its metadata.
-    pub fn aggregate_store<A>(&self, context: CommandContext) -> AggregateStore<A> {
-        AggregateStore::new(self.clone(), context)
     }
 
     /// Checks that the database answers.
@@ -632,77 +591,3 @@ impl LogPage for CheckedPage {
 
 /// A page being read by `stream_category`, in its own task.
 type PageRead = tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>;
-
-/// An append that builds on an event names the exact revision that event is at.
-fn validate_after(expected: ExpectedRevision, after: Option<Uuid>) -> Result<(), StoreError> {
-    match after.is_some() && !matches!(expected, ExpectedRevision::Exact(_)) {
-        true => Err(StoreError::InvalidAppend(format!(
-            "an append that builds on an event expects an exact revision, not {expected}"
-        ))),
-        false => Ok(()),
-    }
-}
-
-fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
-    let invalid = |message: String| Err(StoreError::InvalidAppend(message));
-    validate_stream(stream).map_err(StoreError::InvalidAppend)?;
-    if events.is_empty() || events.len() > APPEND_EVENTS_MAX {
-        return invalid(format!("an append carries 1–{APPEND_EVENTS_MAX} events, not {}", events.len()));
-    }
-    let mut seen = HashSet::with_capacity(events.len());
-    for event in events {
-        if !seen.insert(event.event_id) {
-            return invalid(format!("event id {} appears twice in one append", event.event_id));
-        }
-        validate_event(&event.event_type, event.event_version, &event.data, &event.metadata)
-            .map_err(StoreError::InvalidAppend)?;
-    }
-    Ok(())
-}
-
-/// A stream name the log accepts: `category-id`. Appends and imports share this rule.
-pub(crate) fn validate_stream(stream: &str) -> Result<(), String> {
-    let valid_stream = match stream.split_once('-') {
-        None => false,
-        Some((category, id)) => {
-            shequ_domain::Category::parse(category).is_ok()
-                && !id.is_empty()
-                && stream.len() <= STREAM_BYTES_MAX
-                && id.bytes().all(|byte| byte.is_ascii_graphic())
-        }
-    };
-    match valid_stream {
-        true => Ok(()),
-        false => Err(format!("stream `{stream}` must be `category-id` (category: a–z, 0–9, `_`)")),
-    }
-}
-
-/// An event the log accepts, whatever its stream. Appends and imports share this rule.
-pub(crate) fn validate_event(
-    event_type: &str,
-    event_version: u32,
-    data: &str,
-    metadata: &str,
-) -> Result<(), String> {
-    let valid_type = !event_type.is_empty()
-        && event_type.len() <= EVENT_TYPE_BYTES_MAX
-        && event_type.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.');
-    if !valid_type {
-        return Err(format!("event type `{event_type}` must be 1–128 of A–Z, a–z, 0–9, `_`, `.`"));
-    }
-    if event_version == 0 || i32::try_from(event_version).is_err() {
-        return Err(format!("event version {event_version} must be 1 or more"));
-    }
-    for (field, text) in [("data", data), ("metadata", metadata)] {
-        if text.len() > EVENT_TEXT_BYTES_MAX {
-            return Err(format!(
-                "{field} of {event_type} is {} bytes; the limit is {EVENT_TEXT_BYTES_MAX}",
-                text.len()
-            ));
-        }
-        if let Err(error) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-            return Err(format!("{field} of {event_type} is not JSON: {error}"));
-        }
-    }
-    Ok(())
-}

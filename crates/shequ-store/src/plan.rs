@@ -72,7 +72,7 @@ pub(crate) fn plan_batch(
         let mut refusal = None;
         for request in &requests[start..end] {
             revisions_before.push((request.stream.as_str(), stream_revisions.get(&request.stream).copied()));
-            let outcome = match replayed(request, &existing) {
+            let outcome = match retried(request, &existing) {
                 Some(result) => result,
                 None => check_expected(request, stream_revisions.get(&request.stream).copied())
                     .and_then(|first_revision| check_builds_on(request, &existing).map(|()| first_revision))
@@ -254,7 +254,7 @@ impl WriterCache {
 
 /// A retried append (all its event ids already in the log, in this stream, in order) gets the
 /// original result back. An append that reuses some ids but not as a retry is refused.
-fn replayed(
+fn retried(
     request: &AppendRequest,
     existing: &HashMap<Uuid, Existing>,
 ) -> Option<Result<Appended, StoreError>> {

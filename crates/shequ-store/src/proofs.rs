@@ -1,7 +1,7 @@
 //! Merkle proofs over the log (RFC 6962 / 9162), for inspectors and independent verifiers.
 //!
 //! A proof needs the roots of a few leaf ranges and of the whole tree. The log's perfect
-//! subtrees of [`CHUNK_LEAVES`] leaves and more are built once, by the first proof or root
+//! subtrees of `CHUNK_LEAVES` leaves and more are built once, by the first proof or root
 //! that reaches them, and kept by the [`EventLog`] (ADR 0019): the positions they cover are
 //! never rewritten. A proof then reads the leaves of at most two chunks (the one holding the
 //! leaf or the older tree's end, and the tree's last, when either is not whole), and joins
@@ -9,21 +9,17 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::{Mutex, PoisonError};
 
 use futures::{Stream, TryStreamExt};
 
 use crate::error::StoreError;
 use crate::log::EventLog;
-use crate::merkle::{self, Hash, RootBuilder, Subtrees};
-use crate::verify::PageCheck;
+use crate::merkle::{self, Hash, RootBuilder};
+use crate::page::PageCheck;
+use crate::subtree_cache::CHUNK_LEAVES;
 
 /// Events read per page while hashing the leaves of many chunks.
 const PAGE_EVENTS: u32 = 5_000;
-
-/// The leaves of the smallest kept subtree: a proof hashes at most two chunks' leaves, and the
-/// kept roots take 64 bytes per chunk (about 64 KB a million events).
-pub(crate) const CHUNK_LEAVES: u64 = 1_024;
 
 /// An inclusion proof of the event at `position` (leaf index `position - 1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,27 +39,6 @@ pub struct ConsistencyProof {
     pub first_root: Hash,
     pub second_root: Hash,
     pub proof: Vec<Hash>,
-}
-
-/// The kept subtrees of one log, shared by its clones.
-pub(crate) struct SubtreeCache {
-    subtrees: Mutex<Subtrees>,
-    /// Held by the one task that builds more of them, so that two proofs do not hash the same
-    /// chunks at once; the other waits and then finds them built.
-    building: tokio::sync::Mutex<()>,
-}
-
-impl Default for SubtreeCache {
-    fn default() -> Self {
-        Self { subtrees: Mutex::new(Subtrees::new(CHUNK_LEAVES)), building: tokio::sync::Mutex::new(()) }
-    }
-}
-
-impl SubtreeCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Subtrees> {
-        // Subtrees are only ever pushed whole: a panic elsewhere leaves them sound.
-        self.subtrees.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl EventLog {
@@ -184,7 +159,7 @@ impl EventLog {
 
     async fn build_subtrees_here(&self, leaves: u64) -> Result<(), StoreError> {
         let cache = self.subtree_cache();
-        let _building = cache.building.lock().await;
+        let _building = cache.build_lock().await;
         let built = cache.lock().leaves();
         if built >= leaves {
             return Ok(());

@@ -1,6 +1,7 @@
 //! The `shequ` command as a library, so tests drive it exactly as a user would, in process.
 //! `main.rs` only parses the arguments, sets up logging and a runtime, and calls [`run`].
 
+pub mod demo;
 pub mod export;
 
 use std::io::{IsTerminal, Write};
@@ -291,11 +292,11 @@ async fn run_on_log(cli: Cli, out: &mut (dyn Write + Send)) -> Result<Outcome, C
 
 async fn demo(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
     let policies = shequ_policy::Policies::embedded().map_err(shequ_service::ServiceError::from)?;
-    let report = match shequ_service::demo::load(log, &policies).await? {
-        shequ_service::demo::DemoOutcome::AlreadyLoaded { .. } => {
+    let report = match crate::demo::load(log, &policies).await? {
+        crate::demo::DemoOutcome::AlreadyLoaded { .. } => {
             "The demo data set is already loaded in this store; nothing was changed.".to_owned()
         }
-        shequ_service::demo::DemoOutcome::Loaded { summary, .. } => summary.join("\n"),
+        crate::demo::DemoOutcome::Loaded { summary, .. } => summary.join("\n"),
     };
     tracing::info!("demo data set ready");
     writeln!(out, "{report}").map_err(CliError::Output)?;
@@ -323,7 +324,7 @@ async fn setup(
     if matters.is_empty() {
         let matters = shequ_policy::starting_catalogue().map_err(ServiceError::from)?;
         let count = matters.len();
-        version = service.publish_catalogue(None, matters).await?;
+        version = service.publish_catalogue_as_operator(matters).await?;
         report.push(format!("Published the shipped catalogue: {count} matters (version {version})."));
     } else {
         report.push(format!(
@@ -342,7 +343,14 @@ async fn setup(
         ))
         .into());
     }
-    match service.register_organisation(None, id, OrganisationKind::District, name, None, None).await {
+    let district = shequ_service::NewOrganisation {
+        id,
+        kind: OrganisationKind::District,
+        name,
+        parent: None,
+        code: None,
+    };
+    match service.register_organisation_as_operator(district).await {
         Ok(()) => report.push(format!("Registered the district {name}: {id}.")),
         Err(ServiceError::Organisation(OrganisationError::AlreadyRegistered)) => {
             let projection = service.read_model().read().await?;
@@ -380,7 +388,7 @@ fn print_demo_tokens(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     use shequ_service::Role;
-    let places = shequ_service::demo::places();
+    let places = crate::demo::places();
     let holders = [
         ("DISTRICT", Role::District, places.district, "东城区"),
         ("DEPARTMENT", Role::Department, places.departments[0].0, places.departments[0].1.as_str()),

@@ -116,7 +116,7 @@ fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -
 fn proposal(mandate: &str) -> String {
     serde_json::json!({
         "mandate_id": mandate, "matter_code": "EMP-001",
-        "community": shequ_service::demo::places().communities[0].0,
+        "community": shequ::demo::places().communities[0].0,
         "scope": "Unemployment registration assistance", "volume": 5, "deadline": "2026-12-31",
         "funds_offered_fen": 15000, "powers_granted": ["collect-resident-data"],
         "working_conditions": ["service-counter", "information-terminal"],

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shequ_service::{Actor, Service};
+use shequ_service::{Actor, CommandScope, Service};
 use shequ_store::Recorder;
 use uuid::Uuid;
 
@@ -74,30 +74,29 @@ impl CommandHeaders {
     /// The headers of a command that takes none ([`CreateJson`]).
     pub const NONE: CommandHeaders = CommandHeaders { idempotency_key: None, expected_revision: None };
 
-    /// A handle on `service` for this command (`action`, with the body it was sent), and the
-    /// recorder of the events it appends: the one place a command's handle is built from what
+    /// The scope of this command (`action`, with the body it was sent) for `caller`, and the
+    /// recorder of the events it appends: the one place a command's scope is built from what
     /// the request says. The digest of the action and its body, as parsed, goes with a keyed
     /// command's events: the same key sent with another body is refused.
-    pub async fn command(
+    pub async fn scope(
         &self,
-        service: &Service,
+        caller: &Caller,
         action: &str,
         body: &impl Serialize,
-    ) -> (Service, Recorder) {
-        let digest = self.idempotency_key.map(|_| {
-            let body = serde_json::to_vec(body).expect("a parsed body serialises");
-            let mut hasher = Sha256::new();
-            hasher.update(action.as_bytes());
-            hasher.update(b"\n");
-            hasher.update(&body);
-            hex::encode(hasher.finalize())
-        });
-        service
-            .with_command_id(self.idempotency_key)
-            .await
-            .with_command_digest(digest)
-            .expecting(self.expected_revision)
-            .recording()
+    ) -> (CommandScope, Recorder) {
+        let scope = CommandScope::new(caller.actor());
+        let scope = match self.idempotency_key {
+            Some(key) => {
+                let body = serde_json::to_vec(body).expect("a parsed body serialises");
+                let mut hasher = Sha256::new();
+                hasher.update(action.as_bytes());
+                hasher.update(b"\n");
+                hasher.update(&body);
+                scope.keyed(caller.service(), key, Some(hex::encode(hasher.finalize()))).await
+            }
+            None => scope,
+        };
+        scope.expecting(self.expected_revision).recording()
     }
 }
 

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shequ_domain::ledger::TransferKind;
-use shequ_service::{TransferEntry, TransferFilter};
+use shequ_service::{Allocation, TransferEntry, TransferFilter};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -55,8 +55,8 @@ async fn spend(
     CreateJson(request): CreateJson<SpendRequest>,
 ) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
-    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "spend", &()).await;
-    service.spend(caller.actor(), id, request.transfer_id, amount, &request.memo).await?;
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "spend", &()).await;
+    caller.service().spend(&scope, id, request.transfer_id, amount, &request.memo).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 
@@ -78,9 +78,15 @@ struct AllocateRequest {
 )]
 async fn allocate(caller: Caller, CreateJson(request): CreateJson<AllocateRequest>) -> Created<Recorded> {
     let amount = super::fen("amount_fen", request.amount_fen)?;
-    let actor = Some(caller.actor());
-    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "allocate", &()).await;
-    service.allocate(actor, request.transfer_id, request.from, request.to, amount, &request.memo).await?;
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "allocate", &()).await;
+    let allocation = Allocation {
+        transfer_id: request.transfer_id,
+        from: request.from,
+        to: request.to,
+        amount_fen: amount,
+        memo: &request.memo,
+    };
+    caller.service().allocate(&scope, allocation).await?;
     Ok((StatusCode::CREATED, Json(Recorded { transfer_id: request.transfer_id, events: recorder.take() })))
 }
 

@@ -174,8 +174,8 @@ async fn propose(caller: Caller, CreateJson(request): CreateJson<ProposeRequest>
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "propose", &()).await;
-    let outcome = match service.propose(actor, request.mandate_id, proposal.clone()).await {
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "propose", &()).await;
+    let outcome = match caller.service().propose(&scope, request.mandate_id, proposal.clone()).await {
         Ok(outcome) => outcome,
         // A retry of the same proposal: answer as the first time.
         Err(ServiceError::Mandate(MandateError::AlreadyExists)) => {
@@ -297,10 +297,11 @@ async fn record_outside_process(
         powers_granted: request.powers_granted,
         working_conditions: request.working_conditions,
     };
-    let (service, recorder) =
-        CommandHeaders::NONE.command(caller.service(), "record_outside_process", &()).await;
-    let outcome =
-        service.record_outside_process(actor, request.mandate_id, proposal, &request.statement).await?;
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "record_outside_process", &()).await;
+    let outcome = caller
+        .service()
+        .record_outside_process(&scope, request.mandate_id, proposal, &request.statement)
+        .await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::new(outcome, recorder.take()))))
 }
 
@@ -309,8 +310,8 @@ async fn record_outside_process(
     responses((status = 200, description = "Accepted by the community", body = OutcomeView), MandateCommandErrors)
 )]
 async fn accept(caller: Caller, headers: CommandHeaders, ApiPath(id): ApiPath<Uuid>) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "accept", &()).await;
-    let outcome = service.accept(caller.actor(), id).await?;
+    let (scope, recorder) = headers.scope(&caller, "accept", &()).await;
+    let outcome = caller.service().accept(&scope, id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -332,8 +333,8 @@ async fn contest(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ContestRequest>,
 ) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "contest", &request).await;
-    let outcome = service.contest(caller.actor(), id, request.grounds, &request.statement).await?;
+    let (scope, recorder) = headers.scope(&caller, "contest", &request).await;
+    let outcome = caller.service().contest(&scope, id, request.grounds, &request.statement).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -359,13 +360,13 @@ async fn cure(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CureRequest>,
 ) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "cure", &request).await;
+    let (scope, recorder) = headers.scope(&caller, "cure", &request).await;
     let cure = Cure {
         funds_added_fen: super::fen("funds_added_fen", request.funds_added_fen)?,
         powers_added: request.powers_added,
         working_conditions_added: request.working_conditions_added,
     };
-    let outcome = service.cure(caller.actor(), id, cure).await?;
+    let outcome = caller.service().cure(&scope, id, cure).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -387,8 +388,8 @@ async fn review(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReviewRequest>,
 ) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "review", &request).await;
-    let outcome = service.review(caller.actor(), id, request.outcome, &request.reason).await?;
+    let (scope, recorder) = headers.scope(&caller, "review", &request).await;
+    let outcome = caller.service().review(&scope, id, request.outcome, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -409,8 +410,8 @@ async fn withdraw(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReasonRequest>,
 ) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "withdraw", &request).await;
-    let outcome = service.withdraw(caller.actor(), id, &request.reason).await?;
+    let (scope, recorder) = headers.scope(&caller, "withdraw", &request).await;
+    let outcome = caller.service().withdraw(&scope, id, &request.reason).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -419,8 +420,8 @@ async fn withdraw(
     responses((status = 200, description = "Completed", body = OutcomeView), MandateCommandErrors)
 )]
 async fn complete(caller: Caller, headers: CommandHeaders, ApiPath(id): ApiPath<Uuid>) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "complete", &()).await;
-    let outcome = service.complete(caller.actor(), id).await?;
+    let (scope, recorder) = headers.scope(&caller, "complete", &()).await;
+    let outcome = caller.service().complete(&scope, id).await?;
     Ok(Json(OutcomeView::new(outcome, recorder.take())))
 }
 
@@ -441,8 +442,8 @@ async fn reassign(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ReassignRequest>,
 ) -> Reply<OutcomeView> {
-    let (service, recorder) = headers.command(caller.service(), "reassign", &request).await;
-    let outcome = service.reassign(caller.actor(), id, request.community).await?;
+    let (scope, recorder) = headers.scope(&caller, "reassign", &request).await;
+    let outcome = caller.service().reassign(&scope, id, request.community).await?;
     Ok(Json(OutcomeView::unless_refused(outcome, recorder.take())?))
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use shequ_domain::catalogue::Matter;
 use shequ_domain::organisation::{OrganisationError, OrganisationKind};
 use shequ_service::projection::OrganisationView;
-use shequ_service::ServiceError;
+use shequ_service::{NewOrganisation, ServiceError};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -110,18 +110,15 @@ async fn register_organisation(
     CreateJson(body): CreateJson<RegisterOrganisationBody>,
 ) -> Created<RegisteredOrganisation> {
     let actor = caller.actor();
-    let (service, recorder) =
-        CommandHeaders::NONE.command(caller.service(), "register_organisation", &()).await;
-    let registered = service
-        .register_organisation(
-            Some(actor),
-            body.id,
-            body.kind,
-            &body.name,
-            Some(body.parent_id),
-            body.code.as_deref(),
-        )
-        .await;
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "register_organisation", &()).await;
+    let organisation = NewOrganisation {
+        id: body.id,
+        kind: body.kind,
+        name: &body.name,
+        parent: Some(body.parent_id),
+        code: body.code.as_deref(),
+    };
+    let registered = caller.service().register_organisation(&scope, organisation).await;
     match registered {
         Ok(()) => {}
         // A retry of the same registration answers as the first time.

@@ -87,8 +87,8 @@ async fn file_request(caller: Caller, CreateJson(body): CreateJson<FileRequestBo
         long: body.long,
         attributes: body.attributes,
     };
-    let (service, recorder) = CommandHeaders::NONE.command(caller.service(), "file_request", &()).await;
-    let view = service.file_request(actor, caller.subject(), body.request_id, filing).await?;
+    let (scope, recorder) = CommandHeaders::NONE.scope(&caller, "file_request", &()).await;
+    let view = caller.service().file_request(&scope, caller.subject(), body.request_id, filing).await?;
     let out =
         RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &caller.service().today()) };
     Ok((StatusCode::CREATED, Json(out)))
@@ -206,9 +206,9 @@ async fn act_on_request(
     headers: CommandHeaders,
     OptionalJson(body): OptionalJson<ActionBody>,
 ) -> Reply<RequestOut> {
-    let (service, recorder) = headers.command(caller.service(), &action, &body).await;
+    let (scope, recorder) = headers.scope(&caller, &action, &body).await;
     let action = body.action(&action)?;
-    let view = service.act_on_request(caller.actor(), caller.subject(), id, action).await?;
+    let view = caller.service().act_on_request(&scope, caller.subject(), id, action).await?;
     Ok(Json(RequestOut { events: Some(recorder.take()), ..RequestOut::new(view, &caller.service().today()) }))
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use shequ_domain::catalogue::Matter;
 use shequ_domain::request::{Channel, RequestStatus};
 use shequ_service::projection::RequestView;
-use shequ_service::{FileRequest, RequestFilter, Role, ServiceError};
+use shequ_service::{CommandScope, FileRequest, RequestFilter, Role, ServiceError};
 use uuid::Uuid;
 
 use super::access::{authenticate, check_jurisdiction};
@@ -47,7 +47,7 @@ pub async fn create_request(state: &AppState, params: &Params, headers: &HeaderM
     let (request, filing) = filing(&claims, &matter, params)?;
     let view = state
         .service
-        .file_request(claims.actor(), &claims.sub, request, filing)
+        .file_request(&CommandScope::new(claims.actor()), &claims.sub, request, filing)
         .await
         .map_err(Problem::from)?;
     let account = match claims.role {

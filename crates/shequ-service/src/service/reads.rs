@@ -12,7 +12,8 @@ use shequ_domain::DomainEvent;
 use shequ_store::RecordedEvent;
 use uuid::Uuid;
 
-use super::{Service, Target};
+use super::authz::Target;
+use super::Service;
 use crate::actor::Actor;
 use crate::projection::{AsOf, BalanceView, MandateView, OrganisationView, Projection};
 use crate::replay;

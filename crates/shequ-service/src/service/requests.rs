@@ -13,7 +13,10 @@ use shequ_domain::request::{
 use shequ_domain::Fen;
 use uuid::Uuid;
 
-use super::{Known, Service, Target};
+use super::authz::Target;
+use super::runner::Known;
+use super::scope::CommandScope;
+use super::Service;
 use crate::actor::{Actor, Role};
 use crate::projection::{Projection, RequestView};
 use crate::ServiceError;
@@ -85,11 +88,12 @@ impl Service {
     /// request as it is.
     pub async fn file_request(
         &self,
-        actor: Actor,
+        scope: &CommandScope,
         subject: &str,
         request: Uuid,
         filing: FileRequest,
     ) -> Result<RequestView, ServiceError> {
+        let actor = scope.actor();
         let resident = match (actor.role, &filing.resident) {
             (Role::Resident, _) => Some(subject.to_owned()),
             (_, resident) => resident.clone(),
@@ -137,7 +141,7 @@ impl Service {
             attributes: filing.attributes,
             expected_date,
         };
-        let context = self.context(Some(actor)).with_decision(routing.decision_id);
+        let context = scope.context().with_decision(routing.decision_id);
         match self
             .execute_known::<Request>(
                 context,
@@ -241,14 +245,15 @@ impl Service {
         Ok((routing, sla_days))
     }
 
-    /// Takes one step on a request, as `actor` (known by `subject`).
+    /// Takes one step on a request, as the scope's actor (known by `subject`).
     pub async fn act_on_request(
         &self,
-        actor: Actor,
+        scope: &CommandScope,
         subject: &str,
         request: Uuid,
         action: RequestAction,
     ) -> Result<RequestView, ServiceError> {
+        let actor = scope.actor();
         let view = self.request_view(request).await?;
         let target = request_target(&*self.read_model.read().await?, &view);
         self.authorize_subject(&actor, Some(subject), action.authz_action(), target).await?;
@@ -261,7 +266,9 @@ impl Service {
             RequestAction::Close { .. } => "RequestClosed",
             RequestAction::Rate { .. } => "SatisfactionRated",
         };
-        if self.already_done(&shequ_store::AggregateStore::<Request>::stream(request), &[first_event]).await?
+        if self
+            .already_done(scope, &shequ_store::AggregateStore::<Request>::stream(request), &[first_event])
+            .await?
         {
             return Ok(view);
         }
@@ -275,8 +282,7 @@ impl Service {
             RequestAction::Close { note } => RequestCommand::Close { note },
             RequestAction::Rate { rating, comment } => RequestCommand::Rate { rating, comment },
         };
-        self.execute_known::<Request>(self.context(Some(actor)), request, command, self.known_target())
-            .await?;
+        self.execute_known::<Request>(scope.context(), request, command, scope.known_target()).await?;
         self.request_view(request).await
     }
 

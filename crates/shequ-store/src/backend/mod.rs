@@ -1,5 +1,6 @@
 //! The two databases behind the log. Everything that differs between SQLite and PostgreSQL
 //! (SQL dialect, column types, connection settings) lives in `sqlite.rs` and `postgres.rs`;
+//! the statements that are the same on both are run here, once, through `with_pool!`;
 //! everything that must not differ (which append wins, positions, the chain) is decided once,
 //! in `crate::plan`.
 
@@ -14,20 +15,49 @@ macro_rules! select_event {
     };
 }
 
+/// `$body` run with `$pool` bound to the sqlx pool of whichever database the log is in, and
+/// `$database` naming its module (`sqlite` or `postgres`): for what is the same on both but
+/// for a few dialect steps. Statements in the body use numbered `$n` parameters, which
+/// SQLite takes too. The body is compiled once for each database; rows decode with
+/// `values::SqlxRow`.
+macro_rules! with_pool {
+    ($backend:expr, $pool:ident => $body:expr) => {
+        with_pool!($backend, $pool, _database => $body)
+    };
+    ($backend:expr, $pool:ident, $database:ident => $body:expr) => {
+        match $backend {
+            Backend::Sqlite($pool, _) => {
+                #[allow(unused_imports)]
+                use crate::backend::sqlite as $database;
+                $body
+            }
+            Backend::Postgres($pool) => {
+                #[allow(unused_imports)]
+                use crate::backend::postgres as $database;
+                $body
+            }
+        }
+    };
+}
+
 mod postgres;
 mod sqlite;
 mod sqlite_bulk;
+mod values;
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::error::StoreError;
-use crate::plan::{AppendRequest, Head, Planned, WriterCache};
+use crate::import_lookup::{check_batch, ImportLookup};
+use crate::page::{CheckedPage, PageCheck};
+use crate::plan::{plan_batch, AppendRequest, Head, Planned, WriterCache};
 use crate::record::RecordedEvent;
-use crate::verify::{CheckedPage, PageCheck};
+use values::{to_i64, to_u64, SqlxRow};
 
 /// Which database a log lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +128,7 @@ impl Backend {
         cache: &mut WriterCache,
     ) -> Result<Planned, StoreError> {
         if let Some(planned) = cache.plan(requests, recorded_at) {
-            let written = match self {
-                Backend::Sqlite(pool, _) => sqlite::write_planned(pool, &planned).await?,
-                Backend::Postgres(pool) => postgres::write_planned(pool, &planned).await?,
-            };
+            let written = with_pool!(self, pool, database => database::write_planned(pool, &planned).await?);
             if written {
                 cache.remember(&planned, false);
                 return Ok(planned);
@@ -123,14 +150,16 @@ impl Backend {
             .iter()
             .flat_map(|request| request.events.iter().map(|event| event.event_id).chain(request.after))
             .collect();
-        match self {
-            Backend::Sqlite(pool, _) => {
-                sqlite::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::commit_batch(pool, requests, &streams, &event_ids, recorded_at).await
-            }
-        }
+        with_pool!(self, pool, database => {
+            let mut transaction = pool.begin().await?;
+            let (head, stream_revisions, existing) =
+                database::lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
+            let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
+            let written = database::write_rows(&mut transaction, &planned).await?;
+            assert!(written, "the head cannot move while this transaction holds its lock");
+            transaction.commit().await?;
+            Ok(planned)
+        })
     }
 
     /// One stream's events with `revision >= from_revision`, in revision order.
@@ -139,10 +168,11 @@ impl Backend {
         stream: &str,
         from_revision: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::read_stream(pool, stream, from_revision).await,
-            Backend::Postgres(pool) => postgres::read_stream(pool, stream, from_revision).await,
-        }
+        let query = select_event!("WHERE stream = $1 AND revision >= $2 ORDER BY revision");
+        with_pool!(self, pool => {
+            let rows = sqlx::query(query).bind(stream).bind(to_i64(from_revision)).fetch_all(pool).await?;
+            rows.iter().map(SqlxRow::read_event).collect()
+        })
     }
 
     /// At most `limit` of one stream's events after `after_position`, in revision order.
@@ -152,10 +182,11 @@ impl Backend {
         after_position: u64,
         limit: u32,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::read_stream_after(pool, stream, after_position, limit).await,
-            Backend::Postgres(pool) => postgres::read_stream_after(pool, stream, after_position, limit).await,
-        }
+        let query = select_event!("WHERE stream = $1 AND position > $2 ORDER BY revision LIMIT $3");
+        with_pool!(self, pool => {
+            let query = sqlx::query(query).bind(stream).bind(to_i64(after_position)).bind(i64::from(limit));
+            query.fetch_all(pool).await?.iter().map(SqlxRow::read_event).collect()
+        })
     }
 
     /// The last (stream, revision) of the page of `page_events` events with `position <= up_to`
@@ -168,14 +199,22 @@ impl Backend {
         up_to: u64,
         page_events: u32,
     ) -> Result<Option<(String, i64)>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => {
-                sqlite::category_page_end(pool, range, after, up_to, page_events).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::category_page_end(pool, range, after, up_to, page_events).await
-            }
-        }
+        // From the (stream, revision) index alone. The row value alone is the lower bound, so
+        // the search starts there; `stream >= $1` besides would start it at the category's
+        // first stream (on SQLite).
+        let query = "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) \
+                     AND stream < $3 AND position <= $4 ORDER BY stream, revision LIMIT 1 OFFSET $5";
+        with_pool!(self, pool => {
+            let end = sqlx::query(query)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(&range.to)
+                .bind(to_i64(up_to))
+                .bind(i64::from(page_events) - 1)
+                .fetch_optional(pool)
+                .await?;
+            end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+        })
     }
 
     /// The events after `after` up to and including `until`, in (stream, revision) order,
@@ -197,10 +236,13 @@ impl Backend {
 
     /// The first position recorded after `time`, if any.
     pub async fn first_recorded_after(&self, time: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::first_recorded_after(pool, time).await,
-            Backend::Postgres(pool) => postgres::first_recorded_after(pool, time).await,
-        }
+        // On SQLite `recorded_at` is sqlx's RFC 3339 text in UTC (0, 3, 6 or 9 fraction
+        // digits, `+00:00`), whose byte order is time order; the bound time is written the
+        // same way.
+        let query = "SELECT min(position) FROM events WHERE recorded_at > $1";
+        let position: Option<i64> =
+            with_pool!(self, pool => sqlx::query_scalar(query).bind(time).fetch_one(pool).await?);
+        position.map(|position| to_u64(position, position, "position")).transpose()
     }
 
     /// Events with `position >= from_position`, in position order, at most `limit`.
@@ -227,43 +269,65 @@ impl Backend {
         }
     }
 
-    /// Imports one batch of exported events as they are, in one transaction, after checking
-    /// it against the store (see `crate::import`). `base` is the head the batch follows.
+    /// Imports one batch of exported events as they are, in one transaction: locks the head,
+    /// looks up what the batch touches, has `import_lookup::check_batch` decide, inserts the
+    /// rows as they are (each with its own `recorded_at`) and moves the head. `base` is the
+    /// head the batch follows; returns the new head.
     pub async fn import_batch(&self, base: Head, rows: &[RecordedEvent]) -> Result<Head, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::import_batch(pool, base, rows).await,
-            Backend::Postgres(pool) => postgres::import_batch(pool, base, rows).await,
-        }
+        let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
+        let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
+        with_pool!(self, pool, database => {
+            let mut transaction = pool.begin().await?;
+            let (head, stream_revisions, existing) =
+                database::lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
+            let any_events = match base.position {
+                0 => {
+                    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
+                        .fetch_one(&mut *transaction)
+                        .await?
+                }
+                _ => false,
+            };
+            let existing_event_ids = existing.into_keys().collect();
+            let found = ImportLookup { head, any_events, stream_revisions, existing_event_ids };
+            let next = check_batch(found, base, rows)?;
+            database::insert_rows(&mut transaction, rows).await?;
+            sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+                .bind(to_i64(next.position))
+                .bind(next.hash.as_slice())
+                .execute(&mut *transaction)
+                .await?;
+            transaction.commit().await?;
+            Ok(next)
+        })
     }
 
     pub async fn head(&self) -> Result<Head, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::head(pool).await,
-            Backend::Postgres(pool) => postgres::head(pool).await,
-        }
+        let query = "SELECT position, hash FROM log_head WHERE id = 1";
+        with_pool!(self, pool => sqlx::query(query).fetch_one(pool).await?.read_head())
     }
 
     pub async fn load_checkpoint(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::load_checkpoint(pool, name).await,
-            Backend::Postgres(pool) => postgres::load_checkpoint(pool, name).await,
-        }
+        let query = "SELECT position FROM subscription_checkpoints WHERE name = $1";
+        let position: Option<i64> =
+            with_pool!(self, pool => sqlx::query_scalar(query).bind(name).fetch_optional(pool).await?);
+        position.map(|position| to_u64(position, position, "checkpoint")).transpose()
     }
 
     pub async fn save_checkpoint(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        let query = "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position, \
+                     updated_at = excluded.updated_at";
         let now = Utc::now();
-        match self {
-            Backend::Sqlite(pool, _) => sqlite::save_checkpoint(pool, name, position, now).await,
-            Backend::Postgres(pool) => postgres::save_checkpoint(pool, name, position, now).await,
-        }
+        with_pool!(self, pool => {
+            sqlx::query(query).bind(name).bind(to_i64(position)).bind(now).execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// One round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Backend::Sqlite(pool, _) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
-            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
-        }
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
         Ok(())
     }
 
@@ -287,13 +351,6 @@ fn is_in_memory(url: &str) -> bool {
     path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
-/// A unique key refused the write: on the fast path, a sign that the writer's memory was behind.
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error.as_database_error().is_some_and(|error| error.is_unique_violation())
-}
-
-/// Positions and revisions are u64 in the code and BIGINT in the databases; a log never gets
-/// near 2^63 events, so a failure here is a bug, not an input error.
 /// The stream names of one category, `category-…`, as a range of names in byte order: from
 /// `category-` up to, not including, `category.` (`.` is the byte after `-`).
 #[derive(Debug, Clone)]
@@ -307,24 +364,3 @@ impl StreamRange {
         Self { from: format!("{}-", category.as_str()), to: format!("{}.", category.as_str()) }
     }
 }
-
-pub(crate) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).expect("positions and revisions stay below 2^63")
-}
-
-/// Reads a stored non-negative integer back; a negative one means the row was tampered with.
-pub(crate) fn to_u64(value: i64, position: i64, column: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| corrupt(position, format!("negative {column} {value}")))
-}
-
-pub(crate) fn to_hash(bytes: &[u8], position: i64) -> Result<[u8; 32], StoreError> {
-    bytes.try_into().map_err(|_| corrupt(position, format!("hash of {} bytes, not 32", bytes.len())))
-}
-
-pub(crate) fn corrupt(position: i64, reason: String) -> StoreError {
-    StoreError::Corrupt { position: u64::try_from(position).unwrap_or(0), reason }
-}
-
-/// The number of rows one multi-row INSERT carries on SQLite, whose statements take at most
-/// 32,766 bound values (10 per row here).
-pub(crate) const SQLITE_ROWS_PER_INSERT_MAX: usize = 1_000;

@@ -3,17 +3,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::{is_unique_violation, to_hash, to_i64, to_u64, StreamRange};
+use super::values::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SqlxRow};
 use crate::canonical::Fields;
 use crate::error::StoreError;
-use crate::import::{check_batch, ImportLookup};
-use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
+use crate::page::{CheckedPage, PageCheck};
+use crate::plan::{Existing, Head, Planned};
 use crate::record::RecordedEvent;
-use crate::verify::{CheckedPage, PageCheck};
 
 const CONNECTIONS_MAX: u32 = 16;
 const ACQUIRE_TIMEOUT_MS: u64 = 10_000;
@@ -34,29 +34,11 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     Ok(pool)
 }
 
-pub(super) async fn commit_batch(
-    pool: &PgPool,
-    requests: &[AppendRequest],
-    streams: &BTreeSet<&str>,
-    event_ids: &[Uuid],
-    recorded_at: DateTime<Utc>,
-) -> Result<Planned, StoreError> {
-    let mut transaction = pool.begin().await?;
-    let (head, stream_revisions, existing) =
-        lock_head_and_look_up(&mut transaction, streams, event_ids).await?;
-
-    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
-    let written = write_rows(&mut transaction, &planned).await?;
-    assert!(written, "the head cannot move while this transaction holds its row lock");
-    transaction.commit().await?;
-    Ok(planned)
-}
-
 /// Locks the head and looks up the batch's streams (their last revisions) and event ids (those
 /// already in the log), in one round trip. The row lock on the head serialises batches from
 /// every process sharing this database, so positions are gap-free and in commit order, and the
 /// chain has one head.
-async fn lock_head_and_look_up(
+pub(super) async fn lock_head_and_look_up(
     connection: &mut PgConnection,
     streams: &BTreeSet<&str>,
     event_ids: &[Uuid],
@@ -95,73 +77,25 @@ async fn lock_head_and_look_up(
             }
         }
     }
-    let head = head.ok_or_else(|| super::corrupt(0, "the log head row is missing".to_owned()))?;
+    let head = head.ok_or_else(|| corrupt(0, "the log head row is missing".to_owned()))?;
     Ok((head, stream_revisions, existing))
 }
 
-/// Imports one batch of exported events in one transaction: locks the head, looks up what the
-/// batch touches, has `check_batch` decide, inserts the rows as they are (each with its own
-/// `recorded_at`) and moves the head. Returns the new head.
-pub(super) async fn import_batch(
-    pool: &PgPool,
-    base: Head,
+/// Inserts exported rows as they are, each with its own `recorded_at`, in one statement.
+pub(super) async fn insert_rows(
+    connection: &mut PgConnection,
     rows: &[RecordedEvent],
-) -> Result<Head, StoreError> {
-    let mut transaction = pool.begin().await?;
-    let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
-    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
-    let (head, stream_revisions, existing) =
-        lock_head_and_look_up(&mut transaction, &streams, &event_ids).await?;
-    let any_events = match base.position {
-        0 => {
-            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
-                .fetch_one(&mut *transaction)
-                .await?
-        }
-        _ => false,
-    };
-    let found = ImportLookup {
-        head,
-        any_events,
-        stream_revisions,
-        existing_event_ids: existing.into_keys().collect(),
-    };
-    let next = check_batch(found, base, rows)?;
-
-    let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
-    let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
-    let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
-    let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
-    let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
-    let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
-    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
+) -> Result<(), StoreError> {
+    let columns = Columns::of(rows);
     let recorded_at: Vec<DateTime<Utc>> = rows.iter().map(|row| row.recorded_at).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
-    sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
                              data, metadata, recorded_at, hash) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
                               $7::text[], $8::text[], $9::timestamptz[], $10::bytea[])",
-    )
-    .bind(&positions)
-    .bind(&streams)
-    .bind(&revisions)
-    .bind(&event_ids)
-    .bind(&event_types)
-    .bind(&event_versions)
-    .bind(&data)
-    .bind(&metadata)
-    .bind(&recorded_at)
-    .bind(&hashes)
-    .execute(&mut *transaction)
-    .await?;
-    sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
-        .bind(to_i64(next.position))
-        .bind(next.hash.as_slice())
-        .execute(&mut *transaction)
-        .await?;
-    transaction.commit().await?;
-    Ok(next)
+    );
+    columns.bind(insert).bind(&recorded_at).bind(&columns.hashes).execute(&mut *connection).await?;
+    Ok(())
 }
 
 /// The fast path: writes a batch planned from the writer's memory, if the head is still the
@@ -178,24 +112,15 @@ pub(super) async fn write_planned(pool: &PgPool, planned: &Planned) -> Result<bo
 
 /// Inserts the rows and moves the head from `planned.base` to `planned.head`, in one
 /// statement. `false` when the head was not at `planned.base` (another process wrote).
-async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<bool, StoreError> {
+pub(super) async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<bool, StoreError> {
     if planned.rows.is_empty() {
         return Ok(true);
     }
-    let rows = &planned.rows;
-    let positions: Vec<i64> = rows.iter().map(|row| to_i64(row.position)).collect();
-    let streams: Vec<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
-    let revisions: Vec<i64> = rows.iter().map(|row| to_i64(row.revision)).collect();
-    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
-    let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
-    let event_versions: Vec<i32> = rows.iter().map(|row| event_version_to_i32(row.event_version)).collect();
-    let data: Vec<&str> = rows.iter().map(|row| row.data.as_str()).collect();
-    let metadata: Vec<&str> = rows.iter().map(|row| row.metadata.as_str()).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|row| row.hash.as_slice()).collect();
-    let recorded_at = rows[0].recorded_at;
+    let columns = Columns::of(&planned.rows);
+    let recorded_at = planned.rows[0].recorded_at;
     // `base` locks the head only if it is still where the batch was planned; if another
     // process moved it meanwhile, `base` is empty and nothing is inserted or updated.
-    let moved = sqlx::query(
+    let write = sqlx::query(
         "WITH base AS ( \
              SELECT id FROM log_head WHERE id = 1 AND position = $11 AND hash = $12 FOR UPDATE), \
          inserted AS ( \
@@ -208,74 +133,19 @@ async fn write_rows(connection: &mut PgConnection, planned: &Planned) -> Result<
              WHERE EXISTS (SELECT 1 FROM base) \
              RETURNING 1) \
          UPDATE log_head SET position = $13, hash = $14 WHERE id IN (SELECT id FROM base)",
-    )
-    .bind(&positions)
-    .bind(&streams)
-    .bind(&revisions)
-    .bind(&event_ids)
-    .bind(&event_types)
-    .bind(&event_versions)
-    .bind(&data)
-    .bind(&metadata)
-    .bind(recorded_at)
-    .bind(&hashes)
-    .bind(to_i64(planned.base.position))
-    .bind(planned.base.hash.as_slice())
-    .bind(to_i64(planned.head.position))
-    .bind(planned.head.hash.as_slice())
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
+    );
+    let moved = columns
+        .bind(write)
+        .bind(recorded_at)
+        .bind(&columns.hashes)
+        .bind(to_i64(planned.base.position))
+        .bind(planned.base.hash.as_slice())
+        .bind(to_i64(planned.head.position))
+        .bind(planned.head.hash.as_slice())
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
     Ok(moved == 1)
-}
-
-pub(super) async fn read_stream(
-    pool: &PgPool,
-    stream: &str,
-    from_revision: u64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 AND revision >= $2 ORDER BY revision"))
-        .bind(stream)
-        .bind(to_i64(from_revision))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn read_stream_after(
-    pool: &PgPool,
-    stream: &str,
-    after_position: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = $1 AND position > $2 ORDER BY revision LIMIT $3"))
-        .bind(stream)
-        .bind(to_i64(after_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn category_page_end(
-    pool: &PgPool,
-    range: &StreamRange,
-    after: (&str, i64),
-    up_to: u64,
-    page_events: u32,
-) -> Result<Option<(String, i64)>, StoreError> {
-    let end = sqlx::query(
-        "SELECT stream, revision FROM events WHERE (stream, revision) > ($1, $2) AND stream < $3 \
-         AND position <= $4 ORDER BY stream, revision LIMIT 1 OFFSET $5",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(&range.to)
-    .bind(to_i64(up_to))
-    .bind(i64::from(page_events) - 1)
-    .fetch_optional(pool)
-    .await?;
-    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
 }
 
 pub(super) async fn read_category_range(
@@ -300,18 +170,7 @@ pub(super) async fn read_category_range(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn first_recorded_after(
-    pool: &PgPool,
-    time: DateTime<Utc>,
-) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > $1")
-        .bind(time)
-        .fetch_one(pool)
-        .await?;
-    position.map(|position| to_u64(position, position, "position")).transpose()
+    rows.iter().map(SqlxRow::read_event).collect()
 }
 
 pub(super) async fn read_page(
@@ -319,7 +178,7 @@ pub(super) async fn read_page(
     from_position: u64,
     limit: u32,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    page_rows(pool, from_position, limit).await?.iter().map(read_event).collect()
+    page_rows(pool, from_position, limit).await?.iter().map(SqlxRow::read_event).collect()
 }
 
 /// The rows of events with `position >= from_position`, in position order, at most `limit`.
@@ -348,52 +207,62 @@ pub(super) async fn check_page(
     Ok(page)
 }
 
-pub(super) async fn head(pool: &PgPool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
-    read_head(&row)
+/// Rows as the arrays `UNNEST` takes, one a column, in the order the inserts bind them
+/// (`recorded_at` and `hash`, bound after these, differ between appends and imports).
+struct Columns<'a> {
+    positions: Vec<i64>,
+    streams: Vec<&'a str>,
+    revisions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    event_versions: Vec<i32>,
+    data: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    hashes: Vec<&'a [u8]>,
 }
 
-pub(super) async fn load_checkpoint(pool: &PgPool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
+impl<'a> Columns<'a> {
+    fn of(rows: &'a [RecordedEvent]) -> Self {
+        let version =
+            |row: &RecordedEvent| i32::try_from(row.event_version).expect("event versions are small numbers");
+        Self {
+            positions: rows.iter().map(|row| to_i64(row.position)).collect(),
+            streams: rows.iter().map(|row| row.stream.as_str()).collect(),
+            revisions: rows.iter().map(|row| to_i64(row.revision)).collect(),
+            event_ids: rows.iter().map(|row| row.event_id).collect(),
+            event_types: rows.iter().map(|row| row.event_type.as_str()).collect(),
+            event_versions: rows.iter().map(version).collect(),
+            data: rows.iter().map(|row| row.data.as_str()).collect(),
+            metadata: rows.iter().map(|row| row.metadata.as_str()).collect(),
+            hashes: rows.iter().map(|row| row.hash.as_slice()).collect(),
+        }
+    }
+
+    /// Binds the columns from `position` to `metadata`, `$1` to `$8`.
+    fn bind<'q>(&'q self, query: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.positions)
+            .bind(&self.streams)
+            .bind(&self.revisions)
+            .bind(&self.event_ids)
+            .bind(&self.event_types)
+            .bind(&self.event_versions)
+            .bind(&self.data)
+            .bind(&self.metadata)
+    }
 }
 
-pub(super) async fn save_checkpoint(
-    pool: &PgPool,
-    name: &str,
-    position: u64,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-    )
-    .bind(name)
-    .bind(to_i64(position))
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
+impl SqlxRow for PgRow {
+    fn read_event(&self) -> Result<RecordedEvent, StoreError> {
+        let (fields, hash) = read_fields(self)?;
+        Ok(fields.to_event(self.try_get(8)?, hash))
+    }
 
-fn event_version_to_i32(version: u32) -> i32 {
-    i32::try_from(version).expect("event versions are small numbers")
-}
-
-fn read_head(row: &PgRow) -> Result<Head, StoreError> {
-    let position: i64 = row.try_get("position")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
-}
-
-/// An event from a `select_event!` row, by column index (its columns' order).
-fn read_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let (fields, hash) = read_fields(row)?;
-    Ok(fields.to_event(row.try_get(8)?, hash))
+    fn read_head(&self) -> Result<Head, StoreError> {
+        let position: i64 = self.try_get("position")?;
+        let hash: Vec<u8> = self.try_get("hash")?;
+        Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+    }
 }
 
 /// The canonical fields and the hash of a `select_event!` row, borrowed from the row.
@@ -408,7 +277,7 @@ fn read_fields(row: &PgRow) -> Result<(Fields<'_>, [u8; 32]), StoreError> {
         event_id: row.try_get(3)?,
         event_type: row.try_get(4)?,
         event_version: u32::try_from(event_version)
-            .map_err(|_| super::corrupt(position, format!("event_version {event_version}")))?,
+            .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
         data: row.try_get(6)?,
         metadata: row.try_get(7)?,
     };

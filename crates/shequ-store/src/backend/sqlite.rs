@@ -2,19 +2,20 @@ use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, StreamRange, SQLITE_ROWS_PER_INSERT_MAX};
+use super::values::{corrupt, is_unique_violation, to_hash, to_i64, to_u64, SqlxRow};
 use crate::error::StoreError;
-use crate::import::{check_batch, ImportLookup};
-use crate::plan::{plan_batch, AppendRequest, Existing, Head, Planned};
+use crate::plan::{Existing, Head, Planned};
 use crate::record::RecordedEvent;
 
+/// The number of rows one multi-row INSERT carries on SQLite, whose statements take at most
+/// 32,766 bound values (10 per row here).
+const ROWS_PER_INSERT_MAX: usize = 1_000;
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 const CONNECTIONS_MAX: u32 = 8;
@@ -89,31 +90,23 @@ fn is_contention(error: &StoreError) -> bool {
     matches!(code.as_deref(), Some("5" | "6" | "261" | "517"))
 }
 
-pub(super) async fn commit_batch(
-    pool: &SqlitePool,
-    requests: &[AppendRequest],
+/// Takes the write lock and looks up the batch's streams (their last revisions) and event ids
+/// (those already in the log). A write first: it takes SQLite's write lock before anything
+/// is read, so no other process can commit between our reads and our insert (the same role
+/// as PostgreSQL's row lock on the head).
+pub(super) async fn lock_head_and_look_up(
+    connection: &mut SqliteConnection,
     streams: &BTreeSet<&str>,
     event_ids: &[Uuid],
-    recorded_at: DateTime<Utc>,
-) -> Result<Planned, StoreError> {
-    let mut transaction = pool.begin().await?;
-    // A write first: it takes SQLite's write lock before anything is read, so no other
-    // process can commit between our reads and our insert (the same role as PostgreSQL's
-    // row lock on the head).
+) -> Result<(Head, HashMap<String, u64>, HashMap<Uuid, Existing>), StoreError> {
     let head_row =
         sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
-            .fetch_one(&mut *transaction)
+            .fetch_one(&mut *connection)
             .await?;
-    let head = read_head(&head_row)?;
-
-    let stream_revisions = last_revisions(&mut transaction, streams).await?;
-    let existing = existing_events(&mut transaction, event_ids).await?;
-
-    let planned = plan_batch(head, stream_revisions, existing, requests, recorded_at);
-    let written = write_rows(&mut transaction, &planned).await?;
-    assert!(written, "the head cannot move while this transaction holds the write lock");
-    transaction.commit().await?;
-    Ok(planned)
+    let head = head_row.read_head()?;
+    let stream_revisions = last_revisions(&mut *connection, streams).await?;
+    let existing = existing_events(&mut *connection, event_ids).await?;
+    Ok((head, stream_revisions, existing))
 }
 
 /// The fast path: writes a batch planned from the writer's memory, if the head is still the
@@ -133,7 +126,10 @@ pub(super) async fn write_planned(pool: &SqlitePool, planned: &Planned) -> Resul
 
 /// Moves the head from `planned.base` to `planned.head` and inserts the rows, in the caller's
 /// transaction. `false` when the head was not at `planned.base`.
-async fn write_rows(connection: &mut SqliteConnection, planned: &Planned) -> Result<bool, StoreError> {
+pub(super) async fn write_rows(
+    connection: &mut SqliteConnection,
+    planned: &Planned,
+) -> Result<bool, StoreError> {
     if planned.rows.is_empty() {
         return Ok(true);
     }
@@ -187,7 +183,7 @@ async fn existing_events(
     event_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Existing>, StoreError> {
     let mut existing = HashMap::new();
-    for chunk in event_ids.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+    for chunk in event_ids.chunks(ROWS_PER_INSERT_MAX) {
         let mut ids_query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT event_id, stream, position, revision, recorded_at FROM events WHERE event_id IN (",
         );
@@ -214,8 +210,11 @@ async fn existing_events(
 }
 
 /// Inserts whole rows as they are, each with its own `recorded_at`, in bound multi-row INSERTs.
-async fn insert_rows(connection: &mut SqliteConnection, rows: &[RecordedEvent]) -> Result<(), StoreError> {
-    for chunk in rows.chunks(SQLITE_ROWS_PER_INSERT_MAX) {
+pub(super) async fn insert_rows(
+    connection: &mut SqliteConnection,
+    rows: &[RecordedEvent],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT_MAX) {
         let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (position, stream, revision, event_id, event_type, event_version, \
              data, metadata, recorded_at, hash) ",
@@ -238,170 +237,32 @@ async fn insert_rows(connection: &mut SqliteConnection, rows: &[RecordedEvent]) 
     Ok(())
 }
 
-/// Imports one batch of exported events in one transaction: takes the write lock, looks up
-/// what the batch touches, has `check_batch` decide, inserts the rows as they are and moves
-/// the head. Returns the new head.
-pub(super) async fn import_batch(
-    pool: &SqlitePool,
-    base: Head,
-    rows: &[RecordedEvent],
-) -> Result<Head, StoreError> {
-    let mut transaction = pool.begin().await?;
-    // A write first, as in `commit_batch`: no other process commits between our reads and
-    // our insert.
-    let head_row =
-        sqlx::query("UPDATE log_head SET position = position WHERE id = 1 RETURNING position, hash")
-            .fetch_one(&mut *transaction)
-            .await?;
-    let head = read_head(&head_row)?;
-    let any_events = match base.position {
-        0 => {
-            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events)")
-                .fetch_one(&mut *transaction)
-                .await?
-        }
-        _ => false,
-    };
-    let streams: BTreeSet<&str> = rows.iter().map(|row| row.stream.as_str()).collect();
-    let event_ids: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
-    let found = ImportLookup {
-        head,
-        any_events,
-        stream_revisions: last_revisions(&mut transaction, &streams).await?,
-        existing_event_ids: existing_events(&mut transaction, &event_ids).await?.into_keys().collect(),
-    };
-    let next = check_batch(found, base, rows)?;
-    insert_rows(&mut transaction, rows).await?;
-    sqlx::query("UPDATE log_head SET position = ?, hash = ? WHERE id = 1")
-        .bind(to_i64(next.position))
-        .bind(next.hash.as_slice())
-        .execute(&mut *transaction)
-        .await?;
-    transaction.commit().await?;
-    Ok(next)
-}
+impl SqlxRow for SqliteRow {
+    /// Borrows what is copied anyway (the id's text, the hash) rather than allocating it.
+    fn read_event(&self) -> Result<RecordedEvent, StoreError> {
+        let position: i64 = self.try_get(0)?;
+        let event_id: &str = self.try_get(3)?;
+        let event_version: i64 = self.try_get(5)?;
+        let hash: &[u8] = self.try_get(9)?;
+        Ok(RecordedEvent {
+            position: to_u64(position, position, "position")?,
+            stream: self.try_get(1)?,
+            revision: to_u64(self.try_get(2)?, position, "revision")?,
+            event_id: Uuid::parse_str(event_id)
+                .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
+            event_type: self.try_get(4)?,
+            event_version: u32::try_from(event_version)
+                .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
+            data: self.try_get(6)?,
+            metadata: self.try_get(7)?,
+            recorded_at: self.try_get(8)?,
+            hash: to_hash(hash, position)?,
+        })
+    }
 
-pub(super) async fn read_stream(
-    pool: &SqlitePool,
-    stream: &str,
-    from_revision: u64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = ? AND revision >= ? ORDER BY revision"))
-        .bind(stream)
-        .bind(to_i64(from_revision))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn read_stream_after(
-    pool: &SqlitePool,
-    stream: &str,
-    after_position: u64,
-    limit: u32,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(select_event!("WHERE stream = ? AND position > ? ORDER BY revision LIMIT ?"))
-        .bind(stream)
-        .bind(to_i64(after_position))
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    rows.iter().map(read_event).collect()
-}
-
-pub(super) async fn category_page_end(
-    pool: &SqlitePool,
-    range: &StreamRange,
-    after: (&str, i64),
-    up_to: u64,
-    page_events: u32,
-) -> Result<Option<(String, i64)>, StoreError> {
-    // From the (stream, revision) index alone. The row value alone is the lower bound, so the
-    // search starts there; `stream >= ?` besides would start it at the category's first stream.
-    let end = sqlx::query(
-        "SELECT stream, revision FROM events WHERE (stream, revision) > (?, ?) AND stream < ? \
-         AND position <= ? ORDER BY stream, revision LIMIT 1 OFFSET ?",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(&range.to)
-    .bind(to_i64(up_to))
-    .bind(i64::from(page_events) - 1)
-    .fetch_optional(pool)
-    .await?;
-    end.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
-}
-
-pub(super) async fn first_recorded_after(
-    pool: &SqlitePool,
-    time: DateTime<Utc>,
-) -> Result<Option<u64>, StoreError> {
-    // `recorded_at` is sqlx's RFC 3339 text in UTC (0, 3, 6 or 9 fraction digits, `+00:00`),
-    // whose byte order is time order; the bound time is written the same way.
-    let position: Option<i64> = sqlx::query_scalar("SELECT min(position) FROM events WHERE recorded_at > ?")
-        .bind(time)
-        .fetch_one(pool)
-        .await?;
-    position.map(|position| to_u64(position, position, "position")).transpose()
-}
-
-pub(super) async fn head(pool: &SqlitePool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT position, hash FROM log_head WHERE id = 1").fetch_one(pool).await?;
-    read_head(&row)
-}
-
-pub(super) async fn load_checkpoint(pool: &SqlitePool, name: &str) -> Result<Option<u64>, StoreError> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM subscription_checkpoints WHERE name = ?")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    position.map(|position| to_u64(position, position, "checkpoint")).transpose()
-}
-
-pub(super) async fn save_checkpoint(
-    pool: &SqlitePool,
-    name: &str,
-    position: u64,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO subscription_checkpoints (name, position, updated_at) VALUES (?, ?, ?) \
-         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-    )
-    .bind(name)
-    .bind(to_i64(position))
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-fn read_head(row: &SqliteRow) -> Result<Head, StoreError> {
-    let position: i64 = row.try_get("position")?;
-    let hash: Vec<u8> = row.try_get("hash")?;
-    Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
-}
-
-/// An event from a `select_event!` row, by column index (its columns' order), borrowing
-/// what is copied anyway (the id's text, the hash) rather than allocating it.
-fn read_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
-    let event_id: &str = row.try_get(3)?;
-    let event_version: i64 = row.try_get(5)?;
-    let hash: &[u8] = row.try_get(9)?;
-    Ok(RecordedEvent {
-        position: to_u64(position, position, "position")?,
-        stream: row.try_get(1)?,
-        revision: to_u64(row.try_get(2)?, position, "revision")?,
-        event_id: Uuid::parse_str(event_id)
-            .map_err(|error| corrupt(position, format!("event_id: {error}")))?,
-        event_type: row.try_get(4)?,
-        event_version: u32::try_from(event_version)
-            .map_err(|_| corrupt(position, format!("event_version {event_version}")))?,
-        data: row.try_get(6)?,
-        metadata: row.try_get(7)?,
-        recorded_at: row.try_get(8)?,
-        hash: to_hash(hash, position)?,
-    })
+    fn read_head(&self) -> Result<Head, StoreError> {
+        let position: i64 = self.try_get("position")?;
+        let hash: Vec<u8> = self.try_get("hash")?;
+        Ok(Head { position: to_u64(position, position, "head position")?, hash: to_hash(&hash, position)? })
+    }
 }

@@ -16,11 +16,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use uuid::Uuid;
 
-use super::{corrupt, to_hash, to_i64, to_u64};
+use super::values::{corrupt, to_hash, to_i64, to_u64};
 use crate::canonical::Fields;
 use crate::error::StoreError;
+use crate::page::{CheckedPage, PageCheck};
 use crate::record::RecordedEvent;
-use crate::verify::{CheckedPage, PageCheck};
 
 /// Connections kept open between reads: up to three pages are read at once.
 const IDLE_MAX: usize = 4;

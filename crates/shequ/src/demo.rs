@@ -17,7 +17,10 @@ use shequ_policy::Policies;
 use shequ_store::EventLog;
 use uuid::Uuid;
 
-use crate::{Actor, MandateOutcome, ManualClock, Role, Service, ServiceError};
+use shequ_service::{
+    Actor, Allocation, CommandScope, MandateOutcome, ManualClock, NewOrganisation, Role, Service,
+    ServiceError,
+};
 
 /// The namespace of the demo's ids: every demo id is a UUID v5 of a name in it, so the demo
 /// data is the same in every database and recognisable.
@@ -97,10 +100,11 @@ pub async fn load(log: &EventLog, policies: &Policies) -> Result<DemoOutcome, Se
     let scenario = Scenario { service: &service, clock: &clock, places: &places };
     scenario.organisations(&mut summary).await?;
     let matters = shequ_policy::starting_catalogue()?;
-    let version = service.publish_catalogue(None, matters.clone()).await?;
+    let version = service.publish_catalogue_as_operator(matters.clone()).await?;
     summary.push(format!("Catalogue version {version}: {} matters published (plan:5.1-C).", matters.len()));
     scenario.budgets(&mut summary).await?;
     scenario.delegations(&matters, &mut summary).await?;
+    scenario.contests(&matters, &mut summary).await?;
     scenario.books(&mut summary).await?;
     Ok(DemoOutcome::Loaded { summary, places })
 }
@@ -115,30 +119,27 @@ impl Scenario<'_> {
     async fn organisations(&self, summary: &mut Vec<String>) -> Result<(), ServiceError> {
         let service = self.service;
         let district = self.places.district;
+        let register = |id, kind, name, parent, code| NewOrganisation { id, kind, name, parent, code };
         service
-            .register_organisation(None, district, OrganisationKind::District, "东城区", None, None)
+            .register_organisation_as_operator(register(
+                district,
+                OrganisationKind::District,
+                "东城区",
+                None,
+                None,
+            ))
             .await?;
         for (id, name, code) in &self.places.departments {
-            service
-                .register_organisation(
-                    None,
-                    *id,
-                    OrganisationKind::Department,
-                    name,
-                    Some(district),
-                    Some(code),
-                )
-                .await?;
+            let department = register(*id, OrganisationKind::Department, name, Some(district), Some(code));
+            service.register_organisation_as_operator(department).await?;
         }
         for (id, name) in &self.places.streets {
-            service
-                .register_organisation(None, *id, OrganisationKind::Street, name, Some(district), None)
-                .await?;
+            let street = register(*id, OrganisationKind::Street, name, Some(district), None);
+            service.register_organisation_as_operator(street).await?;
         }
         for (id, street, name) in &self.places.communities {
-            service
-                .register_organisation(None, *id, OrganisationKind::Community, name, Some(*street), None)
-                .await?;
+            let community = register(*id, OrganisationKind::Community, name, Some(*street), None);
+            service.register_organisation_as_operator(community).await?;
         }
         summary.push(format!(
             "District 东城区: {} departments, {} streets, {} communities.",
@@ -154,16 +155,15 @@ impl Scenario<'_> {
         let district = self.places.district;
         let fen = |amount| Fen::parse(amount).expect("demo amounts are valid");
         service
-            .allocate(
-                None,
-                demo_id("budget/district"),
-                None,
-                district,
-                fen(10_000_000),
-                "2026 community service budget",
-            )
+            .allocate_as_operator(Allocation {
+                transfer_id: demo_id("budget/district"),
+                from: None,
+                to: district,
+                amount_fen: fen(10_000_000),
+                memo: "2026 community service budget",
+            })
             .await?;
-        let district_actor = Actor { role: Role::District, organisation: district };
+        let district_scope = CommandScope::new(Actor { role: Role::District, organisation: district });
         let units = self
             .places
             .departments
@@ -172,16 +172,14 @@ impl Scenario<'_> {
             .chain(self.places.streets.iter().map(|(id, _)| id));
         for id in units {
             let transfer = demo_id(&format!("budget/{id}"));
-            service
-                .allocate(
-                    Some(district_actor),
-                    transfer,
-                    Some(district),
-                    *id,
-                    fen(1_000_000),
-                    "annual allocation",
-                )
-                .await?;
+            let allocation = Allocation {
+                transfer_id: transfer,
+                from: Some(district),
+                to: *id,
+                amount_fen: fen(1_000_000),
+                memo: "annual allocation",
+            };
+            service.allocate(&district_scope, allocation).await?;
         }
         summary.push(
             "Budgets: 10,000,000 fen to the district; 1,000,000 fen to each department and street.".into(),
@@ -192,6 +190,7 @@ impl Scenario<'_> {
     async fn delegations(&self, matters: &[Matter], summary: &mut Vec<String>) -> Result<(), ServiceError> {
         let service = self.service;
         let places = self.places;
+        let cast = Cast { places };
         let matter = |code: &str| {
             matters
                 .iter()
@@ -202,31 +201,29 @@ impl Scenario<'_> {
         let (civil_affairs, human_resources) = (places.departments[0].0, places.departments[1].0);
         let (donghuamen, jingshan, jiaodaokou) =
             (places.streets[0].0, places.streets[1].0, places.streets[2].0);
-        let community = |index: usize| places.communities[index].0;
-        let department = |id| Actor { role: Role::Department, organisation: id };
-        let street = |id| Actor { role: Role::StreetOffice, organisation: id };
-        let in_community = |index: usize| Actor { role: Role::Community, organisation: community(index) };
-        let district = Actor { role: Role::District, organisation: places.district };
 
         summary.push("Delegations:".into());
         // One refusal under each rule.
         let refusals = [
-            (street(donghuamen), full(&matter("SSV-006"), donghuamen, community(0), 20)),
-            (department(civil_affairs), full(&matter("SSV-002"), civil_affairs, community(1), 20)),
-            (street(donghuamen), with_funds(full(&matter("SSV-001"), donghuamen, community(2), 20), 60_000)),
+            (cast.street(donghuamen), full(&matter("SSV-006"), donghuamen, cast.community(0), 20)),
+            (cast.department(civil_affairs), full(&matter("SSV-002"), civil_affairs, cast.community(1), 20)),
             (
-                department(human_resources),
+                cast.street(donghuamen),
+                with_funds(full(&matter("SSV-001"), donghuamen, cast.community(2), 20), 60_000),
+            ),
+            (
+                cast.department(human_resources),
                 without_power(
-                    full(&matter("EMP-003"), human_resources, community(4), 10),
+                    full(&matter("EMP-003"), human_resources, cast.community(4), 10),
                     "refer-to-provider",
                 ),
             ),
-            (street(jingshan), unknown_matter(jingshan, community(5))),
+            (cast.street(jingshan), unknown_matter(jingshan, cast.community(5))),
         ];
         for (actor, proposal) in refusals {
             let code = proposal.matter_code.clone();
             let outcome =
-                service.propose(actor, demo_id(&format!("mandate/refused/{code}")), proposal).await?;
+                service.propose(&actor, demo_id(&format!("mandate/refused/{code}")), proposal).await?;
             self.line(summary, &code, &outcome);
         }
 
@@ -234,16 +231,22 @@ impl Scenario<'_> {
         let employment = demo_id("mandate/EMP-001");
         let outcome = service
             .propose(
-                department(human_resources),
+                &cast.department(human_resources),
                 employment,
-                full(&matter("EMP-001"), human_resources, community(0), 30),
+                full(&matter("EMP-001"), human_resources, cast.community(0), 30),
             )
             .await?;
         self.line(summary, "EMP-001", &outcome);
-        service.accept(in_community(0), employment).await?;
+        service.accept(&cast.in_community(0), employment).await?;
         let spent = Fen::parse(27_000).expect("valid");
         service
-            .spend(in_community(0), employment, demo_id("spend/EMP-001/1"), spent, "9 registrations assisted")
+            .spend(
+                &cast.in_community(0),
+                employment,
+                demo_id("spend/EMP-001/1"),
+                spent,
+                "9 registrations assisted",
+            )
             .await?;
         summary.push(
             "  EMP-001 accepted by 多福巷社区: funds posted, mandate active; 27,000 fen spent on 9 cases."
@@ -253,37 +256,58 @@ impl Scenario<'_> {
         let rehabilitation = demo_id("mandate/SSV-007");
         let outcome = service
             .propose(
-                department(civil_affairs),
+                &cast.department(civil_affairs),
                 rehabilitation,
-                full(&matter("SSV-007"), civil_affairs, community(4), 10),
+                full(&matter("SSV-007"), civil_affairs, cast.community(4), 10),
             )
             .await?;
         self.line(summary, "SSV-007", &outcome);
-        service.accept(in_community(4), rehabilitation).await?;
+        service.accept(&cast.in_community(4), rehabilitation).await?;
 
         // A reassignment whose funds follow the task.
         let rentals = demo_id("mandate/SAF-001");
         let outcome = service
-            .propose(street(jiaodaokou), rentals, full(&matter("SAF-001"), jiaodaokou, community(8), 20))
+            .propose(
+                &cast.street(jiaodaokou),
+                rentals,
+                full(&matter("SAF-001"), jiaodaokou, cast.community(8), 20),
+            )
             .await?;
         self.line(summary, "SAF-001", &outcome);
-        service.accept(in_community(8), rentals).await?;
-        service.reassign(street(jiaodaokou), rentals, community(9)).await?;
+        service.accept(&cast.in_community(8), rentals).await?;
+        service.reassign(&cast.street(jiaodaokou), rentals, cast.community(9)).await?;
         let ledger = service.ledger(places.district).await?;
-        let moved = ledger.balance(Account::Mandate { mandate: rentals, community: community(9) });
+        let moved = ledger.balance(Account::Mandate { mandate: rentals, community: cast.community(9) });
         summary.push(format!(
             "  SAF-001 reassigned from 福祥社区 to 菊儿社区: its {moved} fen and its powers moved with it."
         ));
+        Ok(())
+    }
+
+    /// Contests: one cured, one upheld, one escalated by its deadline.
+    async fn contests(&self, matters: &[Matter], summary: &mut Vec<String>) -> Result<(), ServiceError> {
+        let service = self.service;
+        let places = self.places;
+        let cast = Cast { places };
+        let matter = |code: &str| {
+            matters
+                .iter()
+                .find(|matter| matter.code == code)
+                .cloned()
+                .expect("the demo's matters are shipped")
+        };
+        let civil_affairs = places.departments[0].0;
+        let (donghuamen, jingshan) = (places.streets[0].0, places.streets[1].0);
 
         summary.push("Contests:".into());
         // A task phoned in without money: recorded outside the process, contested, cured.
         let registration = demo_id("mandate/FLP-001");
-        let mut phoned = full(&matter("FLP-001"), jingshan, community(5), 50);
+        let mut phoned = full(&matter("FLP-001"), jingshan, cast.community(5), 50);
         phoned.funds_offered_fen = Fen::ZERO;
         phoned.working_conditions.clear();
         let statement = "The street office phoned on Monday: register all floating residents by month end, no budget given.";
         let outcome =
-            service.record_outside_process(in_community(5), registration, phoned, statement).await?;
+            service.record_outside_process(&cast.in_community(5), registration, phoned, statement).await?;
         let mut cited: Vec<String> =
             outcome.violations.iter().map(|v| format!("{} ({})", v.detail, v.clause)).collect();
         cited.dedup();
@@ -297,32 +321,33 @@ impl Scenario<'_> {
             powers_added: vec![],
             working_conditions_added: vec!["service-counter".into(), "information-terminal".into()],
         };
-        let outcome = service.cure(street(jingshan), registration, cure).await?;
+        let outcome = service.cure(&cast.street(jingshan), registration, cure).await?;
         summary.push(format!(
             "  景山街道 cured it with 100,000 fen and the working conditions: {:?}.",
             outcome.status
         ));
-        service.accept(in_community(5), registration).await?;
+        service.accept(&cast.in_community(5), registration).await?;
 
         // A contest upheld by the district: withdrawn, funds returned.
         let records = demo_id("mandate/MED-001");
         service
             .propose(
-                department(civil_affairs),
+                &cast.department(civil_affairs),
                 records,
-                full(&matter("MED-001"), civil_affairs, community(6), 40),
+                full(&matter("MED-001"), civil_affairs, cast.community(6), 40),
             )
             .await?;
         service
             .contest(
-                in_community(6),
+                &cast.in_community(6),
                 records,
                 vec![ContestGround::ClassificationDisputed],
                 "Health records are the health centre's own duty.",
             )
             .await?;
-        let outcome =
-            service.review(district, records, ReviewOutcome::Uphold, "Classification dispute upheld").await?;
+        let outcome = service
+            .review(&cast.district(), records, ReviewOutcome::Uphold, "Classification dispute upheld")
+            .await?;
         summary.push(format!(
             "  三眼井社区 contested MED-001; the district upheld it: {:?}, 100,000 fen back to 民政局.",
             outcome.status
@@ -331,11 +356,15 @@ impl Scenario<'_> {
         // A contest nobody answers: escalates to the district by itself after 15 days.
         let screening = demo_id("mandate/PMD-002");
         service
-            .propose(street(donghuamen), screening, full(&matter("PMD-002"), donghuamen, community(2), 10))
+            .propose(
+                &cast.street(donghuamen),
+                screening,
+                full(&matter("PMD-002"), donghuamen, cast.community(2), 10),
+            )
             .await?;
         service
             .contest(
-                in_community(2),
+                &cast.in_community(2),
                 screening,
                 vec![ContestGround::CaseloadOutgrewFunding],
                 "Disputes tripled since the task was funded.",
@@ -379,6 +408,33 @@ impl Scenario<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Who acts in the scenario, by place.
+struct Cast<'a> {
+    places: &'a DemoPlaces,
+}
+
+impl Cast<'_> {
+    fn community(&self, index: usize) -> Uuid {
+        self.places.communities[index].0
+    }
+
+    fn department(&self, id: Uuid) -> CommandScope {
+        CommandScope::new(Actor { role: Role::Department, organisation: id })
+    }
+
+    fn street(&self, id: Uuid) -> CommandScope {
+        CommandScope::new(Actor { role: Role::StreetOffice, organisation: id })
+    }
+
+    fn in_community(&self, index: usize) -> CommandScope {
+        CommandScope::new(Actor { role: Role::Community, organisation: self.community(index) })
+    }
+
+    fn district(&self) -> CommandScope {
+        CommandScope::new(Actor { role: Role::District, organisation: self.places.district })
     }
 }
 
