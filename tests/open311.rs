@@ -12,10 +12,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use shequ::demo::{self, DemoOutcome, DemoPlaces};
+use shequ_domain::request::RequestStep;
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
 use shequ_policy::Policies;
-use shequ_service::{Actor, CommandScope, RequestAction, Role, Service, SystemClock};
+use shequ_service::{Actor, CommandScope, Role, Service, SystemClock};
 use shequ_store::EventLog;
 use uuid::Uuid;
 
@@ -504,7 +505,7 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
     let service = &server.state.service;
     let id_uuid = Uuid::parse_str(&id).unwrap();
     for action in
-        [RequestAction::Accept { note: "taken".into() }, RequestAction::Start { note: "visiting".into() }]
+        [RequestStep::Accept { note: "taken".into() }, RequestStep::Start { note: "visiting".into() }]
     {
         service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap();
     }
@@ -514,7 +515,7 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
             &CommandScope::new(worker),
             "worker-wang",
             id_uuid,
-            RequestAction::Resolve { note: "registered".into() },
+            RequestStep::Resolve { note: "registered".into() },
         )
         .await
         .unwrap();

@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use shequ::demo::{self, demo_id, DemoOutcome, DemoPlaces};
-use shequ_domain::request::{Channel, RequestStatus, Route};
+use shequ_domain::request::{Channel, FileRequest, RequestStatus, RequestStep, Route};
 use shequ_policy::Policies;
 use shequ_service::projection::{AsOf, Projection};
 use shequ_service::replay::JsonStyle;
 use shequ_service::{
-    replay, Actor, Clock, CommandScope, FileRequest, ManualClock, RequestAction, RequestFilter, Role,
-    Service, ServiceError, SystemClock,
+    replay, Actor, Clock, CommandScope, ManualClock, RequestFilter, Role, Service, ServiceError, SystemClock,
 };
 use shequ_store::EventLog;
 use uuid::Uuid;
@@ -105,7 +104,7 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     assert_eq!(service.log().head().await.unwrap().position, head);
     // The expected date follows the matter's SLA (EMP-001: 5 days); call assistance is priority.
     let today = chrono::Utc::now().date_naive();
-    assert_eq!(handled.expected_date, (today + chrono::Duration::days(5)).to_string());
+    assert_eq!(handled.expected_date.as_str(), (today + chrono::Duration::days(5)).to_string());
     let priority = service
         .file_request(
             &CommandScope::new(resident_of(community(0))),
@@ -166,7 +165,10 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
         .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Counter))
         .await
         .unwrap();
-    assert_eq!(filed.expected_date, (clock.now().date_naive() + chrono::Duration::days(5)).to_string());
+    assert_eq!(
+        filed.expected_date.as_str(),
+        (clock.now().date_naive() + chrono::Duration::days(5)).to_string()
+    );
     let overdue = || {
         let service = service.clone();
         async move {
@@ -182,7 +184,7 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
     let today = clock.now().date_naive().to_string();
     assert!(service.read_request(resident, "r1", id).await.unwrap().is_overdue(&today));
     service
-        .act_on_request(&CommandScope::new(worker), "w", id, RequestAction::Accept { note: "on it".into() })
+        .act_on_request(&CommandScope::new(worker), "w", id, RequestStep::Accept { note: "on it".into() })
         .await
         .unwrap();
     assert_eq!(overdue().await, [id], "accepted is still open");
@@ -191,7 +193,7 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
             &CommandScope::new(worker),
             "w",
             id,
-            RequestAction::Resolve { note: "registered".into() },
+            RequestStep::Resolve { note: "registered".into() },
         )
         .await
         .unwrap();
@@ -225,30 +227,30 @@ async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
         Err(ServiceError::Invalid(_))
     ));
 
-    let act = |actor: Actor, subject: &'static str, action: RequestAction| {
+    let act = |actor: Actor, subject: &'static str, action: RequestStep| {
         let service = service.clone();
         async move { service.act_on_request(&CommandScope::new(actor), subject, id, action).await }
     };
     let note = || "ok".to_owned();
     // The department may not accept before the station forwards it; the resident may not work it.
     assert!(matches!(
-        act(department, "d", RequestAction::Accept { note: note() }).await,
+        act(department, "d", RequestStep::Accept { note: note() }).await,
         Err(ServiceError::Forbidden(_))
     ));
     assert!(matches!(
-        act(resident, "r1", RequestAction::Forward { note: note() }).await,
+        act(resident, "r1", RequestStep::Forward { note: note() }).await,
         Err(ServiceError::Forbidden(_))
     ));
-    act(worker, "w", RequestAction::Forward { note: "sent to the bureau".into() }).await.unwrap();
-    act(department, "d", RequestAction::Accept { note: note() }).await.unwrap();
-    act(department, "d", RequestAction::Start { note: note() }).await.unwrap();
-    act(department, "d", RequestAction::Resolve { note: "registered".into() }).await.unwrap();
+    act(worker, "w", RequestStep::Forward { note: "sent to the bureau".into() }).await.unwrap();
+    act(department, "d", RequestStep::Accept { note: note() }).await.unwrap();
+    act(department, "d", RequestStep::Start { note: note() }).await.unwrap();
+    act(department, "d", RequestStep::Resolve { note: "registered".into() }).await.unwrap();
     assert!(matches!(
-        act(resident_of(station), "r2", RequestAction::Close { note: note() }).await,
+        act(resident_of(station), "r2", RequestStep::Close { note: note() }).await,
         Err(ServiceError::Forbidden(_))
     ));
-    act(resident, "r1", RequestAction::Close { note: note() }).await.unwrap();
-    let rated = act(resident, "r1", RequestAction::Rate { rating: 4, comment: "fine".into() }).await.unwrap();
+    act(resident, "r1", RequestStep::Close { note: note() }).await.unwrap();
+    let rated = act(resident, "r1", RequestStep::Rate { rating: 4, comment: "fine".into() }).await.unwrap();
     assert_eq!((rated.status, rated.rating), (RequestStatus::Closed, Some(4)));
     let statuses: Vec<RequestStatus> = rated.history.iter().map(|entry| entry.status).collect();
     use RequestStatus as S;

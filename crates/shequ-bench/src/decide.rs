@@ -121,7 +121,7 @@ async fn propose_through_the_command_path(
             community: places.communities[index % 4].0,
             scope: "Unemployment registration assistance".into(),
             volume: 1,
-            deadline: "2026-12-31".into(),
+            deadline: shequ_domain::Date::parse("2026-12-31").expect("a date"),
             funds_offered_fen: Fen::parse(3_000)?,
             powers_granted: vec!["collect-resident-data".into()],
             working_conditions: vec!["service-counter".into(), "information-terminal".into()],

@@ -22,10 +22,10 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use shequ::demo::{self, DemoOutcome, DemoPlaces};
 use shequ_domain::ledger::{LedgerEvent, TransferKind};
 use shequ_domain::mandate::{MandateEvent, Proposal};
-use shequ_domain::request::{Channel, RequestEvent, Route};
+use shequ_domain::request::{Channel, FileRequest, RequestEvent, RequestStep, Route};
 use shequ_domain::{DomainEvent, Fen};
 use shequ_policy::Policies;
-use shequ_service::{Actor, CommandScope, FileRequest, RequestAction, Role, Service, SystemClock};
+use shequ_service::{Actor, CommandScope, Role, Service, SystemClock};
 use shequ_store::canonical::chain_hash;
 use shequ_store::{EventLog, EventMetadata, RecordedEvent};
 use uuid::Uuid;
@@ -255,7 +255,7 @@ async fn run_request(
                 &CommandScope::new(worker),
                 "w",
                 id,
-                RequestAction::Forward { note: "转交主管部门".into() },
+                RequestStep::Forward { note: "转交主管部门".into() },
             )
             .await?;
     }
@@ -264,24 +264,22 @@ async fn run_request(
     let note = |step: usize| NOTES[(index + step) % NOTES.len()].to_owned();
     if index % 6 == 5 {
         let reason = "不属于本单位受理范围".to_owned();
-        service
-            .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Reject { reason })
-            .await?;
+        service.act_on_request(&CommandScope::new(handler), "h", id, RequestStep::Reject { reason }).await?;
         return Ok(());
     }
     service
-        .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Accept { note: note(0) })
+        .act_on_request(&CommandScope::new(handler), "h", id, RequestStep::Accept { note: note(0) })
         .await?;
     if index % 5 != 2 {
         service
-            .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Start { note: note(1) })
+            .act_on_request(&CommandScope::new(handler), "h", id, RequestStep::Start { note: note(1) })
             .await?;
     }
     service
-        .act_on_request(&CommandScope::new(handler), "h", id, RequestAction::Resolve { note: note(2) })
+        .act_on_request(&CommandScope::new(handler), "h", id, RequestStep::Resolve { note: note(2) })
         .await?;
     service
-        .act_on_request(&CommandScope::new(resident), "r1", id, RequestAction::Close { note: note(3) })
+        .act_on_request(&CommandScope::new(resident), "r1", id, RequestStep::Close { note: note(3) })
         .await?;
     if index % 4 != 3 {
         let rating = 3 + u8::try_from(index % 3).unwrap_or(0);
@@ -290,7 +288,7 @@ async fn run_request(
                 &CommandScope::new(resident),
                 "r1",
                 id,
-                RequestAction::Rate { rating, comment: note(4) },
+                RequestStep::Rate { rating, comment: note(4) },
             )
             .await?;
     }
@@ -329,7 +327,7 @@ async fn run_mandate(
         community,
         scope: format!("{} ({})", matter.name, matter.name_en),
         volume,
-        deadline: "2026-12-31".into(),
+        deadline: shequ_domain::Date::parse("2026-12-31").expect("a date"),
         funds_offered_fen: funds,
         powers_granted: matter.powers_required.clone(),
         working_conditions: matter.working_conditions.clone(),
@@ -677,7 +675,9 @@ impl<'a> Generator<'a> {
                         filing.attributes.clear();
                     }
                     let today = self.clock.date_naive();
-                    filing.expected_date = (today + Duration::days(i64::from(sla_days))).to_string();
+                    filing.expected_date =
+                        shequ_domain::Date::parse(&(today + Duration::days(i64::from(sla_days))).to_string())
+                            .expect("chrono writes dates as YYYY-MM-DD");
                 }
                 event.to_data()
             }),

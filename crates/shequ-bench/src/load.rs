@@ -308,7 +308,7 @@ async fn propose_mandates(service: &Service, places: &DemoPlaces, count: usize) 
             community,
             scope: "Unemployment registration assistance".into(),
             volume: 1,
-            deadline: "2027-12-31".into(),
+            deadline: shequ_domain::Date::parse("2027-12-31").expect("a date"),
             funds_offered_fen: Fen::parse(3000)?,
             powers_granted: vec!["collect-resident-data".into()],
             working_conditions: vec!["service-counter".into(), "information-terminal".into()],

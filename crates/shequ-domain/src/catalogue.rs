@@ -168,56 +168,49 @@ pub struct CatalogueState {
     pub matters: BTreeMap<String, Matter>,
 }
 
-#[derive(Debug)]
-pub struct Catalogue;
+crate::aggregate!(Catalogue, "catalogue", CatalogueState, CatalogueCommand, CatalogueEvent, CatalogueError);
 
-impl esrs::Aggregate for Catalogue {
-    const NAME: &'static str = "catalogue";
-    type State = CatalogueState;
-    type Command = CatalogueCommand;
-    type Event = CatalogueEvent;
-    type Error = CatalogueError;
-
-    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
-        let CatalogueCommand::Publish { matters } = command;
-        if matters.len() > MATTERS_MAX {
-            return Err(CatalogueError::TooManyMatters);
-        }
-        let mut listed = BTreeMap::new();
-        for matter in matters {
-            matter.validate()?;
-            let code = matter.code.clone();
-            if listed.insert(code.clone(), matter).is_some() {
-                return Err(CatalogueError::DuplicateCode(code));
-            }
-        }
-        let mut events = Vec::new();
-        for (code, matter) in &listed {
-            match state.matters.get(code) {
-                None => events.push(CatalogueEvent::MatterPublished { matter: matter.clone() }),
-                Some(current) if current != matter => {
-                    events.push(CatalogueEvent::MatterAmended { matter: matter.clone() });
-                }
-                Some(_) => {}
-            }
-        }
-        for code in state.matters.keys().filter(|code| !listed.contains_key(*code)) {
-            events.push(CatalogueEvent::MatterRetired { code: code.clone() });
-        }
-        Ok(events)
+/// Decides a command on the state: the events it records, or why it is refused.
+fn decide(state: &CatalogueState, command: CatalogueCommand) -> Result<Vec<CatalogueEvent>, CatalogueError> {
+    let CatalogueCommand::Publish { matters } = command;
+    if matters.len() > MATTERS_MAX {
+        return Err(CatalogueError::TooManyMatters);
     }
-
-    fn apply_event(mut state: Self::State, event: Self::Event) -> Self::State {
-        match event {
-            CatalogueEvent::MatterPublished { matter } | CatalogueEvent::MatterAmended { matter } => {
-                state.matters.insert(matter.code.clone(), matter);
-            }
-            CatalogueEvent::MatterRetired { code } => {
-                state.matters.remove(&code);
-            }
+    let mut listed = BTreeMap::new();
+    for matter in matters {
+        matter.validate()?;
+        let code = matter.code.clone();
+        if listed.insert(code.clone(), matter).is_some() {
+            return Err(CatalogueError::DuplicateCode(code));
         }
-        state
     }
+    let mut events = Vec::new();
+    for (code, matter) in &listed {
+        match state.matters.get(code) {
+            None => events.push(CatalogueEvent::MatterPublished { matter: matter.clone() }),
+            Some(current) if current != matter => {
+                events.push(CatalogueEvent::MatterAmended { matter: matter.clone() });
+            }
+            Some(_) => {}
+        }
+    }
+    for code in state.matters.keys().filter(|code| !listed.contains_key(*code)) {
+        events.push(CatalogueEvent::MatterRetired { code: code.clone() });
+    }
+    Ok(events)
+}
+
+/// The state an event leaves.
+fn evolve(mut state: CatalogueState, event: CatalogueEvent) -> CatalogueState {
+    match event {
+        CatalogueEvent::MatterPublished { matter } | CatalogueEvent::MatterAmended { matter } => {
+            state.matters.insert(matter.code.clone(), matter);
+        }
+        CatalogueEvent::MatterRetired { code } => {
+            state.matters.remove(&code);
+        }
+    }
+    state
 }
 
 #[cfg(test)]

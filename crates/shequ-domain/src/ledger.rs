@@ -189,39 +189,31 @@ impl LedgerState {
     }
 }
 
-#[derive(Debug)]
-pub struct Ledger;
+crate::aggregate!(Ledger, "ledger", LedgerState, LedgerCommand, LedgerEvent, LedgerError);
 
-impl esrs::Aggregate for Ledger {
-    const NAME: &'static str = "ledger";
-    type State = LedgerState;
-    type Command = LedgerCommand;
-    type Event = LedgerEvent;
-    type Error = LedgerError;
-
-    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
-        use LedgerCommand as C;
-        // A transfer whose amount comes from the balances (posting, return, move) is answered
-        // by its id alone when retried: the balances it drained have moved on since.
-        if let C::Post { transfer_id, .. }
-        | C::ReturnUnspent { transfer_id, .. }
-        | C::Move { transfer_id, .. } = &command
-        {
-            if state.transfers.contains_key(transfer_id) {
-                return Ok(vec![]);
-            }
+/// Decides a command on the state: the events it records, or why it is refused.
+fn decide(state: &LedgerState, command: LedgerCommand) -> Result<Vec<LedgerEvent>, LedgerError> {
+    use LedgerCommand as C;
+    // A transfer whose amount comes from the balances (posting, return, move) is answered
+    // by its id alone when retried: the balances it drained have moved on since.
+    if let C::Post { transfer_id, .. } | C::ReturnUnspent { transfer_id, .. } | C::Move { transfer_id, .. } =
+        &command
+    {
+        if state.transfers.contains_key(transfer_id) {
+            return Ok(vec![]);
         }
-        let transfers = transfers_for(state, command)?;
-        checked_events(state, transfers)
     }
+    let transfers = transfers_for(state, command)?;
+    checked_events(state, transfers)
+}
 
-    fn apply_event(mut state: Self::State, event: Self::Event) -> Self::State {
-        let LedgerEvent::TransferRecorded { transfer } = event;
-        *state.balances.entry(transfer.debit).or_default() -= transfer.amount_fen.get();
-        *state.balances.entry(transfer.credit).or_default() += transfer.amount_fen.get();
-        state.transfers.insert(transfer.transfer_id, transfer);
-        state
-    }
+/// The state an event leaves.
+fn evolve(mut state: LedgerState, event: LedgerEvent) -> LedgerState {
+    let LedgerEvent::TransferRecorded { transfer } = event;
+    *state.balances.entry(transfer.debit).or_default() -= transfer.amount_fen.get();
+    *state.balances.entry(transfer.credit).or_default() += transfer.amount_fen.get();
+    state.transfers.insert(transfer.transfer_id, transfer);
+    state
 }
 
 fn transfer(

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::date::Date;
 use crate::event::DomainEvent;
 use crate::money::Fen;
 use crate::recorded::RecordedInput;
@@ -34,7 +35,8 @@ pub struct Proposal {
     /// Cases, or months for a matter costed per month.
     pub volume: u32,
     /// The last day of the task, `YYYY-MM-DD`.
-    pub deadline: String,
+    #[schema(value_type = String)]
+    pub deadline: Date,
     pub funds_offered_fen: Fen,
     pub powers_granted: Vec<String>,
     pub working_conditions: Vec<String>,
@@ -316,210 +318,202 @@ impl MandateState {
     }
 }
 
-#[derive(Debug)]
-pub struct Mandate;
+crate::aggregate!(Mandate, "mandate", MandateState, MandateCommand, MandateEvent, MandateError);
 
-impl esrs::Aggregate for Mandate {
-    const NAME: &'static str = "mandate";
-    type State = MandateState;
-    type Command = MandateCommand;
-    type Event = MandateEvent;
-    type Error = MandateError;
-
-    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
-        use MandateCommand as C;
-        use MandateEvent as E;
-        use MandateStatus as S;
-        let record = state.mandate.as_ref();
-        let status = record.map(|record| record.status);
-        let wrong = |action| match status {
-            Some(status) => MandateError::WrongStatus { status, action },
-            None => MandateError::NotFound,
-        };
-        match command {
-            C::Propose { proposal, decision } => {
-                if record.is_some() {
-                    return Err(MandateError::AlreadyExists);
-                }
-                validate_proposal(&proposal)?;
-                let verdict = match decision.admits() {
-                    true => E::MandateAdmitted { decision },
-                    false => E::MandateRefused { decision },
-                };
-                Ok(vec![E::MandateProposed { proposal }, verdict])
+/// Decides a command on the state: the events it records, or why it is refused.
+fn decide(state: &MandateState, command: MandateCommand) -> Result<Vec<MandateEvent>, MandateError> {
+    use MandateCommand as C;
+    use MandateEvent as E;
+    use MandateStatus as S;
+    let record = state.mandate.as_ref();
+    let status = record.map(|record| record.status);
+    let wrong = |action| match status {
+        Some(status) => MandateError::WrongStatus { status, action },
+        None => MandateError::NotFound,
+    };
+    match command {
+        C::Propose { proposal, decision } => {
+            if record.is_some() {
+                return Err(MandateError::AlreadyExists);
             }
-            C::RecordOutsideProcess { proposal, decision, contest_id, statement, contest_deadline } => {
-                if record.is_some() {
-                    return Err(MandateError::AlreadyExists);
-                }
-                record_outside_process(proposal, decision, contest_id, &statement, contest_deadline)
+            validate_proposal(&proposal)?;
+            let verdict = match decision.admits() {
+                true => E::MandateAdmitted { decision },
+                false => E::MandateRefused { decision },
+            };
+            Ok(vec![E::MandateProposed { proposal }, verdict])
+        }
+        C::RecordOutsideProcess { proposal, decision, contest_id, statement, contest_deadline } => {
+            if record.is_some() {
+                return Err(MandateError::AlreadyExists);
             }
-            C::Accept => match status {
-                Some(S::Admitted) => Ok(vec![E::MandateAccepted]),
-                _ => Err(wrong("accepted")),
-            },
-            C::Activate { funds_posted_fen } => {
-                let record = record.ok_or(MandateError::NotFound)?;
-                if record.status != S::Accepted {
-                    return Err(wrong("activated"));
-                }
-                let offered = record.proposal.funds_offered_fen;
-                if funds_posted_fen < offered {
-                    return Err(MandateError::Unfunded { posted: funds_posted_fen, offered });
-                }
-                Ok(vec![E::MandateActivated { funds_posted_fen }])
+            record_outside_process(proposal, decision, contest_id, &statement, contest_deadline)
+        }
+        C::Accept => match status {
+            Some(S::Admitted) => Ok(vec![E::MandateAccepted]),
+            _ => Err(wrong("accepted")),
+        },
+        C::Activate { funds_posted_fen } => {
+            let record = record.ok_or(MandateError::NotFound)?;
+            if record.status != S::Accepted {
+                return Err(wrong("activated"));
             }
-            C::Contest { contest_id, grounds, statement, contest_deadline } => {
-                if !matches!(status, Some(S::Admitted | S::Accepted | S::Active)) {
-                    return Err(wrong("contested"));
-                }
-                if grounds.is_empty() {
-                    return Err(MandateError::NoGrounds);
-                }
-                let statement = parse_text("statement", &statement)?;
-                let violations = record.map(|record| record.decision.violations.clone()).unwrap_or_default();
-                Ok(vec![E::MandateContested {
-                    contest_id,
-                    grounds,
-                    statement,
-                    deadline: contest_deadline,
-                    violations,
-                }])
+            let offered = record.proposal.funds_offered_fen;
+            if funds_posted_fen < offered {
+                return Err(MandateError::Unfunded { posted: funds_posted_fen, offered });
             }
-            C::Cure { cure, decision } => {
-                if status != Some(S::Contested) {
-                    return Err(wrong("cured"));
-                }
-                let offered = record.map_or(Fen::ZERO, |record| record.proposal.funds_offered_fen);
-                Ok(vec![E::MandateCured { cure: checked_cure(offered, cure)?, decision }])
+            Ok(vec![E::MandateActivated { funds_posted_fen }])
+        }
+        C::Contest { contest_id, grounds, statement, contest_deadline } => {
+            if !matches!(status, Some(S::Admitted | S::Accepted | S::Active)) {
+                return Err(wrong("contested"));
             }
-            C::Review { outcome, reviewer, reason } => {
-                let contest =
-                    record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("reviewed"))?;
-                review(contest, outcome, reviewer, &reason)
+            if grounds.is_empty() {
+                return Err(MandateError::NoGrounds);
             }
-            C::Escalate { now } => {
-                let contest =
-                    record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("escalated"))?;
-                escalate(contest, &now)
+            let statement = parse_text("statement", &statement)?;
+            let violations = record.map(|record| record.decision.violations.clone()).unwrap_or_default();
+            Ok(vec![E::MandateContested {
+                contest_id,
+                grounds,
+                statement,
+                deadline: contest_deadline,
+                violations,
+            }])
+        }
+        C::Cure { cure, decision } => {
+            if status != Some(S::Contested) {
+                return Err(wrong("cured"));
             }
-            C::Complete => match status {
-                Some(S::Active) => Ok(vec![E::MandateCompleted]),
-                _ => Err(wrong("completed")),
-            },
-            C::Withdraw { reason } => {
-                if !matches!(status, Some(S::Admitted | S::Accepted | S::Active | S::Contested)) {
-                    return Err(wrong("withdrawn"));
-                }
-                Ok(vec![E::MandateWithdrawn { reason: parse_text("reason", &reason)? }])
+            let offered = record.map_or(Fen::ZERO, |record| record.proposal.funds_offered_fen);
+            Ok(vec![E::MandateCured { cure: checked_cure(offered, cure)?, decision }])
+        }
+        C::Review { outcome, reviewer, reason } => {
+            let contest =
+                record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("reviewed"))?;
+            review(contest, outcome, reviewer, &reason)
+        }
+        C::Escalate { now } => {
+            let contest =
+                record.and_then(|record| record.contest.as_ref()).ok_or_else(|| wrong("escalated"))?;
+            escalate(contest, &now)
+        }
+        C::Complete => match status {
+            Some(S::Active) => Ok(vec![E::MandateCompleted]),
+            _ => Err(wrong("completed")),
+        },
+        C::Withdraw { reason } => {
+            if !matches!(status, Some(S::Admitted | S::Accepted | S::Active | S::Contested)) {
+                return Err(wrong("withdrawn"));
             }
-            C::Reassign { community, decision } => {
-                let record = record.ok_or(MandateError::NotFound)?;
-                if !matches!(record.status, S::Admitted | S::Accepted | S::Active) {
-                    return Err(wrong("reassigned"));
-                }
-                reassign(record, community, decision)
+            Ok(vec![E::MandateWithdrawn { reason: parse_text("reason", &reason)? }])
+        }
+        C::Reassign { community, decision } => {
+            let record = record.ok_or(MandateError::NotFound)?;
+            if !matches!(record.status, S::Admitted | S::Accepted | S::Active) {
+                return Err(wrong("reassigned"));
             }
+            reassign(record, community, decision)
         }
     }
+}
 
-    fn apply_event(state: Self::State, event: Self::Event) -> Self::State {
-        use MandateEvent as E;
-        use MandateStatus as S;
-        let mut record = state.mandate;
-        match event {
-            E::MandateProposed { proposal } => {
-                record = Some(MandateRecord {
-                    proposal,
-                    status: S::Proposed,
-                    decision: empty_decision(),
-                    funds_posted_fen: Fen::ZERO,
-                    contest: None,
-                    recorded_outside_process: false,
-                });
-            }
-            E::MandateRecordedOutsideProcess { proposal, .. } => {
-                record = Some(MandateRecord {
-                    proposal,
-                    status: S::Proposed,
-                    decision: empty_decision(),
-                    funds_posted_fen: Fen::ZERO,
-                    contest: None,
-                    recorded_outside_process: true,
-                });
-            }
-            E::MandateAdmitted { decision } => {
-                let record = record.as_mut().expect("admitted after proposed");
-                record.status = S::Admitted;
-                record.decision = decision;
-            }
-            E::MandateRefused { decision } => {
-                let record = record.as_mut().expect("refused after proposed");
-                record.status = S::Refused;
-                record.decision = decision;
-            }
-            E::MandateAccepted => record.as_mut().expect("accepted after admitted").status = S::Accepted,
-            E::MandateActivated { funds_posted_fen } => {
-                let record = record.as_mut().expect("activated after accepted");
-                record.status = S::Active;
-                record.funds_posted_fen = funds_posted_fen;
-            }
-            E::MandateContested { contest_id, grounds, deadline, .. } => {
-                let record = record.as_mut().expect("contested after admitted");
-                let resumes = record.status;
-                record.status = S::Contested;
-                record.contest =
-                    Some(OpenContest { contest_id, grounds, deadline, escalated: false, resumes });
-            }
-            E::MandateCured { cure, decision } => {
-                let record = record.as_mut().expect("cured while contested");
-                record.proposal.funds_offered_fen = record
-                    .proposal
-                    .funds_offered_fen
-                    .checked_add(cure.funds_added_fen)
-                    .expect("cured funds stay within FEN_MAX");
-                record.proposal.powers_granted.extend(cure.powers_added);
-                record.proposal.working_conditions.extend(cure.working_conditions_added);
-                // A cure that satisfies the policy closes the contest; one that does not is
-                // recorded, and the contest stays open.
-                if decision.admits() {
-                    let contest = record.contest.take().expect("a contested mandate has a contest");
-                    record.status = match contest.resumes {
-                        // A task refused as recorded is admitted once cured.
-                        S::Refused => S::Admitted,
-                        // New funds must be posted before the work resumes: never active unfunded.
-                        S::Active if cure.funds_added_fen > Fen::ZERO => S::Accepted,
-                        resumes => resumes,
-                    };
-                }
-                record.decision = decision;
-            }
-            E::ContestUpheld { .. } => {
-                record.as_mut().expect("upheld while contested").contest = None;
-            }
-            E::ContestDismissed { .. } => {
-                let record = record.as_mut().expect("dismissed while contested");
+/// The state an event leaves.
+fn evolve(state: MandateState, event: MandateEvent) -> MandateState {
+    use MandateEvent as E;
+    use MandateStatus as S;
+    let mut record = state.mandate;
+    match event {
+        E::MandateProposed { proposal } => {
+            record = Some(MandateRecord {
+                proposal,
+                status: S::Proposed,
+                decision: empty_decision(),
+                funds_posted_fen: Fen::ZERO,
+                contest: None,
+                recorded_outside_process: false,
+            });
+        }
+        E::MandateRecordedOutsideProcess { proposal, .. } => {
+            record = Some(MandateRecord {
+                proposal,
+                status: S::Proposed,
+                decision: empty_decision(),
+                funds_posted_fen: Fen::ZERO,
+                contest: None,
+                recorded_outside_process: true,
+            });
+        }
+        E::MandateAdmitted { decision } => {
+            let record = record.as_mut().expect("admitted after proposed");
+            record.status = S::Admitted;
+            record.decision = decision;
+        }
+        E::MandateRefused { decision } => {
+            let record = record.as_mut().expect("refused after proposed");
+            record.status = S::Refused;
+            record.decision = decision;
+        }
+        E::MandateAccepted => record.as_mut().expect("accepted after admitted").status = S::Accepted,
+        E::MandateActivated { funds_posted_fen } => {
+            let record = record.as_mut().expect("activated after accepted");
+            record.status = S::Active;
+            record.funds_posted_fen = funds_posted_fen;
+        }
+        E::MandateContested { contest_id, grounds, deadline, .. } => {
+            let record = record.as_mut().expect("contested after admitted");
+            let resumes = record.status;
+            record.status = S::Contested;
+            record.contest = Some(OpenContest { contest_id, grounds, deadline, escalated: false, resumes });
+        }
+        E::MandateCured { cure, decision } => {
+            let record = record.as_mut().expect("cured while contested");
+            record.proposal.funds_offered_fen = record
+                .proposal
+                .funds_offered_fen
+                .checked_add(cure.funds_added_fen)
+                .expect("cured funds stay within FEN_MAX");
+            record.proposal.powers_granted.extend(cure.powers_added);
+            record.proposal.working_conditions.extend(cure.working_conditions_added);
+            // A cure that satisfies the policy closes the contest; one that does not is
+            // recorded, and the contest stays open.
+            if decision.admits() {
                 let contest = record.contest.take().expect("a contested mandate has a contest");
-                record.status = contest.resumes;
+                record.status = match contest.resumes {
+                    // A task refused as recorded is admitted once cured.
+                    S::Refused => S::Admitted,
+                    // New funds must be posted before the work resumes: never active unfunded.
+                    S::Active if cure.funds_added_fen > Fen::ZERO => S::Accepted,
+                    resumes => resumes,
+                };
             }
-            E::ContestEscalated { .. } => {
-                let record = record.as_mut().expect("escalated while contested");
-                record.contest.as_mut().expect("a contested mandate has a contest").escalated = true;
-            }
-            E::MandateCompleted => record.as_mut().expect("completed while active").status = S::Completed,
-            E::MandateWithdrawn { .. } => {
-                let record = record.as_mut().expect("withdrawn after admitted");
-                record.status = S::Withdrawn;
-                record.contest = None;
-            }
-            E::MandateReassigned { to_community, decision, .. } => {
-                let record = record.as_mut().expect("reassigned after admitted");
-                record.proposal.community = to_community;
-                record.decision = decision;
-            }
+            record.decision = decision;
         }
-        MandateState { mandate: record }
+        E::ContestUpheld { .. } => {
+            record.as_mut().expect("upheld while contested").contest = None;
+        }
+        E::ContestDismissed { .. } => {
+            let record = record.as_mut().expect("dismissed while contested");
+            let contest = record.contest.take().expect("a contested mandate has a contest");
+            record.status = contest.resumes;
+        }
+        E::ContestEscalated { .. } => {
+            let record = record.as_mut().expect("escalated while contested");
+            record.contest.as_mut().expect("a contested mandate has a contest").escalated = true;
+        }
+        E::MandateCompleted => record.as_mut().expect("completed while active").status = S::Completed,
+        E::MandateWithdrawn { .. } => {
+            let record = record.as_mut().expect("withdrawn after admitted");
+            record.status = S::Withdrawn;
+            record.contest = None;
+        }
+        E::MandateReassigned { to_community, decision, .. } => {
+            let record = record.as_mut().expect("reassigned after admitted");
+            record.proposal.community = to_community;
+            record.decision = decision;
+        }
     }
+    MandateState { mandate: record }
 }
 
 fn empty_decision() -> Decision {
@@ -653,9 +647,6 @@ fn validate_proposal(proposal: &Proposal) -> Result<(), MandateError> {
     if proposal.scope.chars().count() > TEXT_CHARS_MAX {
         return invalid(format!("scope is longer than {TEXT_CHARS_MAX} characters"));
     }
-    if !is_date(&proposal.deadline) {
-        return invalid(format!("deadline `{}` is not a YYYY-MM-DD date", proposal.deadline));
-    }
     if proposal.powers_granted.len() > LIST_ITEMS_MAX || proposal.working_conditions.len() > LIST_ITEMS_MAX {
         return invalid(format!("powers_granted and working_conditions hold at most {LIST_ITEMS_MAX} each"));
     }
@@ -665,14 +656,6 @@ fn validate_proposal(proposal: &Proposal) -> Result<(), MandateError> {
         );
     }
     Ok(())
-}
-
-fn is_date(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && bytes.iter().enumerate().all(|(index, byte)| index == 4 || index == 7 || byte.is_ascii_digit())
 }
 
 /// `field`'s text, trimmed: required, and at most `TEXT_CHARS_MAX` characters.

@@ -107,53 +107,56 @@ pub struct Registered {
     pub code: Option<String>,
 }
 
-#[derive(Debug)]
-pub struct Organisation;
+crate::aggregate!(
+    Organisation,
+    "organisation",
+    OrganisationState,
+    OrganisationCommand,
+    OrganisationEvent,
+    OrganisationError
+);
 
-impl esrs::Aggregate for Organisation {
-    const NAME: &'static str = "organisation";
-    type State = OrganisationState;
-    type Command = OrganisationCommand;
-    type Event = OrganisationEvent;
-    type Error = OrganisationError;
-
-    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
-        match command {
-            OrganisationCommand::Register { kind, name, parent, code } => {
-                if state.registered.is_some() {
-                    return Err(OrganisationError::AlreadyRegistered);
-                }
-                let name = parse_name(&name)?;
-                let found = parent.map(|parent| parent.kind);
-                if found != kind.parent_kind() {
-                    return Err(OrganisationError::WrongParent { kind, expected: kind.parent_kind(), found });
-                }
-                let parent_id = parent.map(|parent| parent.id);
-                let code = parse_code(kind, code)?;
-                Ok(vec![OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code }])
+/// Decides a command on the state: the events it records, or why it is refused.
+fn decide(
+    state: &OrganisationState,
+    command: OrganisationCommand,
+) -> Result<Vec<OrganisationEvent>, OrganisationError> {
+    match command {
+        OrganisationCommand::Register { kind, name, parent, code } => {
+            if state.registered.is_some() {
+                return Err(OrganisationError::AlreadyRegistered);
             }
-            OrganisationCommand::Rename { name } => {
-                let Some(registered) = &state.registered else {
-                    return Err(OrganisationError::NotRegistered);
-                };
-                let name = parse_name(&name)?;
-                if name == registered.name {
-                    return Ok(vec![]);
-                }
-                Ok(vec![OrganisationEvent::OrganisationRenamed { name }])
+            let name = parse_name(&name)?;
+            let found = parent.map(|parent| parent.kind);
+            if found != kind.parent_kind() {
+                return Err(OrganisationError::WrongParent { kind, expected: kind.parent_kind(), found });
             }
+            let parent_id = parent.map(|parent| parent.id);
+            let code = parse_code(kind, code)?;
+            Ok(vec![OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code }])
+        }
+        OrganisationCommand::Rename { name } => {
+            let Some(registered) = &state.registered else {
+                return Err(OrganisationError::NotRegistered);
+            };
+            let name = parse_name(&name)?;
+            if name == registered.name {
+                return Ok(vec![]);
+            }
+            Ok(vec![OrganisationEvent::OrganisationRenamed { name }])
         }
     }
+}
 
-    fn apply_event(state: Self::State, event: Self::Event) -> Self::State {
-        match event {
-            OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code } => {
-                OrganisationState { registered: Some(Registered { kind, name, parent_id, code }) }
-            }
-            OrganisationEvent::OrganisationRenamed { name } => {
-                let registered = state.registered.expect("a rename is only ever recorded after registration");
-                OrganisationState { registered: Some(Registered { name, ..registered }) }
-            }
+/// The state an event leaves.
+fn evolve(state: OrganisationState, event: OrganisationEvent) -> OrganisationState {
+    match event {
+        OrganisationEvent::OrganisationRegistered { kind, name, parent_id, code } => {
+            OrganisationState { registered: Some(Registered { kind, name, parent_id, code }) }
+        }
+        OrganisationEvent::OrganisationRenamed { name } => {
+            let registered = state.registered.expect("a rename is only ever recorded after registration");
+            OrganisationState { registered: Some(Registered { name, ..registered }) }
         }
     }
 }

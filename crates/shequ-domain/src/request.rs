@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::date::Date;
 use crate::event::DomainEvent;
 use crate::recorded::RecordedInput;
 
@@ -109,10 +110,46 @@ pub struct Filing {
     pub long: Option<f64>,
     pub attributes: BTreeMap<String, String>,
     /// When the matter's SLA says it should be done, `YYYY-MM-DD`.
-    pub expected_date: String,
+    #[schema(value_type = String)]
+    pub expected_date: Date,
+}
+
+/// What a resident asks for, as a resident or a community worker takes it down at the
+/// station: a [`Filing`] before the station names whom it is for and when it is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRequest {
+    pub matter_code: String,
+    /// The community whose station receives it; a resident files at their own.
+    pub station: Uuid,
+    pub channel: Channel,
+    /// Whom it is for, when a worker files on a resident's behalf; a resident files for
+    /// themself (their token subject).
+    pub resident: Option<String>,
+    pub description: String,
+    pub address: Option<String>,
+    pub lat: Option<f64>,
+    pub long: Option<f64>,
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Filing {
+    /// The filing of what was taken down, for `resident`, due by `expected_date`; its
+    /// description as written, without the white space around it.
+    pub fn taken_down(asked: FileRequest, resident: String, expected_date: Date) -> Self {
+        Filing {
+            matter_code: asked.matter_code,
+            station: asked.station,
+            channel: asked.channel,
+            resident,
+            description: asked.description.trim().to_owned(),
+            address: asked.address,
+            lat: asked.lat,
+            long: asked.long,
+            attributes: asked.attributes,
+            expected_date,
+        }
+    }
+
     pub fn is_priority(&self) -> bool {
         self.channel.is_priority()
     }
@@ -138,39 +175,62 @@ pub struct Routing {
     pub input: RecordedInput,
 }
 
+/// A step in a request's life, as whoever takes it asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestStep {
+    /// The station, as agent, passes it to the organisation routing named.
+    Forward {
+        note: String,
+    },
+    /// The handler takes it on.
+    Accept {
+        note: String,
+    },
+    Start {
+        note: String,
+    },
+    Resolve {
+        note: String,
+    },
+    Reject {
+        reason: String,
+    },
+    /// The resident or the station closes a resolved request.
+    Close {
+        note: String,
+    },
+    /// The resident rates a closed request, 1–5 (`plan:5.1-C`).
+    Rate {
+        rating: u8,
+        comment: String,
+    },
+}
+
+impl RequestStep {
+    /// The type of the first event the step records.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            RequestStep::Forward { .. } => "RequestForwarded",
+            RequestStep::Accept { .. } => "RequestAccepted",
+            RequestStep::Start { .. } => "RequestStarted",
+            RequestStep::Resolve { .. } => "RequestResolved",
+            RequestStep::Reject { .. } => "RequestRejected",
+            RequestStep::Close { .. } => "RequestClosed",
+            RequestStep::Rate { .. } => "SatisfactionRated",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum RequestCommand {
     File {
         filing: Box<Filing>,
         routing: Box<Routing>,
     },
-    /// The handler takes it on. `by` is the acting organisation.
-    Accept {
+    /// A step, taken by the organisation `by` (the holder, where the step needs one).
+    Take {
         by: Uuid,
-        note: String,
-    },
-    /// The station, as agent, passes it to the organisation routing named.
-    Forward {
-        note: String,
-    },
-    Start {
-        by: Uuid,
-        note: String,
-    },
-    Resolve {
-        by: Uuid,
-        note: String,
-    },
-    Reject {
-        by: Uuid,
-        reason: String,
-    },
-    Close {
-        note: String,
-    },
-    Rate {
-        rating: u8,
-        comment: String,
+        step: RequestStep,
     },
 }
 
@@ -273,139 +333,128 @@ pub struct RequestState {
     filed: Option<Filing>,
 }
 
-#[derive(Debug)]
-pub struct Request;
+crate::aggregate!(Request, "request", RequestState, RequestCommand, RequestEvent, RequestError);
 
-impl esrs::Aggregate for Request {
-    const NAME: &'static str = "request";
-    type State = RequestState;
-    type Command = RequestCommand;
-    type Event = RequestEvent;
-    type Error = RequestError;
-
-    fn handle_command(state: &Self::State, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error> {
-        use RequestCommand as C;
-        use RequestEvent as E;
-        use RequestStatus as S;
-        if let C::File { filing, routing } = command {
-            if state.request.is_some() || state.filed.is_some() {
-                return Err(RequestError::AlreadyExists);
-            }
-            validate_filing(&filing)?;
-            return Ok(vec![E::RequestFiled { filing: *filing }, E::RequestRouted { routing: *routing }]);
+/// Decides a command on the state: the events it records, or why it is refused.
+fn decide(state: &RequestState, command: RequestCommand) -> Result<Vec<RequestEvent>, RequestError> {
+    use RequestCommand as C;
+    use RequestEvent as E;
+    use RequestStatus as S;
+    use RequestStep as T;
+    if let C::File { filing, routing } = command {
+        if state.request.is_some() || state.filed.is_some() {
+            return Err(RequestError::AlreadyExists);
         }
-        let record = state.request.as_ref().ok_or(RequestError::NotFound)?;
-        let wrong = |action| RequestError::WrongStatus { status: record.status, action };
-        let holding = |by: Uuid| match by == record.holder {
-            true => Ok(()),
-            false => Err(RequestError::NotTheHolder { holder: record.holder }),
-        };
-        match command {
-            C::File { .. } => Err(RequestError::AlreadyExists),
-            C::Forward { note } => {
-                if record.routing.route != Route::Agent {
-                    return Err(RequestError::NotAnAgentRequest);
-                }
-                if record.status != S::Routed {
-                    return Err(wrong("forwarded"));
-                }
-                Ok(vec![E::RequestForwarded { to: record.routing.handler, note: parse_text("note", &note)? }])
+        validate_filing(&filing)?;
+        return Ok(vec![E::RequestFiled { filing: *filing }, E::RequestRouted { routing: *routing }]);
+    }
+    let record = state.request.as_ref().ok_or(RequestError::NotFound)?;
+    let wrong = |action| RequestError::WrongStatus { status: record.status, action };
+    let holding = |by: Uuid| match by == record.holder {
+        true => Ok(()),
+        false => Err(RequestError::NotTheHolder { holder: record.holder }),
+    };
+    let C::Take { by, step } = command else { return Err(RequestError::AlreadyExists) };
+    match step {
+        T::Forward { note } => {
+            if record.routing.route != Route::Agent {
+                return Err(RequestError::NotAnAgentRequest);
             }
-            C::Accept { by, note } => {
-                // An agent request is accepted by its owner only once the station forwarded it.
-                let ready = match record.routing.route {
-                    Route::Agent => record.status == S::Forwarded,
-                    Route::Community | Route::DelegatingUnit => record.status == S::Routed,
-                };
-                if !ready {
-                    return Err(wrong("accepted"));
-                }
-                holding(by)?;
-                Ok(vec![E::RequestAccepted { by, note: parse_text("note", &note)? }])
+            if record.status != S::Routed {
+                return Err(wrong("forwarded"));
             }
-            C::Start { by, note } => {
-                if record.status != S::Accepted {
-                    return Err(wrong("started"));
-                }
-                holding(by)?;
-                Ok(vec![E::RequestStarted { by, note: parse_text("note", &note)? }])
+            Ok(vec![E::RequestForwarded { to: record.routing.handler, note: parse_text("note", &note)? }])
+        }
+        T::Accept { note } => {
+            // An agent request is accepted by its owner only once the station forwarded it.
+            let ready = match record.routing.route {
+                Route::Agent => record.status == S::Forwarded,
+                Route::Community | Route::DelegatingUnit => record.status == S::Routed,
+            };
+            if !ready {
+                return Err(wrong("accepted"));
             }
-            C::Resolve { by, note } => {
-                if !matches!(record.status, S::Accepted | S::InProgress) {
-                    return Err(wrong("resolved"));
-                }
-                holding(by)?;
-                Ok(vec![E::RequestResolved { by, note: parse_text("note", &note)? }])
+            holding(by)?;
+            Ok(vec![E::RequestAccepted { by, note: parse_text("note", &note)? }])
+        }
+        T::Start { note } => {
+            if record.status != S::Accepted {
+                return Err(wrong("started"));
             }
-            C::Reject { by, reason } => {
-                if !matches!(record.status, S::Routed | S::Forwarded | S::Accepted | S::InProgress) {
-                    return Err(wrong("rejected"));
-                }
-                holding(by)?;
-                let reason = parse_text("reason", &reason)?;
-                if reason.is_empty() {
-                    return Err(RequestError::Invalid("a rejection needs a reason".into()));
-                }
-                Ok(vec![E::RequestRejected { by, reason }])
+            holding(by)?;
+            Ok(vec![E::RequestStarted { by, note: parse_text("note", &note)? }])
+        }
+        T::Resolve { note } => {
+            if !matches!(record.status, S::Accepted | S::InProgress) {
+                return Err(wrong("resolved"));
             }
-            C::Close { note } => {
-                if record.status != S::Resolved {
-                    return Err(wrong("closed"));
-                }
-                Ok(vec![E::RequestClosed { note: parse_text("note", &note)? }])
+            holding(by)?;
+            Ok(vec![E::RequestResolved { by, note: parse_text("note", &note)? }])
+        }
+        T::Reject { reason } => {
+            if !matches!(record.status, S::Routed | S::Forwarded | S::Accepted | S::InProgress) {
+                return Err(wrong("rejected"));
             }
-            C::Rate { rating, comment } => {
-                if record.status != S::Closed {
-                    return Err(wrong("rated"));
+            holding(by)?;
+            let reason = parse_text("reason", &reason)?;
+            if reason.is_empty() {
+                return Err(RequestError::Invalid("a rejection needs a reason".into()));
+            }
+            Ok(vec![E::RequestRejected { by, reason }])
+        }
+        T::Close { note } => {
+            if record.status != S::Resolved {
+                return Err(wrong("closed"));
+            }
+            Ok(vec![E::RequestClosed { note: parse_text("note", &note)? }])
+        }
+        T::Rate { rating, comment } => {
+            if record.status != S::Closed {
+                return Err(wrong("rated"));
+            }
+            if record.rating.is_some() {
+                return Err(RequestError::AlreadyRated);
+            }
+            if !(1..=5).contains(&rating) {
+                return Err(RequestError::RatingOutOfRange);
+            }
+            Ok(vec![E::SatisfactionRated { rating, comment: parse_text("comment", &comment)? }])
+        }
+    }
+}
+
+/// The state an event leaves.
+fn evolve(mut state: RequestState, event: RequestEvent) -> RequestState {
+    let status = event.status();
+    match event {
+        RequestEvent::RequestFiled { filing } => state.filed = Some(filing),
+        RequestEvent::RequestRouted { routing } => {
+            let filing = state.filed.take().expect("a request is routed in the command that files it");
+            let holder = match routing.route {
+                // The station holds an agent request until it forwards it.
+                Route::Agent => filing.station,
+                Route::Community | Route::DelegatingUnit => routing.handler,
+            };
+            state.request =
+                Some(RequestRecord { filing, routing, status: RequestStatus::Routed, holder, rating: None });
+        }
+        RequestEvent::SatisfactionRated { rating, .. } => {
+            if let Some(record) = state.request.as_mut() {
+                record.rating = Some(rating);
+            }
+        }
+        other => {
+            if let Some(record) = state.request.as_mut() {
+                if let RequestEvent::RequestForwarded { to, .. } = &other {
+                    record.holder = *to;
                 }
-                if record.rating.is_some() {
-                    return Err(RequestError::AlreadyRated);
+                if let Some(status) = status {
+                    record.status = status;
                 }
-                if !(1..=5).contains(&rating) {
-                    return Err(RequestError::RatingOutOfRange);
-                }
-                Ok(vec![E::SatisfactionRated { rating, comment: parse_text("comment", &comment)? }])
             }
         }
     }
-
-    fn apply_event(mut state: Self::State, event: Self::Event) -> Self::State {
-        let status = event.status();
-        match event {
-            RequestEvent::RequestFiled { filing } => state.filed = Some(filing),
-            RequestEvent::RequestRouted { routing } => {
-                let filing = state.filed.take().expect("a request is routed in the command that files it");
-                let holder = match routing.route {
-                    // The station holds an agent request until it forwards it.
-                    Route::Agent => filing.station,
-                    Route::Community | Route::DelegatingUnit => routing.handler,
-                };
-                state.request = Some(RequestRecord {
-                    filing,
-                    routing,
-                    status: RequestStatus::Routed,
-                    holder,
-                    rating: None,
-                });
-            }
-            RequestEvent::SatisfactionRated { rating, .. } => {
-                if let Some(record) = state.request.as_mut() {
-                    record.rating = Some(rating);
-                }
-            }
-            other => {
-                if let Some(record) = state.request.as_mut() {
-                    if let RequestEvent::RequestForwarded { to, .. } = &other {
-                        record.holder = *to;
-                    }
-                    if let Some(status) = status {
-                        record.status = status;
-                    }
-                }
-            }
-        }
-        state
-    }
+    state
 }
 
 /// `field`'s text, trimmed: at most `TEXT_CHARS_MAX` characters.

@@ -25,7 +25,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ServiceError;
 pub use read_model::ReadModel;
 pub use service::{
-    Allocation, CommandScope, FileRequest, LedgerView, MandateFilter, MandateOutcome, NewOrganisation,
-    PolicyBundleRecorded, RequestAction, RequestFilter, Service, StateAsOf, Timeline, TimelineEntry,
-    TransferEntry, TransferFilter, CONTEST_DAYS_DEFAULT,
+    Allocation, CommandScope, LedgerView, MandateFilter, MandateOutcome, NewOrganisation,
+    PolicyBundleRecorded, RequestFilter, Service, StateAsOf, Timeline, TimelineEntry, TransferEntry,
+    TransferFilter, CONTEST_DAYS_DEFAULT,
 };

@@ -25,7 +25,7 @@ use shequ_domain::recorded::RecordedInput;
 use shequ_domain::request::{
     Channel, Request, RequestEvent, RequestRecord, RequestState, RequestStatus, Route,
 };
-use shequ_domain::{DomainEvent, Fen};
+use shequ_domain::{Date, DomainEvent, Fen};
 use shequ_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -659,7 +659,8 @@ pub struct MandateView {
     pub status: MandateStatus,
     pub scope: String,
     pub volume: u32,
-    pub deadline: String,
+    #[schema(value_type = String)]
+    pub deadline: Date,
     pub funds_offered_fen: Fen,
     pub funds_posted_fen: Fen,
     pub recorded_outside_process: bool,
@@ -713,7 +714,8 @@ pub struct RequestView {
     pub mandate: Option<Uuid>,
     pub routing_reason: String,
     pub routing_clause: String,
-    pub expected_date: String,
+    #[schema(value_type = String)]
+    pub expected_date: Date,
     pub filed_at: String,
     pub updated_at: String,
     pub rating: Option<u8>,

@@ -1,5 +1,6 @@
-//! The live read model: the [`Projection`] kept in memory and brought up to the log's head
-//! before each read. Replays of the log up to a point in time or position are in
+//! The live read model: the [`Projection`] kept in memory and brought up to date on each read
+//! (this process's own commits at once, other processes' within `FOREIGN_APPENDS_STALE_MS`).
+//! Replays of the log up to a point in time or position are in
 //! [`crate::replay`].
 //!
 //! Catching up folds only what was appended since the last read. A read sees every command

@@ -39,7 +39,7 @@ pub use mandates::MandateOutcome;
 pub use reads::{
     LedgerView, MandateFilter, StateAsOf, Timeline, TimelineEntry, TransferEntry, TransferFilter,
 };
-pub use requests::{FileRequest, RequestAction, RequestFilter};
+pub use requests::RequestFilter;
 pub use scope::CommandScope;
 pub use setup::{Allocation, NewOrganisation, PolicyBundleRecorded};
 

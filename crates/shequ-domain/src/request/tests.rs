@@ -17,7 +17,7 @@ fn filing() -> Filing {
         lat: Some(39.91),
         long: Some(116.40),
         attributes: BTreeMap::new(),
-        expected_date: "2026-12-04".into(),
+        expected_date: crate::Date::parse("2026-12-04").unwrap(),
     }
 }
 
@@ -57,11 +57,11 @@ fn a_community_request_runs_from_filing_to_rating() {
         Route::Community,
         STATION,
         vec![
-            RequestCommand::Accept { by: STATION, note: note() },
-            RequestCommand::Start { by: STATION, note: note() },
-            RequestCommand::Resolve { by: STATION, note: note() },
-            RequestCommand::Close { note: note() },
-            RequestCommand::Rate { rating: 5, comment: "quick".into() },
+            take(STATION, RequestStep::Accept { note: note() }),
+            take(STATION, RequestStep::Start { note: note() }),
+            take(STATION, RequestStep::Resolve { note: note() }),
+            take(STATION, RequestStep::Close { note: note() }),
+            take(STATION, RequestStep::Rate { rating: 5, comment: "quick".into() }),
         ],
     )
     .unwrap();
@@ -73,7 +73,7 @@ fn a_community_request_runs_from_filing_to_rating() {
 
 #[test]
 fn an_agent_request_is_forwarded_before_its_owner_accepts_it() {
-    let accepted_early = run(Route::Agent, STREET, vec![RequestCommand::Accept { by: STREET, note: note() }]);
+    let accepted_early = run(Route::Agent, STREET, vec![take(STREET, RequestStep::Accept { note: note() })]);
     assert_eq!(
         accepted_early,
         Err(RequestError::WrongStatus { status: RequestStatus::Routed, action: "accepted" })
@@ -81,7 +81,10 @@ fn an_agent_request_is_forwarded_before_its_owner_accepts_it() {
     let state = run(
         Route::Agent,
         STREET,
-        vec![RequestCommand::Forward { note: note() }, RequestCommand::Accept { by: STREET, note: note() }],
+        vec![
+            take(STATION, RequestStep::Forward { note: note() }),
+            take(STREET, RequestStep::Accept { note: note() }),
+        ],
     )
     .unwrap();
     let record = state.request.unwrap();
@@ -90,38 +93,39 @@ fn an_agent_request_is_forwarded_before_its_owner_accepts_it() {
 
 #[test]
 fn only_the_holder_works_a_request() {
-    let outcome = run(Route::Community, STATION, vec![RequestCommand::Accept { by: OTHER, note: note() }]);
+    let outcome = run(Route::Community, STATION, vec![take(OTHER, RequestStep::Accept { note: note() })]);
     assert_eq!(outcome, Err(RequestError::NotTheHolder { holder: STATION }));
-    let forwarded = run(Route::Community, STATION, vec![RequestCommand::Forward { note: note() }]);
+    let forwarded =
+        run(Route::Community, STATION, vec![take(STATION, RequestStep::Forward { note: note() })]);
     assert_eq!(forwarded, Err(RequestError::NotAnAgentRequest));
 }
 
 #[test]
 fn ratings_come_once_after_closure_and_within_one_to_five() {
     let done = vec![
-        RequestCommand::Accept { by: STATION, note: note() },
-        RequestCommand::Resolve { by: STATION, note: note() },
+        take(STATION, RequestStep::Accept { note: note() }),
+        take(STATION, RequestStep::Resolve { note: note() }),
     ];
     let early = run(
         Route::Community,
         STATION,
-        [done.clone(), vec![RequestCommand::Rate { rating: 4, comment: note() }]].concat(),
+        [done.clone(), vec![take(STATION, RequestStep::Rate { rating: 4, comment: note() })]].concat(),
     );
     assert!(matches!(early, Err(RequestError::WrongStatus { action: "rated", .. })));
-    let closed = [done, vec![RequestCommand::Close { note: note() }]].concat();
+    let closed = [done, vec![take(STATION, RequestStep::Close { note: note() })]].concat();
     for rating in [0, 6] {
         let outcome = run(
             Route::Community,
             STATION,
-            [closed.clone(), vec![RequestCommand::Rate { rating, comment: note() }]].concat(),
+            [closed.clone(), vec![take(STATION, RequestStep::Rate { rating, comment: note() })]].concat(),
         );
         assert_eq!(outcome, Err(RequestError::RatingOutOfRange));
     }
     let twice = [
         closed,
         vec![
-            RequestCommand::Rate { rating: 3, comment: note() },
-            RequestCommand::Rate { rating: 4, comment: note() },
+            take(STATION, RequestStep::Rate { rating: 3, comment: note() }),
+            take(STATION, RequestStep::Rate { rating: 4, comment: note() }),
         ],
     ]
     .concat();
@@ -131,12 +135,12 @@ fn ratings_come_once_after_closure_and_within_one_to_five() {
 #[test]
 fn a_rejection_needs_a_reason_and_ends_the_request() {
     let blank =
-        run(Route::Community, STATION, vec![RequestCommand::Reject { by: STATION, reason: "  ".into() }]);
+        run(Route::Community, STATION, vec![take(STATION, RequestStep::Reject { reason: "  ".into() })]);
     assert!(matches!(blank, Err(RequestError::Invalid(_))));
     let state = run(
         Route::Community,
         STATION,
-        vec![RequestCommand::Reject { by: STATION, reason: "not eligible".into() }],
+        vec![take(STATION, RequestStep::Reject { reason: "not eligible".into() })],
     )
     .unwrap();
     assert!(state.request.unwrap().status.is_final());
@@ -174,4 +178,10 @@ fn events_round_trip_through_the_log_form() {
         let data = event.to_data().unwrap();
         assert_eq!(RequestEvent::from_data(event.event_type(), 1, &data).unwrap(), event);
     }
+}
+
+/// A step taken by `by` (for a step that names no one, the station, whom it is not checked
+/// against).
+fn take(by: Uuid, step: RequestStep) -> RequestCommand {
+    RequestCommand::Take { by, step }
 }

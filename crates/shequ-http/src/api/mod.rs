@@ -44,3 +44,8 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 fn fen(field: &str, amount: i64) -> Result<Fen, ApiError> {
     Fen::parse(amount).map_err(|error| ApiError::bad_request(format!("{field}: {error}")))
 }
+
+/// A date field, `YYYY-MM-DD`: a 400 naming the field if it is no real day.
+fn date(field: &str, text: &str) -> Result<shequ_domain::Date, ApiError> {
+    shequ_domain::Date::parse(text).map_err(|error| ApiError::bad_request(format!("{field}: {error}")))
+}

@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use shequ_domain::request::{Channel, RequestStatus};
+use shequ_domain::request::{Channel, FileRequest, RequestStatus, RequestStep};
 use shequ_service::projection::RequestView;
-use shequ_service::{FileRequest, RequestAction, RequestFilter, ServiceError};
+use shequ_service::{RequestFilter, ServiceError};
 use shequ_store::RecordedRef;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -173,15 +173,15 @@ struct ActionBody {
 
 impl ActionBody {
     /// The step `action` names, with what it says.
-    fn action(self, action: &str) -> Result<RequestAction, ApiError> {
+    fn action(self, action: &str) -> Result<RequestStep, ApiError> {
         Ok(match action {
-            "forward" => RequestAction::Forward { note: self.note },
-            "accept" => RequestAction::Accept { note: self.note },
-            "start" => RequestAction::Start { note: self.note },
-            "resolve" => RequestAction::Resolve { note: self.note },
-            "reject" => RequestAction::Reject { reason: self.reason },
-            "close" => RequestAction::Close { note: self.note },
-            "rate" => RequestAction::Rate {
+            "forward" => RequestStep::Forward { note: self.note },
+            "accept" => RequestStep::Accept { note: self.note },
+            "start" => RequestStep::Start { note: self.note },
+            "resolve" => RequestStep::Resolve { note: self.note },
+            "reject" => RequestStep::Reject { reason: self.reason },
+            "close" => RequestStep::Close { note: self.note },
+            "rate" => RequestStep::Rate {
                 rating: self.rating.ok_or_else(|| ApiError::bad_request("rating: required, 1–5"))?,
                 comment: self.comment,
             },

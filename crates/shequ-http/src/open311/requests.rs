@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use shequ_domain::catalogue::Matter;
-use shequ_domain::request::{Channel, RequestStatus};
+use shequ_domain::request::{Channel, FileRequest, RequestStatus};
 use shequ_service::projection::RequestView;
-use shequ_service::{CommandScope, FileRequest, RequestFilter, Role, ServiceError};
+use shequ_service::{CommandScope, RequestFilter, Role, ServiceError};
 use uuid::Uuid;
 
 use super::access::{authenticate, check_jurisdiction};
@@ -384,7 +384,7 @@ async fn requests_document(state: &AppState, views: Vec<RequestView>) -> Answer 
                 ("service_notice", Node::text(service_notice(view))),
                 ("requested_datetime", Node::optional_text(w3c(&view.filed_at))),
                 ("updated_datetime", Node::optional_text(w3c(&view.updated_at))),
-                ("expected_datetime", Node::optional_text(end_of_day(&view.expected_date))),
+                ("expected_datetime", Node::optional_text(end_of_day(view.expected_date.as_str()))),
                 ("address", Node::optional_text(view.address.clone())),
                 ("address_id", Node::optional_text(view.attributes.get(ADDRESS_ID).cloned())),
                 ("zipcode", Node::Null),

@@ -267,7 +267,7 @@ mod vm_and_interpreter {
                 community: uuid::Uuid::from_u128(2),
                 scope: "scope".into(),
                 volume,
-                deadline: "2026-12-31".into(),
+                deadline: shequ_domain::Date::parse("2026-12-31").expect("a date"),
                 funds_offered_fen,
                 powers_granted,
                 working_conditions,

@@ -8,9 +8,9 @@ use shequ_domain::catalogue::Matter;
 use shequ_domain::mandate::MandateStatus;
 use shequ_domain::recorded::RecordedInput;
 use shequ_domain::request::{
-    Channel, Filing, Request, RequestCommand, RequestError, RequestStatus, Route, Routing,
+    FileRequest, Filing, Request, RequestCommand, RequestError, RequestStatus, RequestStep, Route, Routing,
 };
-use shequ_domain::Fen;
+use shequ_domain::{Date, Fen};
 use uuid::Uuid;
 
 use super::authz::Target;
@@ -21,64 +21,16 @@ use crate::actor::{Actor, Role};
 use crate::projection::{Projection, RequestView};
 use crate::ServiceError;
 
-/// What a resident or a community worker takes down at the station.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileRequest {
-    pub matter_code: String,
-    /// The community whose station receives it; a resident files at their own.
-    pub station: Uuid,
-    pub channel: Channel,
-    /// Whom it is for, when a worker files on a resident's behalf; a resident files for
-    /// themself (their token subject).
-    pub resident: Option<String>,
-    pub description: String,
-    pub address: Option<String>,
-    pub lat: Option<f64>,
-    pub long: Option<f64>,
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// A step in a request's life, by whoever may take it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RequestAction {
-    /// The station, as agent, forwards it to the owner routing named.
-    Forward {
-        note: String,
-    },
-    Accept {
-        note: String,
-    },
-    Start {
-        note: String,
-    },
-    Resolve {
-        note: String,
-    },
-    Reject {
-        reason: String,
-    },
-    /// The resident or the station closes a resolved request.
-    Close {
-        note: String,
-    },
-    /// The resident rates a closed request, 1–5 (`plan:5.1-C`).
-    Rate {
-        rating: u8,
-        comment: String,
-    },
-}
-
-impl RequestAction {
-    fn authz_action(&self) -> &'static str {
-        match self {
-            RequestAction::Forward { .. } => "request.forward",
-            RequestAction::Accept { .. }
-            | RequestAction::Start { .. }
-            | RequestAction::Resolve { .. }
-            | RequestAction::Reject { .. } => "request.handle",
-            RequestAction::Close { .. } => "request.close",
-            RequestAction::Rate { .. } => "request.rate",
-        }
+/// The `policies/authz` action a step asks for.
+fn authz_action(step: &RequestStep) -> &'static str {
+    match step {
+        RequestStep::Forward { .. } => "request.forward",
+        RequestStep::Accept { .. }
+        | RequestStep::Start { .. }
+        | RequestStep::Resolve { .. }
+        | RequestStep::Reject { .. } => "request.handle",
+        RequestStep::Close { .. } => "request.close",
+        RequestStep::Rate { .. } => "request.rate",
     }
 }
 
@@ -129,18 +81,8 @@ impl Service {
         }
         let (routing, sla_days) = self.route(&filing.matter_code, filing.station, street, district).await?;
         let expected_date = (self.clock.now() + Duration::days(i64::from(sla_days))).date_naive().to_string();
-        let filing = Filing {
-            matter_code: filing.matter_code,
-            station: filing.station,
-            channel: filing.channel,
-            resident,
-            description: filing.description.trim().to_owned(),
-            address: filing.address,
-            lat: filing.lat,
-            long: filing.long,
-            attributes: filing.attributes,
-            expected_date,
-        };
+        let expected_date = Date::parse(&expected_date).expect("chrono writes dates as YYYY-MM-DD");
+        let filing = Filing::taken_down(filing, resident, expected_date);
         let context = scope.context().with_decision(routing.decision_id);
         match self
             .execute_known::<Request>(
@@ -251,37 +193,17 @@ impl Service {
         scope: &CommandScope,
         subject: &str,
         request: Uuid,
-        action: RequestAction,
+        step: RequestStep,
     ) -> Result<RequestView, ServiceError> {
         let actor = scope.actor();
         let view = self.request_view(request).await?;
         let target = request_target(&*self.read_model.read().await?, &view);
-        self.authorize_subject(&actor, Some(subject), action.authz_action(), target).await?;
-        let first_event = match &action {
-            RequestAction::Forward { .. } => "RequestForwarded",
-            RequestAction::Accept { .. } => "RequestAccepted",
-            RequestAction::Start { .. } => "RequestStarted",
-            RequestAction::Resolve { .. } => "RequestResolved",
-            RequestAction::Reject { .. } => "RequestRejected",
-            RequestAction::Close { .. } => "RequestClosed",
-            RequestAction::Rate { .. } => "SatisfactionRated",
-        };
-        if self
-            .already_done(scope, &shequ_store::AggregateStore::<Request>::stream(request), &[first_event])
-            .await?
-        {
+        self.authorize_subject(&actor, Some(subject), authz_action(&step), target).await?;
+        let stream = shequ_store::AggregateStore::<Request>::stream(request);
+        if self.already_done(scope, &stream, &[step.event_type()]).await? {
             return Ok(view);
         }
-        let by = actor.organisation;
-        let command = match action {
-            RequestAction::Forward { note } => RequestCommand::Forward { note },
-            RequestAction::Accept { note } => RequestCommand::Accept { by, note },
-            RequestAction::Start { note } => RequestCommand::Start { by, note },
-            RequestAction::Resolve { note } => RequestCommand::Resolve { by, note },
-            RequestAction::Reject { reason } => RequestCommand::Reject { by, reason },
-            RequestAction::Close { note } => RequestCommand::Close { note },
-            RequestAction::Rate { rating, comment } => RequestCommand::Rate { rating, comment },
-        };
+        let command = RequestCommand::Take { by: actor.organisation, step };
         self.execute_known::<Request>(scope.context(), request, command, scope.known_target()).await?;
         self.request_view(request).await
     }

@@ -14,6 +14,29 @@ use super::state_cache::{Pipeline, Tip};
 use super::Service;
 use crate::error::ServiceError;
 
+/// An aggregate the runner can run: what esrs and the log ask of its types, and its refusals
+/// answered as the service's errors.
+pub(crate) trait Runnable:
+    Aggregate<
+        State: Send + Default + Clone + 'static,
+        Event: DomainEvent + Send + Sync,
+        Command: Send + Clone,
+        Error: Into<ServiceError>,
+    > + Send
+    + Sync
+{
+}
+
+impl<A> Runnable for A
+where
+    A: Aggregate + Send + Sync,
+    A::State: Send + Default + Clone + 'static,
+    A::Event: DomainEvent + Send + Sync,
+    A::Command: Send + Clone,
+    A::Error: Into<ServiceError>,
+{
+}
+
 /// How often a command is tried when another process keeps writing the same stream.
 const CONFLICT_ATTEMPTS: u32 = 3;
 /// A stream at least this long has its state kept between commands (see `StateCache`).
@@ -22,9 +45,7 @@ const CACHED_STREAM_EVENTS_MIN: i32 = 16;
 impl Service {
     pub(crate) async fn load<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default,
-        A::Event: DomainEvent + Send + Sync,
+        A: Runnable,
     {
         let manager = AggregateManager::new(self.log.aggregate_store::<A>(Caller::System.context()));
         Ok(manager.load(id).await?.map(AggregateState::into_inner).unwrap_or_default())
@@ -35,9 +56,7 @@ impl Service {
     /// in turn. A read sees every append that finished before it, by any process.
     pub(crate) async fn load_kept<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
+        A: Runnable,
     {
         let store = self.log.aggregate_store::<A>(Caller::System.context());
         let stream = AggregateStore::<A>::stream(id);
@@ -105,9 +124,7 @@ impl Service {
         state: AggregateState<A::State>,
     ) -> Result<AggregateState<A::State>, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send,
-        A::Event: DomainEvent + Send + Sync,
+        A: Runnable,
     {
         let from_revision = u64::try_from(*state.sequence_number()).unwrap_or(0);
         let events = store.events_from(*state.id(), from_revision).await?;
@@ -123,11 +140,7 @@ impl Service {
         command: A::Command,
     ) -> Result<A::State, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         let state = self.run::<A>(context, id, command, Known::Stored, Answer::State, None).await?;
         Ok(state.expect("asked for the state"))
@@ -144,11 +157,7 @@ impl Service {
         known: Known,
     ) -> Result<A::State, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         let state = self.run::<A>(context, id, command, known, Answer::State, None).await?;
         Ok(state.expect("asked for the state"))
@@ -163,11 +172,7 @@ impl Service {
         command: A::Command,
     ) -> Result<(), ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         self.run::<A>(context, id, command, Known::Stored, Answer::Nothing, None).await?;
         Ok(())
@@ -197,11 +202,7 @@ impl Service {
         joined: Option<&Joined>,
     ) -> Result<Option<A::State>, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         // The command's own recorder tells which revisions it appended, and so the revision
         // the state it leaves is at; the caller's recorder, if any, hears of them too.
@@ -253,11 +254,7 @@ impl Service {
         trust_memory: bool,
     ) -> Result<Option<Decided<A>>, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         let (mut state, pipeline, from_memory) = match trust_memory {
             // A long stream's state is kept from its last command; with nothing kept, memory
@@ -321,11 +318,7 @@ impl Service {
         may_retry: bool,
     ) -> Result<Step<A::State>, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         let manager = AggregateManager::new(self.log.aggregate_store::<A>(run.store.context().clone()));
         state.set_lock(guard);
@@ -339,7 +332,7 @@ impl Service {
             // Another process wrote the stream meanwhile: load again and decide again.
             Err(StoreError::Conflict { .. }) if may_retry => Ok(Step::Again { counted: true }),
             // A failure: nothing is kept, the next command reads the stream.
-            result => Ok(Step::Done(Some(result??))),
+            result => Ok(Step::Done(Some(result?.map_err(Into::into)?))),
         }
     }
 
@@ -356,11 +349,7 @@ impl Service {
         may_retry: bool,
     ) -> Result<Step<A::State>, ServiceError>
     where
-        A: Aggregate + Send + Sync,
-        A::State: Send + Default + Clone + 'static,
-        A::Event: DomainEvent + Send + Sync,
-        A::Command: Send + Clone,
-        ServiceError: From<A::Error>,
+        A: Runnable,
     {
         let sequence_after = decided.sequence_after();
         let Decided { state, events, mut pipeline, sequence_before } = decided;
