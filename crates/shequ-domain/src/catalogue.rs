@@ -134,7 +134,7 @@ pub enum CatalogueCommand {
     Publish { matters: Vec<Matter> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(tag = "eventType", content = "data")]
 pub enum CatalogueEvent {
     MatterPublished { matter: Matter },
@@ -144,11 +144,7 @@ pub enum CatalogueEvent {
 
 impl DomainEvent for CatalogueEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            CatalogueEvent::MatterPublished { .. } => "MatterPublished",
-            CatalogueEvent::MatterAmended { .. } => "MatterAmended",
-            CatalogueEvent::MatterRetired { .. } => "MatterRetired",
-        }
+        self.into()
     }
 }
 

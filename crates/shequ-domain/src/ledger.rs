@@ -133,7 +133,7 @@ pub enum LedgerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(tag = "eventType", content = "data")]
 pub enum LedgerEvent {
     TransferRecorded { transfer: Transfer },
@@ -141,9 +141,7 @@ pub enum LedgerEvent {
 
 impl DomainEvent for LedgerEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            LedgerEvent::TransferRecorded { .. } => "TransferRecorded",
-        }
+        self.into()
     }
 }
 

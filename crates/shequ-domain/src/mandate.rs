@@ -156,7 +156,7 @@ pub enum MandateCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(tag = "eventType", content = "data")]
 pub enum MandateEvent {
     MandateProposed {
@@ -213,22 +213,7 @@ pub enum MandateEvent {
 
 impl DomainEvent for MandateEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            MandateEvent::MandateProposed { .. } => "MandateProposed",
-            MandateEvent::MandateRecordedOutsideProcess { .. } => "MandateRecordedOutsideProcess",
-            MandateEvent::MandateAdmitted { .. } => "MandateAdmitted",
-            MandateEvent::MandateRefused { .. } => "MandateRefused",
-            MandateEvent::MandateAccepted => "MandateAccepted",
-            MandateEvent::MandateActivated { .. } => "MandateActivated",
-            MandateEvent::MandateContested { .. } => "MandateContested",
-            MandateEvent::MandateCured { .. } => "MandateCured",
-            MandateEvent::ContestUpheld { .. } => "ContestUpheld",
-            MandateEvent::ContestDismissed { .. } => "ContestDismissed",
-            MandateEvent::ContestEscalated { .. } => "ContestEscalated",
-            MandateEvent::MandateCompleted => "MandateCompleted",
-            MandateEvent::MandateWithdrawn { .. } => "MandateWithdrawn",
-            MandateEvent::MandateReassigned { .. } => "MandateReassigned",
-        }
+        self.into()
     }
 }
 
@@ -418,6 +403,21 @@ fn decide(state: &MandateState, command: MandateCommand) -> Result<Vec<MandateEv
     }
 }
 
+impl MandateRecord {
+    /// A mandate just proposed (or recorded as having reached a community outside the access
+    /// process), before the policy's decision.
+    fn proposed(proposal: Proposal, recorded_outside_process: bool) -> Self {
+        MandateRecord {
+            proposal,
+            status: MandateStatus::Proposed,
+            decision: empty_decision(),
+            funds_posted_fen: Fen::ZERO,
+            contest: None,
+            recorded_outside_process,
+        }
+    }
+}
+
 /// The state an event leaves.
 fn evolve(state: MandateState, event: MandateEvent) -> MandateState {
     use MandateEvent as E;
@@ -425,24 +425,10 @@ fn evolve(state: MandateState, event: MandateEvent) -> MandateState {
     let mut record = state.mandate;
     match event {
         E::MandateProposed { proposal } => {
-            record = Some(MandateRecord {
-                proposal,
-                status: S::Proposed,
-                decision: empty_decision(),
-                funds_posted_fen: Fen::ZERO,
-                contest: None,
-                recorded_outside_process: false,
-            });
+            record = Some(MandateRecord::proposed(proposal, false));
         }
         E::MandateRecordedOutsideProcess { proposal, .. } => {
-            record = Some(MandateRecord {
-                proposal,
-                status: S::Proposed,
-                decision: empty_decision(),
-                funds_posted_fen: Fen::ZERO,
-                contest: None,
-                recorded_outside_process: true,
-            });
+            record = Some(MandateRecord::proposed(proposal, true));
         }
         E::MandateAdmitted { decision } => {
             let record = record.as_mut().expect("admitted after proposed");

@@ -52,7 +52,7 @@ pub enum OrganisationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(tag = "eventType", content = "data")]
 pub enum OrganisationEvent {
     OrganisationRegistered {
@@ -69,10 +69,7 @@ pub enum OrganisationEvent {
 
 impl DomainEvent for OrganisationEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            OrganisationEvent::OrganisationRegistered { .. } => "OrganisationRegistered",
-            OrganisationEvent::OrganisationRenamed { .. } => "OrganisationRenamed",
-        }
+        self.into()
     }
 }
 

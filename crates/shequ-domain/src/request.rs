@@ -234,7 +234,7 @@ pub enum RequestCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(tag = "eventType", content = "data")]
 pub enum RequestEvent {
     RequestFiled { filing: Filing },
@@ -250,17 +250,7 @@ pub enum RequestEvent {
 
 impl DomainEvent for RequestEvent {
     fn event_type(&self) -> &'static str {
-        match self {
-            RequestEvent::RequestFiled { .. } => "RequestFiled",
-            RequestEvent::RequestRouted { .. } => "RequestRouted",
-            RequestEvent::RequestForwarded { .. } => "RequestForwarded",
-            RequestEvent::RequestAccepted { .. } => "RequestAccepted",
-            RequestEvent::RequestStarted { .. } => "RequestStarted",
-            RequestEvent::RequestResolved { .. } => "RequestResolved",
-            RequestEvent::RequestRejected { .. } => "RequestRejected",
-            RequestEvent::RequestClosed { .. } => "RequestClosed",
-            RequestEvent::SatisfactionRated { .. } => "SatisfactionRated",
-        }
+        self.into()
     }
 }
 

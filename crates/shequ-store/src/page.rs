@@ -60,7 +60,7 @@ impl CheckedPage {
     /// needs of it.
     pub(crate) fn push(&mut self, event: Fields<'_>, hash: &Hash) {
         // The bytes are built once and hashed twice: cheaper than feeding each hash the
-        // fields one by one (BENCHMARKS.md, issue 5, session 13).
+        // fields one by one (docs/benchmarks-history.md, 36a17b5, 2026-11-30).
         event.write_bytes(&mut self.scratch);
         let linked = match self.last_hash {
             _ if self.check == PageCheck::Leaves => false,

@@ -191,13 +191,7 @@ impl Scenario<'_> {
         let service = self.service;
         let places = self.places;
         let cast = Cast { places };
-        let matter = |code: &str| {
-            matters
-                .iter()
-                .find(|matter| matter.code == code)
-                .cloned()
-                .expect("the demo's matters are shipped")
-        };
+        let matter = |code: &str| shipped(matters, code);
         let (civil_affairs, human_resources) = (places.departments[0].0, places.departments[1].0);
         let (donghuamen, jingshan, jiaodaokou) =
             (places.streets[0].0, places.streets[1].0, places.streets[2].0);
@@ -289,13 +283,7 @@ impl Scenario<'_> {
         let service = self.service;
         let places = self.places;
         let cast = Cast { places };
-        let matter = |code: &str| {
-            matters
-                .iter()
-                .find(|matter| matter.code == code)
-                .cloned()
-                .expect("the demo's matters are shipped")
-        };
+        let matter = |code: &str| shipped(matters, code);
         let civil_affairs = places.departments[0].0;
         let (donghuamen, jingshan) = (places.streets[0].0, places.streets[1].0);
 
@@ -330,21 +318,10 @@ impl Scenario<'_> {
 
         // A contest upheld by the district: withdrawn, funds returned.
         let records = demo_id("mandate/MED-001");
-        service
-            .propose(
-                &cast.department(civil_affairs),
-                records,
-                full(&matter("MED-001"), civil_affairs, cast.community(6), 40),
-            )
-            .await?;
-        service
-            .contest(
-                &cast.in_community(6),
-                records,
-                vec![ContestGround::ClassificationDisputed],
-                "Health records are the health centre's own duty.",
-            )
-            .await?;
+        let proposal = full(&matter("MED-001"), civil_affairs, cast.community(6), 40);
+        let ground =
+            (ContestGround::ClassificationDisputed, "Health records are the health centre's own duty.");
+        self.contested(&cast.department(civil_affairs), records, proposal, 6, ground).await?;
         let outcome = service
             .review(&cast.district(), records, ReviewOutcome::Uphold, "Classification dispute upheld")
             .await?;
@@ -355,25 +332,28 @@ impl Scenario<'_> {
 
         // A contest nobody answers: escalates to the district by itself after 15 days.
         let screening = demo_id("mandate/PMD-002");
-        service
-            .propose(
-                &cast.street(donghuamen),
-                screening,
-                full(&matter("PMD-002"), donghuamen, cast.community(2), 10),
-            )
-            .await?;
-        service
-            .contest(
-                &cast.in_community(2),
-                screening,
-                vec![ContestGround::CaseloadOutgrewFunding],
-                "Disputes tripled since the task was funded.",
-            )
-            .await?;
+        let proposal = full(&matter("PMD-002"), donghuamen, cast.community(2), 10);
+        let ground = (ContestGround::CaseloadOutgrewFunding, "Disputes tripled since the task was funded.");
+        self.contested(&cast.street(donghuamen), screening, proposal, 2, ground).await?;
         self.clock.advance(chrono::Duration::days(16));
         let escalated = service.escalate_due().await?;
         assert_status(service, screening, MandateStatus::Contested).await?;
         summary.push(format!("  北池子社区 contested PMD-002; unanswered for 16 days, {} contest(s) escalated to the district.", escalated.len()));
+        Ok(())
+    }
+
+    /// `unit` proposes `mandate`, and community number `community` contests it on `ground`.
+    async fn contested(
+        &self,
+        unit: &CommandScope,
+        mandate: Uuid,
+        proposal: Proposal,
+        community: usize,
+        (ground, statement): (ContestGround, &str),
+    ) -> Result<(), ServiceError> {
+        self.service.propose(unit, mandate, proposal).await?;
+        let cast = Cast { places: self.places };
+        self.service.contest(&cast.in_community(community), mandate, vec![ground], statement).await?;
         Ok(())
     }
 
@@ -436,6 +416,11 @@ impl Cast<'_> {
     fn district(&self) -> CommandScope {
         CommandScope::new(Actor { role: Role::District, organisation: self.places.district })
     }
+}
+
+/// The shipped matter of `code`.
+fn shipped(matters: &[Matter], code: &str) -> Matter {
+    matters.iter().find(|matter| matter.code == code).cloned().expect("the demo's matters are shipped")
 }
 
 async fn assert_status(service: &Service, mandate: Uuid, status: MandateStatus) -> Result<(), ServiceError> {

@@ -13,25 +13,43 @@ use crate::projection::Projection;
 /// Where an action lands in the hierarchy, for `policies/authz`. A member that does not apply
 /// is absent from the policy's input, not null: Rego's `not` holds only for undefined (or
 /// false) values.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
 pub(crate) struct Target {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) district: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) street: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) community: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) delegating_unit: Option<Uuid>,
     /// The account a budget allocation leaves.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) from: Option<Uuid>,
     /// The organisation holding a service request.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) handler: Option<Uuid>,
     /// The resident a service request is for (their token subject).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) resident: Option<String>,
+}
+
+impl serde::Serialize for Target {
+    /// The members that apply, in the order declared.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let places = [
+            ("district", self.district),
+            ("street", self.street),
+            ("community", self.community),
+            ("delegating_unit", self.delegating_unit),
+            ("from", self.from),
+            ("handler", self.handler),
+        ];
+        let mut map = serializer.serialize_map(None)?;
+        for (name, place) in places {
+            if let Some(place) = place {
+                map.serialize_entry(name, &place)?;
+            }
+        }
+        if let Some(resident) = &self.resident {
+            map.serialize_entry("resident", resident)?;
+        }
+        map.end()
+    }
 }
 
 /// `policies/authz/authz.rego`'s input, written straight to its JSON text: the key of the
