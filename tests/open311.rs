@@ -504,21 +504,13 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
     let worker = Actor { role: Role::Community, organisation: station };
     let service = &server.state.service;
     let id_uuid = Uuid::parse_str(&id).unwrap();
-    for action in
-        [RequestStep::Accept { note: "taken".into() }, RequestStep::Start { note: "visiting".into() }]
-    {
-        service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap();
-    }
+    let step = |action: RequestStep| async move {
+        service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap()
+    };
+    step(RequestStep::Accept { note: "taken".into() }).await;
+    step(RequestStep::Start { note: "visiting".into() }).await;
     assert_eq!(list(vec![("status", "open".into())]).await, [id.clone(), other.clone()]);
-    service
-        .act_on_request(
-            &CommandScope::new(worker),
-            "worker-wang",
-            id_uuid,
-            RequestStep::Resolve { note: "registered".into() },
-        )
-        .await
-        .unwrap();
+    step(RequestStep::Resolve { note: "registered".into() }).await;
     assert_eq!(list(vec![("status", "closed".into())]).await, [id.as_str()]);
     assert_eq!(list(vec![("status", "open".into())]).await, [other.as_str()]);
     assert_eq!(list(vec![("status", "open,closed".into())]).await.len(), 2);
