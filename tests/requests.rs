@@ -482,12 +482,11 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
 
     // Someone rewrites where a request was routed.
     let stream = format!("request-{}", ids[2]);
-    let tamper = format!(
-        "{} UPDATE events SET data = replace(data, '\"route\":\"agent\"', '\"route\":\"community\"') \
-         WHERE stream = '{stream}' AND event_type = 'RequestRouted';",
-        crate::helpers::disable_append_only(&db)
+    let rewrite = format!(
+        "UPDATE events SET data = replace(data, '\"route\":\"agent\"', '\"route\":\"community\"') \
+         WHERE stream = '{stream}' AND event_type = 'RequestRouted';"
     );
-    crate::helpers::execute_directly(&db, &tamper).await.unwrap();
+    crate::helpers::tamper(&db, &rewrite).await;
     let (outcome, out) = redecide().await;
     assert_eq!(outcome, shequ::Outcome::Failure);
     assert!(out.starts_with("16 decisions, 15 identical, 1 differ"), "{out}");

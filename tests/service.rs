@@ -16,7 +16,7 @@ use shequ_service::{
 use shequ_store::EventLog;
 use uuid::Uuid;
 
-use crate::helpers::{disable_append_only, execute_directly, tests, Db, TestFn};
+use crate::helpers::{execute_directly, tamper, tests, Db, TestFn};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -269,12 +269,11 @@ async fn redecide_reruns_every_decision_and_names_a_rewritten_one(db: Db) {
 
     // Someone rewrites a refusal's recorded rule in the database.
     let stream = format!("mandate-{}", demo_id("mandate/refused/SSV-006"));
-    let tamper = format!(
-        "{} UPDATE events SET data = replace(data, '\"rule\":\"R1\"', '\"rule\":\"R9\"') \
-         WHERE stream = '{stream}' AND event_type = 'MandateRefused';",
-        disable_append_only(&db)
+    let rewrite = format!(
+        "UPDATE events SET data = replace(data, '\"rule\":\"R1\"', '\"rule\":\"R9\"') \
+         WHERE stream = '{stream}' AND event_type = 'MandateRefused';"
     );
-    execute_directly(&db, &tamper).await.unwrap();
+    tamper(&db, &rewrite).await;
     let (outcome, out) = redecide().await;
     assert_eq!(outcome, Outcome::Failure);
     assert!(out.starts_with("13 decisions, 12 identical, 1 differ\n"), "{out}");
