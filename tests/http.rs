@@ -106,7 +106,7 @@ impl Client {
         Self { state, base, http, server }
     }
 
-    /// A client on the demo and the tokens of one of its districts' inspectors.
+    /// A client on the demo, its places, and a token of the district's inspector.
     pub async fn with_demo_inspector(db: &Db) -> (Self, demo::DemoPlaces, String) {
         let client = Self::with_demo(db).await;
         let places = demo::places();
