@@ -9,7 +9,7 @@ use shequ_service::Role;
 use uuid::Uuid;
 
 use crate::helpers::{tests, Db, TestFn};
-use crate::http::Client;
+use crate::http::{event_types, Client, StationDesk};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -23,11 +23,8 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
 }
 
 async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let inspector = client.token(Role::Inspector, places.district);
-    let (status, first) = client.call("GET", "/api/v1/mandates?limit=3", Some(&inspector), None).await;
-    assert_eq!(status, StatusCode::OK, "{first}");
+    let (client, places, inspector) = Client::with_demo_inspector(&db).await;
+    let first = client.get_ok("/api/v1/mandates?limit=3", &inspector).await;
     assert_eq!(first["items"].as_array().unwrap().len(), 3);
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
     let mut seen: Vec<String> = first["items"]
@@ -100,12 +97,7 @@ async fn lists_page_with_cursors_filters_and_a_limit(db: Db) {
 }
 
 async fn a_service_request_over_http(db: Db) {
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let station = places.communities[1].0;
-    let resident = client.token(Role::Resident, station);
-    let worker = client.token(Role::Community, station);
-    let department = client.token(Role::Department, places.departments[1].0);
+    let StationDesk { client, places, resident, worker, department } = StationDesk::open(&db).await;
     let request_id = Uuid::now_v7();
     let body = json!({
         "request_id": request_id, "matter_code": "EMP-001", "channel": "call_assistance",
@@ -119,7 +111,7 @@ async fn a_service_request_over_http(db: Db) {
     assert_eq!(filed["overdue"], false);
     // The command answers with the events it appended, where they landed.
     let events = filed["events"].as_array().unwrap();
-    let types: Vec<&str> = events.iter().map(|event| event["event_type"].as_str().unwrap()).collect();
+    let types = event_types(&filed);
     assert_eq!(types, ["RequestFiled", "RequestRouted"]);
     assert_eq!(events[0]["stream"], format!("request-{request_id}"));
     assert_eq!(events[1]["position"].as_u64().unwrap(), events[0]["position"].as_u64().unwrap() + 1);
@@ -228,11 +220,8 @@ async fn a_service_request_over_http(db: Db) {
 }
 
 async fn inspectors_read_the_past_and_the_timeline(db: Db) {
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let inspector = client.token(Role::Inspector, places.district);
-    let (status, now) = client.call("GET", "/api/v1/audit/state", Some(&inspector), None).await;
-    assert_eq!(status, StatusCode::OK, "{now}");
+    let (client, places, inspector) = Client::with_demo_inspector(&db).await;
+    let now = client.get_ok("/api/v1/audit/state", &inspector).await;
     assert_eq!(now["district"], json!(places.district));
     assert_eq!(now["organisations"].as_array().unwrap().len(), 18);
     let position = now["as_of"]["position"].as_u64().unwrap();
@@ -262,14 +251,8 @@ async fn inspectors_read_the_past_and_the_timeline(db: Db) {
 
     // The timeline of a cured mandate: every event with its actor, decisions with clauses, money.
     let path = format!("/api/v1/audit/mandates/{}/timeline", demo_id("mandate/FLP-001"));
-    let (status, timeline) = client.call("GET", &path, Some(&inspector), None).await;
-    assert_eq!(status, StatusCode::OK, "{timeline}");
-    let types: Vec<&str> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["event_type"].as_str().unwrap())
-        .collect();
+    let timeline = client.get_ok(&path, &inspector).await;
+    let types = event_types(&timeline);
     assert_eq!(&types[..3], ["MandateRecordedOutsideProcess", "MandateRefused", "MandateContested"]);
     assert!(types.contains(&"MandateCured") && types.contains(&"MandateActivated"));
     let refused = &timeline["events"][1];
@@ -625,8 +608,7 @@ async fn every_role_against_every_endpoint(db: Db) {
         assert_eq!(status, StatusCode::FORBIDDEN, "{who} {method} {path}: {got}");
     }
     assert_eq!(client.state.log.head().await.unwrap().position, head, "the refusals wrote nothing");
-    let (status, books) = client.call("GET", "/api/v1/ledger/balances", Some(&other_district), None).await;
-    assert_eq!(status, StatusCode::OK, "{books}");
+    let books = client.get_ok("/api/v1/ledger/balances", &other_district).await;
     assert_eq!((books["district"].clone(), books["balances"].clone()), (json!(elsewhere), json!([])));
     let (_, transfers) = client.call("GET", "/api/v1/ledger/transfers", Some(&other_district), None).await;
     assert_eq!(transfers["items"], json!([]), "{transfers}");
@@ -707,8 +689,7 @@ async fn all_transfers(client: &Client, token: &str, query: &str, limit: usize) 
     loop {
         let after = cursor.as_ref().map(|cursor| format!("&cursor={cursor}")).unwrap_or_default();
         let path = format!("/api/v1/ledger/transfers?limit={limit}{query}{after}");
-        let (status, page) = client.call("GET", &path, Some(token), None).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        let page = client.get_ok(&path, token).await;
         let page_items = page["items"].as_array().unwrap();
         assert!(page_items.len() <= limit);
         items.extend(page_items.iter().cloned());
@@ -744,8 +725,7 @@ fn transfer_accounts(transfer: &Value) -> [String; 2] {
 
 /// The accounts `GET /ledger/balances` shows `token`, and the transfers they count.
 async fn balances_of(client: &Client, token: &str) -> (Vec<String>, usize) {
-    let (status, view) = client.call("GET", "/api/v1/ledger/balances", Some(token), None).await;
-    assert_eq!(status, StatusCode::OK, "{view}");
+    let view = client.get_ok("/api/v1/ledger/balances", token).await;
     let accounts = view["balances"]
         .as_array()
         .unwrap()

@@ -4,7 +4,7 @@ use clap::Parser;
 use shequ::{Cli, Outcome};
 use shequ_store::{EventLog, ExpectedRevision};
 
-use crate::helpers::{disable_append_only, event, execute_directly, stream, tests, Db, TestFn};
+use crate::helpers::{disable_append_only, event, execute_directly, stream, tamper, tests, Db, TestFn};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -77,9 +77,7 @@ async fn verify_passes_then_names_the_tampered_position(db: Db) {
     assert_eq!(outcome.unwrap(), Outcome::Success);
     assert!(out.starts_with("ok: 5 events, hash chain intact; head at position 5"), "{out}");
 
-    let tamper =
-        format!("{} UPDATE events SET data = '{{\"n\":2}}' WHERE position = 3;", disable_append_only(&db));
-    execute_directly(&db, &tamper).await.unwrap();
+    tamper(&db, "UPDATE events SET data = '{\"n\":2}' WHERE position = 3;").await;
     let (outcome, out) = shequ(&["verify", "--db", &db.url]).await;
     assert_eq!(outcome.unwrap(), Outcome::Failure);
     assert_eq!(

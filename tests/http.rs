@@ -41,6 +41,33 @@ pub struct Client {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// A client on the demo and the tokens that take a request through community 1's station:
+/// its resident's, its worker's and department 1's (where the station forwards EMP-001).
+pub struct StationDesk {
+    pub client: Client,
+    pub places: demo::DemoPlaces,
+    pub resident: String,
+    pub worker: String,
+    pub department: String,
+}
+
+impl StationDesk {
+    pub async fn open(db: &Db) -> Self {
+        let client = Client::with_demo(db).await;
+        let places = demo::places();
+        let station = places.communities[1].0;
+        let resident = client.token(Role::Resident, station);
+        let worker = client.token(Role::Community, station);
+        let department = client.token(Role::Department, places.departments[1].0);
+        Self { client, places, resident, worker, department }
+    }
+}
+
+/// The types of the events a command answered with, in order.
+pub fn event_types(answer: &Value) -> Vec<&str> {
+    answer["events"].as_array().unwrap().iter().map(|event| event["event_type"].as_str().unwrap()).collect()
+}
+
 impl Drop for Client {
     fn drop(&mut self) {
         self.server.abort();
@@ -79,6 +106,14 @@ impl Client {
         Self { state, base, http, server }
     }
 
+    /// A client on the demo, its places, and a token of the district's inspector.
+    pub async fn with_demo_inspector(db: &Db) -> (Self, demo::DemoPlaces, String) {
+        let client = Self::with_demo(db).await;
+        let places = demo::places();
+        let inspector = client.token(Role::Inspector, places.district);
+        (client, places, inspector)
+    }
+
     pub fn token(&self, role: Role, organisation: Uuid) -> String {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         self.state.keys.issue(role, organisation, "test", now.max(NOW), 3600)
@@ -92,6 +127,13 @@ impl Client {
         body: Option<String>,
     ) -> (StatusCode, Value) {
         self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// The body of a GET with `token`, which must answer 200.
+    pub async fn get_ok(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self.call("GET", path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        body
     }
 
     /// [`Self::call`] with more headers.
@@ -217,12 +259,7 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
     let (status, admitted) = client.call("POST", "/api/v1/mandates", Some(&street), Some(body.clone())).await;
     assert_eq!(status, StatusCode::CREATED, "{admitted}");
     assert_eq!(admitted["status"], "admitted");
-    let types: Vec<&str> = admitted["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["event_type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&admitted);
     assert_eq!(
         types,
         ["MandateProposed", "MandateAdmitted", "TransferRecorded"],
@@ -308,12 +345,7 @@ async fn the_api_authenticates_authorises_and_answers_with_the_right_status(db: 
         let events = answer["events"].as_array().unwrap().iter();
         events.filter(|event| event["stream"].as_str().unwrap().starts_with(stream)).cloned().collect()
     };
-    let types: Vec<&str> = accepted["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|event| event["event_type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&accepted);
     assert_eq!(types, ["MandateAccepted", "TransferRecorded", "MandateActivated"]);
     let head = client.state.log.head().await.unwrap().position;
     for retry in [key.clone(), format!("\"{key}\"")] {
@@ -455,8 +487,7 @@ async fn a_mandate_and_its_money_over_http(db: Db) {
     let total: i64 =
         books["balances"].as_array().unwrap().iter().map(|row| row["balance_fen"].as_i64().unwrap()).sum();
     assert_eq!(total, 0, "debits equal credits");
-    let (status, own) = client.call("GET", "/api/v1/ledger/balances", Some(&first_community), None).await;
-    assert_eq!(status, StatusCode::OK, "{own}");
+    let own = client.get_ok("/api/v1/ledger/balances", &first_community).await;
     let community = places.communities[0].0.to_string();
     let own = own["balances"].as_array().unwrap();
     assert!(!own.is_empty() && own.len() < books["balances"].as_array().unwrap().len(), "{own:?}");
@@ -616,19 +647,15 @@ async fn a_command_sent_again_while_it_runs_runs_once(db: Db) {
         };
         futures::future::join_all((0..6).map(|_| attempt()))
     };
-    let types = |answer: &Value| -> Vec<String> {
-        let events = answer["events"].as_array().unwrap().iter();
-        events.map(|event| event["event_type"].as_str().unwrap().to_owned()).collect()
-    };
 
     let head = client.state.log.head().await.unwrap().position;
     let accepted = attempts("accept", None).await;
     for (status, answer) in &accepted {
         assert_eq!((*status, answer["status"].as_str()), (StatusCode::OK, Some("active")), "{answer}");
     }
-    assert!(accepted
-        .iter()
-        .any(|(_, answer)| types(answer) == ["MandateAccepted", "TransferRecorded", "MandateActivated"]));
+    assert!(accepted.iter().any(
+        |(_, answer)| event_types(answer) == ["MandateAccepted", "TransferRecorded", "MandateActivated"]
+    ));
     assert_eq!(
         client.state.log.head().await.unwrap().position,
         head + 3,
@@ -642,7 +669,7 @@ async fn a_command_sent_again_while_it_runs_runs_once(db: Db) {
         assert_eq!((*status, answer["status"].as_str()), (StatusCode::OK, Some("contested")), "{answer}");
         assert_eq!(answer["events"], first["events"], "every attempt answers with the same events");
     }
-    assert_eq!(types(first), ["MandateContested"]);
+    assert_eq!(event_types(first), ["MandateContested"]);
     assert_eq!(client.state.log.head().await.unwrap().position, head + 4, "contested once");
 }
 
@@ -652,14 +679,11 @@ fn hash(value: &Value) -> [u8; 32] {
 
 async fn merkle_proofs_verify_as_rfc_9162_says(db: Db) {
     use shequ_store::merkle;
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let inspector = client.token(Role::Inspector, places.district);
+    let (client, places, inspector) = Client::with_demo_inspector(&db).await;
     let size = client.state.log.head().await.unwrap().position;
 
     let path = format!("/api/v1/audit/proof/inclusion?position=10&tree_size={size}");
-    let (status, proof) = client.call("GET", &path, Some(&inspector), None).await;
-    assert_eq!(status, StatusCode::OK, "{proof}");
+    let proof = client.get_ok(&path, &inspector).await;
     // The leaf, recomputed here from the stored row and the documented canonical bytes.
     let event = client.state.log.read_all(10, 1).await.unwrap().remove(0);
     let leaf = merkle::leaf_hash(&shequ_store::canonical::canonical_bytes(&event));

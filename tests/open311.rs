@@ -88,6 +88,17 @@ impl Reply {
         parse_xml(&self.body)
     }
 
+    /// The ids of the requests a JSON list answered with (200), in order.
+    fn request_ids(&self) -> Vec<String> {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        let list = self.json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["service_request_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// The spec's error body, JSON: `[{code, description}]`, the code the HTTP status.
     fn json_error(&self, status: StatusCode) -> String {
         assert_eq!(self.status, status, "{}", self.body);
@@ -468,15 +479,7 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
             let mut pairs: Vec<(&str, &str)> =
                 query.iter().map(|(name, value)| (*name, value.as_str())).collect();
             pairs.push(("api_key", &key));
-            let reply = server.get("requests.json", &pairs).await;
-            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-            reply
-                .json()
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["service_request_id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            server.get("requests.json", &pairs).await.request_ids()
         }
     };
     assert_eq!(list(vec![]).await, [id.clone(), other.clone()]);
@@ -504,21 +507,13 @@ async fn a_resident_files_and_follows_a_request(db: Db) {
     let worker = Actor { role: Role::Community, organisation: station };
     let service = &server.state.service;
     let id_uuid = Uuid::parse_str(&id).unwrap();
-    for action in
-        [RequestStep::Accept { note: "taken".into() }, RequestStep::Start { note: "visiting".into() }]
-    {
-        service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap();
-    }
+    let step = |action: RequestStep| async move {
+        service.act_on_request(&CommandScope::new(worker), "worker-wang", id_uuid, action).await.unwrap()
+    };
+    step(RequestStep::Accept { note: "taken".into() }).await;
+    step(RequestStep::Start { note: "visiting".into() }).await;
     assert_eq!(list(vec![("status", "open".into())]).await, [id.clone(), other.clone()]);
-    service
-        .act_on_request(
-            &CommandScope::new(worker),
-            "worker-wang",
-            id_uuid,
-            RequestStep::Resolve { note: "registered".into() },
-        )
-        .await
-        .unwrap();
+    step(RequestStep::Resolve { note: "registered".into() }).await;
     assert_eq!(list(vec![("status", "closed".into())]).await, [id.as_str()]);
     assert_eq!(list(vec![("status", "open".into())]).await, [other.as_str()]);
     assert_eq!(list(vec![("status", "open,closed".into())]).await.len(), 2);
@@ -731,29 +726,19 @@ async fn a_resident_cannot_see_another_residents_request(db: Db) {
     let reply = server.get(&format!("requests/{lis}.xml"), &[("api_key", &zhang)]).await;
     reply.xml_error(StatusCode::FORBIDDEN);
     server.get(&format!("tokens/{lis}.json"), &[("api_key", &zhang)]).await.json_error(StatusCode::FORBIDDEN);
-    let ids = |reply: Reply| {
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-        reply
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["service_request_id"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(ids(server.get("requests.json", &[("api_key", &zhang)]).await), [zhangs.as_str()]);
+    assert_eq!(server.get("requests.json", &[("api_key", &zhang)]).await.request_ids(), [zhangs.as_str()]);
     let both = format!("{lis},{zhangs}");
     let asked = [("api_key", zhang.as_str()), ("service_request_id", both.as_str())];
-    assert_eq!(ids(server.get("requests.json", &asked).await), [zhangs.as_str()]);
-    assert_eq!(ids(server.get("requests.json", &[("api_key", &li)]).await), [lis.as_str()]);
+    assert_eq!(server.get("requests.json", &asked).await.request_ids(), [zhangs.as_str()]);
+    assert_eq!(server.get("requests.json", &[("api_key", &li)]).await.request_ids(), [lis.as_str()]);
     // A resident of another community neither; the station's worker and the inspector see both.
     let elsewhere = server.resident(5, "resident-li");
-    assert!(ids(server.get("requests.json", &[("api_key", &elsewhere)]).await).is_empty());
+    assert!(server.get("requests.json", &[("api_key", &elsewhere)]).await.request_ids().is_empty());
     let worker = server.key(Role::Community, server.places.communities[0].0, "worker");
     assert_eq!(
-        ids(server.get("requests.json", &[("api_key", &worker)]).await),
+        server.get("requests.json", &[("api_key", &worker)]).await.request_ids(),
         [lis.clone(), zhangs.clone()]
     );
     let inspector = server.key(Role::Inspector, server.places.district, "inspector");
-    assert_eq!(ids(server.get("requests.json", &[("api_key", &inspector)]).await), [lis, zhangs]);
+    assert_eq!(server.get("requests.json", &[("api_key", &inspector)]).await.request_ids(), [lis, zhangs]);
 }

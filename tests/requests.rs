@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use shequ::demo::{self, demo_id, DemoOutcome, DemoPlaces};
 use shequ_domain::request::{Channel, FileRequest, RequestStatus, RequestStep, Route};
 use shequ_policy::Policies;
-use shequ_service::projection::{AsOf, Projection};
+use shequ_service::projection::{AsOf, Projection, RequestView};
 use shequ_service::replay::JsonStyle;
 use shequ_service::{
     replay, Actor, Clock, CommandScope, ManualClock, RequestFilter, Role, Service, ServiceError, SystemClock,
@@ -61,6 +61,19 @@ fn filing(matter_code: &str, station: Uuid, channel: Channel) -> FileRequest {
     }
 }
 
+/// A resident of `station`, known as `subject`, files `matter_code` there through `channel`
+/// under a new request id.
+async fn file_at(
+    service: &Service,
+    station: Uuid,
+    subject: &str,
+    matter_code: &str,
+    channel: Channel,
+) -> Result<RequestView, ServiceError> {
+    let scope = CommandScope::new(resident_of(station));
+    service.file_request(&scope, subject, Uuid::now_v7(), filing(matter_code, station, channel)).await
+}
+
 fn resident_of(community: Uuid) -> Actor {
     Actor { role: Role::Resident, organisation: community }
 }
@@ -68,12 +81,9 @@ fn resident_of(community: Uuid) -> Actor {
 async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     let (service, places) = demo_service(&db).await;
     let community = |index: usize| places.communities[index].0;
-    let file = |code: &str, station: Uuid| {
+    let file = |code: &'static str, station: Uuid| {
         let service = service.clone();
-        let filing = filing(code, station, Channel::Counter);
-        async move {
-            service.file_request(&CommandScope::new(resident_of(station)), "r1", Uuid::now_v7(), filing).await
-        }
+        async move { file_at(&service, station, "r1", code, Channel::Counter).await }
     };
     // EMP-001 is mandated to community 0, active and funded: the community handles it.
     let handled = file("EMP-001", community(0)).await.unwrap();
@@ -105,15 +115,7 @@ async fn requests_are_routed_by_catalogue_and_live_mandates(db: Db) {
     // The expected date follows the matter's SLA (EMP-001: 5 days); call assistance is priority.
     let today = chrono::Utc::now().date_naive();
     assert_eq!(handled.expected_date.as_str(), (today + chrono::Duration::days(5)).to_string());
-    let priority = service
-        .file_request(
-            &CommandScope::new(resident_of(community(0))),
-            "r2",
-            Uuid::now_v7(),
-            filing("EMP-001", community(0), Channel::CallAssistance),
-        )
-        .await
-        .unwrap();
+    let priority = file_at(&service, community(0), "r2", "EMP-001", Channel::CallAssistance).await.unwrap();
     assert!(priority.priority && !handled.priority);
 }
 
@@ -127,12 +129,8 @@ async fn a_request_follows_its_mandate_to_the_community_it_was_reassigned_to(db:
     let [eight, nine, ten] = [8, 9, 10].map(|index| places.communities[index].0);
     let route = |station: Uuid| {
         let service = service.clone();
-        let filing = filing("SAF-001", station, Channel::Counter);
         async move {
-            let filed = service
-                .file_request(&CommandScope::new(resident_of(station)), "r1", Uuid::now_v7(), filing)
-                .await
-                .unwrap();
+            let filed = file_at(&service, station, "r1", "SAF-001", Channel::Counter).await.unwrap();
             (filed.route, filed.holder, filed.mandate)
         }
     };
@@ -183,20 +181,12 @@ async fn a_request_past_its_expected_date_is_overdue_until_resolved(db: Db) {
     assert_eq!(overdue().await, [id]);
     let today = clock.now().date_naive().to_string();
     assert!(service.read_request(resident, "r1", id).await.unwrap().is_overdue(&today));
-    service
-        .act_on_request(&CommandScope::new(worker), "w", id, RequestStep::Accept { note: "on it".into() })
-        .await
-        .unwrap();
+    let as_worker = CommandScope::new(worker);
+    let accept = RequestStep::Accept { note: "on it".into() };
+    service.act_on_request(&as_worker, "w", id, accept).await.unwrap();
     assert_eq!(overdue().await, [id], "accepted is still open");
-    service
-        .act_on_request(
-            &CommandScope::new(worker),
-            "w",
-            id,
-            RequestStep::Resolve { note: "registered".into() },
-        )
-        .await
-        .unwrap();
+    let resolve = RequestStep::Resolve { note: "registered".into() };
+    service.act_on_request(&as_worker, "w", id, resolve).await.unwrap();
     assert_eq!(overdue().await, Vec::<Uuid>::new());
 }
 
@@ -262,15 +252,7 @@ async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
     assert_eq!(rated.history[5].note, "registered");
 
     // Residents see their own requests only; the district's inspector sees them all.
-    let mine = service
-        .file_request(
-            &CommandScope::new(resident),
-            "r9",
-            Uuid::now_v7(),
-            filing("SSV-012", station, Channel::Phone),
-        )
-        .await
-        .unwrap();
+    let mine = file_at(&service, station, "r9", "SSV-012", Channel::Phone).await.unwrap();
     let list = |actor: Actor, subject: &'static str| {
         let service = service.clone();
         async move { service.list_requests(actor, subject, &RequestFilter::default(), None, 100).await.unwrap() }
@@ -297,24 +279,12 @@ async fn a_request_runs_its_course_and_residents_see_only_their_own(db: Db) {
 async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
     let (service, places) = demo_service(&db).await;
     let station = places.communities[0].0;
-    service
-        .file_request(
-            &CommandScope::new(resident_of(station)),
-            "r1",
-            Uuid::now_v7(),
-            filing("EMP-001", station, Channel::Hotline),
-        )
-        .await
-        .unwrap();
+    file_at(&service, station, "r1", "EMP-001", Channel::Hotline).await.unwrap();
     // Enough requests for the written state to take several chunks.
     for index in 0..60 {
         let channel = [Channel::Counter, Channel::CallAssistance][index % 2];
         let station = places.communities[1 + index % 3].0;
-        let filing = filing("EMP-001", station, channel);
-        service
-            .file_request(&CommandScope::new(resident_of(station)), "r2", Uuid::now_v7(), filing)
-            .await
-            .unwrap();
+        file_at(&service, station, "r2", "EMP-001", channel).await.unwrap();
     }
     let document = service.read_model().read().await.unwrap().document();
     let live = serde_json::to_value(&document).unwrap();
@@ -356,17 +326,7 @@ async fn replaying_the_whole_log_gives_the_live_state(db: Db) {
 async fn a_replay_stream_by_stream_is_the_fold_in_position_order(db: Db) {
     let (service, places) = demo_service(&db).await;
     for (index, community) in places.communities.iter().take(3).enumerate() {
-        let station = community.0;
-        let filing = filing("EMP-001", station, Channel::Web);
-        service
-            .file_request(
-                &CommandScope::new(resident_of(station)),
-                &format!("r{index}"),
-                Uuid::now_v7(),
-                filing,
-            )
-            .await
-            .unwrap();
+        file_at(&service, community.0, &format!("r{index}"), "EMP-001", Channel::Web).await.unwrap();
     }
     let events: Vec<_> = service.log().stream_all(1, 1_000).try_collect().await.unwrap();
     let mut in_order = Projection::default();
@@ -439,15 +399,7 @@ async fn a_replay_as_of_a_position_or_time_stops_there(db: Db) {
     let (service, places) = demo_service(&db).await;
     let before = service.log().head().await.unwrap();
     let station = places.communities[0].0;
-    service
-        .file_request(
-            &CommandScope::new(resident_of(station)),
-            "r1",
-            Uuid::now_v7(),
-            filing("EMP-001", station, Channel::Counter),
-        )
-        .await
-        .unwrap();
+    file_at(&service, station, "r1", "EMP-001", Channel::Counter).await.unwrap();
     let at_position = replay::replay(service.log(), AsOf::Position(before.position), |_| {}).await.unwrap();
     assert_eq!(at_position.position(), before.position);
     assert_eq!(at_position.requests().count(), 0);
@@ -464,15 +416,7 @@ async fn shequ_replay_writes_the_live_state_as_json(db: Db) {
     use clap::Parser;
     let (service, places) = demo_service(&db).await;
     let station = places.communities[0].0;
-    let filed = service
-        .file_request(
-            &CommandScope::new(resident_of(station)),
-            "r1",
-            Uuid::now_v7(),
-            filing("EMP-001", station, Channel::Web),
-        )
-        .await
-        .unwrap();
+    let filed = file_at(&service, station, "r1", "EMP-001", Channel::Web).await.unwrap();
     let directory = tempfile::tempdir().unwrap();
     let file = directory.path().join("state.json");
     let run = |arguments: Vec<String>| async move {
@@ -520,15 +464,7 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
     assert!(matches!(agent, Err(ServiceError::Forbidden(_))), "a resident files at their own station only");
     let mut ids = Vec::new();
     for code in ["EMP-001", "SSV-012", "SSV-006"] {
-        let view = service
-            .file_request(
-                &CommandScope::new(resident_of(station)),
-                "r1",
-                Uuid::now_v7(),
-                filing(code, station, Channel::Web),
-            )
-            .await
-            .unwrap();
+        let view = file_at(&service, station, "r1", code, Channel::Web).await.unwrap();
         ids.push(view.request);
     }
     let redecide = || async {
@@ -546,12 +482,11 @@ async fn redecide_reruns_routing_decisions_too(db: Db) {
 
     // Someone rewrites where a request was routed.
     let stream = format!("request-{}", ids[2]);
-    let tamper = format!(
-        "{} UPDATE events SET data = replace(data, '\"route\":\"agent\"', '\"route\":\"community\"') \
-         WHERE stream = '{stream}' AND event_type = 'RequestRouted';",
-        crate::helpers::disable_append_only(&db)
+    let rewrite = format!(
+        "UPDATE events SET data = replace(data, '\"route\":\"agent\"', '\"route\":\"community\"') \
+         WHERE stream = '{stream}' AND event_type = 'RequestRouted';"
     );
-    crate::helpers::execute_directly(&db, &tamper).await.unwrap();
+    crate::helpers::tamper(&db, &rewrite).await;
     let (outcome, out) = redecide().await;
     assert_eq!(outcome, shequ::Outcome::Failure);
     assert!(out.starts_with("16 decisions, 15 identical, 1 differ"), "{out}");
@@ -570,15 +505,7 @@ async fn a_request_filed_by_another_process_is_not_filed_twice(db: Db) {
     let resident = resident_of(station);
     // The first process has just looked at the log, so the second's filing is news to it.
     let id = Uuid::now_v7();
-    first
-        .file_request(
-            &CommandScope::new(resident),
-            "r1",
-            Uuid::now_v7(),
-            filing("EMP-001", station, Channel::Web),
-        )
-        .await
-        .unwrap();
+    file_at(&first, station, "r1", "EMP-001", Channel::Web).await.unwrap();
     let filed = second
         .file_request(&CommandScope::new(resident), "r1", id, filing("EMP-001", station, Channel::Web))
         .await
@@ -616,17 +543,8 @@ async fn lists_answer_while_commands_commit(db: Db) {
     use std::time::Duration;
     let (service, places) = demo_service(&db).await;
     let station = places.communities[0].0;
-    let resident = resident_of(station);
     for _ in 0..20 {
-        service
-            .file_request(
-                &CommandScope::new(resident),
-                "r1",
-                Uuid::now_v7(),
-                filing("SSV-012", station, Channel::Web),
-            )
-            .await
-            .unwrap();
+        file_at(&service, station, "r1", "SSV-012", Channel::Web).await.unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let filer = {
@@ -634,11 +552,7 @@ async fn lists_answer_while_commands_commit(db: Db) {
         tokio::spawn(async move {
             let mut filed = 0;
             while !stop.load(Ordering::Relaxed) {
-                let filing = filing("SSV-012", station, Channel::Web);
-                service
-                    .file_request(&CommandScope::new(resident), "r1", Uuid::now_v7(), filing)
-                    .await
-                    .unwrap();
+                file_at(&service, station, "r1", "SSV-012", Channel::Web).await.unwrap();
                 filed += 1;
             }
             filed

@@ -22,7 +22,7 @@ use shequ_service::Role;
 use uuid::Uuid;
 
 use crate::helpers::{tests, Db, TestFn};
-use crate::http::Client;
+use crate::http::{Client, StationDesk};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -220,12 +220,7 @@ fn errors(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 /// `schemas/events`. (No API renames an organisation, and the demo's mandates are not yet due
 /// to complete: those two types are checked against the code only.)
 async fn every_recorded_event_validates_against_its_schema(db: Db) {
-    let client = Client::with_demo(&db).await;
-    let places = demo::places();
-    let station = places.communities[1].0;
-    let resident = client.token(Role::Resident, station);
-    let worker = client.token(Role::Community, station);
-    let department = client.token(Role::Department, places.departments[1].0);
+    let StationDesk { client, places, resident, worker, department } = StationDesk::open(&db).await;
     let request = Uuid::now_v7();
     let filing = |request: Uuid, code: &str| {
         json!({

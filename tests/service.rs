@@ -10,11 +10,13 @@ use shequ_domain::ledger::Account;
 use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal, ReviewOutcome};
 use shequ_domain::Fen;
 use shequ_policy::Policies;
-use shequ_service::{Actor, Allocation, CommandScope, ManualClock, Role, Service, ServiceError};
+use shequ_service::{
+    Actor, Allocation, CommandScope, MandateOutcome, ManualClock, Role, Service, ServiceError,
+};
 use shequ_store::EventLog;
 use uuid::Uuid;
 
-use crate::helpers::{disable_append_only, execute_directly, tests, Db, TestFn};
+use crate::helpers::{execute_directly, tamper, tests, Db, TestFn};
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
     tests![
@@ -45,6 +47,17 @@ async fn demo_world(db: &Db) -> (EventLog, Policies, demo::DemoPlaces) {
         DemoOutcome::AlreadyLoaded { .. } => panic!("a fresh database has no demo"),
     };
     (log, policies, places)
+}
+
+/// `community` contests `mandate` on one ground; the contest must be recorded.
+async fn contest(
+    service: &Service,
+    community: Actor,
+    mandate: Uuid,
+    ground: ContestGround,
+    statement: &str,
+) -> MandateOutcome {
+    service.contest(&CommandScope::new(community), mandate, vec![ground], statement).await.unwrap()
 }
 
 fn fen(amount: i64) -> Fen {
@@ -177,15 +190,8 @@ async fn a_contest_escalates_once_even_across_restarts(db: Db) {
     let service = Service::new(log.clone(), policies.clone(), Arc::new(clock.clone())).await.unwrap();
     let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
     let mandate = demo_id("mandate/SSV-007");
-    let contested = service
-        .contest(
-            &CommandScope::new(community),
-            mandate,
-            vec![ContestGround::FundsNotPosted],
-            "Nothing arrived",
-        )
-        .await
-        .unwrap();
+    let contested =
+        contest(&service, community, mandate, ContestGround::FundsNotPosted, "Nothing arrived").await;
     assert_eq!(contested.status, MandateStatus::Contested);
     clock.advance(chrono::Duration::days(14));
     assert_eq!(service.escalate_due().await.unwrap(), Vec::<Uuid>::new(), "not yet due");
@@ -263,12 +269,11 @@ async fn redecide_reruns_every_decision_and_names_a_rewritten_one(db: Db) {
 
     // Someone rewrites a refusal's recorded rule in the database.
     let stream = format!("mandate-{}", demo_id("mandate/refused/SSV-006"));
-    let tamper = format!(
-        "{} UPDATE events SET data = replace(data, '\"rule\":\"R1\"', '\"rule\":\"R9\"') \
-         WHERE stream = '{stream}' AND event_type = 'MandateRefused';",
-        disable_append_only(&db)
+    let rewrite = format!(
+        "UPDATE events SET data = replace(data, '\"rule\":\"R1\"', '\"rule\":\"R9\"') \
+         WHERE stream = '{stream}' AND event_type = 'MandateRefused';"
     );
-    execute_directly(&db, &tamper).await.unwrap();
+    tamper(&db, &rewrite).await;
     let (outcome, out) = redecide().await;
     assert_eq!(outcome, Outcome::Failure);
     assert!(out.starts_with("13 decisions, 12 identical, 1 differ\n"), "{out}");
@@ -315,15 +320,7 @@ async fn cures_withdrawals_and_spending_move_money_once_and_only_when_allowed(db
     assert_eq!(books().await.balance(unit), before);
 
     // Contested while active: no spending, no work owed.
-    service
-        .contest(
-            &CommandScope::new(community),
-            mandate,
-            vec![ContestGround::CaseloadOutgrewFunding],
-            "More cases",
-        )
-        .await
-        .unwrap();
+    contest(&service, community, mandate, ContestGround::CaseloadOutgrewFunding, "More cases").await;
     let spend =
         service.spend(&CommandScope::new(community), mandate, Uuid::now_v7(), fen(1_000), "visit").await;
     assert!(matches!(spend, Err(ServiceError::Forbidden(_))), "{spend:?}");
@@ -551,15 +548,7 @@ fn ledger_refusal(db: &Db, also: &str) -> (String, String) {
 async fn a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not(db: Db) {
     let ActiveMandate { service, places, department, community, mandate, unit } = active_mandate(&db).await;
     let before = service.ledger(places.district).await.unwrap().balance(unit);
-    service
-        .contest(
-            &CommandScope::new(community),
-            mandate,
-            vec![ContestGround::CaseloadOutgrewFunding],
-            "More cases",
-        )
-        .await
-        .unwrap();
+    contest(&service, community, mandate, ContestGround::CaseloadOutgrewFunding, "More cases").await;
     let cure = shequ_domain::mandate::Cure { funds_added_fen: fen(10_000), ..Default::default() };
     // Decided on a revision the mandate has left (before the contest): a conflict, and no
     // money moves.
@@ -774,15 +763,7 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
     let community = Actor { role: Role::Community, organisation: places.communities[4].0 };
     let district = Actor { role: Role::District, organisation: places.district };
     let mandate = demo_id("mandate/SSV-007");
-    service
-        .contest(
-            &CommandScope::new(community),
-            mandate,
-            vec![ContestGround::FundsNotPosted],
-            "Nothing arrived",
-        )
-        .await
-        .unwrap();
+    contest(&service, community, mandate, ContestGround::FundsNotPosted, "Nothing arrived").await;
     let key = Uuid::now_v7();
     let review = || async {
         let (keyed, recorder) = CommandScope::new(district).keyed(&service, key, None).await.recording();

@@ -14,7 +14,7 @@ use shequ_store::{merkle, CatchUp, CommandContext, EventLog, ExpectedRevision, S
 use uuid::Uuid;
 
 use crate::helpers::{
-    disable_append_only, event, execute_directly, stream, tests, BackendUnderTest, Db, TestFn,
+    disable_append_only, event, execute_directly, stream, tamper, tests, BackendUnderTest, Db, TestFn,
 };
 
 pub fn tests() -> Vec<(&'static str, TestFn)> {
@@ -292,13 +292,11 @@ async fn an_append_to_several_streams_commits_all_or_none(db: Db) {
     assert!(log.read_stream(&refused_mandate).await.unwrap().is_empty());
 
     // The first part is refused (the mandate exists): the reservation is not written.
-    let refused = log
-        .append_all(vec![
-            part(&first_mandate, NoStream, None, vec![event("I", "{}")]),
-            part(&ledger, Exact(1), Some(reserved.event_id), vec![event("J", "{}")]),
-        ])
-        .await
-        .unwrap_err();
+    let over_the_mandate = vec![
+        part(&first_mandate, NoStream, None, vec![event("I", "{}")]),
+        part(&ledger, Exact(1), Some(reserved.event_id), vec![event("J", "{}")]),
+    ];
+    let refused = log.append_all(over_the_mandate).await.unwrap_err();
     assert!(
         matches!(&refused, StoreError::Conflict { stream, .. } if *stream == first_mandate),
         "{refused:?}"
@@ -308,13 +306,11 @@ async fn an_append_to_several_streams_commits_all_or_none(db: Db) {
     let failing = event("K", "{}");
     let queued_failing = log.enqueue(&ledger, Exact(0), None, vec![failing.clone()]).await.unwrap();
     let orphan_mandate = stream("mandate");
-    let on_failing = log
-        .enqueue_all(vec![
-            part(&orphan_mandate, NoStream, None, vec![event("L", "{}")]),
-            part(&ledger, Exact(1), Some(failing.event_id), vec![event("M", "{}")]),
-        ])
-        .await
-        .unwrap();
+    let after_failing = vec![
+        part(&orphan_mandate, NoStream, None, vec![event("L", "{}")]),
+        part(&ledger, Exact(1), Some(failing.event_id), vec![event("M", "{}")]),
+    ];
+    let on_failing = log.enqueue_all(after_failing).await.unwrap();
     assert!(matches!(queued_failing.await, Err(StoreError::Conflict { .. })));
     for part in on_failing {
         assert!(matches!(part.await, Err(StoreError::Unfounded { .. })));
@@ -628,11 +624,7 @@ async fn ten_events(db: &Db) -> EventLog {
 
 async fn verify_names_the_first_altered_row(db: Db) {
     let log = ten_events(&db).await;
-    let tamper = format!(
-        "{} UPDATE events SET data = '{{\"fen\":999999}}' WHERE position = 7;",
-        disable_append_only(&db)
-    );
-    execute_directly(&db, &tamper).await.unwrap();
+    tamper(&db, "UPDATE events SET data = '{\"fen\":999999}' WHERE position = 7;").await;
     let failure = log.verify(|_| {}).await.unwrap().failure.unwrap();
     assert_eq!(failure.position, 7, "{failure:?}");
     assert!(failure.reason.contains("hash does not match"), "{failure:?}");
@@ -640,9 +632,7 @@ async fn verify_names_the_first_altered_row(db: Db) {
 
 async fn verify_names_the_first_deleted_row(db: Db) {
     let log = ten_events(&db).await;
-    execute_directly(&db, &format!("{} DELETE FROM events WHERE position = 4;", disable_append_only(&db)))
-        .await
-        .unwrap();
+    tamper(&db, "DELETE FROM events WHERE position = 4;").await;
     let report = log.verify(|_| {}).await.unwrap();
     assert_eq!(report.events, 3);
     assert_eq!(report.failure.unwrap().position, 4);
@@ -651,9 +641,7 @@ async fn verify_names_the_first_deleted_row(db: Db) {
 async fn verify_names_the_first_deleted_tail_row(db: Db) {
     let log = ten_events(&db).await;
     // Deleting the newest events leaves no gap; the head still remembers how far the log went.
-    execute_directly(&db, &format!("{} DELETE FROM events WHERE position >= 9;", disable_append_only(&db)))
-        .await
-        .unwrap();
+    tamper(&db, "DELETE FROM events WHERE position >= 9;").await;
     let report = log.verify(|_| {}).await.unwrap();
     assert_eq!(report.events, 8);
     let failure = report.failure.unwrap();
@@ -664,12 +652,10 @@ async fn verify_names_the_first_deleted_tail_row(db: Db) {
 async fn verify_names_swapped_rows(db: Db) {
     let log = ten_events(&db).await;
     // Swap the data of positions 3 and 5 (the same stream), as a reordering would.
-    let swap = format!(
-        "{} UPDATE events SET data = CASE position WHEN 3 THEN (SELECT data FROM events WHERE position = 5) \
-         ELSE (SELECT data FROM events WHERE position = 3) END WHERE position IN (3, 5);",
-        disable_append_only(&db)
-    );
-    execute_directly(&db, &swap).await.unwrap();
+    let swap =
+        "UPDATE events SET data = CASE position WHEN 3 THEN (SELECT data FROM events WHERE position = 5) \
+         ELSE (SELECT data FROM events WHERE position = 3) END WHERE position IN (3, 5);";
+    tamper(&db, swap).await;
     assert_eq!(log.verify(|_| {}).await.unwrap().failure.unwrap().position, 3);
 }
 
@@ -688,9 +674,7 @@ async fn stream_all_reads_what_page_after_page_reads(db: Db) {
     let log = ten_events(&db).await;
     for gaps in [false, true] {
         if gaps {
-            let delete =
-                format!("{} DELETE FROM events WHERE position IN (4, 8, 9);", disable_append_only(&db));
-            execute_directly(&db, &delete).await.unwrap();
+            tamper(&db, "DELETE FROM events WHERE position IN (4, 8, 9);").await;
         }
         for from in [1, 2, 3, 5, 10, 11] {
             for page_events in 1..=11 {
@@ -738,8 +722,7 @@ async fn verify_builds_the_tree_and_checks_links_across_pages(db: Db) {
     }
     // A tree is never built over a log with a position missing: the leaves would shift. A log
     // opened afterwards finds the gap as it builds its subtrees of whole chunks of leaves.
-    let missing = format!("{} DELETE FROM events WHERE position = 7000;", disable_append_only(&db));
-    execute_directly(&db, &missing).await.unwrap();
+    tamper(&db, "DELETE FROM events WHERE position = 7000;").await;
     let reopened = EventLog::open(&db.url).await.unwrap();
     for result in [
         reopened.merkle_root(8_000).await.map(|_| ()),
