@@ -28,6 +28,8 @@ use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend, WriterCoun
 use sqlx::Connection;
 use uuid::Uuid;
 
+use crate::{argument_name, Backend, Databases};
+
 /// Budget each street office gets before the run, so no proposal is refused for want of funds.
 const STREET_BUDGET_FEN: i64 = 1_000_000_000_000;
 
@@ -42,16 +44,8 @@ pub struct LoadArguments {
     /// How long each runs before the measurement starts.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
-    /// sqlite, postgres, as a comma-separated list.
-    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
-    backends: Vec<String>,
-    /// A PostgreSQL server where the benchmark may create and drop databases.
-    #[arg(
-        long,
-        env = "SHEQU_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    postgres: String,
+    #[command(flatten)]
+    databases: Databases,
     /// Which commands to measure, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "propose,file")]
     commands: Vec<Kind>,
@@ -172,20 +166,21 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
          bare writer busy | ratio |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for backend in &arguments.backends {
+    for &backend in &arguments.databases.backends {
+        let backend_name = argument_name(backend);
         for &connections in &arguments.connections {
             for &kind in &arguments.commands {
-                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
+                let (url, cleanup) = fresh_store(backend, &arguments.databases.postgres).await?;
                 let (served, samples) = match arguments.client {
                     LoadClient::Builtin => measure_http(&url, kind, connections, &arguments).await?,
                     LoadClient::Wrk => measure_wrk(&url, kind, connections, &arguments).await?,
                 };
                 cleanup.run().await?;
-                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
+                let (url, cleanup) = fresh_store(backend, &arguments.databases.postgres).await?;
                 let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
                 cleanup.run().await?;
                 println!(
-                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2}× |",
+                    "| {backend_name} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2}× |",
                     kind.name(),
                     served.per_second(),
                     served.p50_ms,
@@ -227,14 +222,14 @@ impl Cleanup {
     }
 }
 
-async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup), Failure> {
+async fn fresh_store(backend: Backend, postgres: &str) -> Result<(String, Cleanup), Failure> {
     match backend {
-        "sqlite" => {
+        Backend::Sqlite => {
             let directory = tempfile::tempdir()?;
             let url = format!("sqlite://{}", directory.path().join("load.db").display());
             Ok((url, Cleanup::Directory(directory)))
         }
-        "postgres" => {
+        Backend::Postgres => {
             // The name is ours (a UUID's hex), never input: safe to put in DDL, which cannot
             // take bind parameters.
             let name = format!("shequ_load_{}", Uuid::new_v4().simple());
@@ -243,7 +238,6 @@ async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup),
             let base = postgres.rsplit_once('/').map_or(postgres, |(base, _)| base);
             Ok((format!("{base}/{name}"), Cleanup::Database { admin: postgres.to_owned(), name }))
         }
-        other => Err(format!("unknown backend `{other}`: sqlite or postgres").into()),
     }
 }
 

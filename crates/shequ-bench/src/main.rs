@@ -98,40 +98,56 @@ struct Arguments {
     targets: Vec<Target>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Target {
     ShequSqlite,
     RawSqlite,
     ShequPostgres,
+    #[value(name = "esrs-pgstore")]
     EsrsPgStore,
     RawPostgres,
 }
 
-impl FromStr for Target {
-    type Err = String;
+impl Target {
+    fn name(self) -> String {
+        argument_name(self)
+    }
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "shequ-sqlite" => Ok(Target::ShequSqlite),
-            "raw-sqlite" => Ok(Target::RawSqlite),
-            "shequ-postgres" => Ok(Target::ShequPostgres),
-            "esrs-pgstore" => Ok(Target::EsrsPgStore),
-            "raw-postgres" => Ok(Target::RawPostgres),
-            other => Err(format!("unknown target `{other}`")),
+/// The databases a benchmark runs on, and the PostgreSQL server it may use for them.
+#[derive(Debug, clap::Args)]
+struct Databases {
+    /// Which databases, as a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<Backend>,
+    /// A PostgreSQL server where the benchmark may create and drop databases.
+    #[arg(
+        long,
+        env = "SHEQU_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The database's own name, for the tables' headings.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
         }
     }
 }
 
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::ShequSqlite => "shequ-sqlite",
-            Target::RawSqlite => "raw-sqlite",
-            Target::ShequPostgres => "shequ-postgres",
-            Target::EsrsPgStore => "esrs-pgstore",
-            Target::RawPostgres => "raw-postgres",
-        }
-    }
+/// The name `value` takes on the command line; the tables print it too.
+fn argument_name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().expect("no value is skipped").get_name().to_owned()
 }
 
 /// One way of appending one single-event command.
