@@ -376,13 +376,7 @@ impl RawDatabase {
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
         let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
-        pool.execute(
-            "CREATE TABLE raw_events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, revision INTEGER NOT NULL, \
-             event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL, event_version INTEGER NOT NULL, \
-             data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, hash BLOB NOT NULL, \
-             UNIQUE (stream, revision))",
-        )
-        .await?;
+        pool.execute(raw_table("INTEGER", "TEXT", "TEXT", "BLOB").as_str()).await?;
         Ok(RawDatabase::Sqlite(pool))
     }
 
@@ -390,15 +384,20 @@ impl RawDatabase {
         let options =
             sqlx::postgres::PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options).await?;
-        pool.execute(
-            "CREATE TABLE raw_events (position BIGINT PRIMARY KEY, stream TEXT NOT NULL, revision BIGINT NOT NULL, \
-             event_id UUID NOT NULL UNIQUE, event_type TEXT NOT NULL, event_version INTEGER NOT NULL, \
-             data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, hash BYTEA NOT NULL, \
-             UNIQUE (stream, revision))",
-        )
-        .await?;
+        pool.execute(raw_table("BIGINT", "UUID", "TIMESTAMPTZ", "BYTEA").as_str()).await?;
         Ok(RawDatabase::Postgres(pool))
     }
+}
+
+/// The raw table: the columns of shequ's `events` table, in one database's types for integers,
+/// UUIDs, times and bytes (declared once, so that both databases take the same rows).
+fn raw_table(integer: &str, uuid: &str, time: &str, bytes: &str) -> String {
+    format!(
+        "CREATE TABLE raw_events (position {integer} PRIMARY KEY, stream TEXT NOT NULL, \
+         revision {integer} NOT NULL, event_id {uuid} NOT NULL UNIQUE, event_type TEXT NOT NULL, \
+         event_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, \
+         recorded_at {time} NOT NULL, hash {bytes} NOT NULL, UNIQUE (stream, revision))"
+    )
 }
 
 type RawRequest = (NewEvent, String, oneshot::Sender<()>);

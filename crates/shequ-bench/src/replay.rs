@@ -478,49 +478,51 @@ const SCAN_PAGE_ROWS: i64 = 5_000;
 /// Reads every event row, page after page, with the query the store reads pages with, and
 /// drops them: what reading costs before anything is done with the events.
 async fn scan(url: &str) -> Result<u64, Box<dyn std::error::Error>> {
-    use sqlx::Row;
-    let (mut next, mut rows_read, mut bytes) = (1i64, 0u64, 0usize);
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await?;
-        loop {
-            let rows = sqlx::query(
-                "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
-                 recorded_at, hash FROM events WHERE position >= ? ORDER BY position LIMIT ?",
-            )
-            .bind(next)
-            .bind(SCAN_PAGE_ROWS)
-            .fetch_all(&pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            next = last.try_get::<i64, _>(0)? + 1;
-            rows_read += rows.len() as u64;
-            for row in &rows {
-                bytes += row.try_get::<&str, _>(6)?.len();
-            }
-        }
-        pool.close().await;
+    let (rows_read, bytes) = if url.starts_with("sqlite:") {
+        scan_pages::<sqlx::Sqlite>(
+            url,
+            "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
+             recorded_at, hash FROM events WHERE position >= ? ORDER BY position LIMIT ?",
+        )
+        .await?
     } else {
-        let pool = sqlx::PgPool::connect(url).await?;
-        loop {
-            let rows = sqlx::query(
-                "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
-                 recorded_at, hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
-            )
-            .bind(next)
-            .bind(SCAN_PAGE_ROWS)
-            .fetch_all(&pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            next = last.try_get::<i64, _>(0)? + 1;
-            rows_read += rows.len() as u64;
-            for row in &rows {
-                bytes += row.try_get::<&str, _>(6)?.len();
-            }
-        }
-        pool.close().await;
-    }
+        scan_pages::<sqlx::Postgres>(
+            url,
+            "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
+             recorded_at, hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+        )
+        .await?
+    };
     eprintln!("  scanned {rows_read} rows, {:.0} MiB of data", bytes as f64 / 1_048_576.0);
     Ok(rows_read)
+}
+
+/// The scan on one database, `query` taking the first position and the page's rows: the rows
+/// read and the bytes of their data. The bounds are what sqlx needs to run the query and read
+/// its columns on either database.
+async fn scan_pages<Database>(url: &str, query: &'static str) -> Result<(u64, usize), sqlx::Error>
+where
+    Database: sqlx::Database,
+    for<'connection> &'connection mut Database::Connection: Executor<'connection, Database = Database>,
+    for<'query> Database::Arguments<'query>: sqlx::IntoArguments<'query, Database>,
+    for<'value> i64: sqlx::Type<Database> + sqlx::Encode<'value, Database> + sqlx::Decode<'value, Database>,
+    for<'row> &'row str: sqlx::Type<Database> + sqlx::Decode<'row, Database>,
+    usize: sqlx::ColumnIndex<Database::Row>,
+{
+    use sqlx::Row;
+    let pool = sqlx::Pool::<Database>::connect(url).await?;
+    let (mut next, mut rows_read, mut bytes) = (1i64, 0u64, 0usize);
+    loop {
+        let rows = sqlx::query(query).bind(next).bind(SCAN_PAGE_ROWS).fetch_all(&pool).await?;
+        let Some(last) = rows.last() else { break };
+        next = last.try_get::<i64, _>(0)? + 1;
+        rows_read += rows.len() as u64;
+        for row in &rows {
+            bytes += row.try_get::<&str, _>(6)?.len();
+        }
+    }
+    pool.close().await;
+    Ok((rows_read, bytes))
 }
 
 /// A `kB` field of `/proc/self/status` (Linux): `VmHWM` is the peak resident set so far.
