@@ -18,7 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use shequ::demo::{self, DemoPlaces};
-use shequ_domain::mandate::Proposal;
 use shequ_domain::Fen;
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
@@ -296,17 +295,7 @@ async fn propose_mandates(service: &Service, places: &DemoPlaces, count: usize) 
             proposing.join_next().await.transpose()?.transpose()?;
         }
         let (community, street, _) = places.communities[index % places.communities.len()];
-        let proposal = Proposal {
-            matter_code: "EMP-001".into(),
-            delegating_unit: street,
-            community,
-            scope: "Unemployment registration assistance".into(),
-            volume: 1,
-            deadline: shequ_domain::Date::parse("2027-12-31").expect("a date"),
-            funds_offered_fen: Fen::parse(3000)?,
-            powers_granted: vec!["collect-resident-data".into()],
-            working_conditions: vec!["service-counter".into(), "information-terminal".into()],
-        };
+        let proposal = crate::registration_proposal(street, community, "2027-12-31");
         let service = service.clone();
         let actor = Actor { role: Role::StreetOffice, organisation: street };
         proposing.spawn(async move {

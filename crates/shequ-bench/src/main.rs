@@ -23,7 +23,9 @@ use clap::Parser;
 use esrs::store::postgres::{PgStore, PgStoreBuilder};
 use esrs::store::EventStore;
 use esrs::AggregateState;
+use shequ_domain::mandate::Proposal;
 use shequ_domain::organisation::{Organisation, OrganisationEvent};
+use shequ_domain::Fen;
 use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent};
 use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
@@ -503,6 +505,22 @@ async fn raw_insert_postgres(
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await
+}
+
+/// The proposal `decide` and `load` make: one case of unemployment registration assistance in
+/// `community`, by its street office, offering 30 yuan.
+fn registration_proposal(street: Uuid, community: Uuid, deadline: &str) -> Proposal {
+    Proposal {
+        matter_code: "EMP-001".into(),
+        delegating_unit: street,
+        community,
+        scope: "Unemployment registration assistance".into(),
+        volume: 1,
+        deadline: shequ_domain::Date::parse(deadline).expect("a date"),
+        funds_offered_fen: Fen::parse(3_000).expect("3,000 fen is an amount"),
+        powers_granted: vec!["collect-resident-data".into()],
+        working_conditions: vec!["service-counter".into(), "information-terminal".into()],
+    }
 }
 
 /// `admin_url` with its database name replaced by `name`.
