@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shequ::demo::{self, DemoOutcome};
-use shequ_domain::mandate::Proposal;
-use shequ_domain::Fen;
 use shequ_policy::Policies;
 use shequ_service::{Actor, CommandScope, Role, Service, SystemClock};
 use shequ_store::EventLog;
@@ -115,17 +113,8 @@ async fn propose_through_the_command_path(
     let actor = Actor { role: Role::StreetOffice, organisation: street };
     let mut path = Vec::with_capacity(commands);
     for index in 0..commands {
-        let proposal = Proposal {
-            matter_code: "EMP-001".into(),
-            delegating_unit: street,
-            community: places.communities[index % 4].0,
-            scope: "Unemployment registration assistance".into(),
-            volume: 1,
-            deadline: shequ_domain::Date::parse("2026-12-31").expect("a date"),
-            funds_offered_fen: Fen::parse(3_000)?,
-            powers_granted: vec!["collect-resident-data".into()],
-            working_conditions: vec!["service-counter".into(), "information-terminal".into()],
-        };
+        let community = places.communities[index % 4].0;
+        let proposal = crate::registration_proposal(street, community, "2026-12-31");
         let started = Instant::now();
         service.propose(&CommandScope::new(actor), Uuid::now_v7(), proposal).await?;
         path.push(started.elapsed());

@@ -18,7 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use shequ::demo::{self, DemoPlaces};
-use shequ_domain::mandate::Proposal;
 use shequ_domain::Fen;
 use shequ_http::auth::TokenKeys;
 use shequ_http::AppState;
@@ -27,6 +26,8 @@ use shequ_service::{Actor, Allocation, CommandScope, Role, Service, SystemClock}
 use shequ_store::{EventLog, ExpectedRevision, NewEvent, StreamAppend, WriterCounts};
 use sqlx::Connection;
 use uuid::Uuid;
+
+use crate::{argument_name, Backend, Databases};
 
 /// Budget each street office gets before the run, so no proposal is refused for want of funds.
 const STREET_BUDGET_FEN: i64 = 1_000_000_000_000;
@@ -42,16 +43,8 @@ pub struct LoadArguments {
     /// How long each runs before the measurement starts.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
-    /// sqlite, postgres, as a comma-separated list.
-    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
-    backends: Vec<String>,
-    /// A PostgreSQL server where the benchmark may create and drop databases.
-    #[arg(
-        long,
-        env = "SHEQU_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    postgres: String,
+    #[command(flatten)]
+    databases: Databases,
     /// Which commands to measure, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "propose,file")]
     commands: Vec<Kind>,
@@ -172,20 +165,18 @@ pub async fn run(arguments: LoadArguments) -> Result<(), Failure> {
          bare writer busy | ratio |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for backend in &arguments.backends {
+    for &backend in &arguments.databases.backends {
+        let backend_name = argument_name(backend);
         for &connections in &arguments.connections {
             for &kind in &arguments.commands {
-                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
-                let (served, samples) = match arguments.client {
-                    LoadClient::Builtin => measure_http(&url, kind, connections, &arguments).await?,
-                    LoadClient::Wrk => measure_wrk(&url, kind, connections, &arguments).await?,
-                };
+                let (url, cleanup) = fresh_store(backend, &arguments.databases.postgres).await?;
+                let (served, samples) = measure_served(&url, kind, connections, &arguments).await?;
                 cleanup.run().await?;
-                let (url, cleanup) = fresh_store(backend, &arguments.postgres).await?;
+                let (url, cleanup) = fresh_store(backend, &arguments.databases.postgres).await?;
                 let bare = measure_bare(&url, kind, connections, &samples, &arguments).await?;
                 cleanup.run().await?;
                 println!(
-                    "| {backend} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2}× |",
+                    "| {backend_name} | {} | {connections} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2}× |",
                     kind.name(),
                     served.per_second(),
                     served.p50_ms,
@@ -227,14 +218,14 @@ impl Cleanup {
     }
 }
 
-async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup), Failure> {
+async fn fresh_store(backend: Backend, postgres: &str) -> Result<(String, Cleanup), Failure> {
     match backend {
-        "sqlite" => {
+        Backend::Sqlite => {
             let directory = tempfile::tempdir()?;
             let url = format!("sqlite://{}", directory.path().join("load.db").display());
             Ok((url, Cleanup::Directory(directory)))
         }
-        "postgres" => {
+        Backend::Postgres => {
             // The name is ours (a UUID's hex), never input: safe to put in DDL, which cannot
             // take bind parameters.
             let name = format!("shequ_load_{}", Uuid::new_v4().simple());
@@ -243,15 +234,37 @@ async fn fresh_store(backend: &str, postgres: &str) -> Result<(String, Cleanup),
             let base = postgres.rsplit_once('/').map_or(postgres, |(base, _)| base);
             Ok((format!("{base}/{name}"), Cleanup::Database { admin: postgres.to_owned(), name }))
         }
-        other => Err(format!("unknown backend `{other}`: sqlite or postgres").into()),
     }
 }
 
-/// The demo world, budgets topped up, served on 127.0.0.1.
-async fn serve(
+/// The served commands on a fresh store at `url`, sent by the client `arguments` name; then the
+/// log's check and the samples of its events.
+async fn measure_served(
     url: &str,
+    kind: Kind,
+    connections: usize,
     arguments: &LoadArguments,
-) -> Result<(AppState, String, DemoPlaces, tokio::task::JoinHandle<()>), Failure> {
+) -> Result<(Run, Samples), Failure> {
+    let served = serve(url, arguments).await?;
+    let run = match arguments.client {
+        LoadClient::Builtin => measure_http(&served, kind, connections, arguments).await?,
+        LoadClient::Wrk => measure_wrk(&served, kind, connections, arguments).await?,
+    };
+    served.server.abort();
+    Ok((run, verified_samples(&served.state.log).await?))
+}
+
+/// The demo world served on 127.0.0.1.
+struct Served {
+    state: AppState,
+    /// The server's address, `http://127.0.0.1:…`.
+    base: String,
+    places: DemoPlaces,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// The demo world, budgets topped up, served on 127.0.0.1.
+async fn serve(url: &str, arguments: &LoadArguments) -> Result<Served, Failure> {
     let engine = arguments.access_engine;
     let log = EventLog::open(url).await?;
     let policies = match engine {
@@ -289,7 +302,7 @@ async fn serve(
             eprintln!("the server stopped: {error}");
         }
     });
-    Ok((state, base, places, server))
+    Ok(Served { state, base, places, server })
 }
 
 /// Proposes `count` funded mandates through the service, spread over the communities, 64 at
@@ -302,17 +315,7 @@ async fn propose_mandates(service: &Service, places: &DemoPlaces, count: usize) 
             proposing.join_next().await.transpose()?.transpose()?;
         }
         let (community, street, _) = places.communities[index % places.communities.len()];
-        let proposal = Proposal {
-            matter_code: "EMP-001".into(),
-            delegating_unit: street,
-            community,
-            scope: "Unemployment registration assistance".into(),
-            volume: 1,
-            deadline: shequ_domain::Date::parse("2027-12-31").expect("a date"),
-            funds_offered_fen: Fen::parse(3000)?,
-            powers_granted: vec!["collect-resident-data".into()],
-            working_conditions: vec!["service-counter".into(), "information-terminal".into()],
-        };
+        let proposal = crate::registration_proposal(street, community, "2027-12-31");
         let service = service.clone();
         let actor = Actor { role: Role::StreetOffice, organisation: street };
         proposing.spawn(async move {
@@ -373,22 +376,21 @@ fn command_body(kind: Kind, id: &str, community: &str) -> (&'static str, String)
 type Samples = std::collections::HashMap<String, (String, String)>;
 
 async fn measure_http(
-    url: &str,
+    served: &Served,
     kind: Kind,
     connections: usize,
     arguments: &LoadArguments,
-) -> Result<(Run, Samples), Failure> {
-    let (state, base, places, server) = serve(url, arguments).await?;
+) -> Result<Run, Failure> {
     let started = Instant::now();
     let warmup_until = started + Duration::from_secs(arguments.warmup_seconds);
     let until = warmup_until + Duration::from_secs(arguments.seconds);
     let busy = tokio::spawn(busy_between(warmup_until, until));
-    let writer = tokio::spawn(writer_between(state.log.clone(), warmup_until, until));
+    let writer = tokio::spawn(writer_between(served.state.log.clone(), warmup_until, until));
     let mut clients = Vec::new();
     for client in 0..connections {
-        let base = base.clone();
-        let places = places.clone();
-        let keys = state.keys.clone();
+        let base = served.base.clone();
+        let places = served.places.clone();
+        let keys = served.state.keys.clone();
         clients.push(tokio::spawn(async move {
             // One client (and so one keep-alive connection) per task.
             let http =
@@ -447,8 +449,7 @@ async fn measure_http(
     let elapsed = Duration::from_secs(arguments.seconds);
     let mut run = Run::of_latencies(commands, failures, elapsed, latencies_us, busy.await?);
     run.writer = writer.await?;
-    server.abort();
-    Ok((run, verified_samples(&state.log).await?))
+    Ok(run)
 }
 
 /// After a served run: the log must verify; its last events are the bare append's samples.
@@ -474,27 +475,26 @@ async fn verified_samples(log: &EventLog) -> Result<Samples, Failure> {
 /// Every answer counted must be a 2xx, and the log must hold the events of every command
 /// counted (so no answer counted was a replay).
 async fn measure_wrk(
-    url: &str,
+    served: &Served,
     kind: Kind,
     connections: usize,
     arguments: &LoadArguments,
-) -> Result<(Run, Samples), Failure> {
-    let (state, base, places, server) = serve(url, arguments).await?;
+) -> Result<Run, Failure> {
+    let Served { state, base, places, .. } = served;
     let script = tempfile::Builder::new().suffix(".lua").tempfile()?;
-    std::fs::write(script.path(), wrk_script(kind, connections, &places, &state.keys))?;
+    std::fs::write(script.path(), wrk_script(kind, connections, places, &state.keys))?;
     if arguments.warmup_seconds > 0 {
-        wrk(&base, connections, arguments.warmup_seconds, script.path()).await?;
+        wrk(base, connections, arguments.warmup_seconds, script.path()).await?;
         settle().await;
     }
     let before = state.log.head().await?.position;
     let busy_before = machine_busy_seconds();
     let writer_before = state.log.writer_counts();
-    let output = wrk(&base, connections, arguments.seconds, script.path()).await?;
+    let output = wrk(base, connections, arguments.seconds, script.path()).await?;
     let busy_seconds = machine_busy_seconds().zip(busy_before).map(|(after, before)| after - before);
     let writer = writer_since(&state.log, writer_before);
     settle().await;
     let written = state.log.head().await?.position - before;
-    server.abort();
     let mut run = parse_wrk(&output, busy_seconds)?;
     run.writer = writer;
     let per_command = match kind {
@@ -509,7 +509,7 @@ async fn measure_wrk(
         )
         .into());
     }
-    Ok((run, verified_samples(&state.log).await?))
+    Ok(run)
 }
 
 /// Waits for the commands in flight when wrk stopped (at most one per connection) to commit.

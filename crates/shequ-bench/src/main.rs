@@ -23,7 +23,9 @@ use clap::Parser;
 use esrs::store::postgres::{PgStore, PgStoreBuilder};
 use esrs::store::EventStore;
 use esrs::AggregateState;
+use shequ_domain::mandate::Proposal;
 use shequ_domain::organisation::{Organisation, OrganisationEvent};
+use shequ_domain::Fen;
 use shequ_store::{CommandContext, EventLog, ExpectedRevision, NewEvent};
 use sqlx::{Connection, Executor, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
@@ -98,40 +100,56 @@ struct Arguments {
     targets: Vec<Target>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Target {
     ShequSqlite,
     RawSqlite,
     ShequPostgres,
+    #[value(name = "esrs-pgstore")]
     EsrsPgStore,
     RawPostgres,
 }
 
-impl FromStr for Target {
-    type Err = String;
+impl Target {
+    fn name(self) -> String {
+        argument_name(self)
+    }
+}
 
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "shequ-sqlite" => Ok(Target::ShequSqlite),
-            "raw-sqlite" => Ok(Target::RawSqlite),
-            "shequ-postgres" => Ok(Target::ShequPostgres),
-            "esrs-pgstore" => Ok(Target::EsrsPgStore),
-            "raw-postgres" => Ok(Target::RawPostgres),
-            other => Err(format!("unknown target `{other}`")),
+/// The databases a benchmark runs on, and the PostgreSQL server it may use for them.
+#[derive(Debug, clap::Args)]
+struct Databases {
+    /// Which databases, as a comma-separated list.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<Backend>,
+    /// A PostgreSQL server where the benchmark may create and drop databases.
+    #[arg(
+        long,
+        env = "SHEQU_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The database's own name, for the tables' headings.
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
         }
     }
 }
 
-impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::ShequSqlite => "shequ-sqlite",
-            Target::RawSqlite => "raw-sqlite",
-            Target::ShequPostgres => "shequ-postgres",
-            Target::EsrsPgStore => "esrs-pgstore",
-            Target::RawPostgres => "raw-postgres",
-        }
-    }
+/// The name `value` takes on the command line; the tables print it too.
+fn argument_name(value: impl clap::ValueEnum) -> String {
+    value.to_possible_value().expect("no value is skipped").get_name().to_owned()
 }
 
 /// One way of appending one single-event command.
@@ -360,13 +378,7 @@ impl RawDatabase {
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
         let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(options).await?;
-        pool.execute(
-            "CREATE TABLE raw_events (position INTEGER PRIMARY KEY, stream TEXT NOT NULL, revision INTEGER NOT NULL, \
-             event_id TEXT NOT NULL UNIQUE, event_type TEXT NOT NULL, event_version INTEGER NOT NULL, \
-             data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, hash BLOB NOT NULL, \
-             UNIQUE (stream, revision))",
-        )
-        .await?;
+        pool.execute(raw_table("INTEGER", "TEXT", "TEXT", "BLOB").as_str()).await?;
         Ok(RawDatabase::Sqlite(pool))
     }
 
@@ -374,15 +386,20 @@ impl RawDatabase {
         let options =
             sqlx::postgres::PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_with(options).await?;
-        pool.execute(
-            "CREATE TABLE raw_events (position BIGINT PRIMARY KEY, stream TEXT NOT NULL, revision BIGINT NOT NULL, \
-             event_id UUID NOT NULL UNIQUE, event_type TEXT NOT NULL, event_version INTEGER NOT NULL, \
-             data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, hash BYTEA NOT NULL, \
-             UNIQUE (stream, revision))",
-        )
-        .await?;
+        pool.execute(raw_table("BIGINT", "UUID", "TIMESTAMPTZ", "BYTEA").as_str()).await?;
         Ok(RawDatabase::Postgres(pool))
     }
+}
+
+/// The raw table: the columns of shequ's `events` table, in one database's types for integers,
+/// UUIDs, times and bytes (declared once, so that both databases take the same rows).
+fn raw_table(integer: &str, uuid: &str, time: &str, bytes: &str) -> String {
+    format!(
+        "CREATE TABLE raw_events (position {integer} PRIMARY KEY, stream TEXT NOT NULL, \
+         revision {integer} NOT NULL, event_id {uuid} NOT NULL UNIQUE, event_type TEXT NOT NULL, \
+         event_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, \
+         recorded_at {time} NOT NULL, hash {bytes} NOT NULL, UNIQUE (stream, revision))"
+    )
 }
 
 type RawRequest = (NewEvent, String, oneshot::Sender<()>);
@@ -488,6 +505,22 @@ async fn raw_insert_postgres(
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await
+}
+
+/// The proposal `decide` and `load` make: one case of unemployment registration assistance in
+/// `community`, by its street office, offering 30 yuan.
+fn registration_proposal(street: Uuid, community: Uuid, deadline: &str) -> Proposal {
+    Proposal {
+        matter_code: "EMP-001".into(),
+        delegating_unit: street,
+        community,
+        scope: "Unemployment registration assistance".into(),
+        volume: 1,
+        deadline: shequ_domain::Date::parse(deadline).expect("a date"),
+        funds_offered_fen: Fen::parse(3_000).expect("3,000 fen is an amount"),
+        powers_granted: vec!["collect-resident-data".into()],
+        working_conditions: vec!["service-counter".into(), "information-terminal".into()],
+    }
 }
 
 /// `admin_url` with its database name replaced by `name`.

@@ -11,7 +11,6 @@
 //! one phase's memory is not another's.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Instant;
 
 use shequ_service::projection::AsOf;
@@ -20,15 +19,15 @@ use shequ_store::{merkle, EventLog, StoreError};
 use sqlx::{Connection, Executor};
 
 use crate::generate::{self, Generator, Templates};
+use crate::{Backend, Databases};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArguments {
     /// Log sizes, in events, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "250000,1000000")]
     events: Vec<u64>,
-    /// Which databases, as a comma-separated list.
-    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
-    backends: Vec<BackendName>,
+    #[command(flatten)]
+    databases: Databases,
     /// Which phases, as a comma-separated list.
     #[arg(long, value_delimiter = ',', default_value = "scan,replay,state,verify,export")]
     phases: Vec<Phase>,
@@ -36,13 +35,6 @@ pub struct ReplayArguments {
     /// `shequ-bench` directory in the system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// A PostgreSQL server where the benchmark may create and drop databases.
-    #[arg(
-        long,
-        env = "SHEQU_BENCH_POSTGRES_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    postgres: String,
     /// Generate the logs again even where complete ones are kept.
     #[arg(long)]
     rebuild: bool,
@@ -63,34 +55,7 @@ pub struct PhaseArguments {
     out: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackendName {
-    Sqlite,
-    Postgres,
-}
-
-impl FromStr for BackendName {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "sqlite" => Ok(BackendName::Sqlite),
-            "postgres" => Ok(BackendName::Postgres),
-            other => Err(format!("unknown backend `{other}`: sqlite or postgres")),
-        }
-    }
-}
-
-impl BackendName {
-    fn name(self) -> &'static str {
-        match self {
-            BackendName::Sqlite => "SQLite",
-            BackendName::Postgres => "PostgreSQL",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Phase {
     /// The limit: the same pages of the same query through sqlx, rows read and dropped.
     Scan,
@@ -103,32 +68,9 @@ enum Phase {
     Proofs,
 }
 
-impl FromStr for Phase {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "scan" => Ok(Phase::Scan),
-            "replay" => Ok(Phase::Replay),
-            "state" => Ok(Phase::State),
-            "verify" => Ok(Phase::Verify),
-            "export" => Ok(Phase::Export),
-            "proofs" => Ok(Phase::Proofs),
-            other => Err(format!("unknown phase `{other}`: scan, replay, state, verify, export or proofs")),
-        }
-    }
-}
-
 impl Phase {
-    fn name(self) -> &'static str {
-        match self {
-            Phase::Scan => "scan",
-            Phase::Replay => "replay",
-            Phase::State => "state",
-            Phase::Verify => "verify",
-            Phase::Export => "export",
-            Phase::Proofs => "proofs",
-        }
+    fn name(self) -> String {
+        crate::argument_name(self)
     }
 
     /// The rate the issue asks for, in events per second.
@@ -148,10 +90,10 @@ enum LogTarget {
 }
 
 impl LogTarget {
-    fn new(backend: BackendName, events: u64, dir: &Path, admin: &str) -> Self {
+    fn new(backend: Backend, events: u64, dir: &Path, admin: &str) -> Self {
         match backend {
-            BackendName::Sqlite => LogTarget::Sqlite(dir.join(format!("log-{events}.db"))),
-            BackendName::Postgres => {
+            Backend::Sqlite => LogTarget::Sqlite(dir.join(format!("log-{events}.db"))),
+            Backend::Postgres => {
                 LogTarget::Postgres { admin: admin.to_owned(), database: format!("shequ_bench_log_{events}") }
             }
         }
@@ -221,10 +163,10 @@ pub async fn run(arguments: ReplayArguments) -> Result<(), Box<dyn std::error::E
     let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
     println!("# shequ read benchmark: replay, verify, export; {cores} cores\n");
     let mut templates: Option<Templates> = None;
-    for &backend in &arguments.backends {
+    for &backend in &arguments.databases.backends {
         let mut rows = Vec::new();
         for &events in &arguments.events {
-            let target = LogTarget::new(backend, events, &dir, &arguments.postgres);
+            let target = LogTarget::new(backend, events, &dir, &arguments.databases.postgres);
             ensure_log(&target, events, arguments.rebuild, &mut templates).await?;
             for &phase in &arguments.phases {
                 eprintln!("{} {events} events: {}…", backend.name(), phase.name());
@@ -257,7 +199,7 @@ fn remove_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-fn print_table(backend: BackendName, arguments: &ReplayArguments, rows: &[(u64, Phase, Measured)]) {
+fn print_table(backend: Backend, arguments: &ReplayArguments, rows: &[(u64, Phase, Measured)]) {
     println!("## {}\n", backend.name());
     let mut header = "| phase |".to_owned();
     let mut rule = "|---|".to_owned();
@@ -386,7 +328,7 @@ async fn run_phase(
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let output = tokio::process::Command::new(std::env::current_exe()?)
         .arg("phase")
-        .args(["--url", url, "--phase", phase.name(), "--events", &events.to_string()])
+        .args(["--url", url, "--phase", &phase.name(), "--events", &events.to_string()])
         .arg("--out")
         .arg(out)
         .stderr(std::process::Stdio::inherit())
@@ -536,49 +478,51 @@ const SCAN_PAGE_ROWS: i64 = 5_000;
 /// Reads every event row, page after page, with the query the store reads pages with, and
 /// drops them: what reading costs before anything is done with the events.
 async fn scan(url: &str) -> Result<u64, Box<dyn std::error::Error>> {
-    use sqlx::Row;
-    let (mut next, mut rows_read, mut bytes) = (1i64, 0u64, 0usize);
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await?;
-        loop {
-            let rows = sqlx::query(
-                "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
-                 recorded_at, hash FROM events WHERE position >= ? ORDER BY position LIMIT ?",
-            )
-            .bind(next)
-            .bind(SCAN_PAGE_ROWS)
-            .fetch_all(&pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            next = last.try_get::<i64, _>(0)? + 1;
-            rows_read += rows.len() as u64;
-            for row in &rows {
-                bytes += row.try_get::<&str, _>(6)?.len();
-            }
-        }
-        pool.close().await;
+    let (rows_read, bytes) = if url.starts_with("sqlite:") {
+        scan_pages::<sqlx::Sqlite>(
+            url,
+            "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
+             recorded_at, hash FROM events WHERE position >= ? ORDER BY position LIMIT ?",
+        )
+        .await?
     } else {
-        let pool = sqlx::PgPool::connect(url).await?;
-        loop {
-            let rows = sqlx::query(
-                "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
-                 recorded_at, hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
-            )
-            .bind(next)
-            .bind(SCAN_PAGE_ROWS)
-            .fetch_all(&pool)
-            .await?;
-            let Some(last) = rows.last() else { break };
-            next = last.try_get::<i64, _>(0)? + 1;
-            rows_read += rows.len() as u64;
-            for row in &rows {
-                bytes += row.try_get::<&str, _>(6)?.len();
-            }
-        }
-        pool.close().await;
-    }
+        scan_pages::<sqlx::Postgres>(
+            url,
+            "SELECT position, stream, revision, event_id, event_type, event_version, data, metadata, \
+             recorded_at, hash FROM events WHERE position >= $1 ORDER BY position LIMIT $2",
+        )
+        .await?
+    };
     eprintln!("  scanned {rows_read} rows, {:.0} MiB of data", bytes as f64 / 1_048_576.0);
     Ok(rows_read)
+}
+
+/// The scan on one database, `query` taking the first position and the page's rows: the rows
+/// read and the bytes of their data. The bounds are what sqlx needs to run the query and read
+/// its columns on either database.
+async fn scan_pages<Database>(url: &str, query: &'static str) -> Result<(u64, usize), sqlx::Error>
+where
+    Database: sqlx::Database,
+    for<'connection> &'connection mut Database::Connection: Executor<'connection, Database = Database>,
+    for<'query> Database::Arguments<'query>: sqlx::IntoArguments<'query, Database>,
+    for<'value> i64: sqlx::Type<Database> + sqlx::Encode<'value, Database> + sqlx::Decode<'value, Database>,
+    for<'row> &'row str: sqlx::Type<Database> + sqlx::Decode<'row, Database>,
+    usize: sqlx::ColumnIndex<Database::Row>,
+{
+    use sqlx::Row;
+    let pool = sqlx::Pool::<Database>::connect(url).await?;
+    let (mut next, mut rows_read, mut bytes) = (1i64, 0u64, 0usize);
+    loop {
+        let rows = sqlx::query(query).bind(next).bind(SCAN_PAGE_ROWS).fetch_all(&pool).await?;
+        let Some(last) = rows.last() else { break };
+        next = last.try_get::<i64, _>(0)? + 1;
+        rows_read += rows.len() as u64;
+        for row in &rows {
+            bytes += row.try_get::<&str, _>(6)?.len();
+        }
+    }
+    pool.close().await;
+    Ok((rows_read, bytes))
 }
 
 /// A `kB` field of `/proc/self/status` (Linux): `VmHWM` is the peak resident set so far.
