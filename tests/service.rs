@@ -7,7 +7,7 @@ use clap::Parser;
 use shequ::demo::{self, demo_id, DemoOutcome};
 use shequ::{Cli, Outcome};
 use shequ_domain::ledger::Account;
-use shequ_domain::mandate::{ContestGround, MandateStatus, Proposal, ReviewOutcome};
+use shequ_domain::mandate::{ContestGround, MandateError, MandateStatus, Proposal, ReviewOutcome};
 use shequ_domain::Fen;
 use shequ_policy::Policies;
 use shequ_service::{
@@ -33,6 +33,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         a_mandate_stands_admitted_only_with_its_funds_reserved,
         proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole,
         a_review_sent_again_under_its_key_answers_as_the_first_time,
+        an_acceptance_refused_for_want_of_funds_writes_nothing,
         a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfway,
         a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not,
         a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started,
@@ -785,4 +786,45 @@ async fn a_review_sent_again_under_its_key_answers_as_the_first_time(db: Db) {
         matches!(&contested, Err(ServiceError::KeyReused(message)) if message.starts_with("Idempotency-Key")),
         "{contested:?}"
     );
+}
+
+/// A task recorded outside the access process with funds offered that nobody reserved, its
+/// contest dismissed: the community's acceptance is refused (it could never become active),
+/// and the refusal writes nothing: no `MandateAccepted`, no posting, the mandate as it was.
+async fn an_acceptance_refused_for_want_of_funds_writes_nothing(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let street = places.streets[0].0;
+    let community = Actor { role: Role::Community, organisation: places.communities[0].0 };
+    let district = Actor { role: Role::District, organisation: places.district };
+    let mandate = Uuid::now_v7();
+    let proposal = employment(street, community.organisation, 10, 200_000);
+    let recorded = service
+        .record_outside_process(
+            &CommandScope::new(community),
+            mandate,
+            proposal,
+            "Phoned in with a promise of funds",
+        )
+        .await
+        .unwrap();
+    assert!(recorded.violations.is_empty(), "{recorded:?}");
+    service
+        .review(&CommandScope::new(district), mandate, ReviewOutcome::Dismiss, "funded as agreed")
+        .await
+        .unwrap();
+    let before = service.mandate(mandate).await.unwrap();
+    assert_eq!(before.status, MandateStatus::Admitted);
+    let head = log.head().await.unwrap().position;
+    let books = service.ledger(places.district).await.unwrap().balances;
+
+    let refused = service.accept(&CommandScope::new(community), mandate).await;
+    assert!(
+        matches!(refused, Err(ServiceError::Mandate(MandateError::Unfunded { posted, offered }))
+            if posted == Fen::ZERO && offered == fen(200_000)),
+        "{refused:?}"
+    );
+    assert_eq!(log.head().await.unwrap().position, head, "a refusal appends nothing");
+    assert_eq!(service.mandate(mandate).await.unwrap(), before);
+    assert_eq!(service.ledger(places.district).await.unwrap().balances, books);
 }

@@ -121,7 +121,12 @@ pub enum MandateCommand {
         statement: String,
         contest_deadline: String,
     },
-    Accept,
+    /// The community accepts, with `funds_held_fen` held for the mandate (reserved, and posted
+    /// to any community): refused unless they cover the funds offered, so that no acceptance
+    /// stands that cannot become active (plan:5.2-F).
+    Accept {
+        funds_held_fen: Fen,
+    },
     /// The funds were posted to the community's mandate account: the mandate becomes active.
     Activate {
         funds_posted_fen: Fen,
@@ -334,8 +339,8 @@ fn decide(state: &MandateState, command: MandateCommand) -> Result<Vec<MandateEv
             }
             record_outside_process(proposal, decision, contest_id, &statement, contest_deadline)
         }
-        C::Accept => match status {
-            Some(S::Admitted) => Ok(vec![E::MandateAccepted]),
+        C::Accept { funds_held_fen } => match record {
+            Some(record) if record.status == S::Admitted => accept(record, funds_held_fen),
             _ => Err(wrong("accepted")),
         },
         C::Activate { funds_posted_fen } => {
@@ -590,6 +595,15 @@ fn escalate(contest: &OpenContest, now: &str) -> Result<Vec<MandateEvent>, Manda
         return Err(MandateError::NotYetDue { deadline: contest.deadline.clone() });
     }
     Ok(vec![MandateEvent::ContestEscalated { contest_id: contest.contest_id }])
+}
+
+/// An admitted mandate accepted, if what is held for it covers what was offered.
+fn accept(record: &MandateRecord, funds_held_fen: Fen) -> Result<Vec<MandateEvent>, MandateError> {
+    let offered = record.proposal.funds_offered_fen;
+    if funds_held_fen < offered {
+        return Err(MandateError::Unfunded { posted: funds_held_fen, offered });
+    }
+    Ok(vec![MandateEvent::MandateAccepted])
 }
 
 /// A cure that adds something, to a total of funds offered that stays in range.

@@ -120,6 +120,20 @@ fn bad_proposals_are_refused_before_any_event() {
 }
 
 #[test]
+fn never_accepted_while_what_is_held_falls_short_of_the_offer() {
+    check(
+        admitted(),
+        MandateCommand::Accept { funds_held_fen: fen(29_999) },
+        Err(MandateError::Unfunded { posted: fen(29_999), offered: fen(30_000) }),
+    );
+    check(
+        admitted(),
+        MandateCommand::Accept { funds_held_fen: fen(30_000) },
+        Ok(vec![MandateEvent::MandateAccepted]),
+    );
+}
+
+#[test]
 fn never_active_while_unfunded() {
     let mut accepted = admitted();
     accepted.push(MandateEvent::MandateAccepted);
@@ -303,7 +317,7 @@ fn final_states_accept_no_more_work() {
         contest_deadline: "2026-12-15T00:00:00Z".into(),
     };
     check(completed, contest, Err(MandateError::WrongStatus { status, action: "contested" }));
-    check(vec![], MandateCommand::Accept, Err(MandateError::NotFound));
+    check(vec![], MandateCommand::Accept { funds_held_fen: Fen::ZERO }, Err(MandateError::NotFound));
 }
 
 #[test]

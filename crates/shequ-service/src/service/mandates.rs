@@ -216,13 +216,14 @@ impl Service {
                 scope.known_target()
             }
             _ => {
-                self.execute_known::<Mandate>(
-                    context.clone(),
-                    mandate,
-                    MandateCommand::Accept,
-                    scope.known_target(),
-                )
-                .await?;
+                // Refused, and nothing written, unless what is held for the mandate covers
+                // what was offered: an acceptance always becomes active.
+                let held =
+                    self.ledger(district).await?.mandate_funds(mandate).iter().map(|(_, fen)| fen).sum();
+                let funds_held_fen =
+                    Fen::parse(held).map_err(|error| ServiceError::Invalid(error.to_string()))?;
+                let accept = MandateCommand::Accept { funds_held_fen };
+                self.execute_known::<Mandate>(context.clone(), mandate, accept, scope.known_target()).await?;
                 Known::Stored
             }
         };
