@@ -203,21 +203,12 @@ impl FreshDb {
     }
 }
 
-/// `admin_url` with its database name replaced by `name`.
+/// `admin_url` with its database name replaced by `name` (a URL that does not parse is taken
+/// as it is, and the connection to it says why).
 fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let after_scheme = base.find("://").map_or(0, |index| index + 3);
-    let base = match base[after_scheme..].find('/') {
-        Some(slash) => &base[..after_scheme + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
-    }
+    let Ok(mut url) = url::Url::parse(admin_url) else { return admin_url.to_owned() };
+    url.set_path(name);
+    url.into()
 }
 
 /// A new event with a fresh id and ordinary metadata.

@@ -1,6 +1,7 @@
 //! The crate layering ARCHITECTURE.md states, checked on the workspace's manifests (`cargo
-//! metadata`): which crate may depend on which, and which crates may speak SQL, HTTP or Rego.
-//! These tests need no database: each runs once.
+//! metadata`): which crate may depend on which, and which crates may speak SQL, HTTP or Rego;
+//! and the size limits of the code's files and functions. These tests need no database: each
+//! runs once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -39,6 +40,7 @@ pub fn tests() -> Vec<(&'static str, Check)> {
         ),
         ("only_the_named_crates_speak_sql_http_and_rego", only_the_named_crates_speak_sql_http_and_rego),
         ("the_domain_does_no_io", the_domain_does_no_io),
+        ("no_file_or_function_outgrows_its_limit", no_file_or_function_outgrows_its_limit),
     ]
 }
 
@@ -116,4 +118,71 @@ fn the_domain_does_no_io() -> Result<(), Failed> {
         true => Ok(()),
         false => Err(format!("shequ-domain depends on {found:?}: it must stay pure").into()),
     }
+}
+
+/// The most lines a non-test source file may have.
+const FILE_LINES_MAX: usize = 800;
+/// The most lines a non-test function may have, from its `fn` line to its closing brace.
+const FUNCTION_LINES_MAX: usize = 100;
+
+/// Every crate's non-test source stays within the limits: a file that grows past them is split
+/// by concern, a function by step.
+fn no_file_or_function_outgrows_its_limit() -> Result<(), Failed> {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut files = Vec::new();
+    let mut folders = vec![crates];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|error| format!("{}: {error}", folder.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_owned();
+            match (path.is_dir(), path.extension().and_then(|extension| extension.to_str())) {
+                (true, _) if name != "tests" && name != "target" => folders.push(path),
+                (false, Some("rs")) if name != "tests.rs" => files.push(path),
+                _ => {}
+            }
+        }
+    }
+    let mut over = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|error| format!("{}: {error}", file.display()))?;
+        let lines: Vec<&str> = text.lines().collect();
+        // A file's own tests, at its end, do not count.
+        let code = lines
+            .windows(2)
+            .position(|pair| pair[0].starts_with("#[cfg(test)]") && pair[1].starts_with("mod tests"))
+            .map_or(&lines[..], |end| &lines[..end]);
+        if code.len() > FILE_LINES_MAX {
+            over.push(format!("{}: {} lines", file.display(), code.len()));
+        }
+        for (start, line) in code.iter().enumerate() {
+            let Some(name) = function_name(line) else { continue };
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let closing = format!("{indent}}}");
+            let length = code[start..].iter().position(|line| *line == closing).map_or(0, |end| end + 1);
+            if length > FUNCTION_LINES_MAX {
+                over.push(format!("{}: fn {name} is {length} lines", file.display()));
+            }
+        }
+    }
+    match over.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "over the limits ({FILE_LINES_MAX} lines a file, {FUNCTION_LINES_MAX} a function): {over:#?}"
+        )
+        .into()),
+    }
+}
+
+/// The name of the function a line opens, if it opens one with a body.
+fn function_name(line: &str) -> Option<&str> {
+    let mut rest = line.trim_start();
+    for prefix in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let rest = rest.strip_prefix("async ").unwrap_or(rest).strip_prefix("fn ")?;
+    if line.trim_end().ends_with(';') {
+        return None;
+    }
+    rest.split(|character: char| !(character.is_alphanumeric() || character == '_')).next()
 }

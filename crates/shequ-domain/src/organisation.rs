@@ -185,6 +185,16 @@ mod tests {
     use esrs::Aggregate;
 
     use super::*;
+
+    /// The command registering an organisation.
+    fn register(
+        kind: OrganisationKind,
+        name: &str,
+        parent: Option<ParentRef>,
+        code: Option<&str>,
+    ) -> OrganisationCommand {
+        OrganisationCommand::Register { kind, name: name.into(), parent, code: code.map(str::to_owned) }
+    }
     use crate::event::DecodeError;
 
     /// Given these events, when this command, then these events or this refusal.
@@ -212,23 +222,14 @@ mod tests {
 
     #[test]
     fn registers_a_street_under_a_district() {
-        let command = OrganisationCommand::Register {
-            kind: OrganisationKind::Street,
-            name: "  Jianguomen Street ".into(),
-            parent: Some(district()),
-            code: None,
-        };
+        let command = register(OrganisationKind::Street, "  Jianguomen Street ", Some(district()), None);
         check(vec![], command, Ok(vec![registered_street()]));
     }
 
     #[test]
     fn only_departments_carry_a_well_formed_code() {
-        let department = |code: &str| OrganisationCommand::Register {
-            kind: OrganisationKind::Department,
-            name: "民政局".into(),
-            parent: Some(district()),
-            code: Some(code.into()),
-        };
+        let department =
+            |code: &str| register(OrganisationKind::Department, "民政局", Some(district()), Some(code));
         let registered = OrganisationEvent::OrganisationRegistered {
             kind: OrganisationKind::Department,
             name: "民政局".into(),
@@ -237,23 +238,14 @@ mod tests {
         };
         check(vec![], department("civil_affairs"), Ok(vec![registered]));
         check(vec![], department("Civil Affairs"), Err(OrganisationError::InvalidCode));
-        let street = OrganisationCommand::Register {
-            kind: OrganisationKind::Street,
-            name: "Jianguomen Street".into(),
-            parent: Some(district()),
-            code: Some("street".into()),
-        };
+        let street =
+            register(OrganisationKind::Street, "Jianguomen Street", Some(district()), Some("street"));
         check(vec![], street, Err(OrganisationError::InvalidCode));
     }
 
     #[test]
     fn refuses_a_community_directly_under_a_district() {
-        let command = OrganisationCommand::Register {
-            kind: OrganisationKind::Community,
-            name: "Xiushui".into(),
-            parent: Some(district()),
-            code: None,
-        };
+        let command = register(OrganisationKind::Community, "Xiushui", Some(district()), None);
         let refusal = OrganisationError::WrongParent {
             kind: OrganisationKind::Community,
             expected: Some(OrganisationKind::Street),
@@ -264,12 +256,7 @@ mod tests {
 
     #[test]
     fn refuses_a_second_registration_and_blank_names() {
-        let again = OrganisationCommand::Register {
-            kind: OrganisationKind::Street,
-            name: "Again".into(),
-            parent: Some(district()),
-            code: None,
-        };
+        let again = register(OrganisationKind::Street, "Again", Some(district()), None);
         check(vec![registered_street()], again, Err(OrganisationError::AlreadyRegistered));
         check(
             vec![registered_street()],

@@ -534,17 +534,36 @@ async fn write_state(
     }
 }
 
-async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
-    let on_terminal = std::io::stderr().is_terminal();
-    let verification = shequ_service::checkpoint::verify_log(log, |checked| {
-        if on_terminal {
-            eprint!("\rverified {checked} events…");
-        }
-    })
-    .await?;
-    if on_terminal {
-        eprintln!();
+/// A long read's progress on one line of standard error (`verified 1000 events…`), shown only
+/// when standard error is a terminal, so logs and pipes get none of it.
+struct ProgressLine {
+    verb: &'static str,
+    on_terminal: bool,
+}
+
+impl ProgressLine {
+    fn new(verb: &'static str) -> Self {
+        Self { verb, on_terminal: std::io::stderr().is_terminal() }
     }
+
+    fn show(&self, events: u64) {
+        if self.on_terminal {
+            eprint!("\r{} {events} events…", self.verb);
+        }
+    }
+
+    /// Ends the line, once the read is done.
+    fn end(&self) {
+        if self.on_terminal {
+            eprintln!();
+        }
+    }
+}
+
+async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
+    let progress = ProgressLine::new("verified");
+    let verification = shequ_service::checkpoint::verify_log(log, |checked| progress.show(checked)).await?;
+    progress.end();
     let report = verification.report;
     if let Some(failure) = report.failure {
         writeln!(out, "FAILED at position {}: {}", failure.position, failure.reason)
@@ -575,16 +594,9 @@ async fn verify(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome,
 }
 
 async fn redecide(log: &EventLog, out: &mut (dyn Write + Send)) -> Result<Outcome, CliError> {
-    let on_terminal = std::io::stderr().is_terminal();
-    let report = shequ_service::audit::redecide(log, |read| {
-        if on_terminal {
-            eprint!("\rread {read} events…");
-        }
-    })
-    .await?;
-    if on_terminal {
-        eprintln!();
-    }
+    let progress = ProgressLine::new("read");
+    let report = shequ_service::audit::redecide(log, |read| progress.show(read)).await?;
+    progress.end();
     let differ = report.differing.len();
     writeln!(out, "{} decisions, {} identical, {differ} differ", report.decisions, report.identical)
         .map_err(CliError::Output)?;

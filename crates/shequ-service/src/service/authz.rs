@@ -132,21 +132,6 @@ impl Service {
         }
     }
 
-    /// Whether `actor` may; for filtering what a list shows, so a "no" is not a denied attempt.
-    /// Takes the projection the list reads, and places the actor in it, so that no read is
-    /// made while the list holds it: a second read may have to wait for the projection's next
-    /// fold, which waits for the list.
-    pub(crate) fn permits(
-        &self,
-        projection: &Projection,
-        actor: &Actor,
-        subject: Option<&str>,
-        action: &str,
-        target: Target,
-    ) -> Result<bool, ServiceError> {
-        Ok(self.authz_decision_in(projection, actor, subject, action, target)?.allow)
-    }
-
     pub(crate) async fn authz_decision(
         &self,
         actor: &Actor,
@@ -158,7 +143,10 @@ impl Service {
         self.authz_decision_in(&projection, actor, subject, action, target)
     }
 
-    /// The authorisation policy's answer, with the actor placed in `projection`.
+    /// The authorisation policy's answer, with the actor placed in `projection`. A list
+    /// filters what it shows by its `allow` (a "no" there is not a denied attempt), on the
+    /// projection it reads: no second read is made while the list holds it, since a second
+    /// read may have to wait for the projection's next fold, which waits for the list.
     pub(crate) fn authz_decision_in(
         &self,
         projection: &Projection,

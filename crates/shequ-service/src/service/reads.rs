@@ -102,7 +102,7 @@ impl LedgerScope {
             return Ok(*answer);
         }
         let target = account_place(projection, self.district, account);
-        let answer = service.permits(projection, &self.actor, None, "read.ledger", target)?;
+        let answer = service.authz_decision_in(projection, &self.actor, None, "read.ledger", target)?.allow;
         shown.insert(account, answer);
         Ok(answer)
     }
@@ -221,13 +221,15 @@ impl Service {
                 && kind.is_none_or(|kind| view.kind == kind)
                 && parent.is_none_or(|parent| view.parent_id == Some(parent));
             if wanted
-                && self.permits(
-                    &projection,
-                    &actor,
-                    None,
-                    "read.state",
-                    Self::place_of(&projection, view.id),
-                )?
+                && self
+                    .authz_decision_in(
+                        &projection,
+                        &actor,
+                        None,
+                        "read.state",
+                        Self::place_of(&projection, view.id),
+                    )?
+                    .allow
             {
                 page.push(view);
                 if page.len() == limit {
@@ -268,7 +270,7 @@ impl Service {
                 delegating_unit: Some(view.delegating_unit),
                 ..Self::place_of(&projection, view.community)
             };
-            if self.permits(&projection, &actor, None, "read.mandate", target)? {
+            if self.authz_decision_in(&projection, &actor, None, "read.mandate", target)?.allow {
                 page.push(view);
                 if page.len() == limit {
                     break;
@@ -412,7 +414,7 @@ impl Service {
         let whole = {
             let projection = self.read_model.read().await?;
             let target = Target { district: Some(district), ..Target::default() };
-            self.permits(&projection, &actor, None, "read.ledger", target)?
+            self.authz_decision_in(&projection, &actor, None, "read.ledger", target)?.allow
         };
         if whole {
             return Ok((district, LedgerScope { district, actor, shown: None }));

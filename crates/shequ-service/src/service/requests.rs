@@ -238,7 +238,7 @@ impl Service {
                 continue;
             }
             let target = request_target(&projection, &view);
-            if self.permits(&projection, &actor, Some(subject), "read.request", target)? {
+            if self.authz_decision_in(&projection, &actor, Some(subject), "read.request", target)?.allow {
                 page.push(view);
                 if page.len() == limit {
                     break;
