@@ -223,15 +223,8 @@ impl Scenario<'_> {
 
         // Admitted, accepted, active; some money spent.
         let employment = demo_id("mandate/EMP-001");
-        let outcome = service
-            .propose(
-                &cast.department(human_resources),
-                employment,
-                full(&matter("EMP-001"), human_resources, cast.community(0), 30),
-            )
-            .await?;
-        self.line(summary, "EMP-001", &outcome);
-        service.accept(&cast.in_community(0), employment).await?;
+        let proposal = full(&matter("EMP-001"), human_resources, cast.community(0), 30);
+        self.delegated(&cast.department(human_resources), employment, proposal, summary).await?;
         let spent = Fen::parse(27_000).expect("valid");
         service
             .spend(
@@ -248,27 +241,13 @@ impl Scenario<'_> {
         );
 
         let rehabilitation = demo_id("mandate/SSV-007");
-        let outcome = service
-            .propose(
-                &cast.department(civil_affairs),
-                rehabilitation,
-                full(&matter("SSV-007"), civil_affairs, cast.community(4), 10),
-            )
-            .await?;
-        self.line(summary, "SSV-007", &outcome);
-        service.accept(&cast.in_community(4), rehabilitation).await?;
+        let proposal = full(&matter("SSV-007"), civil_affairs, cast.community(4), 10);
+        self.delegated(&cast.department(civil_affairs), rehabilitation, proposal, summary).await?;
 
         // A reassignment whose funds follow the task.
         let rentals = demo_id("mandate/SAF-001");
-        let outcome = service
-            .propose(
-                &cast.street(jiaodaokou),
-                rentals,
-                full(&matter("SAF-001"), jiaodaokou, cast.community(8), 20),
-            )
-            .await?;
-        self.line(summary, "SAF-001", &outcome);
-        service.accept(&cast.in_community(8), rentals).await?;
+        let proposal = full(&matter("SAF-001"), jiaodaokou, cast.community(8), 20);
+        self.delegated(&cast.street(jiaodaokou), rentals, proposal, summary).await?;
         service.reassign(&cast.street(jiaodaokou), rentals, cast.community(9)).await?;
         let ledger = service.ledger(places.district).await?;
         let moved = ledger.balance(Account::Mandate { mandate: rentals, community: cast.community(9) });
@@ -339,6 +318,23 @@ impl Scenario<'_> {
         let escalated = service.escalate_due().await?;
         assert_status(service, screening, MandateStatus::Contested).await?;
         summary.push(format!("  北池子社区 contested PMD-002; unanswered for 16 days, {} contest(s) escalated to the district.", escalated.len()));
+        Ok(())
+    }
+
+    /// `unit` proposes `mandate` (its line goes in the summary), and the community the proposal
+    /// names accepts it.
+    async fn delegated(
+        &self,
+        unit: &CommandScope,
+        mandate: Uuid,
+        proposal: Proposal,
+        summary: &mut Vec<String>,
+    ) -> Result<(), ServiceError> {
+        let (code, community) = (proposal.matter_code.clone(), proposal.community);
+        let outcome = self.service.propose(unit, mandate, proposal).await?;
+        self.line(summary, &code, &outcome);
+        let accepting = CommandScope::new(Actor { role: Role::Community, organisation: community });
+        self.service.accept(&accepting, mandate).await?;
         Ok(())
     }
 

@@ -50,12 +50,7 @@ fn funded_street() -> Vec<LedgerCommand> {
 fn funds_follow_the_task_from_reservation_to_spending_and_return() {
     let mut commands = funded_street();
     commands.extend([
-        LedgerCommand::Reserve {
-            transfer_id: id(3),
-            mandate: MANDATE,
-            from: STREET,
-            amount_fen: fen(30_000),
-        },
+        street_reserves(30_000),
         LedgerCommand::Post { transfer_id: id(4), mandate: MANDATE, community: COMMUNITY },
         LedgerCommand::Spend {
             transfer_id: id(5),
@@ -89,12 +84,7 @@ fn funds_follow_the_task_from_reservation_to_spending_and_return() {
 #[test]
 fn no_overdraft_ever() {
     let mut commands = funded_street();
-    commands.push(LedgerCommand::Reserve {
-        transfer_id: id(3),
-        mandate: MANDATE,
-        from: STREET,
-        amount_fen: fen(40_001),
-    });
+    commands.push(street_reserves(40_001));
     assert_eq!(
         run(commands),
         Err(LedgerError::InsufficientFunds {
@@ -120,12 +110,7 @@ fn retries_are_idempotent_and_ids_are_never_reused() {
     assert_eq!(Ledger::handle_command(&state, reused), Err(LedgerError::TransferIdReused(id(2))));
 
     let mut posted = funded_street();
-    posted.push(LedgerCommand::Reserve {
-        transfer_id: id(3),
-        mandate: MANDATE,
-        from: STREET,
-        amount_fen: fen(5_000),
-    });
+    posted.push(street_reserves(5_000));
     posted.push(LedgerCommand::Post { transfer_id: id(4), mandate: MANDATE, community: COMMUNITY });
     let state = run(posted).unwrap();
     let retry = LedgerCommand::Post { transfer_id: id(4), mandate: MANDATE, community: COMMUNITY };
@@ -231,4 +216,9 @@ proptest! {
             }
         }
     }
+}
+
+/// The street reserves `amount` fen for the mandate (transfer 3).
+fn street_reserves(amount: i64) -> LedgerCommand {
+    LedgerCommand::Reserve { transfer_id: id(3), mandate: MANDATE, from: STREET, amount_fen: fen(amount) }
 }
