@@ -73,6 +73,15 @@ const TRANSFERS_READ_EVENTS: usize = 500;
 /// of 50 reads at most 500 events, whatever it finds among them.
 pub const TRANSFERS_SCANNED_PER_ITEM: usize = 10;
 
+/// Who reads a list, and the `policies/authz` action each row asks of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reader<'a> {
+    pub(crate) actor: &'a Actor,
+    /// The resident's token subject, for reads a resident may make of their own rows.
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) action: &'a str,
+}
+
 /// The part of a district's ledger an actor may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerView {
@@ -215,29 +224,13 @@ impl Service {
         limit: usize,
     ) -> Result<Vec<OrganisationView>, ServiceError> {
         let projection = self.read_model.read().await?;
-        let mut page = Vec::new();
-        for view in projection.organisations() {
+        let reader = Reader { actor: &actor, subject: None, action: "read.state" };
+        self.readable_page(&projection, reader, projection.organisations(), limit, |view| {
             let wanted = after.is_none_or(|after| view.id > after)
                 && kind.is_none_or(|kind| view.kind == kind)
                 && parent.is_none_or(|parent| view.parent_id == Some(parent));
-            if wanted
-                && self
-                    .authz_decision_in(
-                        &projection,
-                        &actor,
-                        None,
-                        "read.state",
-                        Self::place_of(&projection, view.id),
-                    )?
-                    .allow
-            {
-                page.push(view);
-                if page.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(page)
+            wanted.then(|| Self::place_of(&projection, view.id))
+        })
     }
 
     pub async fn read_organisation(&self, actor: Actor, id: Uuid) -> Result<OrganisationView, ServiceError> {
@@ -261,17 +254,33 @@ impl Service {
         limit: usize,
     ) -> Result<Vec<MandateView>, ServiceError> {
         let projection = self.read_model.read().await?;
-        let mut page = Vec::new();
-        for view in projection.mandates() {
-            if after.is_some_and(|after| view.mandate <= after) || !filter.matches(&view) {
-                continue;
-            }
-            let target = Target {
+        let reader = Reader { actor: &actor, subject: None, action: "read.mandate" };
+        self.readable_page(&projection, reader, projection.mandates(), limit, |view| {
+            let wanted = after.is_none_or(|after| view.mandate > after) && filter.matches(view);
+            wanted.then(|| Target {
                 delegating_unit: Some(view.delegating_unit),
                 ..Self::place_of(&projection, view.community)
-            };
-            if self.authz_decision_in(&projection, &actor, None, "read.mandate", target)?.allow {
-                page.push(view);
+            })
+        })
+    }
+
+    /// The first `limit` of `rows` that `place` keeps (by placing them in the hierarchy) and
+    /// that `reader` may read where they are placed: a page of a list, whose every row is
+    /// shown only to a reader `policies/authz` allows it.
+    pub(crate) fn readable_page<T>(
+        &self,
+        projection: &Projection,
+        reader: Reader<'_>,
+        rows: impl Iterator<Item = T>,
+        limit: usize,
+        mut place: impl FnMut(&T) -> Option<Target>,
+    ) -> Result<Vec<T>, ServiceError> {
+        let mut page = Vec::new();
+        for row in rows {
+            let Some(target) = place(&row) else { continue };
+            if self.authz_decision_in(projection, reader.actor, reader.subject, reader.action, target)?.allow
+            {
+                page.push(row);
                 if page.len() == limit {
                     break;
                 }

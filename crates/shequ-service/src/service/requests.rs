@@ -14,6 +14,7 @@ use shequ_domain::{Date, Fen};
 use uuid::Uuid;
 
 use super::authz::Target;
+use super::reads::Reader;
 use super::runner::Known;
 use super::scope::CommandScope;
 use super::Service;
@@ -231,21 +232,12 @@ impl Service {
         limit: usize,
     ) -> Result<Vec<RequestView>, ServiceError> {
         let projection = self.read_model.read().await?;
-        let mut page = Vec::new();
         let today = self.clock.now().date_naive().to_string();
-        for view in projection.requests() {
-            if after.is_some_and(|after| view.request <= after) || !filter.matches(&view, &today) {
-                continue;
-            }
-            let target = request_target(&projection, &view);
-            if self.authz_decision_in(&projection, &actor, Some(subject), "read.request", target)?.allow {
-                page.push(view);
-                if page.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(page)
+        let reader = Reader { actor: &actor, subject: Some(subject), action: "read.request" };
+        self.readable_page(&projection, reader, projection.requests(), limit, |view| {
+            let wanted = after.is_none_or(|after| view.request > after) && filter.matches(view, &today);
+            wanted.then(|| request_target(&projection, view))
+        })
     }
 
     async fn request_view(&self, request: Uuid) -> Result<RequestView, ServiceError> {
