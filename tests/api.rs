@@ -18,6 +18,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         inspectors_read_the_past_and_the_timeline,
         every_role_against_every_endpoint,
         the_district_registers_its_organisations,
+        namesakes_are_refused_and_write_nothing,
         streets_and_communities_read_the_money_of_their_own_place,
     ]
 }
@@ -903,4 +904,34 @@ async fn streets_and_communities_read_the_money_of_their_own_place(db: Db) {
         client.call("GET", "/api/v1/audit/balances", Some(&office), None).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// A second department of one code in the district, or a second community of one name under
+/// one street, is refused (422, naming the name or code) and appends nothing; the same name
+/// under another street is another community.
+async fn namesakes_are_refused_and_write_nothing(db: Db) {
+    let client = Client::with_demo(&db).await;
+    let places = demo::places();
+    let district = client.token(Role::District, places.district);
+    let (first_street, second_street) = (places.streets[0].0, places.streets[1].0);
+    let register = |body: Value| {
+        let client = &client;
+        let district = &district;
+        async move { client.call("POST", "/api/v1/organisations", Some(district), Some(body.to_string())).await }
+    };
+    let head = client.state.log.head().await.unwrap().position;
+    let code = &places.departments[0].2;
+    let same_code = json!({"id": Uuid::now_v7(), "kind": "department", "name": "另一个局", "parent_id": places.district, "code": code});
+    let same_name =
+        json!({"id": Uuid::now_v7(), "kind": "community", "name": "多福巷社区", "parent_id": first_street});
+    for (body, named) in [(same_code, code.as_str()), (same_name, "多福巷社区")] {
+        let (status, answer) = register(body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(answer["message"].as_str().unwrap().contains(named), "{answer}");
+        assert_eq!(client.state.log.head().await.unwrap().position, head, "a refusal appends nothing");
+    }
+    let elsewhere =
+        json!({"id": Uuid::now_v7(), "kind": "community", "name": "多福巷社区", "parent_id": second_street});
+    let (status, answer) = register(elsewhere).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
 }

@@ -83,6 +83,14 @@ pub enum OrganisationError {
     InvalidCode,
     #[error("name must be 1–{NAME_LENGTH_MAX} characters and not blank")]
     InvalidName,
+    /// Another organisation under the same parent already has the name: people tell them
+    /// apart by name.
+    #[error("another organisation under the same parent is already named {0}")]
+    NameTaken(String),
+    /// Another department of the district already carries the code: requests for its matters
+    /// would go to one of them only.
+    #[error("another department of the district already carries the code {0}")]
+    CodeTaken(String),
     #[error("a {kind:?} must hang under a {expected:?}, not {found:?}")]
     WrongParent {
         kind: OrganisationKind,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use shequ_domain::catalogue::{Catalogue, CatalogueCommand, Matter, CATALOGUE_ID};
 use shequ_domain::ledger::{Ledger, LedgerCommand};
 use shequ_domain::organisation::{
-    Organisation, OrganisationCommand, OrganisationKind, ParentRef, Registered,
+    Organisation, OrganisationCommand, OrganisationError, OrganisationKind, ParentRef, Registered,
 };
 use shequ_domain::Fen;
 use shequ_store::{ExpectedRevision, NewEvent, StoreError};
@@ -118,6 +118,7 @@ impl Service {
             let target = Target { district, ..Target::default() };
             self.authorize(&scope.actor(), "organisation.register", target).await?;
         }
+        self.refuse_namesakes(&organisation).await?;
         let command = OrganisationCommand::Register {
             kind: organisation.kind,
             name: organisation.name.to_owned(),
@@ -125,6 +126,29 @@ impl Service {
             code: organisation.code.map(str::to_owned),
         };
         self.execute::<Organisation>(caller.context(), organisation.id, command).await?;
+        Ok(())
+    }
+
+    /// Refuses a second organisation of one name under one parent, and a second department
+    /// of one code in one district (its parent). Districts, which have no parent, are told
+    /// apart by `shequ setup`. Another registration of the same id is the domain's to answer.
+    async fn refuse_namesakes(&self, organisation: &NewOrganisation<'_>) -> Result<(), ServiceError> {
+        let Some(parent) = organisation.parent else { return Ok(()) };
+        let name = organisation.name.trim();
+        let projection = self.read_model.read().await?;
+        for sibling in projection.organisations() {
+            if sibling.id == organisation.id || sibling.parent_id != Some(parent) {
+                continue;
+            }
+            if sibling.name == name {
+                return Err(OrganisationError::NameTaken(name.to_owned()).into());
+            }
+            if let (Some(code), Some(taken)) = (organisation.code, &sibling.code) {
+                if code == taken {
+                    return Err(OrganisationError::CodeTaken(code.to_owned()).into());
+                }
+            }
+        }
         Ok(())
     }
 
