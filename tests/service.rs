@@ -34,6 +34,7 @@ pub fn tests() -> Vec<(&'static str, TestFn)> {
         proposals_racing_for_one_budget_are_reserved_or_withdrawn_whole,
         a_review_sent_again_under_its_key_answers_as_the_first_time,
         an_acceptance_refused_for_want_of_funds_writes_nothing,
+        a_task_recorded_outside_the_process_comes_from_above_never_from_a_peer,
         a_mandates_funds_follow_every_reassignment_even_one_that_stopped_halfway,
         a_keyed_cure_sent_again_posts_what_its_first_attempt_could_not,
         a_keyed_accept_sent_again_with_its_revision_finishes_what_it_started,
@@ -827,4 +828,40 @@ async fn an_acceptance_refused_for_want_of_funds_writes_nothing(db: Db) {
     assert_eq!(log.head().await.unwrap().position, head, "a refusal appends nothing");
     assert_eq!(service.mandate(mandate).await.unwrap(), before);
     assert_eq!(service.ledger(places.district).await.unwrap().balances, books);
+}
+
+/// A community records a task that reached it outside the process: from its street office it
+/// stands (contested), from a peer community it is refused, naming the field, and nothing is
+/// written.
+async fn a_task_recorded_outside_the_process_comes_from_above_never_from_a_peer(db: Db) {
+    let (log, policies, places) = demo_world(&db).await;
+    let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
+    let community = Actor { role: Role::Community, organisation: places.communities[0].0 };
+    let peer = places.communities[1].0;
+    let head = log.head().await.unwrap().position;
+    let from_peer = employment(peer, community.organisation, 10, 30_000);
+    let refused = service
+        .record_outside_process(
+            &CommandScope::new(community),
+            Uuid::now_v7(),
+            from_peer,
+            "The next community asked us",
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(ServiceError::Mandate(MandateError::InvalidProposal(message))) if message.starts_with("delegating_unit")),
+        "{refused:?}"
+    );
+    assert_eq!(log.head().await.unwrap().position, head, "a refusal appends nothing");
+    let from_street = employment(places.streets[0].0, community.organisation, 10, 30_000);
+    let recorded = service
+        .record_outside_process(
+            &CommandScope::new(community),
+            Uuid::now_v7(),
+            from_street,
+            "The street phoned",
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.status, MandateStatus::Contested);
 }

@@ -12,6 +12,7 @@ use shequ_domain::mandate::{
     ContestGround, Cure, Decision, Mandate, MandateCommand, MandateError, MandateRecord, MandateState,
     MandateStatus, Proposal, ReviewOutcome, Violation,
 };
+use shequ_domain::organisation::OrganisationKind;
 use shequ_domain::Fen;
 use shequ_store::{AggregateStore, CommandContext, ExpectedRevision, StoreError};
 use uuid::Uuid;
@@ -179,7 +180,16 @@ impl Service {
         };
         self.authorize(&scope.actor(), "mandate.record_outside_process", target).await?;
         self.community_place(proposal.community).await?;
-        self.organisation(proposal.delegating_unit).await?;
+        // Tasks come down from the street office or a district department (or the district
+        // itself), never across from another community.
+        let unit = self.organisation(proposal.delegating_unit).await?;
+        if unit.kind == OrganisationKind::Community {
+            return Err(MandateError::InvalidProposal(format!(
+                "delegating_unit: {} is a community; a task reaches a community from its street office or a district department",
+                unit.name
+            ))
+            .into());
+        }
         let decision = self.decide(&proposal, None).await?;
         let decision_id = decision.decision_id;
         let command = MandateCommand::RecordOutsideProcess {
