@@ -838,30 +838,18 @@ async fn a_task_recorded_outside_the_process_comes_from_above_never_from_a_peer(
     let service = Service::new(log.clone(), policies, Arc::new(shequ_service::SystemClock)).await.unwrap();
     let community = Actor { role: Role::Community, organisation: places.communities[0].0 };
     let peer = places.communities[1].0;
+    let scope = CommandScope::new(community);
+    let record = |unit: Uuid, statement: &'static str| {
+        let proposal = employment(unit, community.organisation, 10, 30_000);
+        service.record_outside_process(&scope, Uuid::now_v7(), proposal, statement)
+    };
     let head = log.head().await.unwrap().position;
-    let from_peer = employment(peer, community.organisation, 10, 30_000);
-    let refused = service
-        .record_outside_process(
-            &CommandScope::new(community),
-            Uuid::now_v7(),
-            from_peer,
-            "The next community asked us",
-        )
-        .await;
+    let refused = record(peer, "The next community asked us").await;
     assert!(
         matches!(&refused, Err(ServiceError::Mandate(MandateError::InvalidProposal(message))) if message.starts_with("delegating_unit")),
         "{refused:?}"
     );
     assert_eq!(log.head().await.unwrap().position, head, "a refusal appends nothing");
-    let from_street = employment(places.streets[0].0, community.organisation, 10, 30_000);
-    let recorded = service
-        .record_outside_process(
-            &CommandScope::new(community),
-            Uuid::now_v7(),
-            from_street,
-            "The street phoned",
-        )
-        .await
-        .unwrap();
+    let recorded = record(places.streets[0].0, "The street phoned").await.unwrap();
     assert_eq!(recorded.status, MandateStatus::Contested);
 }

@@ -7,6 +7,9 @@ use shequ_domain::request::RequestError;
 use shequ_policy::PolicyError;
 use shequ_store::StoreError;
 
+/// A result whose error is the service's, unless it names another.
+pub(crate) type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
 /// Why a command did not go through. A policy refusal of a proposal is not an error: it is
 /// recorded, and returned as a `MandateOutcome` with its violations.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -188,9 +188,7 @@ impl Scenario<'_> {
     }
 
     async fn delegations(&self, matters: &[Matter], summary: &mut Vec<String>) -> Result<(), ServiceError> {
-        let service = self.service;
-        let places = self.places;
-        let cast = Cast { places };
+        let (service, places, cast) = (self.service, self.places, Cast { places: self.places });
         let matter = |code: &str| shipped(matters, code);
         let (civil_affairs, human_resources) = (places.departments[0].0, places.departments[1].0);
         let (donghuamen, jingshan, jiaodaokou) =
@@ -259,9 +257,7 @@ impl Scenario<'_> {
 
     /// Contests: one cured, one upheld, one escalated by its deadline.
     async fn contests(&self, matters: &[Matter], summary: &mut Vec<String>) -> Result<(), ServiceError> {
-        let service = self.service;
-        let places = self.places;
-        let cast = Cast { places };
+        let (service, places, cast) = (self.service, self.places, Cast { places: self.places });
         let matter = |code: &str| shipped(matters, code);
         let civil_affairs = places.departments[0].0;
         let (donghuamen, jingshan) = (places.streets[0].0, places.streets[1].0);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Service;
 use crate::actor::Actor;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 use crate::projection::Projection;
 
 /// Where an action lands in the hierarchy, for `policies/authz`. A member that does not apply
@@ -79,7 +79,7 @@ impl Service {
         actor: &Actor,
         mandate: Uuid,
         action: &str,
-    ) -> Result<(MandateRecord, Uuid, u64), ServiceError> {
+    ) -> Result<(MandateRecord, Uuid, u64)> {
         let (record, revision) = self.mandate_at(mandate).await?;
         let district = self.authorize_on_record(actor, &record, action).await?;
         Ok((record, district, revision))
@@ -91,7 +91,7 @@ impl Service {
         actor: &Actor,
         record: &MandateRecord,
         action: &str,
-    ) -> Result<Uuid, ServiceError> {
+    ) -> Result<Uuid> {
         let (district, street) = self.community_place(record.proposal.community).await?;
         let target = Target {
             district: Some(district),
@@ -104,12 +104,7 @@ impl Service {
         Ok(district)
     }
 
-    pub(crate) async fn authorize(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: Target,
-    ) -> Result<(), ServiceError> {
+    pub(crate) async fn authorize(&self, actor: &Actor, action: &str, target: Target) -> Result<()> {
         self.authorize_subject(actor, None, action, target).await
     }
 
@@ -121,7 +116,7 @@ impl Service {
         subject: Option<&str>,
         action: &str,
         target: Target,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<()> {
         let decision = self.authz_decision(actor, subject, action, target).await?;
         match decision.allow {
             true => Ok(()),
@@ -138,7 +133,7 @@ impl Service {
         subject: Option<&str>,
         action: &str,
         target: Target,
-    ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
+    ) -> Result<shequ_policy::AuthzDecision> {
         let projection = self.read_model.read().await?;
         self.authz_decision_in(&projection, actor, subject, action, target)
     }
@@ -154,7 +149,7 @@ impl Service {
         subject: Option<&str>,
         action: &str,
         target: Target,
-    ) -> Result<shequ_policy::AuthzDecision, ServiceError> {
+    ) -> Result<shequ_policy::AuthzDecision> {
         let input = AuthzInput {
             actor: AuthzActor {
                 role: actor.role.as_str(),
@@ -172,7 +167,7 @@ impl Service {
     }
 
     /// The district and street of a community.
-    pub(crate) async fn community_place(&self, community: Uuid) -> Result<(Uuid, Uuid), ServiceError> {
+    pub(crate) async fn community_place(&self, community: Uuid) -> Result<(Uuid, Uuid)> {
         let registered = self.organisation(community).await?;
         let street = match (registered.kind, registered.parent_id) {
             (OrganisationKind::Community, Some(street)) => street,
@@ -182,7 +177,7 @@ impl Service {
     }
 
     /// The district an organisation belongs to (itself, for a district).
-    pub(crate) async fn district_of(&self, organisation: Uuid) -> Result<Uuid, ServiceError> {
+    pub(crate) async fn district_of(&self, organisation: Uuid) -> Result<Uuid> {
         let projection = self.read_model.read().await?;
         if projection.organisation(organisation).is_none() {
             return Err(ServiceError::NotFound(format!("organisation {organisation}")));

@@ -12,15 +12,15 @@ use uuid::Uuid;
 use super::runner::Known;
 use super::scope::CommandScope;
 use super::Service;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 impl Service {
     /// One account's balance, from the live projection.
-    pub(super) async fn balance(&self, district: Uuid, account: Account) -> Result<i64, ServiceError> {
+    pub(super) async fn balance(&self, district: Uuid, account: Account) -> Result<i64> {
         Ok(self.read_model.read().await?.balance(district, account))
     }
 
-    pub async fn ledger(&self, district: Uuid) -> Result<LedgerState, ServiceError> {
+    pub async fn ledger(&self, district: Uuid) -> Result<LedgerState> {
         self.load_kept::<Ledger>(district).await
     }
 
@@ -33,7 +33,7 @@ impl Service {
         mandate: Uuid,
         district: Uuid,
         activate_at: Known,
-    ) -> Result<MandateState, ServiceError> {
+    ) -> Result<MandateState> {
         let record = self.mandate(mandate).await?;
         let community = record.proposal.community;
         if self.balance(district, Account::Reserved { mandate }).await? > 0 {
@@ -61,7 +61,7 @@ impl Service {
         mandate: Uuid,
         district: Uuid,
         record: &MandateRecord,
-    ) -> Result<bool, ServiceError> {
+    ) -> Result<bool> {
         let here = record.proposal.community;
         let placed_by = record.decision.decision_id;
         let elsewhere: Vec<Uuid> = self
@@ -93,7 +93,7 @@ impl Service {
         transfer_id: Uuid,
         amount_fen: Fen,
         memo: &str,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<()> {
         let (record, district, _) =
             self.authorize_on_mandate(&scope.actor(), mandate, "ledger.spend").await?;
         if record.status != MandateStatus::Active {
@@ -119,7 +119,7 @@ impl Service {
         mandate: Uuid,
         record: &MandateRecord,
         district: Uuid,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<()> {
         // Everything still held for the mandate, reserved or posted to any community (a move
         // that did not finish leaves funds with the earlier one), goes back to the unit.
         let ledger = self.ledger(district).await?;

@@ -23,7 +23,7 @@ use super::runner::{last_revision, revision_check, Answer, Joined, Known};
 use super::scope::{Caller, CommandScope};
 use super::Service;
 use crate::actor::Actor;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 /// What became of a mandate after a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl Service {
         scope: &CommandScope,
         mandate: Uuid,
         proposal: Proposal,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         let (district, street) = self.community_place(proposal.community).await?;
         let delegating_unit = proposal.delegating_unit;
         let target = Target {
@@ -131,7 +131,7 @@ impl Service {
         district: Uuid,
         command: &MandateCommand,
         reserve: LedgerCommand,
-    ) -> Result<MandateState, ServiceError> {
+    ) -> Result<MandateState> {
         let empty = MandateState::default();
         let events = Mandate::handle_command(&empty, command.clone())?;
         let joined = Joined::first_events(self.log.aggregate_store(context.clone()), mandate, &events)?;
@@ -148,7 +148,7 @@ impl Service {
         mandate: Uuid,
         command: &MandateCommand,
         reason: String,
-    ) -> Result<MandateState, ServiceError> {
+    ) -> Result<MandateState> {
         let empty = MandateState::default();
         let mut events = Mandate::handle_command(&empty, command.clone())?;
         let proposed = events.iter().cloned().fold(empty.clone(), Mandate::apply_event);
@@ -167,7 +167,7 @@ impl Service {
         mandate: Uuid,
         proposal: Proposal,
         statement: &str,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         // Authorised before the place is checked: whoever is not this community gets a 403,
         // not a hint about what the id is.
         let place = self.community_place(proposal.community).await.ok();
@@ -206,7 +206,7 @@ impl Service {
 
     /// The community accepts: its funds are posted to its mandate account and the mandate
     /// becomes active. It is never active unfunded.
-    pub async fn accept(&self, scope: &CommandScope, mandate: Uuid) -> Result<MandateOutcome, ServiceError> {
+    pub async fn accept(&self, scope: &CommandScope, mandate: Uuid) -> Result<MandateOutcome> {
         let (record, district, revision) =
             self.authorize_on_mandate(&scope.actor(), mandate, "mandate.accept").await?;
         let done = self.already_done_on_mandate(scope, mandate, &["MandateAccepted"]).await?;
@@ -248,7 +248,7 @@ impl Service {
         mandate: Uuid,
         grounds: Vec<ContestGround>,
         statement: &str,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         self.authorize_on_mandate(&scope.actor(), mandate, "mandate.contest").await?;
         if let Some(answer) = self.answered_before(scope, mandate, &["MandateContested"]).await? {
             return Ok(answer);
@@ -266,12 +266,7 @@ impl Service {
 
     /// The delegating unit cures a contested mandate: added funds are reserved, and the
     /// cured proposal is decided again. A cure that satisfies the policy resumes the mandate.
-    pub async fn cure(
-        &self,
-        scope: &CommandScope,
-        mandate: Uuid,
-        cure: Cure,
-    ) -> Result<MandateOutcome, ServiceError> {
+    pub async fn cure(&self, scope: &CommandScope, mandate: Uuid, cure: Cure) -> Result<MandateOutcome> {
         let (record, district, revision) =
             self.authorize_on_mandate(&scope.actor(), mandate, "mandate.cure").await?;
         if self.already_done_on_mandate(scope, mandate, &["MandateCured"]).await? {
@@ -350,7 +345,7 @@ impl Service {
         district: Uuid,
         command: MandateCommand,
         reserve: LedgerCommand,
-    ) -> Result<MandateState, ServiceError> {
+    ) -> Result<MandateState> {
         let store = self.log.aggregate_store::<Mandate>(context.clone());
         let _guard = store.lock(mandate).await?;
         let state = Self::with_tail(&store, AggregateState::with_id(mandate)).await?;
@@ -376,7 +371,7 @@ impl Service {
         mandate: Uuid,
         review: ReviewOutcome,
         reason: &str,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         let (record, district, revision) =
             self.authorize_on_mandate(&scope.actor(), mandate, "contest.review").await?;
         let done =
@@ -415,7 +410,7 @@ impl Service {
         scope: &CommandScope,
         mandate: Uuid,
         reason: &str,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         let (record, district, revision) =
             self.authorize_on_mandate(&scope.actor(), mandate, "mandate.withdraw").await?;
         let done = self.already_done_on_mandate(scope, mandate, &["MandateWithdrawn"]).await?;
@@ -431,11 +426,7 @@ impl Service {
         Ok(outcome(mandate, &state, None))
     }
 
-    pub async fn complete(
-        &self,
-        scope: &CommandScope,
-        mandate: Uuid,
-    ) -> Result<MandateOutcome, ServiceError> {
+    pub async fn complete(&self, scope: &CommandScope, mandate: Uuid) -> Result<MandateOutcome> {
         self.authorize_on_mandate(&scope.actor(), mandate, "mandate.complete").await?;
         if let Some(answer) = self.answered_before(scope, mandate, &["MandateCompleted"]).await? {
             return Ok(answer);
@@ -458,7 +449,7 @@ impl Service {
         scope: &CommandScope,
         mandate: Uuid,
         community: Uuid,
-    ) -> Result<MandateOutcome, ServiceError> {
+    ) -> Result<MandateOutcome> {
         let (record, district, revision) =
             self.authorize_on_mandate(&scope.actor(), mandate, "mandate.reassign").await?;
         if self.already_done_on_mandate(scope, mandate, &["MandateReassigned"]).await? {
@@ -509,22 +500,18 @@ impl Service {
 
     /// A mandate and its revision (its last event's), for an actor allowed to read it where
     /// it lies.
-    pub async fn read_mandate(
-        &self,
-        actor: Actor,
-        mandate: Uuid,
-    ) -> Result<(MandateRecord, u64), ServiceError> {
+    pub async fn read_mandate(&self, actor: Actor, mandate: Uuid) -> Result<(MandateRecord, u64)> {
         let (record, revision) = self.mandate_at(mandate).await?;
         self.authorize_on_record(&actor, &record, "read.mandate").await?;
         Ok((record, revision))
     }
 
-    pub async fn mandate(&self, mandate: Uuid) -> Result<MandateRecord, ServiceError> {
+    pub async fn mandate(&self, mandate: Uuid) -> Result<MandateRecord> {
         Ok(self.mandate_at(mandate).await?.0)
     }
 
     /// A mandate as its stream holds it, and the revision of the stream's last event.
-    pub(crate) async fn mandate_at(&self, mandate: Uuid) -> Result<(MandateRecord, u64), ServiceError> {
+    pub(crate) async fn mandate_at(&self, mandate: Uuid) -> Result<(MandateRecord, u64)> {
         let manager = AggregateManager::new(self.log.aggregate_store::<Mandate>(Caller::System.context()));
         let state = manager.load(mandate).await?;
         let revision = state.as_ref().and_then(|state| last_revision(*state.sequence_number()));
@@ -534,11 +521,7 @@ impl Service {
     }
 
     /// Decides `proposal` with the access policy against the live catalogue.
-    async fn decide(
-        &self,
-        proposal: &Proposal,
-        available_fen: Option<i64>,
-    ) -> Result<Decision, ServiceError> {
+    async fn decide(&self, proposal: &Proposal, available_fen: Option<i64>) -> Result<Decision> {
         // Copied out, so that the projection's next fold does not wait for the decision.
         let (catalogue_version, matter) = {
             let projection = self.read_model.read().await?;

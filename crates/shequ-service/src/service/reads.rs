@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::authz::Target;
 use super::Service;
 use crate::actor::Actor;
+use crate::error::Result;
 use crate::projection::{AsOf, BalanceView, MandateView, OrganisationView, Projection};
 use crate::replay;
 use crate::ServiceError;
@@ -100,12 +101,7 @@ struct LedgerScope {
 }
 
 impl LedgerScope {
-    fn shows(
-        &mut self,
-        service: &Service,
-        projection: &Projection,
-        account: Account,
-    ) -> Result<bool, ServiceError> {
+    fn shows(&mut self, service: &Service, projection: &Projection, account: Account) -> Result<bool> {
         let Some(shown) = &mut self.shown else { return Ok(true) };
         if let Some(answer) = shown.get(&account) {
             return Ok(*answer);
@@ -122,7 +118,7 @@ impl LedgerScope {
         service: &Service,
         projection: &Projection,
         transfer: &Transfer,
-    ) -> Result<bool, ServiceError> {
+    ) -> Result<bool> {
         Ok(self.shows(service, projection, transfer.debit)?
             || self.shows(service, projection, transfer.credit)?)
     }
@@ -187,7 +183,7 @@ pub struct TransferEntry {
 
 impl TransferEntry {
     /// A `TransferRecorded` event of a ledger stream, with who made it.
-    fn from_event(event: &RecordedEvent) -> Result<Self, ServiceError> {
+    fn from_event(event: &RecordedEvent) -> Result<Self> {
         let LedgerEvent::TransferRecorded { transfer } =
             LedgerEvent::from_data(&event.event_type, event.event_version, &event.data)
                 .map_err(|error| ServiceError::Projection(format!("position {}: {error}", event.position)))?;
@@ -222,7 +218,7 @@ impl Service {
         parent: Option<Uuid>,
         after: Option<Uuid>,
         limit: usize,
-    ) -> Result<Vec<OrganisationView>, ServiceError> {
+    ) -> Result<Vec<OrganisationView>> {
         let projection = self.read_model.read().await?;
         let reader = Reader { actor: &actor, subject: None, action: "read.state" };
         self.readable_page(&projection, reader, projection.organisations(), limit, |view| {
@@ -233,7 +229,7 @@ impl Service {
         })
     }
 
-    pub async fn read_organisation(&self, actor: Actor, id: Uuid) -> Result<OrganisationView, ServiceError> {
+    pub async fn read_organisation(&self, actor: Actor, id: Uuid) -> Result<OrganisationView> {
         let (view, target) = {
             let projection = self.read_model.read().await?;
             let view = projection
@@ -252,7 +248,7 @@ impl Service {
         filter: &MandateFilter,
         after: Option<Uuid>,
         limit: usize,
-    ) -> Result<Vec<MandateView>, ServiceError> {
+    ) -> Result<Vec<MandateView>> {
         let projection = self.read_model.read().await?;
         let reader = Reader { actor: &actor, subject: None, action: "read.mandate" };
         self.readable_page(&projection, reader, projection.mandates(), limit, |view| {
@@ -274,7 +270,7 @@ impl Service {
         rows: impl Iterator<Item = T>,
         limit: usize,
         mut place: impl FnMut(&T) -> Option<Target>,
-    ) -> Result<Vec<T>, ServiceError> {
+    ) -> Result<Vec<T>> {
         let mut page = Vec::new();
         for row in rows {
             let Some(target) = place(&row) else { continue };
@@ -292,7 +288,7 @@ impl Service {
     /// The state of the actor's district as of a point of the log, to be rebuilt by replaying
     /// it: the caller is authorised, the point found and the kept state folded now; the
     /// mandates and requests are folded and written by [`StateAsOf::write`].
-    pub async fn state_as_of(&self, actor: Actor, as_of: AsOf) -> Result<StateAsOf, ServiceError> {
+    pub async fn state_as_of(&self, actor: Actor, as_of: AsOf) -> Result<StateAsOf> {
         let district = self.audit_district(&actor).await?;
         let cut = replay::cut(&self.log, as_of).await?;
         let kept = replay::kept(&self.log, cut).await?;
@@ -300,18 +296,14 @@ impl Service {
     }
 
     /// The district's balances as of a point of the log.
-    pub async fn balances_as_of(
-        &self,
-        actor: Actor,
-        as_of: AsOf,
-    ) -> Result<(Uuid, u64, Vec<BalanceView>), ServiceError> {
+    pub async fn balances_as_of(&self, actor: Actor, as_of: AsOf) -> Result<(Uuid, u64, Vec<BalanceView>)> {
         let district = self.audit_district(&actor).await?;
         let projection = replay::replay_ledgers(&self.log, as_of).await?;
         Ok((district, projection.position(), projection.balances(district)))
     }
 
     /// Every event of one mandate, with actor and decision, and every transfer made for it.
-    pub async fn mandate_timeline(&self, actor: Actor, mandate: Uuid) -> Result<Timeline, ServiceError> {
+    pub async fn mandate_timeline(&self, actor: Actor, mandate: Uuid) -> Result<Timeline> {
         let (_, district, _) = self.authorize_on_mandate(&actor, mandate, "read.audit").await?;
         let stream = format!("mandate-{mandate}");
         let mut events = Vec::new();
@@ -342,7 +334,7 @@ impl Service {
 
     /// The part of the district's ledger that `actor` may read: every account for the
     /// district's own readers, the accounts of its place for a street office or a community.
-    pub async fn read_ledger(&self, actor: Actor) -> Result<LedgerView, ServiceError> {
+    pub async fn read_ledger(&self, actor: Actor) -> Result<LedgerView> {
         let (district, mut scope) = self.ledger_scope(actor).await?;
         let ledger = self.ledger(district).await?;
         let projection = self.read_model.read().await?;
@@ -373,7 +365,7 @@ impl Service {
         filter: &TransferFilter,
         after: u64,
         limit: usize,
-    ) -> Result<(Vec<TransferEntry>, Option<u64>), ServiceError> {
+    ) -> Result<(Vec<TransferEntry>, Option<u64>)> {
         // A page holds at least one transfer: with none, it would read nothing and hand the
         // caller's cursor back.
         let limit = limit.max(1);
@@ -418,7 +410,7 @@ impl Service {
     /// district) read every account; anyone else must be allowed `read.ledger` on their own
     /// place, or is refused, and then reads the accounts whose place `policies/authz` lets
     /// them read.
-    async fn ledger_scope(&self, actor: Actor) -> Result<(Uuid, LedgerScope), ServiceError> {
+    async fn ledger_scope(&self, actor: Actor) -> Result<(Uuid, LedgerScope)> {
         let district = self.district_of(actor.organisation).await?;
         let whole = {
             let projection = self.read_model.read().await?;
@@ -433,7 +425,7 @@ impl Service {
         Ok((district, LedgerScope { district, actor, shown: Some(HashMap::new()) }))
     }
 
-    async fn audit_district(&self, actor: &Actor) -> Result<Uuid, ServiceError> {
+    async fn audit_district(&self, actor: &Actor) -> Result<Uuid> {
         let district = self.district_of(actor.organisation).await?;
         self.authorize(actor, "read.audit", Target { district: Some(district), ..Target::default() }).await?;
         Ok(district)

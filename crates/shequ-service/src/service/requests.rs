@@ -19,6 +19,7 @@ use super::runner::Known;
 use super::scope::CommandScope;
 use super::Service;
 use crate::actor::{Actor, Role};
+use crate::error::Result;
 use crate::projection::{Projection, RequestView};
 use crate::ServiceError;
 
@@ -45,7 +46,7 @@ impl Service {
         subject: &str,
         request: Uuid,
         filing: FileRequest,
-    ) -> Result<RequestView, ServiceError> {
+    ) -> Result<RequestView> {
         let actor = scope.actor();
         let resident = match (actor.role, &filing.resident) {
             (Role::Resident, _) => Some(subject.to_owned()),
@@ -112,7 +113,7 @@ impl Service {
         station: Uuid,
         street: Uuid,
         district: Uuid,
-    ) -> Result<(Routing, u32), ServiceError> {
+    ) -> Result<(Routing, u32)> {
         /// `policies/routing/routing.rego`'s input.
         #[derive(serde::Serialize)]
         struct RoutingInput<'a> {
@@ -195,7 +196,7 @@ impl Service {
         subject: &str,
         request: Uuid,
         step: RequestStep,
-    ) -> Result<RequestView, ServiceError> {
+    ) -> Result<RequestView> {
         let actor = scope.actor();
         let view = self.request_view(request).await?;
         let target = request_target(&*self.read_model.read().await?, &view);
@@ -210,12 +211,7 @@ impl Service {
     }
 
     /// One request, for an actor allowed to see it (a resident sees only their own).
-    pub async fn read_request(
-        &self,
-        actor: Actor,
-        subject: &str,
-        request: Uuid,
-    ) -> Result<RequestView, ServiceError> {
+    pub async fn read_request(&self, actor: Actor, subject: &str, request: Uuid) -> Result<RequestView> {
         let view = self.request_view(request).await?;
         let target = request_target(&*self.read_model.read().await?, &view);
         self.authorize_subject(&actor, Some(subject), "read.request", target).await?;
@@ -230,7 +226,7 @@ impl Service {
         filter: &RequestFilter,
         after: Option<Uuid>,
         limit: usize,
-    ) -> Result<Vec<RequestView>, ServiceError> {
+    ) -> Result<Vec<RequestView>> {
         let projection = self.read_model.read().await?;
         let today = self.clock.now().date_naive().to_string();
         let reader = Reader { actor: &actor, subject: Some(subject), action: "read.request" };
@@ -240,7 +236,7 @@ impl Service {
         })
     }
 
-    async fn request_view(&self, request: Uuid) -> Result<RequestView, ServiceError> {
+    async fn request_view(&self, request: Uuid) -> Result<RequestView> {
         self.read_model
             .read()
             .await?

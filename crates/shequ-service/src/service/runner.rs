@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::scope::Caller;
 use super::state_cache::{Pipeline, Tip};
 use super::Service;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 /// An aggregate the runner can run: what esrs and the log ask of its types, and its refusals
 /// answered as the service's errors.
@@ -43,7 +43,7 @@ const CONFLICT_ATTEMPTS: u32 = 3;
 const CACHED_STREAM_EVENTS_MIN: i32 = 16;
 
 impl Service {
-    pub(crate) async fn load<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
+    pub(crate) async fn load<A>(&self, id: Uuid) -> Result<A::State>
     where
         A: Runnable,
     {
@@ -54,7 +54,7 @@ impl Service {
     /// [`Self::load`] for a long stream (a district's ledger): from its kept state, if any,
     /// and what the log appended after it, under the aggregate's lock; the state read is kept
     /// in turn. A read sees every append that finished before it, by any process.
-    pub(crate) async fn load_kept<A>(&self, id: Uuid) -> Result<A::State, ServiceError>
+    pub(crate) async fn load_kept<A>(&self, id: Uuid) -> Result<A::State>
     where
         A: Runnable,
     {
@@ -122,7 +122,7 @@ impl Service {
     pub(super) async fn with_tail<A>(
         store: &AggregateStore<A>,
         state: AggregateState<A::State>,
-    ) -> Result<AggregateState<A::State>, ServiceError>
+    ) -> Result<AggregateState<A::State>>
     where
         A: Runnable,
     {
@@ -138,7 +138,7 @@ impl Service {
         context: CommandContext,
         id: Uuid,
         command: A::Command,
-    ) -> Result<A::State, ServiceError>
+    ) -> Result<A::State>
     where
         A: Runnable,
     {
@@ -155,7 +155,7 @@ impl Service {
         id: Uuid,
         command: A::Command,
         known: Known,
-    ) -> Result<A::State, ServiceError>
+    ) -> Result<A::State>
     where
         A: Runnable,
     {
@@ -170,7 +170,7 @@ impl Service {
         context: CommandContext,
         id: Uuid,
         command: A::Command,
-    ) -> Result<(), ServiceError>
+    ) -> Result<()>
     where
         A: Runnable,
     {
@@ -200,7 +200,7 @@ impl Service {
         known: Known,
         answer: Answer,
         joined: Option<&Joined>,
-    ) -> Result<Option<A::State>, ServiceError>
+    ) -> Result<Option<A::State>>
     where
         A: Runnable,
     {
@@ -252,7 +252,7 @@ impl Service {
         run: &Run<'_, A>,
         command: &A::Command,
         trust_memory: bool,
-    ) -> Result<Option<Decided<A>>, ServiceError>
+    ) -> Result<Option<Decided<A>>>
     where
         A: Runnable,
     {
@@ -316,7 +316,7 @@ impl Service {
         mut state: AggregateState<A::State>,
         command: &A::Command,
         may_retry: bool,
-    ) -> Result<Step<A::State>, ServiceError>
+    ) -> Result<Step<A::State>>
     where
         A: Runnable,
     {
@@ -347,7 +347,7 @@ impl Service {
         guard: EventStoreLockGuard,
         decided: Decided<A>,
         may_retry: bool,
-    ) -> Result<Step<A::State>, ServiceError>
+    ) -> Result<Step<A::State>>
     where
         A: Runnable,
     {
@@ -425,7 +425,7 @@ impl Service {
         error: StoreError,
         followed: bool,
         may_retry: bool,
-    ) -> Result<Step<S>, ServiceError> {
+    ) -> Result<Step<S>> {
         match error {
             // The joined stream is not what its part expected (a mandate proposed twice, say):
             // the caller's to answer, not a retry's.
@@ -557,7 +557,7 @@ pub(super) fn last_revision(sequence: i32) -> Option<u64> {
 
 /// The client's stated revision against the stream's `actual` one: a stream that moved on is
 /// a conflict, answered with both revisions.
-pub(crate) fn revision_check(stream: &str, expected: u64, actual: Option<u64>) -> Result<(), ServiceError> {
+pub(crate) fn revision_check(stream: &str, expected: u64, actual: Option<u64>) -> Result<()> {
     match actual == Some(expected) {
         true => Ok(()),
         false => Err(StoreError::Conflict {

@@ -11,7 +11,7 @@ use super::runner::{revision_check, Known};
 use super::turns::CommandTurn;
 use super::Service;
 use crate::actor::Actor;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 /// One command of a person's: its actor and what the client said of it.
 #[derive(Debug)]
@@ -112,7 +112,7 @@ impl CommandScope {
     /// a move), the answer [`Known::At`] gives under the lock; before a command's other
     /// refusals, the same answer first. It is never the only check of a command that then
     /// writes to the mandate.
-    pub(crate) fn check_revision(&self, mandate: Uuid, revision: u64) -> Result<(), ServiceError> {
+    pub(crate) fn check_revision(&self, mandate: Uuid, revision: u64) -> Result<()> {
         let Some(expected) = self.expected_revision else { return Ok(()) };
         revision_check(&AggregateStore::<Mandate>::stream(mandate), expected, Some(revision))
     }
@@ -139,7 +139,7 @@ impl Service {
         scope: &CommandScope,
         stream: &str,
         expected: &[&str],
-    ) -> Result<bool, ServiceError> {
+    ) -> Result<bool> {
         let Some(key) = &scope.key else { return Ok(false) };
         let command_id = key.id;
         let metadata = |event: &RecordedEvent| serde_json::from_str::<EventMetadata>(&event.metadata).ok();
@@ -178,7 +178,7 @@ impl Service {
         scope: &CommandScope,
         mandate: Uuid,
         expected: &[&str],
-    ) -> Result<bool, ServiceError> {
+    ) -> Result<bool> {
         self.already_done(scope, &AggregateStore::<Mandate>::stream(mandate), expected).await
     }
 
@@ -189,7 +189,7 @@ impl Service {
         scope: &CommandScope,
         mandate: Uuid,
         expected: &[&str],
-    ) -> Result<Option<MandateOutcome>, ServiceError> {
+    ) -> Result<Option<MandateOutcome>> {
         match self.already_done_on_mandate(scope, mandate, expected).await? {
             true => Ok(Some(outcome(mandate, &self.load::<Mandate>(mandate).await?, None))),
             false => Ok(None),

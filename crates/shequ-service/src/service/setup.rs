@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::authz::Target;
 use super::scope::{Caller, CommandScope};
 use super::Service;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 /// The data of a `PolicyBundleRecorded` event (stream `policy-{digest}`): the policy bundle's
 /// every file, so that any decision citing the digest can be re-run from the log alone.
@@ -57,7 +57,7 @@ impl Service {
         format!("policy-{digest}")
     }
 
-    pub(super) async fn record_bundle(&self) -> Result<(), ServiceError> {
+    pub(super) async fn record_bundle(&self) -> Result<()> {
         let bundle = self.policies.bundle();
         let recorded =
             PolicyBundleRecorded { digest: bundle.digest().to_owned(), files: bundle.files().clone() };
@@ -87,23 +87,16 @@ impl Service {
         &self,
         scope: &CommandScope,
         organisation: NewOrganisation<'_>,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<()> {
         self.register(Caller::Person(scope), organisation).await
     }
 
     /// The operator registers an organisation, setting a district up.
-    pub async fn register_organisation_as_operator(
-        &self,
-        organisation: NewOrganisation<'_>,
-    ) -> Result<(), ServiceError> {
+    pub async fn register_organisation_as_operator(&self, organisation: NewOrganisation<'_>) -> Result<()> {
         self.register(Caller::Operator, organisation).await
     }
 
-    async fn register(
-        &self,
-        caller: Caller<'_>,
-        organisation: NewOrganisation<'_>,
-    ) -> Result<(), ServiceError> {
+    async fn register(&self, caller: Caller<'_>, organisation: NewOrganisation<'_>) -> Result<()> {
         let parent = match organisation.parent {
             None => None,
             Some(parent_id) => {
@@ -132,7 +125,7 @@ impl Service {
     /// Refuses a second organisation of one name under one parent, and a second department
     /// of one code in one district (its parent). Districts, which have no parent, are told
     /// apart by `shequ setup`. Another registration of the same id is the domain's to answer.
-    async fn refuse_namesakes(&self, organisation: &NewOrganisation<'_>) -> Result<(), ServiceError> {
+    async fn refuse_namesakes(&self, organisation: &NewOrganisation<'_>) -> Result<()> {
         let Some(parent) = organisation.parent else { return Ok(()) };
         let name = organisation.name.trim();
         let projection = self.read_model.read().await?;
@@ -153,7 +146,7 @@ impl Service {
     }
 
     /// An organisation as the live projection holds it.
-    pub async fn organisation(&self, id: Uuid) -> Result<Registered, ServiceError> {
+    pub async fn organisation(&self, id: Uuid) -> Result<Registered> {
         let view = self.read_model.read().await?.organisation(id);
         view.map(|view| Registered {
             kind: view.kind,
@@ -165,11 +158,7 @@ impl Service {
     }
 
     /// A person publishes the catalogue; returns its version (the catalogue stream's length).
-    pub async fn publish_catalogue(
-        &self,
-        scope: &CommandScope,
-        matters: Vec<Matter>,
-    ) -> Result<u64, ServiceError> {
+    pub async fn publish_catalogue(&self, scope: &CommandScope, matters: Vec<Matter>) -> Result<u64> {
         let actor = scope.actor();
         let district = self.district_of(actor.organisation).await?;
         let target = Target { district: Some(district), ..Target::default() };
@@ -178,37 +167,33 @@ impl Service {
     }
 
     /// The operator publishes the catalogue; returns its version.
-    pub async fn publish_catalogue_as_operator(&self, matters: Vec<Matter>) -> Result<u64, ServiceError> {
+    pub async fn publish_catalogue_as_operator(&self, matters: Vec<Matter>) -> Result<u64> {
         self.publish(Caller::Operator, matters).await
     }
 
-    async fn publish(&self, caller: Caller<'_>, matters: Vec<Matter>) -> Result<u64, ServiceError> {
+    async fn publish(&self, caller: Caller<'_>, matters: Vec<Matter>) -> Result<u64> {
         self.execute::<Catalogue>(caller.context(), CATALOGUE_ID, CatalogueCommand::Publish { matters })
             .await?;
         Ok(self.catalogue().await?.0)
     }
 
     /// The live catalogue and its version.
-    pub async fn catalogue(&self) -> Result<(u64, BTreeMap<String, Matter>), ServiceError> {
+    pub async fn catalogue(&self) -> Result<(u64, BTreeMap<String, Matter>)> {
         let projection = self.read_model.read().await?;
         Ok((projection.catalogue_version(), projection.catalogue().matters.clone()))
     }
 
     /// A person moves budget (see [`Allocation`]).
-    pub async fn allocate(
-        &self,
-        scope: &CommandScope,
-        allocation: Allocation<'_>,
-    ) -> Result<(), ServiceError> {
+    pub async fn allocate(&self, scope: &CommandScope, allocation: Allocation<'_>) -> Result<()> {
         self.move_budget(Caller::Person(scope), allocation).await
     }
 
     /// The operator moves budget, setting a district up.
-    pub async fn allocate_as_operator(&self, allocation: Allocation<'_>) -> Result<(), ServiceError> {
+    pub async fn allocate_as_operator(&self, allocation: Allocation<'_>) -> Result<()> {
         self.move_budget(Caller::Operator, allocation).await
     }
 
-    async fn move_budget(&self, caller: Caller<'_>, allocation: Allocation<'_>) -> Result<(), ServiceError> {
+    async fn move_budget(&self, caller: Caller<'_>, allocation: Allocation<'_>) -> Result<()> {
         let Allocation { transfer_id, from, to, amount_fen, memo } = allocation;
         let recipient = self.organisation(to).await?;
         let district = self.district_of(to).await?;

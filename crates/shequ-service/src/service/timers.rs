@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use super::scope::Caller;
 use super::Service;
-use crate::error::ServiceError;
+use crate::error::{Result, ServiceError};
 
 impl Service {
     /// Fires every contest timer that is due: each open contest past its deadline escalates
     /// to the district, once. The timers are rebuilt from the log, so they survive restarts.
-    pub async fn escalate_due(&self) -> Result<Vec<Uuid>, ServiceError> {
+    pub async fn escalate_due(&self) -> Result<Vec<Uuid>> {
         let now = self.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true);
         let due = {
             let mut timers = self.timers.lock().await;
@@ -44,7 +44,7 @@ pub(super) struct ContestTimers {
 }
 
 impl ContestTimers {
-    async fn catch_up(&mut self, log: &EventLog) -> Result<(), ServiceError> {
+    async fn catch_up(&mut self, log: &EventLog) -> Result<()> {
         use futures::TryStreamExt;
         let mut events = std::pin::pin!(log.stream_all(self.position + 1, 1_000));
         while let Some(event) = events.try_next().await? {
