@@ -185,6 +185,11 @@ impl LedgerState {
             .map(|(account, balance)| (*account, *balance))
             .collect()
     }
+
+    /// All the funds left for a mandate, reserved and posted, in fen.
+    pub fn funds_held(&self, mandate: Uuid) -> i64 {
+        self.mandate_funds(mandate).iter().map(|(_, balance)| balance).sum()
+    }
 }
 
 crate::aggregate!(Ledger, "ledger", LedgerState, LedgerCommand, LedgerEvent, LedgerError);

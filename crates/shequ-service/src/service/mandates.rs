@@ -228,8 +228,7 @@ impl Service {
             _ => {
                 // Refused, and nothing written, unless what is held for the mandate covers
                 // what was offered: an acceptance always becomes active.
-                let held =
-                    self.ledger(district).await?.mandate_funds(mandate).iter().map(|(_, fen)| fen).sum();
+                let held = self.ledger(district).await?.funds_held(mandate);
                 let funds_held_fen =
                     Fen::parse(held).map_err(|error| ServiceError::Invalid(error.to_string()))?;
                 let accept = MandateCommand::Accept { funds_held_fen };
@@ -299,7 +298,7 @@ impl Service {
         // into this mandate (reserved or posted).
         let ledger = self.ledger(district).await?;
         let unit = Account::Organisation { organisation: record.proposal.delegating_unit };
-        let already: i64 = ledger.mandate_funds(mandate).iter().map(|(_, balance)| balance).sum();
+        let already = ledger.funds_held(mandate);
         let decision = self.decide(&cured, Some(ledger.balance(unit) + already)).await?;
         let decision_id = decision.decision_id;
         let context = scope.context().with_decision(decision_id);
